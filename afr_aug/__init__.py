@@ -1,0 +1,19 @@
+"""afr-aug: Adversarial Feature Re-calibration for long-tailed image classification.
+
+The pieces, each usable alone in an existing training loop:
+
+- :class:`LongTailSampler` — class-balanced draws (inter-class over-sampling, CMO).
+- :class:`IntraClassSplitter` — each class's minority images in embedding space (§3.1, §3.3).
+- :class:`MinorityPGD` — a ``torchattacks.PGD`` that moves majority images toward their
+  class's minority features (§3.2).
+- :class:`CutMixBalancer` / :class:`MixUpBalancer` — mix a long-tailed batch with a balanced one.
+- :class:`AFRBalancer` — the stage-2 set: balanced classes with adversarial images.
+- ``afr_aug.data``, ``afr_aug.losses``, ``afr_aug.models``, ``afr_aug.metrics``,
+  ``afr_aug.augment``.
+"""
+
+__version__ = "0.1.0"
+
+from .sampler import LongTailSampler
+
+__all__ = ["LongTailSampler"]

@@ -1,0 +1,423 @@
+"""Batched tensor augmentation for CIFAR-style training (paper §4.1).
+
+Why: the benchmark keeps the whole dataset as one uint8 tensor (on CPU or GPU)
+and augments whole batches at once, so training is not starved by per-image
+PIL transforms. Every op here is per-sample random but vectorised over the
+batch (no Python loop over samples); AutoAugment groups the samples by
+sub-policy and makes about one batched call per op and sign.
+
+Stage 1 of the paper uses ``BatchAugment(auto_augment=True, cutout=True)``
+(crop with pad 4 + horizontal flip + AutoAugment CIFAR-10 policy + Cutout
+16x16); stage 2 uses ``BatchAugment()`` (crop + flip only).
+
+Randomness comes from an explicit ``torch.Generator`` (``generator=None`` uses
+torch's global RNG). Random numbers are drawn on the generator's device (CPU
+by default) and only index/mask tensors are moved to the images' device, so a
+CPU generator works for CUDA images and results repeat across devices.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+
+try:  # torchvision >= 0.16 (0.15 as beta)
+    import torchvision.transforms.v2.functional as TF
+except ImportError:  # pragma: no cover - older torchvision: v1 functional ops also take batched tensors
+    import torchvision.transforms.functional as TF
+
+try:
+    from torchvision.transforms import InterpolationMode as _InterpolationMode
+
+    _NEAREST = _InterpolationMode.NEAREST
+except ImportError:  # pragma: no cover
+    _NEAREST = None
+
+__all__ = ["random_crop", "random_hflip", "cutout", "auto_augment", "BatchAugment"]
+
+# AutoAugment CIFAR-10 policy (Cubuk et al. 2019), the same table torchvision uses:
+# 25 sub-policies of two (op name, probability, magnitude bin in 0..9 or None) entries.
+_CIFAR10_POLICY = (
+    (("Invert", 0.1, None), ("Contrast", 0.2, 6)),
+    (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
+    (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)),
+    (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.5, None), ("Equalize", 0.9, None)),
+    (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
+    (("Color", 0.4, 3), ("Brightness", 0.6, 7)),
+    (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+    (("Equalize", 0.6, None), ("Equalize", 0.5, None)),
+    (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+    (("Color", 0.7, 7), ("TranslateX", 0.5, 8)),
+    (("Equalize", 0.3, None), ("AutoContrast", 0.4, None)),
+    (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)),
+    (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
+    (("Solarize", 0.5, 2), ("Invert", 0.0, None)),
+    (("Equalize", 0.2, None), ("AutoContrast", 0.6, None)),
+    (("Equalize", 0.2, None), ("Equalize", 0.6, None)),
+    (("Color", 0.9, 9), ("Equalize", 0.6, None)),
+    (("AutoContrast", 0.8, None), ("Solarize", 0.2, 8)),
+    (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+    (("Solarize", 0.4, 5), ("AutoContrast", 0.9, None)),
+    (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.9, None), ("Solarize", 0.8, 3)),
+    (("Equalize", 0.8, None), ("Invert", 0.1, None)),
+    (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
+)
+
+_NUM_BINS = 10
+# Ops whose magnitude gets a random sign (probability 1/2), as in torchvision's AutoAugment.
+_SIGNED = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness"}
+
+
+def _magnitude(name: str, bin_idx: Optional[int], height: int, width: int) -> float:
+    """Unsigned magnitude of op ``name`` at bin ``bin_idx`` (torchvision's AutoAugment ranges)."""
+    if bin_idx is None:
+        return 0.0
+    if name in ("ShearX", "ShearY"):
+        values = torch.linspace(0.0, 0.3, _NUM_BINS)
+    elif name == "TranslateX":
+        values = torch.linspace(0.0, 150.0 / 331.0 * width, _NUM_BINS)
+    elif name == "TranslateY":
+        values = torch.linspace(0.0, 150.0 / 331.0 * height, _NUM_BINS)
+    elif name == "Rotate":
+        values = torch.linspace(0.0, 30.0, _NUM_BINS)
+    elif name in ("Brightness", "Color", "Contrast", "Sharpness"):
+        values = torch.linspace(0.0, 0.9, _NUM_BINS)
+    elif name == "Posterize":
+        values = (8 - (torch.arange(_NUM_BINS) / ((_NUM_BINS - 1) / 4))).round().int()
+    elif name == "Solarize":
+        values = torch.linspace(1.0, 0.0, _NUM_BINS)
+    else:
+        return 0.0
+    return float(values[bin_idx])
+
+
+def _apply_op(img: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
+    """Apply one AutoAugment op with a fixed signed magnitude to a uint8 batch [n, C, H, W]."""
+    if name in ("ShearX", "ShearY"):
+        shear_deg = math.degrees(math.atan(magnitude))
+        shear = [shear_deg, 0.0] if name == "ShearX" else [0.0, shear_deg]
+        return TF.affine(img, angle=0.0, translate=[0, 0], scale=1.0, shear=shear,
+                         interpolation=_NEAREST, fill=None, center=[0, 0])
+    if name in ("TranslateX", "TranslateY"):
+        translate = [int(magnitude), 0] if name == "TranslateX" else [0, int(magnitude)]
+        return TF.affine(img, angle=0.0, translate=translate, scale=1.0, shear=[0.0, 0.0],
+                         interpolation=_NEAREST, fill=None)
+    if name == "Rotate":
+        return TF.rotate(img, angle=magnitude, interpolation=_NEAREST, fill=None)
+    if name == "Brightness":
+        return TF.adjust_brightness(img, 1.0 + magnitude)
+    if name == "Color":
+        return TF.adjust_saturation(img, 1.0 + magnitude)
+    if name == "Contrast":
+        return TF.adjust_contrast(img, 1.0 + magnitude)
+    if name == "Sharpness":
+        return TF.adjust_sharpness(img, 1.0 + magnitude)
+    if name == "Posterize":
+        return TF.posterize(img, int(magnitude))
+    if name == "Solarize":
+        return TF.solarize(img, 255.0 * magnitude)
+    if name == "AutoContrast":
+        return TF.autocontrast(img)
+    if name == "Equalize":
+        return TF.equalize(img)
+    if name == "Invert":
+        return TF.invert(img)
+    raise ValueError(f"unknown AutoAugment op {name!r}")
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_batch(x: Any, fn: str, channels: Optional[tuple] = None) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{fn} expects an image batch tensor [N, C, H, W], got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{fn} expects a 4-D image batch [N, C, H, W], got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] not in channels:
+        raise ValueError(
+            f"{fn} expects {' or '.join(map(str, channels))} channels (NCHW), got {x.shape[1]} "
+            f"channels in shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def _check_generator(generator: Any) -> torch.device:
+    """Return the device random numbers are drawn on."""
+    if generator is None:
+        return torch.device("cpu")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator.device
+
+
+def _check_int(value: Any, name: str, minimum: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+# ----------------------------------------------------------------------------- ops
+
+
+def random_crop(x: torch.Tensor, padding: int = 4, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Per-sample random crop of the zero-padded batch back to the input size.
+
+    Why: the standard CIFAR "pad 4 + random 32x32 crop", but vectorised: each
+    sample gets its own offset in ``[0, 2*padding]`` and one gather produces the
+    whole batch. Works for any H, W and dtype; output has the input's shape.
+
+    >>> import torch
+    >>> x = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)
+    >>> y = random_crop(x, padding=1, generator=torch.Generator().manual_seed(0))
+    >>> y.shape, y.dtype
+    (torch.Size([1, 1, 4, 4]), torch.uint8)
+    """
+    _check_batch(x, "random_crop")
+    _check_int(padding, "padding")
+    draw_device = _check_generator(generator)
+    n, c, h, w = x.shape
+    if padding == 0 or n == 0:
+        return x.clone()
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=draw_device)
+    offsets = offsets.to(x.device)
+    padded = F.pad(x, (padding, padding, padding, padding))
+    rows = offsets[0].unsqueeze(1) + torch.arange(h, device=x.device)  # [N, H]
+    cols = offsets[1].unsqueeze(1) + torch.arange(w, device=x.device)  # [N, W]
+    batch = torch.arange(n, device=x.device).view(n, 1, 1)
+    # Advanced indices separated by a slice go to the front: result is [N, H, W, C].
+    out = padded[batch, :, rows.unsqueeze(2), cols.unsqueeze(1)]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def random_hflip(x: torch.Tensor, p: float = 0.5, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Flip each sample left-right independently with probability ``p``.
+
+    Why: per-sample (not per-batch) flips keep the augmentation distribution of
+    the usual per-image pipeline while staying one vectorised op.
+
+    >>> import torch
+    >>> x = torch.tensor([[[[1, 2, 3]]]], dtype=torch.uint8)
+    >>> random_hflip(x, p=1.0).tolist()
+    [[[[3, 2, 1]]]]
+    """
+    _check_batch(x, "random_hflip")
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    draw_device = _check_generator(generator)
+    n = x.shape[0]
+    flip = torch.rand(n, generator=generator, device=draw_device) < p
+    flip = flip.to(x.device).view(n, 1, 1, 1)
+    return torch.where(flip, x.flip(-1), x)
+
+
+def cutout(x: torch.Tensor, size: int = 16, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Zero one ``size x size`` square per sample (Cutout, DeVries & Taylor 2017).
+
+    Why: occluding a random region makes the network use the whole object.
+    The hole's centre is uniform over the image and the hole is clipped at the
+    borders, so holes near an edge are smaller. Rows
+    ``[cy - size//2, cy - size//2 + size)`` (same for columns) are zeroed, i.e.
+    exactly ``size x size`` pixels when the hole lies inside. Any dtype.
+
+    >>> import torch
+    >>> y = cutout(torch.ones(2, 3, 32, 32), size=16, generator=torch.Generator().manual_seed(0))
+    >>> y.shape, bool((y == 0).any())
+    (torch.Size([2, 3, 32, 32]), True)
+    """
+    _check_batch(x, "cutout")
+    _check_int(size, "size")
+    draw_device = _check_generator(generator)
+    n, c, h, w = x.shape
+    if size == 0 or n == 0:
+        return x.clone()
+    cy = torch.randint(0, h, (n,), generator=generator, device=draw_device).to(x.device)
+    cx = torch.randint(0, w, (n,), generator=generator, device=draw_device).to(x.device)
+    y0 = (cy - size // 2).unsqueeze(1)
+    x0 = (cx - size // 2).unsqueeze(1)
+    rows = torch.arange(h, device=x.device).unsqueeze(0)
+    cols = torch.arange(w, device=x.device).unsqueeze(0)
+    in_rows = (rows >= y0) & (rows < y0 + size)  # [N, H]
+    in_cols = (cols >= x0) & (cols < x0 + size)  # [N, W]
+    hole = (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).unsqueeze(1)  # [N, 1, H, W]
+    return x.masked_fill(hole, 0)
+
+
+def auto_augment(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """AutoAugment with the CIFAR-10 policy, a different sub-policy per sample.
+
+    Why: torchvision's ``AutoAugment`` draws one sub-policy per call, so a
+    batch would share it. Here each sample draws its own of the 25
+    sub-policies; then each sub-policy's two ops run on the group of samples
+    that drew it, each op applied per sample with its own probability (and for
+    signed ops a random sign per sample), using batched
+    ``torchvision.transforms.v2.functional`` calls on the group (about 25-100
+    small calls per batch, not N). Magnitudes, signs and fill (0) follow
+    torchvision's ``AutoAugment(AutoAugmentPolicy.CIFAR10)``.
+
+    Input and output: uint8 [N, 1 or 3, H, W], on any device.
+
+    >>> import torch
+    >>> x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    >>> y = auto_augment(x, generator=torch.Generator().manual_seed(0))
+    >>> y.shape, y.dtype
+    (torch.Size([8, 3, 32, 32]), torch.uint8)
+    """
+    _check_batch(x, "auto_augment", channels=(1, 3))
+    if x.dtype != torch.uint8:
+        raise TypeError(f"auto_augment expects a uint8 image batch, got dtype {x.dtype}")
+    draw_device = _check_generator(generator)
+    n, _, h, w = x.shape
+    out = x.clone()
+    if n == 0:
+        return out
+    policy = torch.randint(0, len(_CIFAR10_POLICY), (n,), generator=generator, device=draw_device).cpu()
+    apply_u = torch.rand(n, 2, generator=generator, device=draw_device).cpu()
+    negative = (torch.rand(n, 2, generator=generator, device=draw_device) <= 0.5).cpu()
+    for p_idx, sub_policy in enumerate(_CIFAR10_POLICY):
+        members = policy == p_idx
+        if not bool(members.any()):
+            continue
+        for j, (name, prob, bin_idx) in enumerate(sub_policy):
+            applied = members & (apply_u[:, j] <= prob)
+            if not bool(applied.any()):
+                continue
+            magnitude = _magnitude(name, bin_idx, h, w)
+            if name in _SIGNED:
+                groups = ((applied & ~negative[:, j], magnitude), (applied & negative[:, j], -magnitude))
+            else:
+                groups = ((applied, magnitude),)
+            for mask, mag in groups:
+                idx = mask.nonzero().flatten()
+                if idx.numel() == 0:
+                    continue
+                idx = idx.to(x.device)
+                out[idx] = _apply_op(out[idx], name, mag)
+    return out
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+class BatchAugment:
+    """Seeded, batched training augmentation: uint8 NCHW in, float [0, 1] NCHW out.
+
+    Why: one object holds the whole per-stage pipeline and its own RNG, so a
+    training run repeats exactly for a seed, and ``state_dict()`` /
+    ``load_state_dict()`` let a checkpoint resume the augmentation stream.
+    Order: AutoAugment (on uint8) -> crop -> flip -> to float -> Cutout.
+
+    Args:
+        crop: random crop with ``padding`` zero pixels each side.
+        flip: random horizontal flip (p = 0.5).
+        auto_augment: AutoAugment CIFAR-10 policy, per sample.
+        cutout: one ``cutout_size`` square hole per sample.
+        padding, cutout_size: see above.
+        seed: seed of the internal CPU ``torch.Generator``; ``None`` seeds it
+            non-deterministically (the state can still be saved and restored).
+
+    Input: uint8 [N, 1 or 3, H, W] (values 0..255), or float in [0, 1]. Output
+    is on the input's device: float32 for uint8 input, the input's float dtype
+    otherwise. With float input and ``auto_augment=True`` the images are
+    quantised to uint8 (``round(x * 255)``) for AutoAugment and converted back,
+    so they lose sub-1/255 precision; without AutoAugment float input is not
+    quantised. Random numbers are drawn on the CPU, so CUDA input gives the
+    same result as CPU input for the same seed.
+
+    >>> import torch
+    >>> aug = BatchAugment(auto_augment=True, cutout=True, seed=0)
+    >>> x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    >>> y = aug(x)
+    >>> y.shape, y.dtype, bool(0.0 <= y.min() and y.max() <= 1.0)
+    (torch.Size([4, 3, 32, 32]), torch.float32, True)
+    >>> state = aug.state_dict(); a = aug(x); aug.load_state_dict(state)
+    >>> torch.equal(a, aug(x))
+    True
+    """
+
+    def __init__(
+        self,
+        crop: bool = True,
+        flip: bool = True,
+        auto_augment: bool = False,
+        cutout: bool = False,
+        padding: int = 4,
+        cutout_size: int = 16,
+        seed: Optional[int] = None,
+    ) -> None:
+        self.crop = bool(crop)
+        self.flip = bool(flip)
+        self.auto_augment = bool(auto_augment)
+        self.cutout = bool(cutout)
+        self.padding = _check_int(padding, "padding")
+        self.cutout_size = _check_int(cutout_size, "cutout_size")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        self.generator = torch.Generator(device="cpu")
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self.seed = seed
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Augment a batch; returns float images in [0, 1] on ``x``'s device."""
+        _check_batch(x, "BatchAugment", channels=(1, 3))
+        if x.dtype == torch.uint8:
+            out_dtype = torch.float32
+        elif x.is_floating_point():
+            out_dtype = x.dtype
+            if x.numel() > 0:
+                lo, hi = torch.aminmax(x)
+                lo, hi = float(lo), float(hi)
+                if not (lo >= 0.0 and hi <= 1.0):
+                    raise ValueError(
+                        f"BatchAugment expects float images in [0, 1] (or uint8 0..255), "
+                        f"got values in [{lo:g}, {hi:g}]"
+                    )
+        else:
+            raise TypeError(f"BatchAugment expects a uint8 or float image batch, got dtype {x.dtype}")
+
+        g = self.generator
+        if self.auto_augment:
+            if x.dtype != torch.uint8:
+                x = x.mul(255.0).round_().to(torch.uint8)
+            x = auto_augment(x, generator=g)
+        if self.crop:
+            x = random_crop(x, padding=self.padding, generator=g)
+        if self.flip:
+            x = random_hflip(x, p=0.5, generator=g)
+        if x.dtype == torch.uint8:
+            x = x.to(out_dtype).div_(255.0)
+        elif not (self.crop or self.flip):
+            x = x.clone()  # never hand back the caller's tensor itself
+        if self.cutout:
+            x = cutout(x, size=self.cutout_size, generator=g)
+        return x
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Return the RNG state (and seed) so a checkpoint can resume the same augmentation stream."""
+        return {"generator_state": self.generator.get_state(), "seed": self.seed}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Restore the RNG state saved by :meth:`state_dict`."""
+        if not isinstance(state_dict, dict) or "generator_state" not in state_dict:
+            raise ValueError(
+                "load_state_dict expects the dict returned by BatchAugment.state_dict() with a "
+                f"'generator_state' entry, got {type(state_dict).__name__}"
+                + (f" with keys {sorted(state_dict)}" if isinstance(state_dict, dict) else "")
+            )
+        self.generator.set_state(state_dict["generator_state"])
+        self.seed = state_dict.get("seed", self.seed)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(crop={self.crop}, flip={self.flip}, auto_augment={self.auto_augment}, "
+            f"cutout={self.cutout}, padding={self.padding}, cutout_size={self.cutout_size}, seed={self.seed})"
+        )

@@ -1,0 +1,288 @@
+"""Evaluation metrics for long-tailed classification.
+
+On a long-tailed training set the overall top-1 accuracy on the (balanced) test set hides
+whether a method improves the tail or only the head, so the AFR paper, like LDAM/CMO, also
+reports the mean per-class accuracy on Many-shot (> 100 training images), Medium-shot (20-100)
+and Few-shot (< 20) classes. This module computes these numbers from model outputs
+(:func:`top1_accuracy`, :func:`per_class_accuracy`, :func:`shot_accuracy`) or straight from a
+model and a data loader (:func:`evaluate`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Dict, Iterable, Optional, Sequence
+
+import torch
+
+from .data import shot_groups
+
+__all__ = ["top1_accuracy", "per_class_accuracy", "shot_accuracy", "evaluate"]
+
+
+def _as_tensor(x, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    try:
+        return torch.as_tensor(x)
+    except Exception as exc:
+        raise TypeError(f"{name} must be a tensor, numpy array or sequence of numbers: {exc}") from exc
+
+
+def _is_int_dtype(t: torch.Tensor) -> bool:
+    return not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
+
+
+def _predictions(outputs, targets, num_classes: Optional[int] = None):
+    """Validate ``outputs`` / ``targets`` and return (pred, target) as CPU int64 tensors."""
+    out = _as_tensor(outputs, "outputs")
+    tgt = _as_tensor(targets, "targets")
+    if tgt.dim() != 1:
+        raise ValueError(f"targets must be 1-D class labels [N], got shape {tuple(tgt.shape)}")
+    if not _is_int_dtype(tgt):
+        raise TypeError(f"targets must be integer class labels, got dtype {tgt.dtype}")
+    if out.dim() == 2:
+        if num_classes is not None and out.shape[1] != num_classes:
+            raise ValueError(
+                f"outputs has {out.shape[1]} columns (logits [N, C]), num_classes is {num_classes}"
+            )
+        if out.shape[1] == 0:
+            raise ValueError("outputs has 0 columns; expected logits [N, C] with C >= 1")
+        classes = out.shape[1]
+        pred = out.argmax(dim=1)
+    elif out.dim() == 1:
+        if not _is_int_dtype(out):
+            raise TypeError(
+                "1-D outputs are read as predicted labels [N] and must be integers, "
+                f"got dtype {out.dtype} (pass logits as [N, C])"
+            )
+        classes = num_classes
+        pred = out
+    else:
+        raise ValueError(
+            f"outputs must be logits [N, C] or predicted labels [N], got shape {tuple(out.shape)}"
+        )
+    if len(pred) != len(tgt):
+        raise ValueError(f"outputs has {len(pred)} entries, targets {len(tgt)}")
+    if len(tgt) == 0:
+        raise ValueError("outputs and targets are empty; expected at least one sample")
+    pred = pred.to("cpu", torch.int64)
+    tgt = tgt.to("cpu", torch.int64)
+    for name, t in (("targets", tgt), ("predicted labels", pred)):
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or (classes is not None and hi >= classes):
+            bound = f"[0, {classes})" if classes is not None else ">= 0"
+            raise ValueError(f"{name} must lie in {bound}, got range [{lo}, {hi}]")
+    return pred, tgt
+
+
+def top1_accuracy(outputs, targets) -> float:
+    """Fraction of samples whose predicted class equals the label.
+
+    Why: the headline number of every CIFAR-LT table; accepting either logits or labels lets it
+    be used on raw model outputs or on stored predictions.
+
+    ``outputs`` is logits ``[N, C]`` (the argmax is the prediction) or integer predicted labels
+    ``[N]``; ``targets`` is integer labels ``[N]``. Returns a float in [0, 1].
+
+    >>> top1_accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 0.0]]), torch.tensor([0, 1, 1]))
+    0.6666666666666666
+    >>> top1_accuracy(torch.tensor([1, 1, 0, 0]), torch.tensor([1, 0, 0, 0]))
+    0.75
+    """
+    pred, tgt = _predictions(outputs, targets)
+    return (pred == tgt).sum().item() / len(tgt)
+
+
+def per_class_accuracy(outputs, targets, num_classes: int) -> torch.Tensor:
+    """Accuracy of each class (recall): correct predictions / test samples of that class.
+
+    Why: on long-tailed data the head dominates overall accuracy; per-class accuracy shows what
+    happens on tail classes and is the input to the Many/Med/Few report.
+
+    Returns a float64 tensor ``[num_classes]``; a class with no test sample gets ``NaN`` (its
+    accuracy is undefined, and NaN keeps it from silently counting as 0 or 1).
+
+    >>> per_class_accuracy(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), 4)
+    tensor([1.0000, 1.0000, 0.5000,    nan], dtype=torch.float64)
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"num_classes must be an int >= 1, got {type(num_classes).__name__} {num_classes!r}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    pred, tgt = _predictions(outputs, targets, int(num_classes))
+    total = torch.bincount(tgt, minlength=num_classes).to(torch.float64)
+    correct = torch.bincount(tgt[pred == tgt], minlength=num_classes).to(torch.float64)
+    acc = correct / total
+    acc[total == 0] = float("nan")
+    return acc
+
+
+def shot_accuracy(
+    per_class_acc,
+    class_counts: Sequence[int],
+    many: int = 100,
+    few: int = 20,
+) -> Dict[str, Optional[float]]:
+    """Mean per-class accuracy over the Many-, Medium- and Few-shot classes.
+
+    Why: the paper reports these three numbers to show where a long-tail method helps; the
+    grouping follows the number of *training* images per class (see
+    :func:`afr_aug.data.shot_groups`: > ``many`` is Many, < ``few`` is Few, else Medium).
+
+    Returns ``{"many": float | None, "med": ..., "few": ...}``; a group is ``None`` when it has
+    no class (e.g. CIFAR-10-LT with ratio 100 has no Few class). Classes whose accuracy is NaN
+    (no test sample) are left out of their group's mean; a group with only such classes is
+    ``None``.
+
+    >>> shot_accuracy([0.9, 0.7, 0.5, 0.1], class_counts=[500, 150, 50, 10])
+    {'many': 0.8, 'med': 0.5, 'few': 0.1}
+    >>> shot_accuracy([0.9, 0.5], class_counts=[500, 50])
+    {'many': 0.9, 'med': 0.5, 'few': None}
+    """
+    if isinstance(per_class_acc, torch.Tensor):
+        acc = per_class_acc.detach()
+    else:
+        try:
+            acc = torch.as_tensor(per_class_acc, dtype=torch.float64)
+        except Exception as exc:
+            raise TypeError(f"per_class_acc must be a 1-D sequence of floats: {exc}") from exc
+    if acc.dim() != 1:
+        raise ValueError(f"per_class_acc must be 1-D [C], got shape {tuple(acc.shape)}")
+    if not acc.is_floating_point():
+        acc = acc.to(torch.float64)
+    groups = shot_groups(class_counts, many=many, few=few)
+    if len(groups) != len(acc):
+        raise ValueError(f"per_class_acc has {len(acc)} entries, class_counts {len(groups)}")
+    values = acc.to(torch.float64).tolist()
+    result: Dict[str, Optional[float]] = {}
+    for group in ("many", "med", "few"):
+        vals = [v for v, g in zip(values, groups) if g == group and not math.isnan(v)]
+        result[group] = sum(vals) / len(vals) if vals else None
+    return result
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def evaluate(
+    model: torch.nn.Module,
+    loader: Iterable,
+    num_classes: Optional[int] = None,
+    class_counts: Optional[Sequence[int]] = None,
+    device=None,
+    progress: bool = False,
+) -> Dict[str, object]:
+    """Evaluate a classifier on a data loader: top-1, per-class and Many/Med/Few accuracy.
+
+    Why: one call gives every number of the paper's result tables, and it is safe to call in
+    the middle of training: it runs one pass under ``torch.no_grad()`` in eval mode and then
+    restores the train/eval mode of every sub-module exactly as it was. The model is never
+    moved; batches are moved to ``device`` (default: the device of the model's parameters).
+
+    ``loader`` yields ``(images, labels)`` batches (extra items after the first two are
+    ignored); the model must return logits ``[B, C]``. ``num_classes`` defaults to
+    ``len(class_counts)`` and then to the logits' width. ``class_counts`` (training images per
+    class) enables the ``"many"``/``"med"``/``"few"`` entries, which are ``None`` otherwise.
+    ``progress=True`` shows a tqdm bar.
+
+    Returns ``{"top1": float, "per_class": list of float (NaN: class absent from the loader),
+    "many": float | None, "med": ..., "few": ...}``.
+
+    >>> model = torch.nn.Linear(2, 2, bias=False)
+    >>> with torch.no_grad(): _ = model.weight.copy_(torch.eye(2))
+    >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    >>> y = torch.tensor([0, 1, 1, 1])
+    >>> res = evaluate(model, [(x[:2], y[:2]), (x[2:], y[2:])], class_counts=[200, 30])
+    >>> res["top1"], res["per_class"], res["many"], res["med"], res["few"]
+    (0.5, [1.0, 0.3333333333333333], 1.0, 0.3333333333333333, None)
+    >>> model.training   # mode restored
+    True
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if class_counts is not None:
+        n_counts = len(list(class_counts))
+        if num_classes is None:
+            num_classes = n_counts
+        elif n_counts != num_classes:
+            raise ValueError(f"class_counts has {n_counts} entries, num_classes is {num_classes}")
+    if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+            raise TypeError(
+                f"num_classes must be an int >= 1 or None, got {type(num_classes).__name__} {num_classes!r}"
+            )
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
+    device = _model_device(model) if device is None else torch.device(device)
+
+    modes = [(m, m.training) for m in model.modules()]
+    preds, labels = [], []
+    batches = loader
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(loader, desc="evaluate", leave=False)
+    try:
+        model.eval()
+        with torch.no_grad():
+            for i, batch in enumerate(batches):
+                if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                    raise TypeError(
+                        f"loader must yield (images, labels) pairs; batch {i} is "
+                        f"{type(batch).__name__}"
+                        + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+                    )
+                images, target = batch[0], batch[1]
+                if not isinstance(images, torch.Tensor):
+                    raise TypeError(
+                        f"loader must yield image tensors; batch {i} has {type(images).__name__}"
+                    )
+                target = torch.as_tensor(target).reshape(-1)
+                logits = model(images.to(device))
+                if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+                    shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                    raise ValueError(f"model must return logits [B, C]; batch {i} gave {shape}")
+                if num_classes is not None and logits.shape[1] != num_classes:
+                    raise ValueError(
+                        f"model returns {logits.shape[1]} logits per sample, num_classes is {num_classes}"
+                    )
+                if len(target) != len(logits):
+                    raise ValueError(
+                        f"batch {i}: labels has {len(target)} entries, model outputs {len(logits)}"
+                    )
+                if num_classes is None:
+                    num_classes = logits.shape[1]
+                preds.append(logits.argmax(dim=1).cpu())
+                labels.append(target.cpu())
+    finally:
+        if progress:
+            batches.close()
+        # train() first so that sub-modules overriding it see the call, then put back any
+        # sub-module whose own mode differed from the top-level one (e.g. frozen BatchNorm).
+        model.train(modes[0][1])
+        for m, mode in modes:
+            if m.training != mode:
+                m.training = mode
+    if not preds:
+        raise ValueError("loader yielded no batch; nothing to evaluate")
+
+    pred = torch.cat(preds)
+    tgt = torch.cat(labels)
+    per_class = per_class_accuracy(pred, tgt, num_classes)
+    result: Dict[str, object] = {
+        "top1": top1_accuracy(pred, tgt),
+        "per_class": per_class.tolist(),
+        "many": None,
+        "med": None,
+        "few": None,
+    }
+    if class_counts is not None:
+        result.update(shot_accuracy(per_class, class_counts))
+    return result

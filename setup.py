@@ -1,0 +1,4 @@
+from setuptools import setup
+
+# All metadata lives in setup.cfg; this file lets older pip versions install in editable mode.
+setup()

@@ -1,0 +1,29 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # lets tests import this module's helpers
+
+# Unit tests are small: one thread avoids oversubscribing CI's two cores.
+torch.set_num_threads(1)
+
+
+def cifar10_root():
+    """Where the real CIFAR-10 is: $AFR_DATA, else ../shared/data next to the repository."""
+    candidates = []
+    if os.environ.get("AFR_DATA"):
+        candidates.append(Path(os.environ["AFR_DATA"]))
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
+    for c in candidates:
+        if (c / "cifar-10-batches-py" / "data_batch_1").is_file():
+            return c
+    return None
+
+
+needs_cifar10 = pytest.mark.skipif(
+    cifar10_root() is None,
+    reason="real CIFAR-10 not found in $AFR_DATA or <repo>/../shared/data (cifar-10-batches-py/)",
+)

@@ -1,0 +1,116 @@
+"""Dependency hygiene: installing afr-aug must not downgrade a user's ``requests``.
+
+torchattacks 3.4.0-3.5.1 declare ``requests~=2.25.1``. The test below resolves afr-aug's real
+declared requirements with pip's real resolver, offline, against a local wheelhouse of
+stand-in distributions that carry exactly those published dependency declarations, in an
+environment that already holds requests 2.32.3. A control run with a naive
+``torchattacks>=3.3`` requirement shows that the set-up does catch the downgrade.
+"""
+
+import importlib.metadata as md
+import json
+import os
+import subprocess
+import sys
+import venv
+import zipfile
+
+import pytest
+from packaging.requirements import Requirement
+
+# name -> {version: [Requires-Dist, ...]}; torchattacks entries mirror the published metadata
+TORCHATTACKS_RELEASES = {
+    "3.3.0": [],
+    "3.4.0": ["requests~=2.25.1"],
+    "3.5.0": ["requests~=2.25.1"],
+    "3.5.1": ["requests~=2.25.1"],
+}
+
+
+def _fake_wheel(folder, name, version, requires=()):
+    dist = name.replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta += [f"Requires-Dist: {r}" for r in requires]
+    path = folder / f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{dist}/__init__.py", "")
+        z.writestr(f"{info}/METADATA", "\n".join(meta) + "\n")
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def _declared_requirements():
+    reqs = [Requirement(r) for r in md.requires("afr-aug") or []]
+    return [r for r in reqs if r.marker is None]
+
+
+def _pip(python, *args):
+    cmd = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check",
+           "--no-input", *args]
+    # ignore this machine's pip configuration (index mirrors, version caps): the test is offline
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def _lowest_allowed(req):
+    lower = [s.version for s in req.specifier if s.operator in (">=", "==", "~=")]
+    return lower[0] if lower else "1.0"
+
+
+def _resolve(tmp_path, requirements):
+    """Dry-run install of ``requirements`` into an env holding requests 2.32.3; pip's report."""
+    wh = tmp_path / "wheelhouse"
+    wh.mkdir()
+    for version, requires in TORCHATTACKS_RELEASES.items():
+        _fake_wheel(wh, "torchattacks", version, requires)
+    for v in ("2.25.1", "2.32.3"):
+        _fake_wheel(wh, "requests", v)
+    for req in _declared_requirements():
+        if req.name != "torchattacks":
+            _fake_wheel(wh, req.name, _lowest_allowed(req))
+    env = tmp_path / "env"
+    venv.EnvBuilder(with_pip=False).create(env)
+    python = env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    done = _pip(python, "install", "--no-index", "--find-links", str(wh), "requests==2.32.3")
+    assert done.returncode == 0, done.stderr
+    report = tmp_path / "report.json"
+    res = _pip(python, "install", "--dry-run", "--no-index", "--find-links", str(wh),
+               "--report", str(report), *requirements)
+    assert res.returncode == 0, res.stderr
+    return res, report
+
+
+def _planned(report):
+    data = json.loads(report.read_text())
+    return {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in data["install"]}
+
+
+@pytest.fixture(scope="module")
+def pip_has_python_option():
+    out = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True)
+    major, minor = (int(x) for x in out.stdout.split()[1].split(".")[:2])
+    if (major, minor) < (22, 3):
+        pytest.skip(f"pip {major}.{minor} has no --python option (needs >= 22.3)")
+
+
+def test_declared_requirements_exclude_pinning_torchattacks():
+    ta = next(r for r in _declared_requirements() if r.name == "torchattacks")
+    allowed = {v for v in TORCHATTACKS_RELEASES if ta.specifier.contains(v)}
+    assert allowed == {"3.3.0"}
+    assert ta.specifier.contains("3.6.0")  # a future, fixed release stays allowed
+
+
+def test_install_keeps_users_requests(tmp_path, pip_has_python_option):
+    reqs = [str(r) for r in _declared_requirements()]
+    _, report = _resolve(tmp_path, reqs)
+    planned = _planned(report)
+    assert "requests" not in planned, planned
+    assert planned["torchattacks"] == "3.3.0"
+
+
+def test_naive_requirement_would_downgrade(tmp_path, pip_has_python_option):
+    """Control: the same set-up catches the downgrade a plain torchattacks>=3.3 causes."""
+    _, report = _resolve(tmp_path, ["torchattacks>=3.3"])
+    assert _planned(report).get("requests") == "2.25.1"
