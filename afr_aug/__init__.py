@@ -14,6 +14,19 @@ The pieces, each usable alone in an existing training loop:
 
 __version__ = "0.1.0"
 
+from .attack import MinorityPGD
+from .balance import AFRBalancer
+from .mixing import CutMixBalancer, MixUpBalancer, mixed_loss
 from .sampler import LongTailSampler
+from .split import IntraClassSplitter, SplitResult
 
-__all__ = ["LongTailSampler"]
+__all__ = [
+    "AFRBalancer",
+    "CutMixBalancer",
+    "IntraClassSplitter",
+    "LongTailSampler",
+    "MinorityPGD",
+    "MixUpBalancer",
+    "SplitResult",
+    "mixed_loss",
+]

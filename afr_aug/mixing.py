@@ -1,0 +1,156 @@
+"""Mixing a long-tailed batch with a balanced one (CMO; AFR §3.2 and Table 2).
+
+CMO pastes a patch of a class-balanced batch onto an ordinary (long-tailed) batch, so tail
+classes appear on the rich backgrounds of head-class images. AFR's stage 2 does the same with
+its re-balanced set, on 25 % of the batches. Both mixers are callables on a batch, like
+``torchvision.transforms.v2.CutMix``, but take the second batch explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+__all__ = ["CutMixBalancer", "MixUpBalancer", "mixed_loss"]
+
+Mixed = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]
+
+
+class _Balancer:
+    def __init__(self, p: float, alpha: float, seed: Optional[int]):
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p}")
+        if not float(alpha) > 0.0:
+            raise ValueError(f"alpha must be > 0 for Beta(alpha, alpha), got {alpha}")
+        self.p = float(p)
+        self.alpha = float(alpha)
+        # numpy's Generator has a seeded Beta sampler and a picklable state: runs repeat
+        self.rng = np.random.default_rng(seed)
+
+    def _coin(self) -> bool:
+        return bool(self.rng.random() < self.p)
+
+    def _beta(self) -> float:
+        return float(self.rng.beta(self.alpha, self.alpha))
+
+    @staticmethod
+    def _check(x, y, x_bal, y_bal):
+        for name, t in (("x", x), ("x_bal", x_bal)):
+            if not isinstance(t, torch.Tensor) or t.ndim != 4:
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"{name} must be an NCHW image batch, got {shape}")
+        if x.shape != x_bal.shape:
+            raise ValueError(f"x and x_bal must have the same shape, got {tuple(x.shape)} and "
+                             f"{tuple(x_bal.shape)}")
+        for name, t in (("y", y), ("y_bal", y_bal)):
+            if not isinstance(t, torch.Tensor) or t.ndim != 1 or len(t) != len(x):
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"{name} must be a 1-D label tensor with {len(x)} entries (one per "
+                                 f"image), got {shape}")
+
+    def state_dict(self) -> dict:
+        """The random state, so a resumed run mixes exactly like an uninterrupted one."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(p={self.p}, alpha={self.alpha})"
+
+
+class CutMixBalancer(_Balancer):
+    """Paste a box of the balanced batch onto the long-tailed batch, with probability ``p``.
+
+    One coin per batch decides (as CMO does); the box covers a ``1 - lam0`` share of the image
+    with ``lam0 ~ Beta(alpha, alpha)``, centred uniformly and clipped at the borders, so the
+    returned ``lam`` is recomputed as the *exact* fraction of pixels still from ``x``. When the
+    coin says no, ``x`` comes back unchanged with ``lam = 1`` and ``y_b = y_a``. The input
+    batch is not modified in place.
+
+    Args:
+        p: probability to mix a batch (AFR stage 2: 0.25; CMO stage 1: 0.5).
+        alpha: Beta(alpha, alpha) parameter for the box size (1.0: uniform).
+        seed: seed of the mixer's own generator (``None``: nondeterministic).
+
+    Example:
+        >>> mixer = CutMixBalancer(p=1.0, seed=0)
+        >>> x, y = torch.zeros(4, 3, 32, 32), torch.tensor([0, 0, 0, 1])
+        >>> x_bal, y_bal = torch.ones(4, 3, 32, 32), torch.tensor([2, 3, 4, 5])
+        >>> mixed, y_a, y_b, lam = mixer(x, y, x_bal, y_bal)
+        >>> abs((1 - mixed[0].mean().item()) - lam) < 1e-6    # lam = share of pixels from x
+        True
+        >>> loss = mixed_loss(torch.nn.functional.cross_entropy, torch.randn(4, 6), y_a, y_b, lam)
+    """
+
+    def __init__(self, p: float = 0.25, alpha: float = 1.0, seed: Optional[int] = None):
+        super().__init__(p, alpha, seed)
+
+    def box(self, height: int, width: int) -> Tuple[int, int, int, int]:
+        """A random box ``(y0, y1, x0, x1)`` for one mix (CutMix's rule, clipped)."""
+        lam0 = self._beta()
+        ratio = (1.0 - lam0) ** 0.5
+        cut_h, cut_w = int(height * ratio), int(width * ratio)
+        cy, cx = int(self.rng.integers(height)), int(self.rng.integers(width))
+        y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+        x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+        return y0, y1, x0, x1
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_bal: torch.Tensor,
+                 y_bal: torch.Tensor) -> Mixed:
+        self._check(x, y, x_bal, y_bal)
+        if not self._coin():
+            return x, y, y, 1.0
+        h, w = x.shape[-2:]
+        y0, y1, x0, x1 = self.box(h, w)
+        out = x.clone()
+        out[:, :, y0:y1, x0:x1] = x_bal[:, :, y0:y1, x0:x1].to(out.dtype)
+        lam = 1.0 - (y1 - y0) * (x1 - x0) / float(h * w)
+        return out, y, y_bal, lam
+
+
+class MixUpBalancer(_Balancer):
+    """Blend the balanced batch into the long-tailed batch, with probability ``p`` (Table 2).
+
+    ``lam ~ Beta(alpha, alpha)`` weighs ``x``; the output is ``lam * x + (1 - lam) * x_bal``.
+
+    Example:
+        >>> mixer = MixUpBalancer(p=1.0, seed=0)
+        >>> x, x_bal = torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8)
+        >>> mixed, y_a, y_b, lam = mixer(x, torch.tensor([0, 1]), x_bal, torch.tensor([2, 3]))
+        >>> abs(mixed.mean().item() - (1 - lam)) < 1e-6
+        True
+    """
+
+    def __init__(self, p: float = 0.25, alpha: float = 1.0, seed: Optional[int] = None):
+        super().__init__(p, alpha, seed)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_bal: torch.Tensor,
+                 y_bal: torch.Tensor) -> Mixed:
+        self._check(x, y, x_bal, y_bal)
+        if not self._coin():
+            return x, y, y, 1.0
+        lam = self._beta()
+        return lam * x + (1.0 - lam) * x_bal.to(x.dtype), y, y_bal, lam
+
+
+def mixed_loss(criterion, logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor,
+               lam: float) -> torch.Tensor:
+    """``lam * criterion(logits, y_a) + (1 - lam) * criterion(logits, y_b)``.
+
+    Why a function: with ``lam == 1`` it skips the second term, so unmixed batches cost one
+    loss evaluation, and every training loop weighs the two labels the same way.
+
+    >>> ce = torch.nn.functional.cross_entropy
+    >>> logits, y = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    >>> bool(torch.isclose(mixed_loss(ce, logits, y, y, 1.0), ce(logits, y)))
+    True
+    """
+    if not 0.0 <= float(lam) <= 1.0:
+        raise ValueError(f"lam must be in [0, 1], got {lam}")
+    loss = criterion(logits, y_a)
+    if lam < 1.0:
+        loss = lam * loss + (1.0 - lam) * criterion(logits, y_b)
+    return loss

@@ -1,0 +1,91 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from afr_aug import CutMixBalancer, MixUpBalancer, mixed_loss
+
+
+def batches(n=8, size=32):
+    x = torch.zeros(n, 3, size, size)
+    x_bal = torch.ones(n, 3, size, size)
+    return x, torch.arange(n), x_bal, torch.arange(n) + 100
+
+
+def test_cutmix_lam_is_exact_pixel_share():
+    mixer = CutMixBalancer(p=1.0, seed=0)
+    x, y, xb, yb = batches()
+    seen = set()
+    for _ in range(200):
+        out, y_a, y_b, lam = mixer(x, y, xb, yb)
+        from_x = (out == 0).all(1).float().mean(dim=(1, 2))   # per image share of x pixels
+        assert torch.allclose(from_x, torch.full_like(from_x, lam))
+        assert torch.equal(y_a, y) and torch.equal(y_b, yb)
+        seen.add(round(lam, 2))
+    assert len(seen) > 20          # box sizes vary
+    assert torch.equal(x, torch.zeros_like(x))  # input untouched
+
+
+def test_cutmix_applied_about_p_of_the_time():
+    mixer = CutMixBalancer(p=0.25, seed=1)
+    x, y, xb, yb = batches(n=2, size=8)
+    applied = 0
+    for _ in range(4000):
+        out, y_a, y_b, lam = mixer(x, y, xb, yb)
+        if lam < 1.0 or not torch.equal(y_b, y_a):
+            applied += 1
+        else:
+            assert out is x and torch.equal(y_b, y)
+    assert abs(applied / 4000 - 0.25) < 0.03
+
+
+def test_cutmix_deterministic_and_resumable():
+    x, y, xb, yb = batches()
+    a, b = CutMixBalancer(p=0.5, seed=3), CutMixBalancer(p=0.5, seed=3)
+    for _ in range(5):
+        a(x, y, xb, yb)
+    state = a.state_dict()
+    b.load_state_dict(state)
+    for _ in range(5):
+        assert a(x, y, xb, yb)[3] == b(x, y, xb, yb)[3]
+
+
+def test_cutmix_box_mean_area_matches_beta():
+    mixer = CutMixBalancer(p=1.0, alpha=1.0, seed=4)
+    lams = [mixer(*batches(n=1, size=64))[3] for _ in range(3000)]
+    # Beta(1,1) box, clipped at borders: more of x survives than 1 - E[box] = 0.5
+    assert 0.55 < sum(lams) / len(lams) < 0.8
+
+
+def test_mixup_interpolates():
+    mixer = MixUpBalancer(p=1.0, seed=0)
+    x, y, xb, yb = batches(n=4, size=4)
+    out, y_a, y_b, lam = mixer(x, y, xb, yb)
+    assert 0.0 <= lam <= 1.0
+    assert torch.allclose(out, torch.full_like(out, 1 - lam))
+    never = MixUpBalancer(p=0.0, seed=0)
+    assert never(x, y, xb, yb)[3] == 1.0
+
+
+def test_mixed_loss_hand_computed():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    y_a, y_b = torch.tensor([0, 1]), torch.tensor([2, 0])
+    expected = 0.3 * F.cross_entropy(logits, y_a) + 0.7 * F.cross_entropy(logits, y_b)
+    assert torch.isclose(mixed_loss(F.cross_entropy, logits, y_a, y_b, 0.3), expected)
+    with pytest.raises(ValueError, match="lam"):
+        mixed_loss(F.cross_entropy, logits, y_a, y_b, 1.5)
+
+
+@pytest.mark.parametrize("cls", [CutMixBalancer, MixUpBalancer])
+def test_bad_shapes(cls):
+    mixer = cls(p=1.0, seed=0)
+    x, y, xb, yb = batches()
+    with pytest.raises(ValueError, match="same shape"):
+        mixer(x, y, xb[:4], yb[:4])
+    with pytest.raises(ValueError, match="NCHW"):
+        mixer(x[0], y, xb, yb)
+    with pytest.raises(ValueError, match="y_bal must be a 1-D label tensor with 8 entries"):
+        mixer(x, y, xb, yb[:3])
+    with pytest.raises(ValueError, match="probability"):
+        cls(p=1.5)
+    with pytest.raises(ValueError, match="alpha"):
+        cls(alpha=0)
