@@ -1,0 +1,166 @@
+import pytest
+import torch
+import torch.nn.functional as F
+import torchattacks
+
+from afr_aug import IntraClassSplitter, MinorityPGD
+from afr_aug.augment import BatchAugment
+from afr_aug.data import load_cifar
+from afr_aug.models import resnet32
+
+from conftest import cifar10_root, needs_cifar10
+
+CIFAR_NORM = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A ResNet32 trained briefly (about half a minute) on 3 CIFAR-10 classes, and its split."""
+    torch.manual_seed(0)
+    data = load_cifar("cifar10", root=cifar10_root())
+    targets = torch.tensor(data.targets)
+    keep = torch.cat([torch.nonzero(targets == c).flatten()[:n] for c, n in ((0, 600), (1, 300), (2, 150))])
+    x = torch.from_numpy(data.data[keep.numpy()]).permute(0, 3, 1, 2).contiguous()
+    y = targets[keep]
+    model = resnet32(num_classes=3, normalize=CIFAR_NORM)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    aug = BatchAugment(seed=0)
+    for _ in range(6):
+        for idx in torch.randperm(len(y)).split(64):
+            loss = F.cross_entropy(model(aug(x[idx])), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    opt.zero_grad(set_to_none=True)
+    images = x.float() / 255
+    splitter = IntraClassSplitter(threshold=0.8, adaptive=False)
+    emb, labels, _, train_acc = splitter.embed(model, [(images[i:i + 256], y[i:i + 256])
+                                                       for i in range(0, len(y), 256)], progress=False)
+    split = splitter.split(emb, labels)
+    assert train_acc > 0.6, f"the fixture model did not train (accuracy {train_acc:.2f})"
+    return model, images, y, split
+
+
+@needs_cifar10
+def test_moves_majority_toward_minority_and_keeps_labels(trained):
+    model, images, labels, split = trained
+    idx = torch.cat([split.majority_indices(c)[:40] for c in range(3)])
+    x, y = images[idx], labels[idx]
+    model.train()
+    atk = MinorityPGD(model).set_targets(split)       # the defaults: eps 0.6, 3 steps of 1/255
+    adv = atk(x, y)
+    assert model.training                              # mode restored
+    assert all(p.grad is None for p in model.parameters())
+    assert (adv - x).abs().max() <= atk.eps + 1e-6 and (adv - x).abs().max() <= 3 / 255 + 1e-6
+    assert adv.min() >= 0 and adv.max() <= 1
+    model.eval()
+    with torch.no_grad():
+        logits0, e0 = model(x, return_embedding=True)
+        logits1, e1 = model(adv, return_embedding=True)
+    model.train()
+    target = split.minority_centroids[y]
+    before, after = F.cosine_similarity(e0, target), F.cosine_similarity(e1, target)
+    moved = (after > before).float().mean().item()
+    correct = logits0.argmax(1) == y
+    kept = (logits1.argmax(1) == y)[correct].float().mean().item()
+    assert moved >= 0.8, f"only {moved:.0%} moved toward the minority centroid"
+    assert kept >= 0.9, f"only {kept:.0%} of correctly classified images kept their label"
+    assert after.mean() > before.mean()
+
+
+@needs_cifar10
+def test_label_weight_trades_pull_against_label(trained):
+    model, images, labels, split = trained
+    idx = torch.cat([split.majority_indices(c)[:40] for c in range(3)])
+    x, y = images[idx], labels[idx]
+    target = split.minority_centroids[y]
+
+    def gain(weight):
+        adv = MinorityPGD(model, label_weight=weight, steps=5).set_targets(split)(x, y)
+        with torch.no_grad():
+            return F.cosine_similarity(model(adv, return_embedding=True)[1], target).mean().item()
+
+    assert gain(0.0) > gain(1.0) > gain(4.0) - 0.02
+
+
+def test_is_a_torchattacks_pgd_and_respects_eps_and_range():
+    torch.manual_seed(0)
+    model = resnet32(num_classes=4)
+    atk = MinorityPGD(model, eps=2 / 255, alpha=1 / 255, steps=5).set_targets(torch.randn(4, 64))
+    assert isinstance(atk, torchattacks.PGD) and isinstance(atk, torchattacks.attack.Attack)
+    x = torch.rand(6, 3, 32, 32)
+    x[0] = 1.0
+    adv = atk(x, torch.tensor([0, 1, 2, 3, 0, 1]))
+    assert (adv - x).abs().max() <= 2 / 255 + 1e-6
+    assert adv.min() >= 0 and adv.max() <= 1 and adv.shape == x.shape
+    assert (adv != x).any()
+
+
+def test_set_normalization_used():
+    torch.manual_seed(0)
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    plain = resnet32(num_classes=3).eval()
+    inner = resnet32(num_classes=3, normalize=(mean, std)).eval()
+    inner.load_state_dict(plain.state_dict(), strict=False)
+    targets = torch.randn(3, 64)
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    a = MinorityPGD(inner).set_targets(targets)(x, y)
+    atk = MinorityPGD(plain).set_targets(targets)
+    atk.set_normalization_used(mean, std)
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    b = atk((x - m) / s, y) * s + m          # normalised in, normalised out
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_embed_fn_for_other_models():
+    torch.manual_seed(0)
+    features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    head = torch.nn.Linear(8, 2)
+    model = torch.nn.Sequential(features, head)
+    atk = MinorityPGD(model, steps=4, embed_fn=features).set_targets(torch.randn(2, 8))
+    x, y = torch.rand(3, 3, 16, 16), torch.tensor([0, 1, 1])
+    assert (atk(x, y) - x).abs().max() > 0
+
+
+def test_restores_submodule_modes():
+    model = resnet32(num_classes=2).train()
+    next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)).eval()  # frozen BN
+    before = [m.training for m in model.modules()]
+    MinorityPGD(model).set_targets(torch.randn(2, 64))(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
+    assert [m.training for m in model.modules()] == before
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(eps=-0.1), "eps must be >= 0"),
+    (dict(alpha=0), "alpha"),
+    (dict(steps=0), "steps"),
+    (dict(label_weight=-1), "label_weight"),
+    (dict(eps=float("nan")), "finite"),
+])
+def test_bad_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MinorityPGD(resnet32(num_classes=2), **kwargs)
+
+
+def test_bad_calls():
+    atk = MinorityPGD(resnet32(num_classes=3))
+    x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
+    with pytest.raises(RuntimeError, match="set_targets"):
+        atk(x, y)
+    atk.set_targets(torch.randn(3, 64))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        atk(x, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="one entry per image"):
+        atk(x, torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        atk(x * 3, y)
+    with pytest.raises(ValueError, match="NaN"):
+        atk(torch.full((2, 3, 32, 32), float("nan")), y)
+    with pytest.raises(ValueError, match="NCHW"):
+        atk(x[0], y)
+    with pytest.raises(ValueError, match=r"\[C, D\]"):
+        atk.set_targets(torch.randn(64))
+    with pytest.raises(ValueError, match="NaN"):
+        atk.set_targets(torch.full((3, 64), float("nan")))
+    with pytest.raises(TypeError, match="SplitResult"):
+        atk.set_targets([[0.0]])
