@@ -106,3 +106,15 @@ def test_cuda_forward():
     model = resnet32(num_classes=10, normalize=((0.5,) * 3, (0.25,) * 3)).cuda().eval()
     logits, emb = model(torch.rand(2, 3, 32, 32, device="cuda"), return_embedding=True)
     assert logits.is_cuda and emb.shape == (2, 64)
+
+
+def test_normed_classifier_gives_cosine_logits():
+    from afr_aug.models.resnet import NormedLinear
+
+    model = resnet32(num_classes=5, normed_classifier=True)
+    assert isinstance(model.fc, NormedLinear)
+    logits, emb = model(torch.rand(3, 3, 32, 32), return_embedding=True)
+    w = model.fc.weight
+    expected = torch.nn.functional.cosine_similarity(emb[:, :, None], w[None], dim=1)
+    assert torch.allclose(logits, expected, atol=1e-5)
+    assert logits.abs().max() <= 1 + 1e-5

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["ResNet32", "resnet32"]
+__all__ = ["NormedLinear", "ResNet32", "resnet32"]
 
 
 class _PadShortcut(nn.Module):
@@ -55,6 +55,27 @@ class _BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+class NormedLinear(nn.Module):
+    """Cosine classifier: logits are cosines between the embedding and each class weight.
+
+    Why: LDAM's margins and scale ``s`` assume logits in [-1, 1]; the LDAM-DRW reference
+    ResNet32 uses this layer instead of a plain ``nn.Linear``.
+
+    >>> import torch
+    >>> layer = NormedLinear(64, 10)
+    >>> bool(layer(torch.randn(4, 64)).abs().max() <= 1 + 1e-6)
+    True
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.weight.data.uniform_(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=1).mm(F.normalize(self.weight, dim=0))
+
+
 class ResNet32(nn.Module):
     """CIFAR ResNet-32 classifier that can also return its 64-d embedding.
 
@@ -70,6 +91,8 @@ class ResNet32(nn.Module):
             When given they are stored as buffers and the input is normalised
             at the start of ``forward``, so callers (e.g. adversarial attacks)
             can feed raw ``[0, 1]`` images. ``None`` (default): no normalisation.
+        normed_classifier: use a cosine classifier (:class:`NormedLinear`) as ``fc``, as the
+            LDAM-DRW reference does; default a plain linear layer.
 
     Input: float tensor [N, 3, H, W] (H = W = 32 for CIFAR; any size works
     thanks to the global average pool).
@@ -87,6 +110,7 @@ class ResNet32(nn.Module):
         self,
         num_classes: int = 100,
         normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
+        normed_classifier: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
@@ -114,6 +138,8 @@ class ResNet32(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
+        if normed_classifier:
+            self.fc = NormedLinear(self.embedding_dim, num_classes)
 
     @staticmethod
     def _check_normalize(normalize) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -163,11 +189,12 @@ class ResNet32(nn.Module):
 def resnet32(
     num_classes: int = 100,
     normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
+    normed_classifier: bool = False,
 ) -> ResNet32:
     """Build the CIFAR ResNet-32 used by the long-tail benchmarks.
 
     Why a factory: it is the name the training scripts and configs refer to;
-    it simply returns ``ResNet32(num_classes, normalize)`` (see there).
+    it simply returns ``ResNet32(...)`` with the same arguments (see there).
 
     >>> import torch
     >>> model = resnet32(num_classes=100, normalize=((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
@@ -176,4 +203,5 @@ def resnet32(
     >>> model(torch.rand(1, 3, 32, 32)).shape
     torch.Size([1, 100])
     """
-    return ResNet32(num_classes=num_classes, normalize=normalize)
+    return ResNet32(num_classes=num_classes, normalize=normalize,
+                    normed_classifier=normed_classifier)

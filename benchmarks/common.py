@@ -1,0 +1,360 @@
+"""The one training loop behind ``benchmarks.reproduce`` and ``benchmarks.throughput``.
+
+Built only on afr-aug's public API. The data stay uint8 tensors on the training device and are
+augmented a batch at a time (``afr_aug.augment.BatchAugment``), so a GPU is not starved by
+per-image PIL transforms. Every source of randomness has its own generator whose state is
+checkpointed, so a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from afr_aug import AFRBalancer, CutMixBalancer, IntraClassSplitter, LongTailSampler, MixUpBalancer, mixed_loss
+from afr_aug.augment import BatchAugment
+from afr_aug.data import cifar_lt, load_cifar
+from afr_aug.losses import BalancedSoftmaxLoss, LDAMLoss, drw_weights
+from afr_aug.metrics import evaluate
+from afr_aug.models import resnet32
+
+STAGE1_METHODS = ("ce", "ce_drw", "ldam_drw", "bs", "bs_cmo")
+STAGE2_METHODS = ("bs_cmo_ft", "afr")
+METHODS = STAGE1_METHODS + STAGE2_METHODS
+CIFAR_MEAN_STD = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+@dataclass
+class Schedule:
+    """Optimiser and schedule of one run (paper §4.1; milestones as fractions of ``epochs``)."""
+
+    epochs: int = 200
+    stage2_epochs: int = 50
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    warmup_epochs: int = 5
+    milestones: Sequence[float] = (0.8, 0.9)       # x0.01 after 160/200, x0.0001 after 180/200
+    # Stage 2 (fine-tuning; the paper gives no learning rate): cosine from 0.01 to 0 over the
+    # stage-2 epochs, the same for AFR and its control. A tenth of stage 1's peak keeps the
+    # converged stage-1 features while leaving room to learn from the new set.
+    stage2_lr: float = 0.01
+    cmo_p: float = 0.5                              # CMO mixing probability
+    cmo_off_epochs: int = 3                         # no CMO in the first and last 3 epochs
+    mix: str = "cutmix"                             # stage-2 mixer: cutmix | mixup
+    mix_p: float = 0.25                             # stage-2 mixing probability
+    refresh_every: int = 10                         # AFR adversarial refresh period (epochs)
+    attack_share: float = 0.5
+    max_iters: Optional[int] = None                 # cap on iterations per epoch (smoke runs)
+    eval_every: int = 10
+
+    def milestone_epochs(self) -> List[int]:
+        return [int(round(f * self.epochs)) for f in self.milestones]
+
+    def lr_at(self, epoch: int, step: int, steps_per_epoch: int, stage: int) -> float:
+        """Learning rate at ``step`` of ``epoch`` (0-based) of ``stage`` (1 or 2)."""
+        if stage == 2:
+            t = (epoch + step / max(steps_per_epoch, 1)) / max(self.stage2_epochs, 1)
+            return 0.5 * self.stage2_lr * (1 + math.cos(math.pi * min(t, 1.0)))
+        if epoch < self.warmup_epochs:
+            return self.lr * (epoch * steps_per_epoch + step + 1) / (self.warmup_epochs * steps_per_epoch)
+        m1, m2 = self.milestone_epochs()
+        return self.lr * (0.0001 if epoch >= m2 else 0.01 if epoch >= m1 else 1.0)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
+
+
+@dataclass
+class Data:
+    """A long-tailed training set and the test set as uint8 NCHW tensors on one device."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    class_counts: List[int]
+    classes: List[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_counts)
+
+
+def _nchw(data: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous()
+
+
+def load_data(dataset: str, root=None, imbalance_ratio: float = 100, seed: int = 0,
+              device="cpu", train_fraction: Optional[float] = None,
+              test_limit: Optional[int] = None) -> Data:
+    """CIFAR-10/100-LT as tensors. ``train_fraction`` (each class keeps that share, at least
+    2 images, so the long-tailed shape stays) and ``test_limit`` shrink it for smoke runs."""
+    name = {"cifar10-lt": "cifar10", "cifar100-lt": "cifar100"}.get(dataset, dataset)
+    train = cifar_lt(name, root=root, imbalance_ratio=imbalance_ratio, seed=seed)
+    test = load_cifar(name, root=root, train=False)
+    y = torch.tensor(train.targets)
+    keep = torch.arange(len(y))
+    if train_fraction is not None:
+        members = [torch.nonzero(y == c).flatten() for c in range(len(train.classes))]
+        keep = torch.cat([m[:max(2, math.ceil(len(m) * train_fraction))] for m in members])
+    x_test, y_test = _nchw(test.data), torch.tensor(test.targets)
+    if test_limit is not None:
+        g = torch.Generator().manual_seed(0)
+        pick = torch.randperm(len(y_test), generator=g)[:test_limit].sort().values
+        x_test, y_test = x_test[pick], y_test[pick]
+    y = y[keep]
+    return Data(name=dataset, x_train=_nchw(train.data[keep.numpy()]).to(device),
+                y_train=y.to(device), x_test=x_test.to(device), y_test=y_test.to(device),
+                class_counts=torch.bincount(y, minlength=len(train.classes)).tolist(),
+                classes=list(train.classes))
+
+
+def make_model(data: Data, device, method: str = "") -> torch.nn.Module:
+    """ResNet32 with CIFAR normalisation inside (attacks then see [0, 1] images); LDAM gets
+    the cosine classifier its margins and scale assume."""
+    mean, std = CIFAR_MEAN_STD.get(data.name.replace("-lt", ""), CIFAR_MEAN_STD["cifar10"])
+    return resnet32(num_classes=data.num_classes, normalize=(mean, std),
+                    normed_classifier=method == "ldam_drw").to(device)
+
+
+def make_criterion(method: str, counts: Sequence[int], device) -> torch.nn.Module:
+    if method in ("ce", "ce_drw"):
+        return torch.nn.CrossEntropyLoss().to(device)
+    if method == "ldam_drw":
+        return LDAMLoss(counts).to(device)
+    return BalancedSoftmaxLoss(counts).to(device)
+
+
+def test_batches(data: Data, batch_size: int = 1000):
+    for i in range(0, len(data.y_test), batch_size):
+        yield data.x_test[i:i + batch_size].float().div_(255), data.y_test[i:i + batch_size]
+
+
+@dataclass
+class Run:
+    """Everything that changes during a run and is checkpointed each epoch."""
+
+    method: str
+    seed: int
+    schedule: Schedule
+    data: Data
+    device: torch.device
+    model: torch.nn.Module = None
+    optimizer: torch.optim.Optimizer = None
+    criterion: torch.nn.Module = None
+    augment: BatchAugment = None
+    order: torch.Generator = None
+    mixer: object = None
+    sampler: Optional[LongTailSampler] = None
+    balancer: Optional[AFRBalancer] = None
+    stage: int = 1
+    epoch: int = 0                      # epochs completed in the current stage
+    seconds: float = 0.0                # training time (no evaluation)
+    images_seen: int = 0
+    history: List[Dict] = field(default_factory=list)
+    class_accuracy: Optional[List[float]] = None   # running training accuracy, last epoch
+    train_accuracy: Optional[float] = None
+
+    @property
+    def total_epochs(self) -> int:
+        return self.schedule.stage2_epochs if self.stage == 2 else self.schedule.epochs
+
+
+def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
+            init_state: Optional[dict] = None) -> Run:
+    """A fresh run; stage-2 methods start from ``init_state`` (a finished ``bs_cmo`` checkpoint)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    run = Run(method=method, seed=seed, schedule=schedule, data=data, device=device)
+    run.model = make_model(data, device, method)
+    run.criterion = make_criterion(method, data.class_counts, device)
+    run.order = torch.Generator().manual_seed(seed)
+    run.stage = 2 if method in STAGE2_METHODS else 1
+    if run.stage == 1:
+        run.augment = BatchAugment(crop=True, flip=True, auto_augment=True, cutout=True, seed=seed)
+        if method == "bs_cmo":
+            run.sampler = LongTailSampler(data.y_train.cpu(), alpha=1.0, seed=seed)
+            run.mixer = CutMixBalancer(p=schedule.cmo_p, seed=seed)
+        lr = schedule.lr
+    else:
+        if init_state is None:
+            raise ValueError(f"{method} fine-tunes a finished bs_cmo model: init_state is required")
+        run.model.load_state_dict(init_state["model"])
+        run.class_accuracy = init_state.get("class_accuracy")
+        run.train_accuracy = init_state.get("train_accuracy")
+        run.augment = BatchAugment(crop=True, flip=True, seed=seed)
+        mixer_cls = {"cutmix": CutMixBalancer, "mixup": MixUpBalancer}[schedule.mix]
+        run.mixer = mixer_cls(p=schedule.mix_p, seed=seed)
+        # The control gets the same balanced set, only never refreshed: plain over-sampling.
+        run.balancer = AFRBalancer(data.x_train.cpu(), data.y_train.cpu(),
+                                   num_classes=data.num_classes,
+                                   attack_share=schedule.attack_share, seed=seed,
+                                   splitter=IntraClassSplitter(), progress=True)
+        lr = schedule.stage2_lr
+    run.optimizer = torch.optim.SGD(run.model.parameters(), lr=lr, momentum=schedule.momentum,
+                                    weight_decay=schedule.weight_decay)
+    return run
+
+
+def _mixing_on(run: Run) -> bool:
+    s = run.schedule
+    if run.method == "bs_cmo":
+        return s.cmo_off_epochs <= run.epoch < s.epochs - s.cmo_off_epochs
+    return run.stage == 2
+
+
+def _balanced_indices(run: Run, n_batches: int, batch_size: int):
+    """Per-batch index tensors into the balanced source for this epoch."""
+    if run.sampler is not None:
+        run.sampler.set_epoch(run.epoch)
+        draw = run.sampler.global_draw()
+        need = n_batches * batch_size
+        draw = draw.repeat(math.ceil(need / len(draw)))[:need]
+        return draw.split(batch_size)
+    g = torch.Generator().manual_seed(run.seed * 100003 + run.epoch)
+    return torch.randint(len(run.balancer), (n_batches, batch_size), generator=g).unbind(0)
+
+
+def maybe_refresh(run: Run, progress: bool = True) -> Optional[object]:
+    """AFR: regenerate the adversarial images at the start of every ``refresh_every``-th epoch."""
+    if run.method != "afr" or run.epoch % run.schedule.refresh_every != 0:
+        return None
+    run.balancer.progress = progress
+    return run.balancer.refresh(run.model, device=run.device, class_accuracy=run.class_accuracy,
+                                train_accuracy=run.train_accuracy)
+
+
+def train_epoch(run: Run, progress: bool = True) -> Dict:
+    """One epoch over the long-tailed set; returns running loss/accuracy and timing."""
+    from tqdm.auto import tqdm
+
+    s, d, dev = run.schedule, run.data, run.device
+    if run.method in ("ce_drw", "ldam_drw"):
+        w = drw_weights(d.class_counts, run.epoch, start_epoch=s.milestone_epochs()[0]).to(dev)
+        if run.method == "ce_drw":
+            run.criterion = torch.nn.CrossEntropyLoss(weight=w)
+        else:
+            run.criterion.weight = w
+    order = torch.randperm(len(d.y_train), generator=run.order).split(s.batch_size)
+    if s.max_iters is not None:
+        order = order[:s.max_iters]
+    mixing = run.mixer is not None and _mixing_on(run)
+    bal = _balanced_indices(run, len(order), s.batch_size) if mixing else None
+    run.model.train()
+    correct = torch.zeros(d.num_classes, device=dev)
+    seen = torch.zeros(d.num_classes, device=dev)
+    loss_sum, n_img = 0.0, 0
+    start = time.perf_counter()
+    for step, idx in enumerate(tqdm(order, desc=f"{run.method} s{run.stage} ep{run.epoch + 1}/{run.total_epochs}",
+                                    disable=not progress, leave=False)):
+        idx = idx.to(dev)
+        x, y = run.augment(d.x_train[idx]), d.y_train[idx]
+        y_b, lam = y, 1.0
+        if mixing:
+            bidx = bal[step][: len(idx)]
+            if run.balancer is not None:
+                xb, yb = run.balancer.get_batch(bidx)
+                xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+            else:
+                bidx = bidx.to(dev)
+                xb, yb = d.x_train[bidx], d.y_train[bidx]
+            x, y, y_b, lam = run.mixer(x, y, run.augment(xb), yb)
+        for group in run.optimizer.param_groups:
+            group["lr"] = s.lr_at(run.epoch, step, len(order), run.stage)
+        logits = run.model(x)
+        loss = mixed_loss(run.criterion, logits, y, y_b, lam)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        with torch.no_grad():
+            hit = (logits.argmax(1) == y).float()
+            correct.index_add_(0, y, hit)
+            seen.index_add_(0, y, torch.ones_like(hit))
+            loss_sum += float(loss.detach()) * len(y)
+        n_img += len(y)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - start
+    run.seconds += seconds
+    run.images_seen += n_img
+    acc = (correct / seen.clamp(min=1)).cpu()
+    acc[seen.cpu() == 0] = float("nan")
+    run.class_accuracy = acc.tolist()
+    run.train_accuracy = float(correct.sum() / seen.sum().clamp(min=1))
+    run.epoch += 1
+    return {"epoch": run.epoch, "loss": loss_sum / max(n_img, 1), "train_acc": run.train_accuracy,
+            "seconds": seconds, "img_per_s": n_img / max(seconds, 1e-9)}
+
+
+def evaluate_run(run: Run) -> Dict:
+    return evaluate(run.model, test_batches(run.data), num_classes=run.data.num_classes,
+                    class_counts=run.data.class_counts, device=run.device)
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+def state_of(run: Run, done: bool = False, result: Optional[Dict] = None) -> dict:
+    state = {
+        "method": run.method, "seed": run.seed, "stage": run.stage, "epoch": run.epoch,
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "augment": run.augment.state_dict(), "order": run.order.get_state(),
+        "seconds": run.seconds, "images_seen": run.images_seen, "history": run.history,
+        "class_accuracy": run.class_accuracy, "train_accuracy": run.train_accuracy,
+        "torch_rng": torch.get_rng_state(), "done": done, "result": result,
+    }
+    if run.mixer is not None:
+        state["mixer"] = run.mixer.state_dict()
+    if run.balancer is not None:
+        state["balancer"] = run.balancer.state_dict()
+    return state
+
+
+def restore(run: Run, state: dict) -> None:
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.augment.load_state_dict(state["augment"])
+    run.order.set_state(state["order"])
+    run.epoch, run.seconds, run.images_seen = state["epoch"], state["seconds"], state["images_seen"]
+    run.history = list(state["history"])
+    run.class_accuracy, run.train_accuracy = state["class_accuracy"], state["train_accuracy"]
+    torch.set_rng_state(state["torch_rng"])
+    if run.mixer is not None:
+        run.mixer.load_state_dict(state["mixer"])
+    if run.balancer is not None:
+        run.balancer.load_state_dict(state["balancer"])
+
+
+def save_atomic(state: dict, path: str) -> None:
+    """Write to a temporary file, then rename: a kill mid-write leaves the old checkpoint."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)

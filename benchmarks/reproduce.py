@@ -1,0 +1,218 @@
+"""Reproduce the paper's Table 1, Table 2 and Fig. 4 with ResNet32 on CIFAR-LT.
+
+    python -m benchmarks.reproduce --preset smoke --out runs/smoke          # ~1-2 min on a CPU
+    python -m benchmarks.reproduce --preset paper --seeds 0 1 2 --out runs/paper
+
+Methods: ce, ce_drw, ldam_drw, bs, bs_cmo (stage 1) and afr, bs_cmo_ft (stage 2: 50 epochs
+fine-tuning the finished bs_cmo model of the same seed, with or without AFR's adversarial
+set). Writes results.json, results.md (Table 1 style, mean ± std over seeds), shot_accuracy.png
+(Fig. 4), per_class.png and class_distribution.png (Fig. 1) into --out, and checkpoints every
+epoch to --out/ckpt so that --resume finishes a killed run with the same result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from typing import Dict, List, Optional
+
+import torch
+
+from afr_aug import IntraClassSplitter
+
+from . import report
+from .common import (METHODS, STAGE2_METHODS, Schedule, device_name, evaluate_run, load_checkpoint,
+                     load_data, maybe_refresh, new_run, restore, save_atomic, state_of, train_epoch)
+
+PRESETS = {
+    "paper": dict(schedule=Schedule(epochs=200, stage2_epochs=50, milestones=(0.8, 0.9))),
+    # CMO's 400-epoch recipe: decay after 360 and 380 epochs
+    "paper400": dict(schedule=Schedule(epochs=400, stage2_epochs=50, milestones=(0.9, 0.95))),
+    "smoke": dict(schedule=Schedule(epochs=2, stage2_epochs=2, warmup_epochs=1, max_iters=3,
+                                    eval_every=1, refresh_every=1, cmo_off_epochs=0),
+                  train_fraction=0.05, test_limit=500),
+}
+
+
+class Interrupted(SystemExit):
+    """Raised by --stop-after-epochs to simulate a killed run (exit status 75)."""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar100-lt")
+    p.add_argument("--imbalance-ratio", type=float, default=100)
+    p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/ or "
+                   "cifar-100-python/ (default: $AFR_DATA, else ./data)")
+    p.add_argument("--epochs", type=int, help="stage-1 epochs (milestones scale with it)")
+    p.add_argument("--stage2-epochs", type=int, help="stage-2 epochs of afr and bs_cmo_ft")
+    p.add_argument("--stage2-lr", type=float, help="peak stage-2 learning rate (cosine to 0)")
+    p.add_argument("--seed", type=int, default=None, help="a single seed (same as --seeds N)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--mix", choices=["cutmix", "mixup"], default=None, help="stage-2 mixer")
+    p.add_argument("--mix-p", type=float, default=None, help="stage-2 mixing probability")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-iters", type=int, default=None, help="cap iterations per epoch")
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--out", default="runs/reproduce")
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from --out/ckpt")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.seed is not None:
+        args.seeds = [args.seed]
+    return args
+
+
+def schedule_from(args) -> Schedule:
+    s = PRESETS[args.preset]["schedule"]
+    changes = {k: v for k, v in dict(epochs=args.epochs, stage2_epochs=args.stage2_epochs,
+                                     stage2_lr=args.stage2_lr, mix=args.mix, mix_p=args.mix_p,
+                                     batch_size=args.batch_size, max_iters=args.max_iters,
+                                     eval_every=args.eval_every).items() if v is not None}
+    return replace(s, **changes)
+
+
+def run_label(method: str, s: Schedule) -> str:
+    """Table 2 variants get their own row: afr[mixup,0.5]."""
+    if method in STAGE2_METHODS and (s.mix, s.mix_p) != ("cutmix", 0.25):
+        return f"{method}[{s.mix},{s.mix_p:g}]"
+    return method
+
+
+class Benchmark:
+    def __init__(self, args):
+        self.args = args
+        self.schedule = schedule_from(args)
+        self.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        preset = PRESETS[args.preset]
+        self.data = load_data(args.dataset, args.data_root, args.imbalance_ratio, seed=0,
+                              device=self.device, train_fraction=preset.get("train_fraction"),
+                              test_limit=preset.get("test_limit"))
+        self.ckpt_dir = os.path.join(args.out, "ckpt")
+        self.epochs_this_call = 0
+        self.finished: Dict[str, dict] = {}
+
+    def ckpt_path(self, label: str, seed: int) -> str:
+        return os.path.join(self.ckpt_dir, f"{label}-seed{seed}.pt")
+
+    def run(self, method: str, seed: int) -> dict:
+        """Train (or resume, or reuse) one method for one seed; the finished checkpoint."""
+        label = run_label(method, self.schedule)
+        path = self.ckpt_path(label, seed)
+        if path in self.finished:
+            return self.finished[path]
+        state = load_checkpoint(path) if self.args.resume and os.path.exists(path) else None
+        if state is not None and state["done"]:
+            self.finished[path] = state
+            return state
+        init = self.run("bs_cmo", seed) if method in STAGE2_METHODS else None
+        run = new_run(method, seed, self.schedule, self.data, self.device, init_state=init)
+        if state is not None:
+            restore(run, state)
+            print(f"[{label} seed {seed}] resumed after epoch {run.epoch}", flush=True)
+        progress = not self.args.no_progress
+        while run.epoch < run.total_epochs:
+            start = time.perf_counter()
+            split = maybe_refresh(run, progress=progress)
+            run.seconds += time.perf_counter() - start
+            stats = train_epoch(run, progress=progress)
+            if split is not None:
+                stats["refresh"] = {"minority": int(split.minority_mask.sum()),
+                                    "adversarial": int(run.balancer.is_adversarial.sum()),
+                                    "adaptive": split.adaptive_applied}
+            if run.epoch % self.schedule.eval_every == 0 or run.epoch == run.total_epochs:
+                stats["top1"] = evaluate_run(run)["top1"]
+            run.history.append(stats)
+            print(f"[{label} seed {seed}] epoch {run.epoch}/{run.total_epochs} "
+                  + " ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float)),
+                  flush=True)
+            save_atomic(state_of(run), path)
+            self.epochs_this_call += 1
+            if self.args.stop_after_epochs and self.epochs_this_call >= self.args.stop_after_epochs:
+                raise Interrupted(75)
+        final = evaluate_run(run)
+        evaluated = [h["top1"] for h in run.history if "top1" in h]
+        epochs = self.schedule.epochs + (self.schedule.stage2_epochs if run.stage == 2 else 0)
+        result = {"method": label, "epochs": epochs, "seed": seed, "top1": final["top1"],
+                  "best_top1": max(evaluated) if evaluated else final["top1"],
+                  "many": final["many"], "med": final["med"], "few": final["few"],
+                  "per_class": final["per_class"], "seconds": run.seconds,
+                  "img_per_s": run.images_seen / max(run.seconds, 1e-9),
+                  "stage1_epochs": self.schedule.epochs,
+                  "stage2_epochs": self.schedule.stage2_epochs if run.stage == 2 else 0}
+        state = state_of(run, done=True, result=result)
+        save_atomic(state, path)
+        self.finished[path] = state
+        return state
+
+    def class_distribution(self, seed: int) -> Optional[dict]:
+        """Fig. 1: cosine similarity to the class mean under the finished bs_cmo model."""
+        path = self.ckpt_path("bs_cmo", seed)
+        if path not in self.finished:
+            return None
+        state = self.finished[path]
+        run = new_run("bs_cmo", seed, self.schedule, self.data, self.device)
+        run.model.load_state_dict(state["model"])
+        d = self.data
+        batches = ((d.x_train[i:i + 1000].float() / 255, d.y_train[i:i + 1000])
+                   for i in range(0, len(d.y_train), 1000))
+        splitter = IntraClassSplitter()
+        emb, labels, _, _ = splitter.embed(run.model, batches, self.device,
+                                           progress=not self.args.no_progress)
+        split = splitter.split(emb, labels, state["class_accuracy"], state["train_accuracy"],
+                               num_classes=d.num_classes)
+        return {"similarity": split.similarity, "labels": split.labels,
+                "thresholds": split.thresholds.tolist()}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench = Benchmark(args)
+    order = [m for m in METHODS if m in args.methods]   # stage 1 before stage 2
+    runs: List[dict] = []
+    try:
+        for seed in args.seeds:
+            for method in order:
+                runs.append(bench.run(method, seed)["result"])
+    except Interrupted:
+        print(f"stopped after {bench.epochs_this_call} epochs as asked (--stop-after-epochs); "
+              f"continue with --resume", file=sys.stderr)
+        return 75
+    d = bench.data
+    results = {"dataset": args.dataset, "imbalance_ratio": args.imbalance_ratio,
+               "device": device_name(bench.device), "preset": args.preset,
+               "class_counts": d.class_counts, "runs": runs}
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    written = [os.path.join(args.out, "results.json")]
+    written += report.write_report(results, args.out, class_counts=d.class_counts)
+    fig1 = bench.class_distribution(args.seeds[0])
+    if fig1 is not None:
+        try:
+            path = os.path.join(args.out, "class_distribution.png")
+            report.plot_class_distribution(d.class_counts, fig1["similarity"], fig1["labels"],
+                                           head_class=0, tail_class=d.num_classes - 1, path=path,
+                                           class_names=d.classes, thresholds=fig1["thresholds"])
+            written.append(path)
+        except ImportError as e:
+            print(f"skipping class_distribution.png: {e}", file=sys.stderr)
+    print(report.markdown_table(results))
+    print("wrote " + ", ".join(str(w) for w in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

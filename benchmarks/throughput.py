@@ -1,0 +1,119 @@
+"""Training throughput of the reference loop, in images per second.
+
+    python -m benchmarks.throughput [--device cuda] [--iters 30]
+
+Measures, in one run and with the same loop as ``benchmarks.reproduce``:
+
+- ``model_only``: ResNet32 forward + backward + SGD step on a batch already on the device
+  (the ceiling: no data loading, no augmentation);
+- ``bs_cmo``: a stage-1 BS+CMO iteration: index the uint8 data, AutoAugment + crop + flip +
+  Cutout on both batches, CutMix, Balanced Softmax;
+- ``afr_stage2``: a stage-2 AFR iteration (crop + flip, CutMix 25 % with the AFR set) with
+  the adversarial refresh (embed every training image, MinorityPGD on half the majority)
+  amortised over its 10-epoch period. The refresh is timed on a stratified share of the
+  training set (``--refresh-share``) and scaled to the whole set: its cost is linear in the
+  number of images (embedding) and of attacked images (a fixed share of each class).
+
+Targets: bs_cmo >= 0.9 x model_only; afr_stage2 >= bs_cmo / 1.3. The last line printed is
+one JSON object ``{"device", "model_only", "bs_cmo", "afr_stage2"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from .common import Schedule, device_name, load_data, make_model, maybe_refresh, new_run, train_epoch
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def model_only(data, device, batch_size, iters, warmup):
+    model = make_model(data, device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
+    x = data.x_train[:batch_size].float().div(255)
+    y = data.y_train[:batch_size]
+    for i in range(warmup + iters):
+        if i == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    _sync(device)
+    return iters * batch_size / (time.perf_counter() - start)
+
+
+def loop_rate(run, iters, warmup):
+    """img/s of the real training loop over ``iters`` iterations after ``warmup``."""
+    run.schedule = replace(run.schedule, max_iters=warmup)
+    train_epoch(run, progress=False)
+    run.epoch -= 1                     # keep the same epoch (mixing stays on)
+    run.schedule = replace(run.schedule, max_iters=iters)
+    return train_epoch(run, progress=False)["img_per_s"]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--refresh-share", type=float, default=0.25,
+                   help="share of each class the refresh is timed on (scaled to the whole set)")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    data = load_data(args.dataset, args.data_root, device=device)
+    s = Schedule(batch_size=args.batch_size, cmo_off_epochs=0)
+
+    mo = model_only(data, device, args.batch_size, args.iters, args.warmup)
+
+    cmo = new_run("bs_cmo", 0, s, data, device)
+    cmo_rate = loop_rate(cmo, args.iters, args.warmup)
+
+    afr = new_run("afr", 0, s, data, device, init_state={"model": cmo.model.state_dict()})
+    afr_rate = loop_rate(afr, args.iters, args.warmup)
+
+    # the refresh, on a stratified share of the set
+    keep = torch.cat([idx[: max(1, int(round(len(idx) * args.refresh_share)))]
+                      for idx in (torch.nonzero(data.y_train.cpu() == c).flatten()
+                                  for c in range(data.num_classes))])
+    sub = replace(data, x_train=data.x_train[keep.to(device)], y_train=data.y_train[keep.to(device)])
+    part = new_run("afr", 0, s, sub, device, init_state={"model": cmo.model.state_dict()})
+    _sync(device)
+    start = time.perf_counter()
+    split = maybe_refresh(part, progress=False)
+    _sync(device)
+    refresh_s = (time.perf_counter() - start) * len(data.y_train) / len(keep)
+    n, period = len(data.y_train), s.refresh_every
+    afr_amortised = period * n / (period * n / afr_rate + refresh_s)
+
+    print(f"device: {device_name(device)}")
+    print(f"model_only {mo:.1f} img/s | bs_cmo {cmo_rate:.1f} img/s ({cmo_rate / mo:.2f} x model_only,"
+          f" target >= 0.9)")
+    print(f"afr stage-2 iterations {afr_rate:.1f} img/s; refresh {refresh_s:.1f} s for {n} images "
+          f"(timed on {len(keep)}: {int(split.minority_mask.sum())} minority, "
+          f"{int(part.balancer.is_adversarial.sum())} attacked), every {period} epochs")
+    print(f"afr_stage2 {afr_amortised:.1f} img/s (bs_cmo / afr_stage2 = {cmo_rate / afr_amortised:.2f},"
+          f" target <= 1.3)")
+    print(json.dumps({"device": device_name(device), "model_only": round(mo, 1),
+                      "bs_cmo": round(cmo_rate, 1), "afr_stage2": round(afr_amortised, 1)}))
+
+
+if __name__ == "__main__":
+    main()
