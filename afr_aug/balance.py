@@ -181,7 +181,7 @@ class AFRBalancer(Dataset):
     def _batches(self, indices: torch.Tensor):
         for start in range(0, len(indices), self.batch_size):
             idx = indices[start:start + self.batch_size]
-            yield self.images[idx].float() / 255.0, self.labels[idx]
+            yield self.images[idx].float() / 255.0, self.labels[idx], idx
 
     def refresh(self, model: torch.nn.Module, device=None, class_accuracy=None,
                 train_accuracy: Optional[float] = None) -> SplitResult:
@@ -190,13 +190,20 @@ class AFRBalancer(Dataset):
         ``class_accuracy``/``train_accuracy`` feed §3.3's adaptive thresholds; by default the
         accuracies measured on the clean images during embedding are used. The model's
         device and train/eval mode are left as they were. Returns the new split.
+
+        Under ``torch.distributed`` (every rank calls it, with the same seed and data) each rank
+        embeds and attacks its share and the results are gathered, so all ranks hold the same
+        set, equal to the single-process one.
         """
         from tqdm.auto import tqdm
 
+        from .distributed import all_gather_cat, get_rank, get_world_size
+
+        rank, world = get_rank(), get_world_size()
         if device is None:
             device = next(model.parameters()).device
-        all_idx = torch.arange(len(self.images))
-        emb, labels, acc, train_acc = self.splitter.embed(model, self._batches(all_idx), device,
+        shard = torch.arange(rank, len(self.images), world)
+        emb, labels, acc, train_acc = self.splitter.embed(model, self._batches(shard), device,
                                                           progress=self.progress)
         if class_accuracy is None:
             class_accuracy, train_accuracy = acc, train_acc
@@ -212,15 +219,21 @@ class AFRBalancer(Dataset):
         flat = torch.cat(attacked)
 
         attack = MinorityPGD(model, **self.attack_kwargs).set_targets(split)
-        adv = torch.empty((len(flat), *self.images.shape[1:]), dtype=torch.uint8)
-        bar = tqdm(total=len(flat), desc="AFR attack", disable=not self.progress, leave=False)
-        for start in range(0, len(flat), self.batch_size):
-            idx = flat[start:start + self.batch_size]
+        mine = torch.arange(rank, len(flat), world)          # positions in `flat` this rank attacks
+        adv = torch.empty((len(mine), *self.images.shape[1:]), dtype=torch.uint8)
+        bar = tqdm(total=len(mine), desc="AFR attack", leave=False,
+                   disable=not self.progress or rank != 0)
+        for start in range(0, len(mine), self.batch_size):
+            idx = flat[mine[start:start + self.batch_size]]
             x = (self.images[idx].float() / 255.0).to(device)
             out = attack(x, self.labels[idx].to(device))
             adv[start:start + len(idx)] = (out.detach().cpu() * 255).round().to(torch.uint8)
             bar.update(len(idx))
         bar.close()
+        if world > 1:
+            positions, gathered = all_gather_cat(mine), all_gather_cat(adv)
+            adv = torch.empty_like(gathered)
+            adv[positions] = gathered
         self.adversarial, self.adversarial_source = adv, flat
         self.split_result = split
         self._build(attacked)

@@ -17,6 +17,7 @@ from typing import Dict, Iterable, Optional, Sequence
 import torch
 
 from .data import shot_groups
+from .distributed import all_gather_cat, is_distributed
 
 __all__ = ["top1_accuracy", "per_class_accuracy", "shot_accuracy", "evaluate"]
 
@@ -270,11 +271,13 @@ def evaluate(
         for m, mode in modes:
             if m.training != mode:
                 m.training = mode
-    if not preds:
+    pred = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+    tgt = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
+    if is_distributed():  # each rank evaluated its shard: every rank gets the whole result
+        pred, tgt = all_gather_cat(pred), all_gather_cat(tgt.long())
+        num_classes = int(all_gather_cat(torch.tensor([num_classes or 0])).max()) or None
+    if len(pred) == 0:
         raise ValueError("loader yielded no batch; nothing to evaluate")
-
-    pred = torch.cat(preds)
-    tgt = torch.cat(labels)
     per_class = per_class_accuracy(pred, tgt, num_classes)
     result: Dict[str, object] = {
         "top1": top1_accuracy(pred, tgt),

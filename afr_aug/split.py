@@ -113,31 +113,62 @@ class IntraClassSplitter:
     def embed(self, model: torch.nn.Module, loader, device=None, progress: bool = True):
         """Embed every image of ``loader`` with ``model(x, return_embedding=True)``.
 
-        One pass in eval mode (the model's mode is restored afterwards). The loader must not
-        shuffle, so that row i is the loader's i-th image. Returns ``(embeddings [N, D],
-        labels [N], class_accuracy [C], train_accuracy)`` on the CPU, the accuracies measured
-        on these very images.
+        One pass in eval mode (the model's mode is restored afterwards). Returns
+        ``(embeddings [N, D], labels [N], class_accuracy [C], train_accuracy)`` on the CPU, the
+        accuracies measured on these very images. Row ``i`` is the loader's ``i``-th image; a
+        loader may also yield ``(images, labels, indices)``, and the rows are then ordered by
+        dataset index (repeated indices kept once).
+
+        Under ``torch.distributed`` each rank embeds its own shard and the results are
+        gathered, so every rank gets the same arrays and the split equals the single-process
+        split; give indices so that the order does not depend on how the data were sharded.
         """
         from tqdm.auto import tqdm
 
+        from .distributed import all_gather_cat, get_rank, is_distributed
+
         if device is None:
             device = next(model.parameters()).device
-        was_training = model.training
+        was_training = [(m, m.training) for m in model.modules()]
         model.eval()
-        embs, labs, preds = [], [], []
+        embs, labs, preds, idxs = [], [], [], []
+        num_classes = None
         try:
-            for batch in tqdm(loader, desc="embedding", disable=not progress, leave=False):
+            for batch in tqdm(loader, desc="embedding", leave=False,
+                              disable=not progress or get_rank() != 0):
                 images, labels = batch[0], batch[1]
                 logits, emb = model(images.to(device), return_embedding=True)
+                num_classes = int(logits.shape[1])
                 embs.append(emb.float().cpu())
                 labs.append(torch.as_tensor(labels).long().cpu())
                 preds.append(logits.argmax(1).cpu())
+                if len(batch) > 2:
+                    idxs.append(torch.as_tensor(batch[2]).long().cpu())
         finally:
-            model.train(was_training)
-        if not embs:
+            for m, mode in was_training:
+                m.training = mode
+        if idxs and len(idxs) != len(embs):
+            raise ValueError("the loader yielded indices for some batches only")
+        d = embs[0].shape[1] if embs else 0
+        embeddings = torch.cat(embs) if embs else torch.empty(0, d)
+        labels = torch.cat(labs) if labs else torch.empty(0, dtype=torch.long)
+        preds = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+        index = torch.cat(idxs) if idxs else None
+        if is_distributed():
+            dims = all_gather_cat(torch.tensor([[d, num_classes or 0]]))
+            d, num_classes = int(dims[:, 0].max()), int(dims[:, 1].max())
+            embeddings = all_gather_cat(embeddings.reshape(-1, d))
+            labels, preds = all_gather_cat(labels), all_gather_cat(preds)
+            if index is not None:
+                index = all_gather_cat(index)
+        if len(labels) == 0:
             raise ValueError("the loader yielded no batch: nothing to embed")
-        embeddings, labels, preds = torch.cat(embs), torch.cat(labs), torch.cat(preds)
-        num_classes = int(logits.shape[1])
+        if index is not None:
+            order = torch.argsort(index, stable=True)
+            keep = torch.ones(len(order), dtype=torch.bool)
+            keep[1:] = index[order][1:] != index[order][:-1]
+            order = order[keep]
+            embeddings, labels, preds = embeddings[order], labels[order], preds[order]
         if int(labels.max()) >= num_classes or int(labels.min()) < 0:
             raise ValueError(f"labels must be in [0, {num_classes}) for a model with "
                              f"{num_classes} outputs, got range [{int(labels.min())}, "

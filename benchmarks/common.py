@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from afr_aug import AFRBalancer, CutMixBalancer, IntraClassSplitter, LongTailSampler, MixUpBalancer, mixed_loss
 from afr_aug.augment import BatchAugment
 from afr_aug.data import cifar_lt, load_cifar
+from afr_aug.distributed import all_reduce_sum, barrier, get_rank, get_world_size, is_distributed
 from afr_aug.losses import BalancedSoftmaxLoss, LDAMLoss, drw_weights
 from afr_aug.metrics import evaluate
 from afr_aug.models import resnet32
@@ -149,8 +150,10 @@ def make_criterion(method: str, counts: Sequence[int], device) -> torch.nn.Modul
 
 
 def test_batches(data: Data, batch_size: int = 1000):
-    for i in range(0, len(data.y_test), batch_size):
-        yield data.x_test[i:i + batch_size].float().div_(255), data.y_test[i:i + batch_size]
+    """This rank's share of the test set (``evaluate`` gathers the shares)."""
+    x, y = data.x_test[get_rank()::get_world_size()], data.y_test[get_rank()::get_world_size()]
+    for i in range(0, len(y), batch_size):
+        yield x[i:i + batch_size].float().div_(255), y[i:i + batch_size]
 
 
 @dataclass
@@ -163,6 +166,7 @@ class Run:
     data: Data
     device: torch.device
     model: torch.nn.Module = None
+    ddp: Optional[torch.nn.Module] = None  # the DistributedDataParallel wrapper under torchrun
     optimizer: torch.optim.Optimizer = None
     criterion: torch.nn.Module = None
     augment: BatchAugment = None
@@ -216,6 +220,9 @@ def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
                                    attack_share=schedule.attack_share, seed=seed,
                                    splitter=IntraClassSplitter(), progress=True)
         lr = schedule.stage2_lr
+    if is_distributed():
+        run.ddp = torch.nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[device.index] if device.type == "cuda" else None)
     run.optimizer = torch.optim.SGD(run.model.parameters(), lr=lr, momentum=schedule.momentum,
                                     weight_decay=schedule.weight_decay)
     return run
@@ -265,6 +272,11 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
         order = order[:s.max_iters]
     mixing = run.mixer is not None and _mixing_on(run)
     bal = _balanced_indices(run, len(order), s.batch_size) if mixing else None
+    # Under DDP every rank draws the same global batches and keeps its slice of each; the
+    # augmentation is reseeded per (seed, stage, epoch, rank) so a resumed epoch repeats.
+    rank, world = get_rank(), get_world_size()
+    run.augment.generator.manual_seed(((run.seed * 1009 + run.stage) * 100003 + run.epoch) * 64 + rank)
+    net = run.ddp if run.ddp is not None else run.model
     run.model.train()
     correct = torch.zeros(d.num_classes, device=dev)
     seen = torch.zeros(d.num_classes, device=dev)
@@ -272,11 +284,11 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
     start = time.perf_counter()
     for step, idx in enumerate(tqdm(order, desc=f"{run.method} s{run.stage} ep{run.epoch + 1}/{run.total_epochs}",
                                     disable=not progress, leave=False)):
-        idx = idx.to(dev)
+        bidx = bal[step][: len(idx)][rank::world] if mixing else None
+        idx = idx[rank::world].to(dev)
         x, y = run.augment(d.x_train[idx]), d.y_train[idx]
         y_b, lam = y, 1.0
         if mixing:
-            bidx = bal[step][: len(idx)]
             if run.balancer is not None:
                 xb, yb = run.balancer.get_batch(bidx)
                 xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
@@ -286,7 +298,7 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
             x, y, y_b, lam = run.mixer(x, y, run.augment(xb), yb)
         for group in run.optimizer.param_groups:
             group["lr"] = s.lr_at(run.epoch, step, len(order), run.stage)
-        logits = run.model(x)
+        logits = net(x)
         loss = mixed_loss(run.criterion, logits, y, y_b, lam)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -300,6 +312,9 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start
+    correct, seen = all_reduce_sum(correct), all_reduce_sum(seen)
+    loss_sum, n_img = all_reduce_sum(torch.tensor([loss_sum, float(n_img)])).tolist()
+    n_img = int(n_img)
     run.seconds += seconds
     run.images_seen += n_img
     acc = (correct / seen.clamp(min=1)).cpu()
@@ -321,7 +336,7 @@ def state_of(run: Run, done: bool = False, result: Optional[Dict] = None) -> dic
     state = {
         "method": run.method, "seed": run.seed, "stage": run.stage, "epoch": run.epoch,
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "augment": run.augment.state_dict(), "order": run.order.get_state(),
+        "order": run.order.get_state(),
         "seconds": run.seconds, "images_seen": run.images_seen, "history": run.history,
         "class_accuracy": run.class_accuracy, "train_accuracy": run.train_accuracy,
         "torch_rng": torch.get_rng_state(), "done": done, "result": result,
@@ -336,7 +351,6 @@ def state_of(run: Run, done: bool = False, result: Optional[Dict] = None) -> dic
 def restore(run: Run, state: dict) -> None:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
-    run.augment.load_state_dict(state["augment"])
     run.order.set_state(state["order"])
     run.epoch, run.seconds, run.images_seen = state["epoch"], state["seconds"], state["images_seen"]
     run.history = list(state["history"])
@@ -349,11 +363,14 @@ def restore(run: Run, state: dict) -> None:
 
 
 def save_atomic(state: dict, path: str) -> None:
-    """Write to a temporary file, then rename: a kill mid-write leaves the old checkpoint."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write to a temporary file, then rename: a kill mid-write leaves the old checkpoint.
+    Under DDP only rank 0 writes; the others wait for it."""
+    if get_rank() == 0:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    barrier()
 
 
 def load_checkpoint(path: str) -> dict:

@@ -23,18 +23,21 @@ from typing import Dict, List, Optional
 import torch
 
 from afr_aug import IntraClassSplitter
+from afr_aug.distributed import get_rank, get_world_size
 
 from . import report
 from .common import (METHODS, STAGE2_METHODS, Schedule, device_name, evaluate_run, load_checkpoint,
                      load_data, maybe_refresh, new_run, restore, save_atomic, state_of, train_epoch)
 
 PRESETS = {
-    "paper": dict(schedule=Schedule(epochs=200, stage2_epochs=50, milestones=(0.8, 0.9))),
+    "paper": dict(schedule=Schedule(epochs=200, stage2_epochs=50, milestones=(0.8, 0.9)),
+                  dataset="cifar100-lt"),
     # CMO's 400-epoch recipe: decay after 360 and 380 epochs
-    "paper400": dict(schedule=Schedule(epochs=400, stage2_epochs=50, milestones=(0.9, 0.95))),
+    "paper400": dict(schedule=Schedule(epochs=400, stage2_epochs=50, milestones=(0.9, 0.95)),
+                     dataset="cifar100-lt"),
     "smoke": dict(schedule=Schedule(epochs=2, stage2_epochs=2, warmup_epochs=1, max_iters=3,
                                     eval_every=1, refresh_every=1, cmo_off_epochs=0),
-                  train_fraction=0.05, test_limit=500),
+                  train_fraction=0.05, test_limit=500, dataset="cifar10-lt"),
 }
 
 
@@ -47,7 +50,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar100-lt")
+    p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default=None,
+                   help="default: the preset's (paper, paper400: cifar100-lt; smoke: cifar10-lt)")
     p.add_argument("--imbalance-ratio", type=float, default=100)
     p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/ or "
                    "cifar-100-python/ (default: $AFR_DATA, else ./data)")
@@ -70,6 +74,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.seed is not None:
         args.seeds = [args.seed]
+    if args.dataset is None:
+        args.dataset = PRESETS[args.preset]["dataset"]
     return args
 
 
@@ -89,11 +95,26 @@ def run_label(method: str, s: Schedule) -> str:
     return method
 
 
+def setup_distributed(requested_device: Optional[str]) -> torch.device:
+    """Under torchrun (WORLD_SIZE > 1): join the process group (NCCL on GPUs, gloo on CPU) and
+    use this process's GPU; otherwise the requested device, else CUDA when present."""
+    cuda = torch.cuda.is_available() and (requested_device or "cuda").startswith("cuda")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+        if cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return torch.device("cuda", local)
+        return torch.device("cpu")
+    return torch.device(requested_device or ("cuda" if cuda else "cpu"))
+
+
 class Benchmark:
     def __init__(self, args):
         self.args = args
         self.schedule = schedule_from(args)
-        self.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = setup_distributed(args.device)
         preset = PRESETS[args.preset]
         self.data = load_data(args.dataset, args.data_root, args.imbalance_ratio, seed=0,
                               device=self.device, train_fraction=preset.get("train_fraction"),
@@ -101,6 +122,11 @@ class Benchmark:
         self.ckpt_dir = os.path.join(args.out, "ckpt")
         self.epochs_this_call = 0
         self.finished: Dict[str, dict] = {}
+
+    @staticmethod
+    def log(message: str) -> None:
+        if get_rank() == 0:
+            print(message, flush=True)
 
     def ckpt_path(self, label: str, seed: int) -> str:
         return os.path.join(self.ckpt_dir, f"{label}-seed{seed}.pt")
@@ -119,8 +145,8 @@ class Benchmark:
         run = new_run(method, seed, self.schedule, self.data, self.device, init_state=init)
         if state is not None:
             restore(run, state)
-            print(f"[{label} seed {seed}] resumed after epoch {run.epoch}", flush=True)
-        progress = not self.args.no_progress
+            self.log(f"[{label} seed {seed}] resumed after epoch {run.epoch}")
+        progress = not self.args.no_progress and get_rank() == 0
         while run.epoch < run.total_epochs:
             start = time.perf_counter()
             split = maybe_refresh(run, progress=progress)
@@ -133,9 +159,8 @@ class Benchmark:
             if run.epoch % self.schedule.eval_every == 0 or run.epoch == run.total_epochs:
                 stats["top1"] = evaluate_run(run)["top1"]
             run.history.append(stats)
-            print(f"[{label} seed {seed}] epoch {run.epoch}/{run.total_epochs} "
-                  + " ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float)),
-                  flush=True)
+            self.log(f"[{label} seed {seed}] epoch {run.epoch}/{run.total_epochs} "
+                     + " ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float)))
             save_atomic(state_of(run), path)
             self.epochs_this_call += 1
             if self.args.stop_after_epochs and self.epochs_this_call >= self.args.stop_after_epochs:
@@ -164,11 +189,12 @@ class Benchmark:
         run = new_run("bs_cmo", seed, self.schedule, self.data, self.device)
         run.model.load_state_dict(state["model"])
         d = self.data
-        batches = ((d.x_train[i:i + 1000].float() / 255, d.y_train[i:i + 1000])
-                   for i in range(0, len(d.y_train), 1000))
+        mine = torch.arange(get_rank(), len(d.y_train), get_world_size())   # gathered by embed
+        batches = ((d.x_train[i.to(self.device)].float() / 255, d.y_train[i.to(self.device)], i)
+                   for i in mine.split(1000))
         splitter = IntraClassSplitter()
         emb, labels, _, _ = splitter.embed(run.model, batches, self.device,
-                                           progress=not self.args.no_progress)
+                                           progress=not self.args.no_progress and get_rank() == 0)
         split = splitter.split(emb, labels, state["class_accuracy"], state["train_accuracy"],
                                num_classes=d.num_classes)
         return {"similarity": split.similarity, "labels": split.labels,
@@ -187,19 +213,24 @@ def main(argv=None) -> int:
             for method in order:
                 runs.append(bench.run(method, seed)["result"])
     except Interrupted:
+        if get_rank() != 0:
+            return 75
         print(f"stopped after {bench.epochs_this_call} epochs as asked (--stop-after-epochs); "
               f"continue with --resume", file=sys.stderr)
         return 75
+    fig1 = bench.class_distribution(args.seeds[0])   # a collective under DDP: every rank
+    if get_rank() != 0:
+        return 0                                      # only rank 0 writes files
     d = bench.data
     results = {"dataset": args.dataset, "imbalance_ratio": args.imbalance_ratio,
-               "device": device_name(bench.device), "preset": args.preset,
+               "device": device_name(bench.device), "world_size": get_world_size(),
+               "preset": args.preset,
                "class_counts": d.class_counts, "runs": runs}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     written = [os.path.join(args.out, "results.json")]
     written += report.write_report(results, args.out, class_counts=d.class_counts)
-    fig1 = bench.class_distribution(args.seeds[0])
     if fig1 is not None:
         try:
             path = os.path.join(args.out, "class_distribution.png")
@@ -214,5 +245,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def _main_and_leave_group() -> int:
+    try:
+        return main()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main_and_leave_group())

@@ -1,0 +1,58 @@
+"""Run under torchrun by tests/test_distributed.py: the AFR pieces in a 2-process gloo group.
+
+Each rank works on its shard; rank 0 saves what every rank ended up with, so the test can
+compare it with the single-process result computed by the same ``compute`` function.
+"""
+
+import sys
+
+import torch
+import torch.distributed as dist
+
+from afr_aug import AFRBalancer, IntraClassSplitter, LongTailSampler
+from afr_aug.distributed import all_gather_cat, get_rank, get_world_size
+from afr_aug.metrics import evaluate
+from afr_aug.models import resnet32
+
+
+def fixture_data():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate([30, 12, 6])])
+    images = torch.randint(0, 256, (len(labels), 3, 16, 16), generator=g, dtype=torch.uint8)
+    torch.manual_seed(0)
+    model = resnet32(num_classes=3).eval()
+    return images, labels, model
+
+
+def compute():
+    """Split, stage-2 set, evaluation and sampler draw, sharded over the current group."""
+    images, labels, model = fixture_data()
+    rank, world = get_rank(), get_world_size()
+    mine = torch.arange(rank, len(labels), world)
+    batches = [(images[i].float() / 255, labels[i], i) for i in mine.split(7)]
+    splitter = IntraClassSplitter(threshold=0.9, adaptive=False)
+    emb, labs, acc, train_acc = splitter.embed(model, batches, progress=False)
+    split = splitter.split(emb, labs, num_classes=3)
+    balancer = AFRBalancer(images, labels, batch_size=5, seed=3, progress=False,
+                           splitter=IntraClassSplitter(threshold=0.9, adaptive=False))
+    balancer.refresh(model)
+    metrics = evaluate(model, [(images[i].float() / 255, labels[i]) for i in mine.split(9)],
+                       class_counts=[30, 12, 6])
+    sampler = LongTailSampler(labels.tolist(), num_samples=40, seed=1)
+    sampler.set_epoch(2)
+    shares = all_gather_cat(torch.tensor(list(sampler)).view(1, -1))
+    return {"embeddings": emb, "labels": labs, "class_accuracy": acc, "train_accuracy": train_acc,
+            "minority_mask": split.minority_mask, "thresholds": split.thresholds,
+            "centroids": split.minority_centroids, "adversarial": balancer.adversarial,
+            "item_index": balancer.item_index, "is_adversarial": balancer.is_adversarial,
+            "top1": metrics["top1"], "per_class": metrics["per_class"], "shares": shares,
+            "global_draw": sampler.global_draw(), "world": world}
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    result = compute()
+    if dist.get_rank() == 0:
+        torch.save(result, sys.argv[1])
+    dist.destroy_process_group()
