@@ -50,7 +50,10 @@ def main(argv=None):
     p.add_argument("--per-class", type=int, default=60)
     p.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
     p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data = load_data(args.dataset, args.data_root, device=device)
     state = load_checkpoint(args.checkpoint)

@@ -28,7 +28,8 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from .common import Schedule, device_name, load_data, make_model, maybe_refresh, new_run, train_epoch
+from .common import (Schedule, device_name, load_checkpoint, load_data, make_model, maybe_refresh,
+                     new_run, train_epoch)
 
 
 def _sync(device):
@@ -74,6 +75,9 @@ def main(argv=None):
     p.add_argument("--refresh-share", type=float, default=0.25,
                    help="share of each class the refresh is timed on (scaled to the whole set)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--checkpoint", default=None, help="a bs_cmo checkpoint from benchmarks.reproduce: "
+                   "the refresh then splits and attacks as on a trained model (default: random weights,"
+                   " where every image is majority, the refresh's worst case)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,7 +90,9 @@ def main(argv=None):
     cmo = new_run("bs_cmo", 0, s, data, device)
     cmo_rate = loop_rate(cmo, args.iters, args.warmup)
 
-    afr = new_run("afr", 0, s, data, device, init_state={"model": cmo.model.state_dict()})
+    base = {"model": (load_checkpoint(args.checkpoint)["model"] if args.checkpoint
+                      else cmo.model.state_dict())}
+    afr = new_run("afr", 0, s, data, device, init_state=base)
     afr_rate = loop_rate(afr, args.iters, args.warmup)
 
     # the refresh, on a stratified share of the set
@@ -94,7 +100,7 @@ def main(argv=None):
                       for idx in (torch.nonzero(data.y_train.cpu() == c).flatten()
                                   for c in range(data.num_classes))])
     sub = replace(data, x_train=data.x_train[keep.to(device)], y_train=data.y_train[keep.to(device)])
-    part = new_run("afr", 0, s, sub, device, init_state={"model": cmo.model.state_dict()})
+    part = new_run("afr", 0, s, sub, device, init_state=base)
     _sync(device)
     start = time.perf_counter()
     split = maybe_refresh(part, progress=False)
