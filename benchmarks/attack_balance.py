@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from afr_aug import IntraClassSplitter, MinorityPGD
 
-from .common import device_name, load_checkpoint, load_data, make_model
+from .common import device_name, load_checkpoint, load_data, make_model, train_batches
 
 
 def measure(model, split, x, y, **attack_kwargs):
@@ -60,10 +60,8 @@ def main(argv=None):
     model = make_model(data, device)
     model.load_state_dict(state["model"])
     model.eval()
-    batches = ((data.x_train[i:i + 1000].float() / 255, data.y_train[i:i + 1000])
-               for i in range(0, len(data.y_train), 1000))
     splitter = IntraClassSplitter(threshold=0.8, adaptive=False)
-    emb, labels, _, train_acc = splitter.embed(model, batches, device)
+    emb, labels, _, train_acc = splitter.embed(model, train_batches(data), device, progress=False)
     split = splitter.split(emb, labels, num_classes=data.num_classes)
     g = torch.Generator().manual_seed(0)
     idx = torch.cat([m[torch.randperm(len(m), generator=g)[:args.per_class]]

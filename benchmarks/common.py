@@ -156,6 +156,15 @@ def test_batches(data: Data, batch_size: int = 1000):
         yield x[i:i + batch_size].float().div_(255), y[i:i + batch_size]
 
 
+def train_batches(data: Data, batch_size: int = 1000):
+    """This rank's share of the (clean) training images as ``(x, y, index)`` batches, the form
+    ``IntraClassSplitter.embed`` gathers back into dataset order."""
+    mine = torch.arange(get_rank(), len(data.y_train), get_world_size())
+    for idx in mine.split(batch_size):
+        dev_idx = idx.to(data.x_train.device)
+        yield data.x_train[dev_idx].float().div_(255), data.y_train[dev_idx], idx
+
+
 @dataclass
 class Run:
     """Everything that changes during a run and is checkpointed each epoch."""

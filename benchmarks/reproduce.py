@@ -27,7 +27,8 @@ from afr_aug.distributed import get_rank, get_world_size
 
 from . import report
 from .common import (METHODS, STAGE2_METHODS, Schedule, device_name, evaluate_run, load_checkpoint,
-                     load_data, maybe_refresh, new_run, restore, save_atomic, state_of, train_epoch)
+                     load_data, make_model, maybe_refresh, new_run, restore, save_atomic, state_of,
+                     train_batches, train_epoch)
 
 PRESETS = {
     "paper": dict(schedule=Schedule(epochs=200, stage2_epochs=50, milestones=(0.8, 0.9)),
@@ -186,15 +187,12 @@ class Benchmark:
         if path not in self.finished:
             return None
         state = self.finished[path]
-        run = new_run("bs_cmo", seed, self.schedule, self.data, self.device)
-        run.model.load_state_dict(state["model"])
-        d = self.data
-        mine = torch.arange(get_rank(), len(d.y_train), get_world_size())   # gathered by embed
-        batches = ((d.x_train[i.to(self.device)].float() / 255, d.y_train[i.to(self.device)], i)
-                   for i in mine.split(1000))
+        model = make_model(self.data, self.device)
+        model.load_state_dict(state["model"])
         splitter = IntraClassSplitter()
-        emb, labels, _, _ = splitter.embed(run.model, batches, self.device,
+        emb, labels, _, _ = splitter.embed(model, train_batches(self.data), self.device,
                                            progress=not self.args.no_progress and get_rank() == 0)
+        d = self.data
         split = splitter.split(emb, labels, state["class_accuracy"], state["train_accuracy"],
                                num_classes=d.num_classes)
         return {"similarity": split.similarity, "labels": split.labels,
