@@ -17,9 +17,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from afr_aug import AFRBalancer, CutMixBalancer, IntraClassSplitter, LongTailSampler, MixUpBalancer, mixed_loss
+from afr_aug import AFRBalancer, CutMixBalancer, LongTailSampler, MixUpBalancer, mixed_loss
 from afr_aug.augment import BatchAugment
 from afr_aug.data import cifar_lt, load_cifar
 from afr_aug.distributed import all_reduce_sum, barrier, get_rank, get_world_size, is_distributed
@@ -149,20 +148,22 @@ def make_criterion(method: str, counts: Sequence[int], device) -> torch.nn.Modul
     return BalancedSoftmaxLoss(counts).to(device)
 
 
+def rank_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000):
+    """This rank's share of ``(x, y)`` as ``(float images, labels, index)`` batches: the form
+    ``IntraClassSplitter.embed`` and ``evaluate`` gather back over the ranks."""
+    mine = torch.arange(get_rank(), len(y), get_world_size())
+    for idx in mine.split(batch_size):
+        dev_idx = idx.to(x.device)
+        yield x[dev_idx].float().div_(255), y[dev_idx], idx
+
+
 def test_batches(data: Data, batch_size: int = 1000):
-    """This rank's share of the test set (``evaluate`` gathers the shares)."""
-    x, y = data.x_test[get_rank()::get_world_size()], data.y_test[get_rank()::get_world_size()]
-    for i in range(0, len(y), batch_size):
-        yield x[i:i + batch_size].float().div_(255), y[i:i + batch_size]
+    return rank_batches(data.x_test, data.y_test, batch_size)
 
 
 def train_batches(data: Data, batch_size: int = 1000):
-    """This rank's share of the (clean) training images as ``(x, y, index)`` batches, the form
-    ``IntraClassSplitter.embed`` gathers back into dataset order."""
-    mine = torch.arange(get_rank(), len(data.y_train), get_world_size())
-    for idx in mine.split(batch_size):
-        dev_idx = idx.to(data.x_train.device)
-        yield data.x_train[dev_idx].float().div_(255), data.y_train[dev_idx], idx
+    """The clean (unaugmented) training images, for embedding passes."""
+    return rank_batches(data.x_train, data.y_train, batch_size)
 
 
 @dataclass
@@ -226,8 +227,7 @@ def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
         # The control gets the same balanced set, only never refreshed: plain over-sampling.
         run.balancer = AFRBalancer(data.x_train.cpu(), data.y_train.cpu(),
                                    num_classes=data.num_classes,
-                                   attack_share=schedule.attack_share, seed=seed,
-                                   splitter=IntraClassSplitter(), progress=True)
+                                   attack_share=schedule.attack_share, seed=seed, progress=True)
         lr = schedule.stage2_lr
     if is_distributed():
         run.ddp = torch.nn.parallel.DistributedDataParallel(

@@ -328,7 +328,7 @@ def plot_shot_accuracy(results, path):
             errs.append(100 * std if mean is not None and row["n"] > 1 else 0.0)
         top = max([top] + [h + e for h, e in zip(heights, errs) if not math.isnan(h)])
         label = _method_name(row["method"]) + (f" (n={row['n']})" if row["n"] > 1 else "")
-        bars = ax.bar(xs, heights, width * 0.92, color=color, label=label,
+        ax.bar(xs, heights, width * 0.92, color=color, label=label,
                       yerr=errs if any(errs) else None, capsize=3 if any(errs) else 0,
                       error_kw={"elinewidth": 1, "ecolor": "0.25"})
         for x, h, e in zip(xs, heights, errs):  # above the error bar, where bar_label would clash

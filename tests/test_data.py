@@ -1,6 +1,5 @@
 """Tests for afr_aug.data: long-tailed counts/subsets, the CIFAR reader and shot groups."""
 
-import os
 import pickle
 from pathlib import Path
 

@@ -1,7 +1,6 @@
 """The README's code blocks run as written (real CIFAR-10, a share of it, 2 iterations a loop)."""
 
 import itertools
-import os
 import re
 from pathlib import Path
 
