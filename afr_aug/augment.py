@@ -24,6 +24,8 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn.functional as F
 
+from ._state import check_state
+
 try:  # torchvision >= 0.16 (0.15 as beta)
     import torchvision.transforms.v2.functional as TF
 except ImportError:  # pragma: no cover - older torchvision: v1 functional ops also take batched tensors
@@ -319,8 +321,9 @@ class BatchAugment:
         auto_augment: AutoAugment CIFAR-10 policy, per sample.
         cutout: one ``cutout_size`` square hole per sample.
         padding, cutout_size: see above.
-        seed: seed of the internal CPU ``torch.Generator``; ``None`` seeds it
-            non-deterministically (the state can still be saved and restored).
+        seed: seed of the internal CPU ``torch.Generator``; the default 0 makes
+            every run repeat, ``None`` seeds it non-deterministically (the state
+            can still be saved and restored).
 
     Input: uint8 [N, 1 or 3, H, W] (values 0..255), or float in [0, 1]. Output
     is on the input's device: float32 for uint8 input, the input's float dtype
@@ -339,6 +342,10 @@ class BatchAugment:
     >>> state = aug.state_dict(); a = aug(x); aug.load_state_dict(state)
     >>> torch.equal(a, aug(x))
     True
+    >>> BatchAugment().load_state_dict(state)     # another pipeline: another stream
+    Traceback (most recent call last):
+    ...
+    ValueError: BatchAugment state has auto_augment=True but this BatchAugment has auto_augment=False
     """
 
     def __init__(
@@ -349,7 +356,7 @@ class BatchAugment:
         cutout: bool = False,
         padding: int = 4,
         cutout_size: int = 16,
-        seed: Optional[int] = None,
+        seed: Optional[int] = 0,
     ) -> None:
         self.crop = bool(crop)
         self.flip = bool(flip)
@@ -401,20 +408,44 @@ class BatchAugment:
             x = cutout(x, size=self.cutout_size, generator=g)
         return x
 
+    def _config(self) -> Dict[str, Any]:
+        """The settings that decide how much randomness each call consumes."""
+        return {"crop": self.crop, "flip": self.flip, "auto_augment": self.auto_augment,
+                "cutout": self.cutout, "padding": self.padding, "cutout_size": self.cutout_size}
+
     def state_dict(self) -> Dict[str, Any]:
-        """Return the RNG state (and seed) so a checkpoint can resume the same augmentation stream."""
-        return {"generator_state": self.generator.get_state(), "seed": self.seed}
+        """The RNG state and seed (plus the pipeline settings, checked on load) so a
+        checkpoint can resume the same augmentation stream."""
+        return {"type": type(self).__name__, **self._config(), "seed": self.seed,
+                "generator_state": self.generator.get_state()}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        """Restore the RNG state saved by :meth:`state_dict`."""
-        if not isinstance(state_dict, dict) or "generator_state" not in state_dict:
-            raise ValueError(
-                "load_state_dict expects the dict returned by BatchAugment.state_dict() with a "
-                f"'generator_state' entry, got {type(state_dict).__name__}"
-                + (f" with keys {sorted(state_dict)}" if isinstance(state_dict, dict) else "")
-            )
-        self.generator.set_state(state_dict["generator_state"])
-        self.seed = state_dict.get("seed", self.seed)
+        """Restore the RNG state saved by :meth:`state_dict`.
+
+        Why so strict: a state saved by a pipeline with other settings would resume a
+        different stream without a word, so it raises ``ValueError`` (``TypeError`` for a
+        non-dict) and leaves this object unchanged. The seed may differ: it is restored.
+        """
+        check_state(self, state_dict, self._config(), ("seed", "generator_state"))
+        name = type(self).__name__
+        seed = state_dict["seed"]
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"{name} state: seed must be an int or None, got {type(seed).__name__}")
+        gen_state = state_dict["generator_state"]
+        probe = torch.Generator(device="cpu")
+        if not (isinstance(gen_state, torch.Tensor) and gen_state.dtype == torch.uint8
+                and gen_state.shape == probe.get_state().shape):
+            got = (f"{gen_state.dtype} tensor of shape {tuple(gen_state.shape)}"
+                   if isinstance(gen_state, torch.Tensor) else type(gen_state).__name__)
+            raise ValueError(f"{name} state: 'generator_state' must be a CPU torch.Generator "
+                             f"state (uint8 tensor of shape {tuple(probe.get_state().shape)}), got {got}")
+        try:
+            probe.set_state(gen_state)
+        except RuntimeError as err:
+            raise ValueError(f"{name} state: 'generator_state' is not a valid CPU torch.Generator "
+                             f"state ({err})") from None
+        self.generator.set_state(gen_state)
+        self.seed = seed
 
     def __repr__(self) -> str:
         return (

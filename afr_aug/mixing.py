@@ -8,10 +8,12 @@ its re-balanced set, on 25 % of the batches. Both mixers are callables on a batc
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
+
+from ._state import check_state
 
 __all__ = ["CutMixBalancer", "MixUpBalancer", "mixed_loss"]
 
@@ -19,6 +21,7 @@ Mixed = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]
 
 
 class _Balancer:
+
     def __init__(self, p: float, alpha: float, seed: Optional[int]):
         if not 0.0 <= float(p) <= 1.0:
             raise ValueError(f"p must be a probability in [0, 1], got {p}")
@@ -50,12 +53,25 @@ class _Balancer:
                 raise ValueError(f"{name} must be a 1-D label tensor with {len(x)} entries (one per "
                                  f"image), got {shape}")
 
-    def state_dict(self) -> dict:
-        """The random state, so a resumed run mixes exactly like an uninterrupted one."""
-        return {"rng": self.rng.bit_generator.state}
+    def state_dict(self) -> Dict[str, Any]:
+        """The random state (plus type, ``p`` and ``alpha`` to check on load), so a resumed
+        run mixes exactly like an uninterrupted one."""
+        return {"type": type(self).__name__, "p": self.p, "alpha": self.alpha,
+                "rng": self.rng.bit_generator.state}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s random state. Why so strict: a state from another
+        mixer type, ``p`` or ``alpha`` would resume a different stream without a word, so it
+        raises ``ValueError`` (``TypeError`` for a non-dict), and nothing changes."""
+        check_state(self, state, {"p": self.p, "alpha": self.alpha}, ("rng",))
+        name = type(self).__name__
+        probe = type(self.rng.bit_generator)()
+        try:
+            probe.state = state["rng"]              # numpy checks the state's form
+        except (TypeError, ValueError, KeyError, OverflowError) as err:
+            raise ValueError(f"{name} state: 'rng' is not a numpy "
+                             f"{type(probe).__name__} state ({type(err).__name__}: {err})") from None
+        self.rng.bit_generator.state = probe.state
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p}, alpha={self.alpha})"
@@ -73,7 +89,8 @@ class CutMixBalancer(_Balancer):
     Args:
         p: probability to mix a batch (AFR stage 2: 0.25; CMO stage 1: 0.5).
         alpha: Beta(alpha, alpha) parameter for the box size (1.0: uniform).
-        seed: seed of the mixer's own generator (``None``: nondeterministic).
+        seed: seed of the mixer's own numpy generator; the default 0 makes every run mix
+            the same way, ``None`` draws a fresh one (nondeterministic).
 
     Example:
         >>> mixer = CutMixBalancer(p=1.0, seed=0)
@@ -83,9 +100,13 @@ class CutMixBalancer(_Balancer):
         >>> abs((1 - mixed[0].mean().item()) - lam) < 1e-6    # lam = share of pixels from x
         True
         >>> loss = mixed_loss(torch.nn.functional.cross_entropy, torch.randn(4, 6), y_a, y_b, lam)
+        >>> state = mixer.state_dict(); lam1 = mixer(x, y, x_bal, y_bal)[3]   # checkpoint, go on
+        >>> resumed = CutMixBalancer(p=1.0, seed=7); resumed.load_state_dict(state)
+        >>> resumed(x, y, x_bal, y_bal)[3] == lam1
+        True
     """
 
-    def __init__(self, p: float = 0.25, alpha: float = 1.0, seed: Optional[int] = None):
+    def __init__(self, p: float = 0.25, alpha: float = 1.0, seed: Optional[int] = 0):
         super().__init__(p, alpha, seed)
 
     def box(self, height: int, width: int) -> Tuple[int, int, int, int]:
@@ -115,6 +136,8 @@ class MixUpBalancer(_Balancer):
     """Blend the balanced batch into the long-tailed batch, with probability ``p`` (Table 2).
 
     ``lam ~ Beta(alpha, alpha)`` weighs ``x``; the output is ``lam * x + (1 - lam) * x_bal``.
+    Arguments, ``seed`` (default 0; ``None``: nondeterministic) and ``state_dict()`` /
+    ``load_state_dict()`` are as in :class:`CutMixBalancer`.
 
     Example:
         >>> mixer = MixUpBalancer(p=1.0, seed=0)
@@ -122,9 +145,13 @@ class MixUpBalancer(_Balancer):
         >>> mixed, y_a, y_b, lam = mixer(x, torch.tensor([0, 1]), x_bal, torch.tensor([2, 3]))
         >>> abs(mixed.mean().item() - (1 - lam)) < 1e-6
         True
+        >>> CutMixBalancer(p=1.0).load_state_dict(mixer.state_dict())
+        Traceback (most recent call last):
+        ...
+        ValueError: state was saved by 'MixUpBalancer', cannot load it into a CutMixBalancer
     """
 
-    def __init__(self, p: float = 0.25, alpha: float = 1.0, seed: Optional[int] = None):
+    def __init__(self, p: float = 0.25, alpha: float = 1.0, seed: Optional[int] = 0):
         super().__init__(p, alpha, seed)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, x_bal: torch.Tensor,

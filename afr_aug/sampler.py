@@ -8,15 +8,23 @@ stream for any labelled dataset, and shards it across ``torch.distributed`` rank
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Sequence
+import numbers
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import torch
 from torch.utils.data import Sampler
 
+from ._state import check_state
+
 __all__ = ["LongTailSampler", "class_balanced_weights"]
 
+# Draws with replacement are made in chunks of this many items, so an epoch of 50 M draws
+# needs a few MB of scratch instead of several 400 MB arrays. Changing it changes the draws.
+_CHUNK = 1 << 20
 
-def _as_label_tensor(labels) -> torch.Tensor:
+
+def _as_label_tensor(labels, compact: bool = False) -> torch.Tensor:
+    """Checked 1-D integer labels as int64 (``compact``: int32 when they fit, to halve a copy)."""
     t = torch.as_tensor(labels)
     if t.ndim != 1:
         raise ValueError(f"labels must be 1-D, got shape {tuple(t.shape)}")
@@ -24,10 +32,20 @@ def _as_label_tensor(labels) -> torch.Tensor:
         raise ValueError("labels is empty: a sampler needs at least one labelled sample")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"labels must be integers, got dtype {t.dtype}")
-    t = t.long()
-    if int(t.min()) < 0:
-        raise ValueError(f"labels must be >= 0, got {int(t.min())}")
-    return t
+    low, high = (int(v) for v in torch.aminmax(t))
+    if low < 0:
+        raise ValueError(f"labels must be >= 0, got {low}")
+    return t.int() if compact and high < 2**31 else t.long()
+
+
+def _check_alpha(alpha) -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
+    return value
 
 
 def class_balanced_weights(labels, alpha: float = 1.0) -> torch.Tensor:
@@ -39,11 +57,10 @@ def class_balanced_weights(labels, alpha: float = 1.0) -> torch.Tensor:
     >>> class_balanced_weights([0, 0, 0, 1], alpha=1.0).tolist()
     [0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 1.0]
     """
-    if not math.isfinite(alpha):
-        raise ValueError(f"alpha must be a finite number, got {alpha}")
+    alpha = _check_alpha(alpha)
     t = _as_label_tensor(labels)
     counts = torch.bincount(t).double()
-    return counts[t].pow(-float(alpha))
+    return counts[t].pow(-alpha)
 
 
 class LongTailSampler(Sampler[int]):
@@ -57,14 +74,24 @@ class LongTailSampler(Sampler[int]):
     (``ceil(num_samples / num_replicas)`` each; the global draw is padded with extra draws).
     Without ``replacement`` the shares are disjoint in indices too.
 
+    Why two steps: with replacement a draw picks a class (probability ``∝ n_c ** (1 - alpha)``)
+    and then a uniform member of it, the same distribution as the per-item weights but with
+    no per-item float array and no 2**24-category limit (``torch.multinomial``'s), so it
+    scales to tens of millions of labels. Without replacement it is Efraimidis–Spirakis
+    (the ``num_samples`` smallest keys ``Exp(1) / w_i``), also for any size.
+
     Args:
         labels: one integer label per dataset item (list, array or tensor).
         alpha: re-balancing exponent (see above).
         num_samples: length of the *global* draw per epoch; default ``len(labels)``.
         replacement: draw with replacement (needed when a tail class must repeat).
-        seed: base seed; the epoch is added to it.
+        seed: base seed (an int, the same on every rank); the epoch is added to it.
         num_replicas, rank: the shard; default from ``torch.distributed`` when it is
             initialised, else a single replica.
+
+    Attributes: ``classes`` (the labels present, ascending), ``class_counts``,
+    ``class_probs`` (chance that one draw picks each class) and ``order`` (item indices
+    grouped by class, stable; int32 below 2**31 items to save memory).
 
     Example:
         >>> labels = [0] * 90 + [1] * 10
@@ -72,6 +99,8 @@ class LongTailSampler(Sampler[int]):
         >>> drawn = [labels[i] for i in sampler]
         >>> 400 < sum(drawn) < 600          # class 1 drawn about half the time
         True
+        >>> sampler.class_probs.tolist()
+        [0.5, 0.5]
         >>> loader = torch.utils.data.DataLoader(range(100), batch_size=10, sampler=sampler)
     """
 
@@ -85,16 +114,16 @@ class LongTailSampler(Sampler[int]):
         num_replicas: Optional[int] = None,
         rank: Optional[int] = None,
     ):
-        self.weights = class_balanced_weights(labels, alpha)
-        self.alpha = float(alpha)
-        n = len(self.weights)
+        self.alpha = _check_alpha(alpha)
+        t = _as_label_tensor(labels, compact=True)
+        n = t.numel()
         if num_samples is None:
             num_samples = n
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-        if n > 2**24:
-            raise ValueError(f"LongTailSampler draws with torch.multinomial, which supports at most "
-                             f"2**24 items; got {n}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an int (every rank needs the same draw), "
+                            f"got {type(seed).__name__}")
         if num_replicas is None or rank is None:
             dist_ok = torch.distributed.is_available() and torch.distributed.is_initialized()
             if num_replicas is None:
@@ -107,6 +136,7 @@ class LongTailSampler(Sampler[int]):
             raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)
+        self.num_labels = n
         self.num_samples = num_samples
         self.per_replica = math.ceil(num_samples / self.num_replicas)
         self.total = self.per_replica * self.num_replicas
@@ -118,18 +148,120 @@ class LongTailSampler(Sampler[int]):
         self.seed = int(seed)
         self.epoch = 0
 
+        # Group the items by class once: a stable sort keeps the draw platform-independent.
+        sorted_labels, order = torch.sort(t, stable=True)
+        del t
+        classes, self.class_counts = torch.unique_consecutive(sorted_labels, return_counts=True)
+        self.classes = classes.long()
+        del sorted_labels
+        self.order = order.int() if n < 2**31 else order
+        del order
+        self._starts = torch.cumsum(self.class_counts, 0) - self.class_counts
+        # Class mass n_c * n_c**-alpha, in log space so large |alpha| cannot overflow.
+        log_mass = (1.0 - self.alpha) * self.class_counts.double().log()
+        mass = (log_mass - log_mass.max()).exp()
+        if not bool(torch.isfinite(mass).all()):
+            raise ValueError(f"alpha={self.alpha} is too extreme: class probabilities overflow")
+        self.class_probs = mass / mass.sum()
+        cdf = torch.cumsum(mass, 0)
+        self._cdf = cdf / cdf[-1]                  # exactly 1.0 at the end
+        self._last = int(mass.nonzero()[-1])       # never land on an underflowed tail class
+        # Guide table: bucket j of [0, 1) in K equal parts is known to map to classes
+        # guide[j]..guide[j+1]; most buckets hold one class, so most draws skip the search.
+        k = 1 << min(20, max(10, (len(mass) - 1).bit_length() + 4))
+        edges = torch.arange(k + 1, dtype=torch.float64) / k
+        self._guide = self._class_of(edges)
+
     def set_epoch(self, epoch: int) -> None:
         """Change the draw for the next iteration (call once per epoch, as with
         ``DistributedSampler``)."""
         self.epoch = int(epoch)
 
     def global_draw(self) -> torch.Tensor:
-        """The whole epoch's draw before sharding (the same on every rank)."""
+        """The whole epoch's draw (int64 indices) before sharding, the same on every rank.
+
+        >>> LongTailSampler([0, 0, 1], num_samples=4, seed=1).global_draw().shape
+        torch.Size([4])
+        """
         g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return torch.multinomial(self.weights, self.total, self.replacement, generator=g)
+        if self.replacement:
+            return self._draw_with_replacement(g)
+        return self._draw_without_replacement(g)
+
+    def _class_of(self, u: torch.Tensor) -> torch.Tensor:
+        """Inverse CDF: the class of each uniform ``u`` in [0, 1)."""
+        return torch.searchsorted(self._cdf, u, right=True).clamp_(max=self._last)
+
+    def _draw_with_replacement(self, g: torch.Generator) -> torch.Tensor:
+        out = torch.empty(self.total, dtype=torch.long)
+        k = len(self._guide) - 1                   # a power of 2: u * k and its floor are exact
+        for start in range(0, self.total, _CHUNK):
+            m = min(_CHUNK, self.total - start)
+            u = torch.rand(m, dtype=torch.float64, generator=g)
+            bucket = u.mul(k).long()
+            cls = self._guide.index_select(0, bucket)
+            unsure = (self._guide.index_select(0, bucket.add_(1)) != cls).nonzero().squeeze(1)
+            cls[unsure] = self._class_of(u[unsure])   # same answer as searching every u
+            size = self.class_counts.index_select(0, cls)
+            pos = torch.rand(m, dtype=torch.float64, generator=g).mul_(size).long()
+            pos = torch.minimum(pos, size.sub_(1)).add_(self._starts.index_select(0, cls))
+            out[start:start + m] = self.order.index_select(0, pos)   # a uniform member
+        return out
+
+    def _draw_without_replacement(self, g: torch.Generator) -> torch.Tensor:
+        # Efraimidis-Spirakis in log space: key_i = log(Exp(1)) - log(w_i), smallest first.
+        # Keys are built in class order (position p holds item order[p]).
+        key = torch.empty(self.num_labels, dtype=torch.float64).exponential_(generator=g).log_()
+        key.add_((self.alpha * self.class_counts.double().log())
+                 .repeat_interleave(self.class_counts))
+        if self.total < self.num_labels:
+            pos = torch.topk(key, self.total, largest=False, sorted=True).indices
+        else:
+            pos = torch.sort(key, stable=True).indices
+        del key
+        return self.order[pos].long()
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.global_draw()[self.rank::self.num_replicas].tolist())
 
     def __len__(self) -> int:
         return self.per_replica
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _identity(self) -> Dict[str, Any]:
+        """What fixes the draw besides seed and epoch: a state must agree on all of it."""
+        return {"num_labels": self.num_labels, "num_classes": len(self.classes),
+                "num_samples": self.num_samples, "replacement": self.replacement,
+                "alpha": self.alpha}
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Seed and epoch (plus what defines the draw, to check on load), so a resumed run
+        replays the same epochs. Rank and world size are not part of it.
+
+        >>> LongTailSampler([0, 1, 1], seed=3).state_dict()["seed"]
+        3
+        """
+        return {"type": type(self).__name__, "seed": self.seed, "epoch": self.epoch,
+                **self._identity()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore seed and epoch from :meth:`state_dict`; a state from a sampler with other
+        labels, alpha, num_samples or replacement raises ``ValueError``.
+
+        >>> a, b = LongTailSampler([0, 1, 1], seed=3), LongTailSampler([0, 1, 1])
+        >>> a.set_epoch(4); b.load_state_dict(a.state_dict())
+        >>> torch.equal(a.global_draw(), b.global_draw())
+        True
+        """
+        check_state(self, state, self._identity(), ("seed", "epoch"))
+        name = type(self).__name__
+        for key in ("seed", "epoch"):
+            if isinstance(state[key], bool) or not isinstance(state[key], numbers.Integral):
+                raise TypeError(f"{name} state: {key} must be an int, "
+                                f"got {type(state[key]).__name__}")
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.num_labels} labels, {len(self.classes)} classes, "
+                f"alpha={self.alpha}, num_samples={self.num_samples}, "
+                f"replacement={self.replacement}, seed={self.seed})")

@@ -197,6 +197,52 @@ def test_batch_augment_cutout_only():
     assert ((y == 0) | (y == 1)).all()
 
 
+def test_batch_augment_state_round_trip_continues_the_stream():
+    x = images(8)
+    straight = BatchAugment(auto_augment=True, cutout=True, seed=5)
+    stopped = BatchAugment(auto_augment=True, cutout=True, seed=5)
+    for _ in range(3):
+        straight(x)
+        stopped(x)
+    state = stopped.state_dict()
+    assert state["type"] == "BatchAugment" and state["seed"] == 5
+    resumed = BatchAugment(auto_augment=True, cutout=True, seed=None)
+    resumed.load_state_dict(state)
+    assert resumed.seed == 5
+    for _ in range(3):
+        assert torch.equal(straight(x), resumed(x))
+
+
+def test_batch_augment_seed_defaults_to_zero_and_none_is_fresh():
+    x = images(8)
+    assert torch.equal(BatchAugment()(x), BatchAugment(seed=0)(x))
+    assert not torch.equal(BatchAugment(seed=None)(x), BatchAugment(seed=None)(x))
+
+
+def test_batch_augment_load_state_dict_bad_input():
+    aug = BatchAugment(cutout=True, seed=0)
+    good = aug.state_dict()
+    before = aug.generator.get_state()
+    bad = [
+        ([("seed", 0)], TypeError, "expects the dict"),
+        ({k: v for k, v in good.items() if k != "generator_state"}, ValueError,
+         r"missing keys \['generator_state'\]"),
+        (dict(good, extra=1), ValueError, r"unexpected keys \['extra'\]"),
+        (dict(good, type="CutMixBalancer"), ValueError, "saved by 'CutMixBalancer'"),
+        (BatchAugment(seed=0).state_dict(), ValueError, "cutout=False but this BatchAugment has cutout=True"),
+        (BatchAugment(cutout=True, cutout_size=8).state_dict(), ValueError, "cutout_size=8"),
+        (BatchAugment(cutout=True, padding=2).state_dict(), ValueError, "padding=2"),
+        (dict(good, seed="0"), TypeError, "seed must be an int or None"),
+        (dict(good, generator_state=[0] * 5056), ValueError, "'generator_state' must be .*got list"),
+        (dict(good, generator_state=torch.zeros(3, dtype=torch.uint8)), ValueError, r"shape \(3,\)"),
+        (dict(good, generator_state=good["generator_state"].float()), ValueError, "torch.float32"),
+    ]
+    for state, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            aug.load_state_dict(state)
+    assert torch.equal(aug.generator.get_state(), before) and aug.seed == 0
+
+
 # ------------------------------------------------------------------ errors
 
 
@@ -230,7 +276,7 @@ def test_errors():
         BatchAugment(cutout_size=-2)
     with pytest.raises(TypeError, match="seed must be an int or None, got str"):
         BatchAugment(seed="0")
-    with pytest.raises(ValueError, match="'generator_state' entry"):
+    with pytest.raises(ValueError, match=r"missing keys \[.*'generator_state'.*'type'\]"):
         aug.load_state_dict({"seed": 0})
 
 

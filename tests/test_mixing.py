@@ -49,6 +49,54 @@ def test_cutmix_deterministic_and_resumable():
         assert a(x, y, xb, yb)[3] == b(x, y, xb, yb)[3]
 
 
+@pytest.mark.parametrize("cls", [CutMixBalancer, MixUpBalancer])
+def test_state_round_trip_continues_the_stream(cls):
+    x, y, xb, yb = batches(n=2, size=16)
+    straight, stopped = cls(p=0.5, seed=8), cls(p=0.5, seed=8)
+    for _ in range(7):
+        straight(x, y, xb, yb)
+        stopped(x, y, xb, yb)
+    state = stopped.state_dict()
+    assert set(state) == {"type", "p", "alpha", "rng"} and state["type"] == cls.__name__
+    resumed = cls(p=0.5, seed=123)
+    resumed.load_state_dict(state)
+    for _ in range(20):
+        a, b = straight(x, y, xb, yb), resumed(x, y, xb, yb)
+        assert a[3] == b[3] and torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
+
+
+@pytest.mark.parametrize("cls,other", [(CutMixBalancer, MixUpBalancer), (MixUpBalancer, CutMixBalancer)])
+def test_load_state_dict_bad_input(cls, other):
+    mixer = cls(p=0.5, seed=0)
+    good = mixer.state_dict()
+    before = mixer.rng.bit_generator.state
+    bad = [
+        ([1, 2], TypeError, "expects the dict"),
+        ({"rng": good["rng"]}, ValueError, r"missing keys \['alpha', 'p', 'type'\]"),
+        (dict(good, extra=1), ValueError, r"unexpected keys \['extra'\]"),
+        (other(p=0.5).state_dict(), ValueError, f"saved by '{other.__name__}'"),
+        (cls(p=0.25).state_dict(), ValueError, f"p=0.25 but this {cls.__name__} has p=0.5"),
+        (cls(p=0.5, alpha=2.0).state_dict(), ValueError, "alpha=2.0"),
+        (dict(good, rng="seed 0"), ValueError, "'rng' is not a numpy PCG64 state"),
+        (dict(good, rng={"bit_generator": "MT19937"}), ValueError, "PCG64"),
+        (dict(good, rng=dict(good["rng"], state={"state": -1, "inc": 1})), ValueError, "PCG64"),
+        (dict(good, rng={k: v for k, v in good["rng"].items() if k != "uinteger"}), ValueError,
+         "PCG64"),
+    ]
+    for state, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            mixer.load_state_dict(state)
+    assert mixer.rng.bit_generator.state == before   # rejected states change nothing
+
+
+@pytest.mark.parametrize("cls", [CutMixBalancer, MixUpBalancer])
+def test_seed_defaults_to_zero_and_none_is_fresh(cls):
+    x, y, xb, yb = batches(n=2, size=16)
+    lams = lambda m: [m(x, y, xb, yb)[3] for _ in range(10)]
+    assert lams(cls(p=1.0)) == lams(cls(p=1.0, seed=0))
+    assert lams(cls(p=1.0, seed=None)) != lams(cls(p=1.0, seed=None))
+
+
 def test_cutmix_box_mean_area_matches_beta():
     mixer = CutMixBalancer(p=1.0, alpha=1.0, seed=4)
     lams = [mixer(*batches(n=1, size=64))[3] for _ in range(3000)]

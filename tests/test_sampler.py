@@ -21,6 +21,14 @@ def test_alpha_one_is_class_balanced():
     assert torch.allclose(freq, torch.full((4,), 0.25, dtype=torch.float64), atol=0.01)
 
 
+def test_class_draws_pass_a_chi_square_test():
+    s = LongTailSampler(LABELS, alpha=1.0, num_samples=20_000, seed=11)
+    observed = class_freq(s) * 20_000
+    chi2 = float(((observed - 5_000) ** 2 / 5_000).sum())
+    assert chi2 < 16.27          # 99.9 % quantile of chi-square with 3 degrees of freedom
+    assert torch.allclose(s.class_probs, torch.full((4,), 0.25, dtype=torch.float64))
+
+
 def test_alpha_zero_is_instance_balanced():
     s = LongTailSampler(LABELS, alpha=0.0, num_samples=40_000, seed=1)
     expected = torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS)
@@ -82,6 +90,85 @@ def test_ddp_without_replacement_disjoint_indices():
     assert len(a) == len(b) == 350 and not a & b
 
 
+def test_without_replacement_is_a_weighted_draw():
+    # 3 items of class 0 and 1 of class 1, alpha=1: the first pick is the class-1 item half
+    # the time, and a full draw is a permutation
+    s = LongTailSampler([0, 0, 0, 1], replacement=False, seed=0)
+    firsts = []
+    for epoch in range(4000):
+        s.set_epoch(epoch)
+        draw = s.global_draw()
+        assert sorted(draw.tolist()) == [0, 1, 2, 3]
+        firsts.append(int(draw[0]))
+    assert abs(firsts.count(3) / 4000 - 0.5) < 0.03
+    assert abs(firsts.count(0) / 4000 - 0.5 / 3) < 0.03
+
+
+def test_sparse_label_ids_and_class_attributes():
+    s = LongTailSampler([7, 10**12, 7, 7], alpha=1.0, seed=0)
+    assert s.classes.tolist() == [7, 10**12] and s.class_counts.tolist() == [3, 1]
+    assert s.class_probs.tolist() == [0.5, 0.5]
+    assert s.order.tolist() == [0, 2, 3, 1]
+
+
+def test_more_than_2_to_the_24_labels():
+    n = 2**24 + 5
+    labels = torch.zeros(n, dtype=torch.int32)   # cheap: 64 MB
+    labels[-5:-3], labels[-3:] = 1, 2            # 2 items of class 1, 3 of class 2
+    s = LongTailSampler(labels, alpha=1.0, num_samples=1000, seed=0)
+    assert s.num_labels == n and s.class_counts.tolist() == [n - 5, 2, 3]
+    drawn = s.global_draw()
+    assert drawn.dtype == torch.int64 and len(drawn) == 1000
+    assert int(drawn.min()) >= 0 and int(drawn.max()) < n
+    freq = torch.bincount(labels[drawn].long(), minlength=3) / 1000
+    assert torch.allclose(freq, torch.full((3,), 1 / 3, dtype=freq.dtype), atol=0.06)
+    assert set(drawn[drawn >= n - 5].tolist()) == set(range(n - 5, n))   # every tail item
+    no_repeat = LongTailSampler(labels, num_samples=1000, replacement=False, seed=0).global_draw()
+    assert len(set(no_repeat.tolist())) == 1000
+    assert set(range(n - 5, n)) <= set(no_repeat.tolist())   # weight 1/2, 1/3 vs 2**-24 each
+
+
+def test_state_dict_round_trip():
+    a = LongTailSampler(LABELS, num_samples=300, seed=4)
+    a.set_epoch(3)
+    state = a.state_dict()
+    assert state == {"type": "LongTailSampler", "seed": 4, "epoch": 3, "num_labels": 760,
+                     "num_classes": 4, "num_samples": 300, "replacement": True, "alpha": 1.0}
+    b = LongTailSampler(LABELS, num_samples=300, seed=99, num_replicas=2, rank=1)  # other shard
+    b.load_state_dict(state)
+    assert (b.seed, b.epoch) == (4, 3)
+    assert torch.equal(a.global_draw(), b.global_draw())
+    for epoch in (4, 5):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        assert torch.equal(a.global_draw(), b.global_draw())
+
+
+@pytest.mark.parametrize("state,exc,match", [
+    ([("seed", 0)], TypeError, "expects the dict"),
+    (dict(seed=0, epoch=0), ValueError, r"missing keys \['alpha'"),
+    (dict(type="LongTailSampler", seed=0, epoch=0, num_labels=760, num_classes=4, num_samples=300,
+          replacement=True, alpha=1.0, rank=0), ValueError, r"unexpected keys \['rank'\]"),
+    (dict(type="CutMixBalancer", seed=0, epoch=0, num_labels=760, num_classes=4, num_samples=300,
+          replacement=True, alpha=1.0), ValueError, "saved by 'CutMixBalancer'"),
+    (dict(type="LongTailSampler", seed=0, epoch=0, num_labels=760, num_classes=4, num_samples=500,
+          replacement=True, alpha=1.0), ValueError, "num_samples=500 but this LongTailSampler has num_samples=300"),
+    (dict(type="LongTailSampler", seed=0, epoch=0, num_labels=100, num_classes=4, num_samples=300,
+          replacement=True, alpha=1.0), ValueError, "num_labels=100"),
+    (dict(type="LongTailSampler", seed=0, epoch=0, num_labels=760, num_classes=4, num_samples=300,
+          replacement=False, alpha=1.0), ValueError, "replacement=False"),
+    (dict(type="LongTailSampler", seed=0, epoch=0, num_labels=760, num_classes=4, num_samples=300,
+          replacement=True, alpha=0.5), ValueError, "alpha=0.5"),
+    (dict(type="LongTailSampler", seed="0", epoch=0, num_labels=760, num_classes=4, num_samples=300,
+          replacement=True, alpha=1.0), TypeError, "seed must be an int"),
+])
+def test_load_state_dict_bad_input(state, exc, match):
+    s = LongTailSampler(LABELS, num_samples=300, seed=4)
+    with pytest.raises(exc, match=match):
+        s.load_state_dict(state)
+    assert (s.seed, s.epoch) == (4, 0)   # a rejected state changes nothing
+
+
 def test_weights_hand_computed():
     w = class_balanced_weights([0, 0, 1, 2, 2, 2, 2], alpha=0.5)
     expected = torch.tensor([2, 2, 1, 4, 4, 4, 4], dtype=torch.float64).pow(-0.5)
@@ -98,6 +185,8 @@ def test_weights_hand_computed():
     (dict(labels=[0, 1], num_replicas=2, rank=2), ValueError, "rank"),
     (dict(labels=[0, 1], num_replicas=0, rank=0), ValueError, "num_replicas"),
     (dict(labels=[0, 1], replacement=False, num_samples=3), ValueError, "without replacement"),
+    (dict(labels=[0, 1], seed=None), TypeError, "seed must be an int"),
+    (dict(labels=[0] * 7 + [1] * 8, alpha=1e308), ValueError, "too extreme"),
 ])
 def test_bad_input(kwargs, exc, match):
     with pytest.raises(exc, match=match):
