@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .metrics import shot_groups  # it lives in metrics; kept importable from here
+
 __all__ = [
     "long_tailed_counts",
     "make_long_tailed",
@@ -216,44 +218,6 @@ def make_long_tailed(
         pick = rng.choice(pool, size=want, replace=False) if want < have else pool
         chosen.append(np.sort(pick))
     return np.concatenate(chosen).astype(np.int64, copy=False)
-
-
-def shot_groups(class_counts: Sequence[int], many: int = 100, few: int = 20) -> List[str]:
-    """Many/Medium/Few-shot group of every class, from its number of training images.
-
-    Why: long-tail papers (including AFR) report accuracy separately on Many-shot
-    (> 100 training images), Medium-shot (20-100) and Few-shot (< 20) classes, to show whether
-    a method helps the tail or only the head.
-
-    A class with ``count > many`` is ``"many"``, with ``count < few`` is ``"few"``, otherwise
-    ``"med"`` (both bounds inclusive in ``"med"``).
-
-    >>> shot_groups([500, 101, 100, 20, 19, 5])
-    ['many', 'many', 'med', 'med', 'few', 'few']
-    """
-    if isinstance(class_counts, (str, bytes)):
-        raise TypeError(f"class_counts must be a sequence of ints, got {type(class_counts).__name__}")
-    if isinstance(class_counts, torch.Tensor):
-        class_counts = class_counts.tolist()
-    try:
-        counts = list(class_counts)
-    except TypeError:
-        raise TypeError(
-            f"class_counts must be a sequence of ints, got {type(class_counts).__name__}"
-        ) from None
-    for name, bound in (("many", many), ("few", few)):
-        if isinstance(bound, bool) or not isinstance(bound, numbers.Real):
-            raise TypeError(f"{name} must be a number, got {type(bound).__name__} {bound!r}")
-    if few > many:
-        raise ValueError(f"few must be <= many, got few={few}, many={many}")
-    groups = []
-    for i, c in enumerate(counts):
-        if isinstance(c, bool) or not isinstance(c, numbers.Integral):
-            raise TypeError(f"class_counts[{i}] must be an int, got {type(c).__name__} {c!r}")
-        if c < 0:
-            raise ValueError(f"class_counts[{i}] must be >= 0, got {c}")
-        groups.append("many" if c > many else "few" if c < few else "med")
-    return groups
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import torch
 
-from .data import shot_groups
-from .distributed import all_gather_cat, is_distributed
+from .embedding import run_inference
 
-__all__ = ["top1_accuracy", "per_class_accuracy", "shot_accuracy", "evaluate"]
+__all__ = ["shot_groups", "top1_accuracy", "per_class_accuracy", "shot_accuracy", "evaluate"]
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
@@ -76,6 +75,46 @@ def _predictions(outputs, targets, num_classes: Optional[int] = None):
             bound = f"[0, {classes})" if classes is not None else ">= 0"
             raise ValueError(f"{name} must lie in {bound}, got range [{lo}, {hi}]")
     return pred, tgt
+
+
+def shot_groups(class_counts: Sequence[int], many: int = 100, few: int = 20) -> List[str]:
+    """Many/Medium/Few-shot group of every class, from its number of training images.
+
+    (Also importable as ``afr_aug.data.shot_groups``.)
+
+    Why: long-tail papers (including AFR) report accuracy separately on Many-shot
+    (> 100 training images), Medium-shot (20-100) and Few-shot (< 20) classes, to show whether
+    a method helps the tail or only the head.
+
+    A class with ``count > many`` is ``"many"``, with ``count < few`` is ``"few"``, otherwise
+    ``"med"`` (both bounds inclusive in ``"med"``).
+
+    >>> shot_groups([500, 101, 100, 20, 19, 5])
+    ['many', 'many', 'med', 'med', 'few', 'few']
+    """
+    if isinstance(class_counts, (str, bytes)):
+        raise TypeError(f"class_counts must be a sequence of ints, got {type(class_counts).__name__}")
+    if isinstance(class_counts, torch.Tensor):
+        class_counts = class_counts.tolist()
+    try:
+        counts = list(class_counts)
+    except TypeError:
+        raise TypeError(
+            f"class_counts must be a sequence of ints, got {type(class_counts).__name__}"
+        ) from None
+    for name, bound in (("many", many), ("few", few)):
+        if isinstance(bound, bool) or not isinstance(bound, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {type(bound).__name__} {bound!r}")
+    if few > many:
+        raise ValueError(f"few must be <= many, got few={few}, many={many}")
+    groups = []
+    for i, c in enumerate(counts):
+        if isinstance(c, bool) or not isinstance(c, numbers.Integral):
+            raise TypeError(f"class_counts[{i}] must be an int, got {type(c).__name__} {c!r}")
+        if c < 0:
+            raise ValueError(f"class_counts[{i}] must be >= 0, got {c}")
+        groups.append("many" if c > many else "few" if c < few else "med")
+    return groups
 
 
 def top1_accuracy(outputs, targets) -> float:
@@ -164,14 +203,6 @@ def shot_accuracy(
     return result
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
-
-
 def evaluate(
     model: torch.nn.Module,
     loader: Iterable,
@@ -221,63 +252,13 @@ def evaluate(
             )
         if num_classes < 1:
             raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
-    device = _model_device(model) if device is None else torch.device(device)
-
-    modes = [(m, m.training) for m in model.modules()]
-    preds, labels = [], []
-    batches = loader
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(loader, desc="evaluate", leave=False)
-    try:
-        model.eval()
-        with torch.no_grad():
-            for i, batch in enumerate(batches):
-                if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                    raise TypeError(
-                        f"loader must yield (images, labels) pairs; batch {i} is "
-                        f"{type(batch).__name__}"
-                        + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
-                    )
-                images, target = batch[0], batch[1]
-                if not isinstance(images, torch.Tensor):
-                    raise TypeError(
-                        f"loader must yield image tensors; batch {i} has {type(images).__name__}"
-                    )
-                target = torch.as_tensor(target).reshape(-1)
-                logits = model(images.to(device))
-                if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-                    shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                    raise ValueError(f"model must return logits [B, C]; batch {i} gave {shape}")
-                if num_classes is not None and logits.shape[1] != num_classes:
-                    raise ValueError(
-                        f"model returns {logits.shape[1]} logits per sample, num_classes is {num_classes}"
-                    )
-                if len(target) != len(logits):
-                    raise ValueError(
-                        f"batch {i}: labels has {len(target)} entries, model outputs {len(logits)}"
-                    )
-                if num_classes is None:
-                    num_classes = logits.shape[1]
-                preds.append(logits.argmax(dim=1).cpu())
-                labels.append(target.cpu())
-    finally:
-        if progress:
-            batches.close()
-        # train() first so that sub-modules overriding it see the call, then put back any
-        # sub-module whose own mode differed from the top-level one (e.g. frozen BatchNorm).
-        model.train(modes[0][1])
-        for m, mode in modes:
-            if m.training != mode:
-                m.training = mode
-    pred = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
-    tgt = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
-    if is_distributed():  # each rank evaluated its shard: every rank gets the whole result
-        pred, tgt = all_gather_cat(pred), all_gather_cat(tgt.long())
-        num_classes = int(all_gather_cat(torch.tensor([num_classes or 0])).max()) or None
-    if len(pred) == 0:
-        raise ValueError("loader yielded no batch; nothing to evaluate")
+    out = run_inference(model, loader, device=device, progress=progress, desc="evaluate",
+                        indexed=False)
+    if num_classes is not None and out.num_classes != num_classes:
+        raise ValueError(f"model returns {out.num_classes} logits per sample, num_classes is "
+                         f"{num_classes}")
+    num_classes = out.num_classes
+    pred, tgt = out.predictions, out.labels
     per_class = per_class_accuracy(pred, tgt, num_classes)
     result: Dict[str, object] = {
         "top1": top1_accuracy(pred, tgt),

@@ -7,6 +7,7 @@ penultimate layer) to its class's mean embedding falls below a per-class thresho
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -74,7 +75,10 @@ class IntraClassSplitter:
     level (between 60 % and 70 %)": with ``accuracy_window=(lo, hi)`` the adaptive thresholds
     are used only when ``lo <= a_train <= hi`` (the regime of a CMO model's running training
     accuracy on mixed batches); otherwise every class keeps ``λ`` and
-    ``SplitResult.adaptive_applied`` is False. ``accuracy_window=None`` always applies them.
+    ``SplitResult.adaptive_applied`` is False, and a warning naming the accuracy and the
+    window is given (once per splitter). ``accuracy_window=None`` always applies them. Which
+    accuracy to pass: the *running* training accuracy on the mixed (CutMix) batches of the last
+    epoch, as the benchmark does; the accuracy on clean images is usually far above the window.
 
     Edge cases: an image whose embedding is all zeros has similarity 0 (minority unless
     λ_c <= 0); a class with one image is its own mean (similarity 1, never minority); a class
@@ -104,81 +108,43 @@ class IntraClassSplitter:
         self.threshold = float(threshold)
         self.adaptive = bool(adaptive)
         self.accuracy_window = accuracy_window
+        self._warned = False   # the §3.3-not-applied warning is given once per splitter
 
     def __repr__(self) -> str:
         return (f"IntraClassSplitter(threshold={self.threshold}, adaptive={self.adaptive}, "
                 f"accuracy_window={self.accuracy_window})")
 
-    @torch.no_grad()
-    def embed(self, model: torch.nn.Module, loader, device=None, progress: bool = True):
-        """Embed every image of ``loader`` with ``model(x, return_embedding=True)``.
+    def embed(self, model: torch.nn.Module, loader, device=None, progress: bool = True,
+              layer: Optional[str] = None):
+        """Embed every image of ``loader`` with any classifier (:class:`~afr_aug.Embedder`).
 
-        One pass in eval mode (the model's mode is restored afterwards). Returns
-        ``(embeddings [N, D], labels [N], class_accuracy [C], train_accuracy)`` on the CPU, the
-        accuracies measured on these very images. Row ``i`` is the loader's ``i``-th image; a
-        loader may also yield ``(images, labels, indices)``, and the rows are then ordered by
-        dataset index (repeated indices kept once).
+        One pass in eval mode (every module's mode restored afterwards) through
+        :func:`afr_aug.embedding.run_inference`. ``layer`` names the embedding layer (default:
+        the input of the model's last ``nn.Linear``). Returns ``(embeddings [N, D], labels [N],
+        class_accuracy [C], train_accuracy)`` on the CPU, the accuracies measured on these very
+        images. Row ``i`` is the loader's ``i``-th image; a loader may also yield ``(images,
+        labels, indices)``, and the rows are then ordered by dataset index (repeated indices
+        kept once).
 
         Under ``torch.distributed`` each rank embeds its own shard and the results are
         gathered, so every rank gets the same arrays and the split equals the single-process
         split; give indices so that the order does not depend on how the data were sharded.
         """
-        from tqdm.auto import tqdm
+        from .embedding import run_inference
 
-        from .distributed import all_gather_cat, get_rank, is_distributed
-
-        if device is None:
-            device = next(model.parameters()).device
-        was_training = [(m, m.training) for m in model.modules()]
-        model.eval()
-        embs, labs, preds, idxs = [], [], [], []
-        num_classes = None
-        try:
-            for batch in tqdm(loader, desc="embedding", leave=False,
-                              disable=not progress or get_rank() != 0):
-                images, labels = batch[0], batch[1]
-                logits, emb = model(images.to(device), return_embedding=True)
-                num_classes = int(logits.shape[1])
-                embs.append(emb.float().cpu())
-                labs.append(torch.as_tensor(labels).long().cpu())
-                preds.append(logits.argmax(1).cpu())
-                if len(batch) > 2:
-                    idxs.append(torch.as_tensor(batch[2]).long().cpu())
-        finally:
-            for m, mode in was_training:
-                m.training = mode
-        if idxs and len(idxs) != len(embs):
-            raise ValueError("the loader yielded indices for some batches only")
-        d = embs[0].shape[1] if embs else 0
-        embeddings = torch.cat(embs) if embs else torch.empty(0, d)
-        labels = torch.cat(labs) if labs else torch.empty(0, dtype=torch.long)
-        preds = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
-        index = torch.cat(idxs) if idxs else None
-        if is_distributed():
-            dims = all_gather_cat(torch.tensor([[d, num_classes or 0]]))
-            d, num_classes = int(dims[:, 0].max()), int(dims[:, 1].max())
-            embeddings = all_gather_cat(embeddings.reshape(-1, d))
-            labels, preds = all_gather_cat(labels), all_gather_cat(preds)
-            if index is not None:
-                index = all_gather_cat(index)
-        if len(labels) == 0:
-            raise ValueError("the loader yielded no batch: nothing to embed")
-        if index is not None:
-            order = torch.argsort(index, stable=True)
-            keep = torch.ones(len(order), dtype=torch.bool)
-            keep[1:] = index[order][1:] != index[order][:-1]
-            order = order[keep]
-            embeddings, labels, preds = embeddings[order], labels[order], preds[order]
+        out = run_inference(model, loader, embed=True, layer=layer, device=device,
+                            progress=progress, desc="embedding")
+        labels, num_classes = out.labels, out.num_classes
         if int(labels.max()) >= num_classes or int(labels.min()) < 0:
             raise ValueError(f"labels must be in [0, {num_classes}) for a model with "
                              f"{num_classes} outputs, got range [{int(labels.min())}, "
                              f"{int(labels.max())}]")
-        correct = (preds == labels).double()
+        correct = (out.predictions == labels).double()
         counts = torch.bincount(labels, minlength=num_classes).double()
         hits = torch.bincount(labels, weights=correct, minlength=num_classes)
         class_accuracy = (hits / counts.clamp(min=1)).float()
         class_accuracy[counts == 0] = float("nan")
-        return embeddings, labels, class_accuracy, float(correct.mean())
+        return out.embeddings, labels, class_accuracy, float(correct.mean())
 
     def thresholds_for(self, num_classes: int, class_accuracy=None,
                        train_accuracy: Optional[float] = None) -> Tuple[torch.Tensor, bool]:
@@ -198,6 +164,14 @@ class IntraClassSplitter:
         if self.accuracy_window is not None:
             lo, hi = self.accuracy_window
             if not lo <= train_accuracy <= hi:
+                if not self._warned:
+                    self._warned = True
+                    warnings.warn(
+                        f"IntraClassSplitter: the training accuracy {train_accuracy:.3f} lies "
+                        f"outside accuracy_window={self.accuracy_window}, so the adaptive "
+                        f"per-class thresholds of §3.3 are NOT applied (every class uses "
+                        f"λ = {self.threshold}). Pass the running accuracy on the mixed training "
+                        f"batches, or accuracy_window=None to always apply them.", stacklevel=3)
                 return lam, False
         harder = known & (acc < float(train_accuracy))
         lam[harder] = acc[harder]

@@ -18,17 +18,18 @@ import json
 import torch
 import torch.nn.functional as F
 
-from afr_aug import IntraClassSplitter, MinorityPGD
+from afr_aug import Embedder, IntraClassSplitter, MinorityPGD
 
 from .common import device_name, load_checkpoint, load_data, make_model, train_batches
 
 
 def measure(model, split, x, y, **attack_kwargs):
+    embed = Embedder(model)
     with torch.no_grad():
-        logits0, e0 = model(x, return_embedding=True)
+        logits0, e0 = embed(x)
     adv = MinorityPGD(model, **attack_kwargs).set_targets(split)(x, y)
     with torch.no_grad():
-        logits1, e1 = model(adv, return_embedding=True)
+        logits1, e1 = embed(adv)
     target, mean = split.minority_centroids[y.cpu()].to(x.device), split.class_means[y.cpu()].to(x.device)
     before, after = F.cosine_similarity(e0, target), F.cosine_similarity(e1, target)
     correct = logits0.argmax(1) == y

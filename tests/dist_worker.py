@@ -24,8 +24,9 @@ def fixture_data():
     return images, labels, model
 
 
-def compute():
-    """Split, stage-2 set, evaluation and sampler draw, sharded over the current group."""
+def compute(storage_dir):
+    """Split, stage-2 set (memory and disk storage), evaluation and sampler draw, sharded over
+    the current group."""
     images, labels, model = fixture_data()
     rank, world = get_rank(), get_world_size()
     mine = torch.arange(rank, len(labels), world)
@@ -36,6 +37,10 @@ def compute():
     balancer = AFRBalancer(images, labels, batch_size=5, seed=3, progress=False,
                            splitter=IntraClassSplitter(threshold=0.9, adaptive=False))
     balancer.refresh(model)
+    on_disk = AFRBalancer(images, labels, batch_size=5, seed=3, progress=False,
+                          splitter=IntraClassSplitter(threshold=0.9, adaptive=False),
+                          storage=storage_dir)
+    on_disk.refresh(model)            # every rank writes its rows of one shared file
     metrics = evaluate(model, [(images[i].float() / 255, labels[i]) for i in mine.split(9)],
                        class_counts=[30, 12, 6])
     sampler = LongTailSampler(labels.tolist(), num_samples=40, seed=1)
@@ -44,6 +49,7 @@ def compute():
     return {"embeddings": emb, "labels": labs, "class_accuracy": acc, "train_accuracy": train_acc,
             "minority_mask": split.minority_mask, "thresholds": split.thresholds,
             "centroids": split.minority_centroids, "adversarial": balancer.adversarial,
+            "adversarial_disk": on_disk.adversarial.clone(),
             "item_index": balancer.item_index, "is_adversarial": balancer.is_adversarial,
             "top1": metrics["top1"], "per_class": metrics["per_class"], "shares": shares,
             "global_draw": sampler.global_draw(), "world": world}
@@ -52,7 +58,7 @@ def compute():
 if __name__ == "__main__":
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
-    result = compute()
+    result = compute(sys.argv[2])
     if dist.get_rank() == 0:
         torch.save(result, sys.argv[1])
     dist.destroy_process_group()

@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchattacks
+import torchvision
 
 from afr_aug import IntraClassSplitter, MinorityPGD
 from afr_aug.augment import BatchAugment
@@ -164,3 +165,76 @@ def test_bad_calls():
         atk.set_targets(torch.full((3, 64), float("nan")))
     with pytest.raises(TypeError, match="SplitResult"):
         atk.set_targets([[0.0]])
+
+
+def _passes(model):
+    """Counters of the model's forwards and of the backwards that reach its input."""
+    fwd, bwd = [], []
+
+    def on_forward(_module, args):
+        fwd.append(1)
+        if args[0].requires_grad:      # fires once per backward pass that reaches the input
+            args[0].register_hook(lambda g: bwd.append(1))
+
+    model.register_forward_pre_hook(on_forward)
+    return fwd, bwd
+
+
+@pytest.mark.parametrize("build,size,dim", [
+    (lambda: torchvision.models.resnet18(num_classes=3), 32, 512),
+    (lambda: torchvision.models.mobilenet_v3_small(num_classes=3), 32, 1024),
+])
+@pytest.mark.parametrize("grad_scale,backwards", [("pixels", 2), ("embedding", 1)])
+def test_torchvision_models_one_forward_per_step(build, size, dim, grad_scale, backwards):
+    torch.manual_seed(0)
+    model = build()
+    fwd, bwd = _passes(model)
+    atk = MinorityPGD(model, steps=3, grad_scale=grad_scale).set_targets(torch.randn(3, dim))
+    x, y = torch.rand(4, 3, size, size), torch.tensor([0, 1, 2, 0])
+    adv = atk(x, y)
+    assert len(fwd) == 3 and len(bwd) == 3 * backwards
+    assert 0 < (adv - x).abs().max() <= 3 / 255 + 1e-6
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_pure_pull_is_one_forward_one_backward():
+    model = torchvision.models.resnet18(num_classes=2)
+    fwd, bwd = _passes(model)
+    MinorityPGD(model, label_weight=0, steps=2).set_targets(torch.randn(2, 512))(
+        torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
+    assert len(fwd) == 2 and len(bwd) == 2
+
+
+def test_named_layer_and_set_model_keep_the_configuration():
+    torch.manual_seed(0)
+    a, b = torchvision.models.resnet18(num_classes=2), torchvision.models.resnet18(num_classes=2)
+    atk = MinorityPGD(a, layer="avgpool", eps=2 / 255).set_targets(torch.randn(2, 512))
+    atk.set_normalization_used((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    fwd_a, _ = _passes(a)
+    fwd_b, _ = _passes(b)
+    x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
+    atk(x, y)
+    atk.set_model(b)
+    adv = atk(x, y)
+    assert len(fwd_a) == 3 and len(fwd_b) == 3          # the second call attacked b
+    assert atk.embedder.model is b and atk.layer == "avgpool" and atk.eps == 2 / 255
+    assert atk.normalization_used is not None and atk.targets.shape == (2, 512)
+    assert (adv - x).abs().max() > 0
+    with pytest.raises(ValueError, match="no sub-module named 'nope'"):
+        MinorityPGD(a, layer="nope")
+    with pytest.raises(TypeError, match="nn.Module"):
+        atk.set_model("not a model")
+
+
+def test_only_the_default_mode():
+    atk = MinorityPGD(resnet32(num_classes=2))
+    for setter in (lambda: atk.set_mode_targeted_random(),
+                   lambda: atk.set_mode_targeted_least_likely(),
+                   lambda: atk.set_mode_targeted_by_function(lambda x, y: y)):
+        with pytest.raises(ValueError, match="only the default mode"):
+            setter()
+    assert atk.get_mode() == "default" and atk.supported_mode == ["default"]
+    with pytest.raises(ValueError, match="grad_scale"):
+        MinorityPGD(resnet32(num_classes=2), grad_scale="logits")
+    with pytest.raises(ValueError, match="layer= instead of embed_fn"):
+        MinorityPGD(resnet32(num_classes=2), grad_scale="embedding", embed_fn=lambda x: x)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from afr_aug import AFRBalancer, IntraClassSplitter
+from afr_aug import AFRBalancer, IntraClassSplitter, MinorityPGD
 from afr_aug.models import resnet32
 
 COUNTS = [40, 12, 5]
@@ -71,16 +71,19 @@ def test_state_dict_round_trip():
 def test_dataset_input_and_target_size():
     images, labels = data()
     ds = [(images[i].float() / 255, int(labels[i])) for i in range(len(labels))]
-    b = AFRBalancer(ds, progress=False, target_size=10)
+    b = AFRBalancer(ds, progress=False, target_size=10)            # labels read from the items
     assert b.class_sizes().tolist() == [10, 10, 10]
-    assert torch.equal(b.images, images)
+    assert b.images is None and torch.equal(b.labels, labels)
+    t = AFRBalancer(images, labels, progress=False, target_size=10)
+    assert torch.equal(b.item_index, t.item_index)                  # same seed, same layout
+    assert torch.equal(b.get_batch(torch.arange(30))[0], t.get_batch(torch.arange(30))[0])
 
 
 def test_bad_input():
     images, labels = data()
     with pytest.raises(ValueError, match="labels are required"):
         AFRBalancer(images)
-    with pytest.raises(ValueError, match="labels has 3 entries, images 57"):
+    with pytest.raises(ValueError, match="labels has 3 entries, data 57"):
         AFRBalancer(images, labels[:3])
     with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
         AFRBalancer(images[0], labels)
@@ -92,3 +95,192 @@ def test_bad_input():
         AFRBalancer(torch.full((2, 3, 4, 4), float("nan")), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
         AFRBalancer(images, labels, num_classes=2)
+
+
+# -- any Dataset, lazily; storage in memory or on disk ------------------------------------------
+class Counted(torch.utils.data.Dataset):
+    """A Dataset of uint8 images that counts its reads (num_workers=0 only)."""
+
+    def __init__(self, images, labels, with_targets=True):
+        self.images, self.labels, self.reads = images, labels, []
+        if with_targets:
+            self.targets = labels.tolist()
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        self.reads.append(int(i))
+        return self.images[i], int(self.labels[i])
+
+
+def splitter():
+    return IntraClassSplitter(threshold=0.8, adaptive=False)
+
+
+def test_dataset_is_read_lazily_about_once_per_refresh():
+    images, labels = data()
+    ds = Counted(images, labels)
+    b = AFRBalancer(ds, progress=False, batch_size=16, splitter=splitter())
+    assert ds.reads == []                                  # construction reads no image
+    b.refresh(resnet32(num_classes=3))
+    attacked = len(b.adversarial_source)
+    assert sorted(ds.reads[:len(labels)]) == list(range(len(labels)))   # one embedding pass
+    assert sorted(ds.reads[len(labels):]) == b.adversarial_source.tolist()  # then the attacked
+    assert len(ds.reads) == len(labels) + attacked
+
+
+def test_dataset_path_equals_tensor_path():
+    images, labels = data()
+    model = resnet32(num_classes=3)
+    t = AFRBalancer(images, labels, progress=False, batch_size=16, splitter=splitter())
+    d = AFRBalancer(Counted(images, labels), progress=False, batch_size=16, splitter=splitter())
+    t.refresh(model)
+    d.refresh(model)
+    assert torch.equal(t.item_index, d.item_index) and torch.equal(t.is_adversarial, d.is_adversarial)
+    assert torch.equal(t.adversarial, d.adversarial)
+    img_t, y_t = t[len(t) - 1]
+    img_d, y_d = d[len(d) - 1]
+    assert y_t == y_d and torch.equal(img_t, img_d) and img_d.dtype == torch.float32
+
+
+def test_memory_and_disk_storage_give_the_same_items(tmp_path):
+    images, labels = data()
+    model = resnet32(num_classes=3)
+    mem = AFRBalancer(images, labels, progress=False, seed=4, splitter=splitter())
+    disk = AFRBalancer(images, labels, progress=False, seed=4, splitter=splitter(),
+                       storage=tmp_path / "adv")
+    for _ in range(3):                                      # three generations of files
+        mem.refresh(model)
+        disk.refresh(model)
+        every = torch.arange(len(mem))
+        assert torch.equal(mem.get_batch(every)[0], disk.get_batch(every)[0])
+    assert disk.state_dict()["adversarial"] is None        # the images stay in the file
+    files = sorted(p.name for p in (tmp_path / "adv").iterdir())
+    assert len(files) == 2 and disk.adversarial_file.endswith(files[-1])   # last two kept
+    k = int(torch.nonzero(disk.is_adversarial)[0])
+    assert torch.equal(mem[k][0], disk[k][0])
+    loader = torch.utils.data.DataLoader(disk, batch_size=16, num_workers=2)   # pickled to workers
+    seen = torch.cat([x for x, _ in loader])
+    assert torch.equal(seen, mem.get_batch(torch.arange(len(mem)))[0].float() / 255)
+
+
+@pytest.mark.parametrize("storage", ["memory", "disk"])
+def test_resumed_set_equals_uninterrupted(tmp_path, storage):
+    images, labels = data()
+    model = resnet32(num_classes=3)
+
+    def make(sub):
+        where = "memory" if storage == "memory" else tmp_path / sub
+        return AFRBalancer(images, labels, progress=False, seed=7, splitter=splitter(), storage=where)
+
+    straight = make("a")
+    straight.refresh(model)
+    state = straight.state_dict()
+    straight.refresh(model)
+    resumed = make("b")
+    resumed.load_state_dict(state)
+    every = torch.arange(len(straight))
+    resumed.refresh(model)
+    assert torch.equal(straight.item_index, resumed.item_index)
+    assert torch.equal(straight.get_batch(every)[0], resumed.get_batch(every)[0])
+    other = make("c") if storage == "memory" else AFRBalancer(images, labels, progress=False)
+    other.load_state_dict(straight.state_dict())           # across storages too
+    assert torch.equal(other.get_batch(every)[0], straight.get_batch(every)[0])
+
+
+def test_state_dict_is_validated():
+    images, labels = data()
+    b = AFRBalancer(images, labels, progress=False)
+    with pytest.raises(TypeError, match="expects the dict"):
+        b.load_state_dict([1])
+    with pytest.raises(ValueError, match="missing"):
+        b.load_state_dict({"rng": 1})
+    state = AFRBalancer(images[:20], labels[:20], progress=False).state_dict()
+    with pytest.raises(ValueError, match="num_originals=20 but this AFRBalancer has num_originals=57"):
+        b.load_state_dict(state)
+    state = b.state_dict()
+    state["adversarial_file"], state["adversarial"] = "/nonexistent/adv.u8", None
+    with pytest.raises(ValueError, match="missing or not"):
+        b.load_state_dict(state)
+
+
+def write_image_folder(root, sizes_per_class):
+    """An ImageFolder of PNG and JPEG files of different sizes, written by the test."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for c, sizes in enumerate(sizes_per_class):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for k, (h, w) in enumerate(sizes):
+            pixels = torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8).numpy()
+            ext = "png" if k % 2 else "jpg"
+            Image.fromarray(pixels).save(folder / f"{k}.{ext}")
+
+
+def test_image_folder_with_torchvision_models(tmp_path):
+    from torchvision import datasets, models, transforms
+
+    sizes = [[(40, 52), (36, 36), (64, 48)] * 4, [(50, 40), (33, 47)] * 2, [(45, 45)] * 2]
+    write_image_folder(tmp_path / "train", sizes)
+    view = datasets.ImageFolder(tmp_path / "train", transform=transforms.Compose(
+        [transforms.Resize(36), transforms.CenterCrop(32), transforms.ToTensor()]))
+    flip = transforms.RandomHorizontalFlip()
+    for build, dim in ((models.resnet18, 512), (models.mobilenet_v3_small, 1024)):
+        torch.manual_seed(0)
+        model = build(num_classes=3)
+        b = AFRBalancer(view, progress=False, batch_size=4, num_workers=2, transform=flip,
+                        splitter=splitter(), storage=tmp_path / build.__name__)
+        split = b.refresh(model)
+        assert split.class_means.shape == (3, dim)
+        assert b.class_sizes().tolist() == [12, 12, 12] and b.is_adversarial.any()
+        img, y = b[int(torch.nonzero(b.is_adversarial)[-1])]
+        assert img.shape == (3, 32, 32) and img.dtype == torch.float32 and y == 2
+        batch, lab = b.get_batch(torch.arange(len(b)))
+        assert batch.shape == (36, 3, 32, 32) and batch.dtype == torch.uint8
+
+
+def test_configured_attack_is_pointed_at_each_model():
+    images, labels = data()
+    first, second = resnet32(num_classes=3), resnet32(num_classes=3)
+    atk = MinorityPGD(first, eps=1 / 255, alpha=1 / 255, steps=2)
+    b = AFRBalancer(images, labels, progress=False, attack=atk, splitter=splitter())
+    b.refresh(first)
+    b.refresh(second)
+    assert b.attack is atk and atk.model is second and atk.eps == 1 / 255
+    assert torch.equal(atk.targets, b.split_result.minority_centroids)
+    diff = (b.adversarial.int() - images[b.adversarial_source].int()).abs()
+    assert diff.max() <= 1
+    with pytest.raises(TypeError, match="MinorityPGD"):
+        AFRBalancer(images, labels, attack=lambda x, y: x)
+    with pytest.raises(ValueError, match="same embedding"):
+        AFRBalancer(images, labels, attack=MinorityPGD(first, layer="layer3"), layer="fc")
+
+
+def test_bad_dataset_input(tmp_path):
+    from torchvision import datasets, transforms
+
+    images, labels = data()
+    pil = datasets.ImageFolder
+    write_image_folder(tmp_path / "odd", [[(40, 52), (36, 36)], [(30, 30)]])
+    raw = pil(tmp_path / "odd")                              # PIL images
+    with pytest.raises(TypeError, match="is a Image.*ToTensor"):
+        AFRBalancer(raw, progress=False).refresh(resnet32(num_classes=2))
+    uneven = pil(tmp_path / "odd", transform=transforms.ToTensor())    # no resize
+    with pytest.raises(ValueError, match="different sizes.*Resize"):
+        AFRBalancer(uneven, progress=False, batch_size=4).refresh(resnet32(num_classes=2))
+    normalised = [(images[i].float() / 255 - 0.5, int(labels[i])) for i in range(len(labels))]
+    with pytest.raises(ValueError, match=r"expected \[0, 1\].*Normalize"):
+        AFRBalancer(normalised, progress=False).refresh(resnet32(num_classes=3))
+    wrong = Counted(images, labels)
+    wrong.targets = [0] * len(labels)
+    with pytest.raises(ValueError, match="has label 1 but labels"):
+        AFRBalancer(wrong, progress=False, num_classes=3).refresh(resnet32(num_classes=3))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
+        AFRBalancer(Counted(images, labels), num_classes=2)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ValueError, match="not writable"):
+        AFRBalancer(images, labels, storage=tmp_path / "a_file" / "sub")
+    with pytest.raises(TypeError, match="tensor or a map-style Dataset"):
+        AFRBalancer(42, labels)

@@ -28,9 +28,10 @@ def both(tmp_path_factory):
     import dist_worker
 
     out = tmp_path_factory.mktemp("dist") / "rank0.pt"
-    done = torchrun(str(HERE / "dist_worker.py"), str(out))
+    done = torchrun(str(HERE / "dist_worker.py"), str(out), str(out.parent / "ddp-adv"))
     assert done.returncode == 0, done.stderr[-3000:]
-    return torch.load(out, weights_only=False), dist_worker.compute()
+    return (torch.load(out, weights_only=False),
+            dist_worker.compute(str(tmp_path_factory.mktemp("single-adv"))))
 
 
 def test_split_equals_single_process(both):
@@ -51,6 +52,8 @@ def test_stage2_set_equals_single_process(both):
     diff = (ddp["adversarial"].int() - single["adversarial"].int()).abs()
     # sign-gradient steps on near-zero gradients may differ with batch composition
     assert diff.float().mean() < 0.01 and diff.max() <= 2
+    assert torch.equal(ddp["adversarial_disk"], ddp["adversarial"])     # one shared file
+    assert torch.equal(single["adversarial_disk"], single["adversarial"])
 
 
 def test_metrics_are_gathered(both):

@@ -143,7 +143,7 @@ def test_evaluate_restores_mixed_modes_and_after_error():
         yield torch.arange(3), TARGETS[:3]
         yield "not a batch"
 
-    with pytest.raises(TypeError, match=r"loader must yield \(images, labels\) pairs; batch 1 is str"):
+    with pytest.raises(TypeError, match=r"loader must yield \(images, labels\[, indices\]\); batch 1 is str"):
         evaluate(model, bad_loader())
     assert model.training and not model.bn.training
 
@@ -213,5 +213,5 @@ def test_evaluate_rejects_non_module_and_non_logits():
         def forward(self, x):
             return x.float()
 
-    with pytest.raises(ValueError, match=r"model must return logits \[B, C\]; batch 0 gave \(3,\)"):
+    with pytest.raises(ValueError, match=r"batch 0: model\(x\) must return logits \[N, C\], got \(3,\)"):
         evaluate(Flat(), _loader())

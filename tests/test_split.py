@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -67,8 +69,13 @@ def test_adaptive_changes_the_split():
 
 def test_accuracy_window_gates_adaptive():
     s = IntraClassSplitter(0.8, accuracy_window=(0.6, 0.7))
-    lam, applied = s.thresholds_for(2, [0.5, 0.9], train_accuracy=0.95)
+    with pytest.warns(UserWarning, match=r"accuracy 0\.950 lies outside accuracy_window=\(0\.6, 0\.7\)"):
+        lam, applied = s.thresholds_for(2, [0.5, 0.9], train_accuracy=0.95)
     assert not applied and lam.tolist() == pytest.approx([0.8, 0.8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # said once per splitter
+        assert not s.split(torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), [0.5, 0.9], 0.9).adaptive_applied
+        assert s.thresholds_for(2, [0.5, 0.9], train_accuracy=0.65)[1]
     lam, applied = IntraClassSplitter(0.8, accuracy_window=None).thresholds_for(2, [0.5, 0.99], 0.95)
     assert applied and lam.tolist() == pytest.approx([0.5, 0.8])
 
@@ -104,9 +111,8 @@ def test_embed_restores_mode_and_measures_accuracy():
                 self.fc.bias.zero_()
             self.drop = torch.nn.Dropout(0.5)
 
-        def forward(self, x, return_embedding=False):
-            e = self.drop(x)
-            return (self.fc(e), e) if return_embedding else self.fc(e)
+        def forward(self, x):                      # a plain classifier: Embedder finds fc
+            return self.fc(self.drop(x))
 
     model = Tiny().train()
     x = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])

@@ -1,0 +1,288 @@
+"""Logits and embeddings of *any* classifier from one forward pass (paper §3.1).
+
+AFR needs each image's penultimate-layer embedding next to the model's logits: the splitter
+compares embeddings, the attack pulls them. A torchvision, timm or home-made model does not
+return its embedding, so :class:`Embedder` captures it with a forward hook during the one call
+``model(x)`` that gives the logits. :func:`run_inference` is the single "run a model over a
+loader" pass that the splitter, :func:`afr_aug.metrics.evaluate` and the benchmark share, and
+:func:`eval_mode` / :func:`preserved_modes` are the one place a model's train/eval flags are
+changed and put back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Optional, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ["Embedder", "Inference", "eval_mode", "preserved_modes", "run_inference",
+           "unwrap_model"]
+
+
+def unwrap_model(model: nn.Module, compiled: bool = True) -> nn.Module:
+    """The user's module inside ``DistributedDataParallel``/``DataParallel`` and (with
+    ``compiled``) ``torch.compile`` wrappers: layer names refer to it.
+
+    >>> net = nn.Linear(2, 2)
+    >>> unwrap_model(nn.DataParallel(net)) is net
+    True
+    """
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif compiled and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+@contextlib.contextmanager
+def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every sub-module's train/eval flag back as it was on exit (also on exceptions).
+
+    Why per module: ``model.train(flag)`` would also flip a BatchNorm the user froze on purpose.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model.eval()`` inside the block, every module's own mode restored afterwards.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+    >>> with eval_mode(net):
+    ...     net.training
+    False
+    >>> net.training
+    True
+    """
+    with preserved_modes(model):
+        model.eval()
+        yield model
+
+
+def _logits_of(output, what: str = "model(x)") -> torch.Tensor:
+    """Logits from what a classifier returns: a tensor, a tuple whose first item is the logits
+    (torchvision's Inception in train mode) or an object with ``.logits`` (Hugging Face)."""
+    if not isinstance(output, torch.Tensor):
+        if hasattr(output, "logits"):
+            output = output.logits
+        elif isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+            output = output[0]
+    if not isinstance(output, torch.Tensor) or output.ndim != 2:
+        got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ValueError(f"{what} must return logits [N, C], got {got}")
+    return output
+
+
+class Embedder:
+    """``Embedder(model, layer)(x) -> (logits, embedding)`` from one call of ``model(x)``.
+
+    The embedding is captured by a forward hook that lives only for that call (removed also
+    when the forward raises), so the model is never modified and works unchanged elsewhere.
+
+    Args:
+        model: any classifier returning logits ``[N, C]``; a ``DistributedDataParallel``,
+            ``DataParallel`` or ``torch.compile`` wrapper is called as it is, while layer names
+            refer to the wrapped module.
+        layer: name of a sub-module (as in ``model.named_modules()``, e.g. ``"avgpool"``,
+            ``"head.fc"``) whose output, flattened to ``[N, D]``, is the embedding. ``None``:
+            the *input* of the last ``nn.Linear`` that runs during the forward (the classifier),
+            which is the penultimate-layer embedding of afr-aug's ``resnet32``, torchvision's
+            ResNets, MobileNets and ViTs, timm models and a user's ``nn.Sequential``. It is
+            found on the first call (one forward, no extra pass) and remembered in
+            :attr:`layer`. If the chosen module runs several times in one forward, its last
+            call counts.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.ReLU(), nn.Linear(5, 3))
+        >>> logits, emb = Embedder(net)(torch.rand(4, 3, 2, 2))
+        >>> tuple(logits.shape), tuple(emb.shape)      # emb: the input of the last Linear
+        ((4, 3), (4, 5))
+        >>> Embedder(net, layer="1")(torch.rand(4, 3, 2, 2))[1].shape
+        torch.Size([4, 5])
+    """
+
+    def __init__(self, model: nn.Module, layer: Optional[str] = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if layer is not None and not isinstance(layer, str):
+            raise TypeError(f"layer must be a module name (str) or None, got {type(layer).__name__}")
+        self.model = model
+        self.layer = layer
+        self._by_input = layer is None          # None: the input of the last-run nn.Linear
+        self._modules = dict(unwrap_model(model).named_modules())
+        if layer is not None and layer not in self._modules:
+            close = difflib.get_close_matches(layer, [n for n in self._modules if n], n=5)
+            hint = f"; close names: {', '.join(close)}" if close else ""
+            raise ValueError(f"{type(unwrap_model(model)).__name__} has no sub-module named "
+                             f"{layer!r}{hint} (see model.named_modules())")
+        if layer is None and not any(isinstance(m, nn.Linear) for m in self._modules.values()):
+            raise ValueError(f"{type(unwrap_model(model)).__name__} has no nn.Linear classifier: "
+                             f"pass layer='<module name>' whose output is the embedding")
+
+    def __repr__(self) -> str:
+        where = self.layer if self.layer is not None else "<input of the last nn.Linear>"
+        return f"Embedder({type(unwrap_model(self.model)).__name__}, layer={where!r})"
+
+    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        captured = {}
+
+        def keep_input(name):
+            def hook(_module, args):
+                captured["name"], captured["emb"] = name, args[0]
+            return hook
+
+        def keep_output(_module, _args, output):
+            captured["emb"] = output
+
+        if self.layer is None:      # first call: watch every Linear, the last one to run wins
+            watched = [(n, m) for n, m in self._modules.items() if isinstance(m, nn.Linear)]
+            handles = [m.register_forward_pre_hook(keep_input(n)) for n, m in watched]
+        elif self._by_input:
+            handles = [self._modules[self.layer].register_forward_pre_hook(keep_input(self.layer))]
+        else:
+            handles = [self._modules[self.layer].register_forward_hook(keep_output)]
+        try:
+            logits = _logits_of(self.model(x))
+        finally:
+            for h in handles:
+                h.remove()
+        if "emb" not in captured:
+            where = self.layer or "no nn.Linear"
+            raise RuntimeError(f"{where} did not run during model(x): no embedding captured; "
+                               f"pass layer='<module name>' of a module the forward uses")
+        if self.layer is None:
+            self.layer = captured["name"]
+        emb = captured["emb"]
+        if not isinstance(emb, torch.Tensor):
+            raise TypeError(f"layer {self.layer!r} returned {type(emb).__name__}, not a tensor; "
+                            f"choose a layer whose output is a tensor")
+        if emb.ndim == 0 or emb.shape[0] != logits.shape[0]:
+            raise ValueError(f"layer {self.layer!r} output has shape {tuple(emb.shape)}, expected "
+                             f"one row per image ({logits.shape[0]})")
+        return logits, emb.flatten(1)
+
+
+@dataclass
+class Inference:
+    """What :func:`run_inference` returns (CPU tensors, rows in dataset order when the loader
+    gave indices, gathered over ``torch.distributed`` ranks)."""
+
+    predictions: torch.Tensor                 # int64 [N], argmax of the logits
+    labels: torch.Tensor                      # int64 [N]
+    num_classes: int                          # the logits' width
+    embeddings: Optional[torch.Tensor] = None  # float32 [N, D] with layer/embed
+    logits: Optional[torch.Tensor] = None      # float32 [N, C] with keep_logits
+    index: Optional[torch.Tensor] = None       # int64 [N], when the loader yields indices
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def run_inference(model: nn.Module, loader: Iterable, *, embed: bool = False,
+                  layer: Optional[str] = None, keep_logits: bool = False, device=None,
+                  progress: bool = False, desc: str = "inference",
+                  indexed: bool = True) -> Inference:
+    """One pass of ``model`` over ``loader`` in eval mode (modes restored), without gradients.
+
+    The loader yields ``(images, labels)`` or ``(images, labels, indices)``; with indices the
+    rows come back sorted by index (a repeated index kept once), which makes the result
+    independent of shuffling and of how ``torch.distributed`` ranks sharded the data: under a
+    process group every rank passes its own shard and gets the gathered whole. Batches are
+    moved to ``device`` (default: the model's); the model is never moved. ``embed=True``
+    (implied by ``layer``) also returns the :class:`Embedder` embeddings. ``indexed=False``
+    ignores a third item instead of reading it as indices (rows then in loader order).
+
+    >>> model = nn.Linear(4, 3)
+    >>> x, y = torch.rand(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    >>> out = run_inference(model, [(x[3:], y[3:], torch.arange(3, 6)), (x[:3], y[:3], torch.arange(3))],
+    ...                     embed=True)
+    >>> out.index.tolist(), tuple(out.embeddings.shape), out.num_classes
+    ([0, 1, 2, 3, 4, 5], (6, 4), 3)
+    """
+    from tqdm.auto import tqdm
+
+    from .distributed import all_gather_cat, get_rank, is_distributed
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    # Under DDP each rank runs its own shard: the wrapper's per-forward collectives (buffer
+    # broadcasts) would hang when shards have different numbers of batches.
+    model = unwrap_model(model, compiled=False)
+    embed = embed or layer is not None
+    embedder = Embedder(model, layer) if embed else None
+    device = _model_device(model) if device is None else torch.device(device)
+    cols = {"predictions": [], "labels": [], "embeddings": [], "logits": [], "index": []}
+    num_classes = 0
+    batches = tqdm(loader, desc=desc, leave=False, disable=not progress or get_rank() != 0)
+    with eval_mode(model):
+        for i, batch in enumerate(batches):
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                what = type(batch).__name__ + (f" of length {len(batch)}"
+                                               if isinstance(batch, (tuple, list)) else "")
+                raise TypeError(f"loader must yield (images, labels[, indices]); batch {i} is {what}")
+            images = batch[0]
+            if not isinstance(images, torch.Tensor):
+                raise TypeError(f"loader must yield image tensors; batch {i} has "
+                                f"{type(images).__name__}")
+            target = torch.as_tensor(batch[1]).reshape(-1).long()
+            images = images.to(device, non_blocking=True)
+            if embedder is not None:
+                logits, emb = embedder(images)
+                cols["embeddings"].append(emb.float().cpu())
+            else:
+                logits = _logits_of(model(images), f"batch {i}: model(x)")
+            if len(target) != len(logits):
+                raise ValueError(f"batch {i}: labels has {len(target)} entries, model outputs "
+                                 f"{len(logits)}")
+            if num_classes and logits.shape[1] != num_classes:
+                raise ValueError(f"batch {i}: model returns {logits.shape[1]} logits, earlier "
+                                 f"batches {num_classes}")
+            num_classes = int(logits.shape[1])
+            cols["predictions"].append(logits.argmax(1).cpu())
+            cols["labels"].append(target.cpu())
+            if keep_logits:
+                cols["logits"].append(logits.float().cpu())
+            if indexed and len(batch) > 2:
+                cols["index"].append(torch.as_tensor(batch[2]).reshape(-1).long().cpu())
+    d = cols["embeddings"][0].shape[1] if cols["embeddings"] else 0
+    empty = {"predictions": (0,), "labels": (0,), "index": (0,), "embeddings": (0, d),
+             "logits": (0, num_classes)}
+    out = {k: torch.cat(v) if v else torch.empty(empty[k], dtype=torch.long if k in
+                                                  ("predictions", "labels", "index") else None)
+           for k, v in cols.items()}
+    has_index = bool(cols["index"])
+    if is_distributed():  # a rank with an empty shard still takes part in every collective
+        info = all_gather_cat(torch.tensor([[num_classes, d, int(has_index)]]))
+        num_classes, d, has_index = int(info[:, 0].max()), int(info[:, 1].max()), bool(info[:, 2].any())
+        out["embeddings"] = out["embeddings"].reshape(len(out["embeddings"]), d)
+        out["logits"] = out["logits"].reshape(len(out["logits"]), num_classes)
+        out = {k: all_gather_cat(v) for k, v in out.items()}
+    if len(out["labels"]) == 0:
+        raise ValueError("the loader yielded no batch: nothing to run the model on")
+    if has_index:
+        if len(out["index"]) != len(out["labels"]):
+            raise ValueError("the loader yielded indices for some batches only")
+        order = torch.argsort(out["index"], stable=True)
+        keep = torch.ones(len(order), dtype=torch.bool)
+        keep[1:] = out["index"][order][1:] != out["index"][order][:-1]
+        order = order[keep]
+        out = {k: v[order] if len(v) else v for k, v in out.items()}
+    return Inference(predictions=out["predictions"], labels=out["labels"], num_classes=num_classes,
+                     embeddings=out["embeddings"] if embed else None,
+                     logits=out["logits"] if keep_logits else None,
+                     index=out["index"] if has_index else None)
