@@ -84,6 +84,10 @@ def _logits_of(output, what: str = "model(x)") -> torch.Tensor:
     return output
 
 
+def _is_classifier(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or getattr(module, "is_classifier", False) is True
+
+
 class Embedder:
     """``Embedder(model, layer)(x) -> (logits, embedding)`` from one call of ``model(x)``.
 
@@ -96,7 +100,9 @@ class Embedder:
             refer to the wrapped module.
         layer: name of a sub-module (as in ``model.named_modules()``, e.g. ``"avgpool"``,
             ``"head.fc"``) whose output, flattened to ``[N, D]``, is the embedding. ``None``:
-            the *input* of the last ``nn.Linear`` that runs during the forward (the classifier),
+            the *input* of the last ``nn.Linear`` that runs during the forward (the classifier;
+            a custom classifier module counts too when it sets ``is_classifier = True``, as
+            afr-aug's cosine ``NormedLinear`` does),
             which is the penultimate-layer embedding of afr-aug's ``resnet32``, torchvision's
             ResNets, MobileNets and ViTs, timm models and a user's ``nn.Sequential``. It is
             found on the first call (one forward, no extra pass) and remembered in
@@ -126,7 +132,7 @@ class Embedder:
             hint = f"; close names: {', '.join(close)}" if close else ""
             raise ValueError(f"{type(unwrap_model(model)).__name__} has no sub-module named "
                              f"{layer!r}{hint} (see model.named_modules())")
-        if layer is None and not any(isinstance(m, nn.Linear) for m in self._modules.values()):
+        if layer is None and not any(_is_classifier(m) for m in self._modules.values()):
             raise ValueError(f"{type(unwrap_model(model)).__name__} has no nn.Linear classifier: "
                              f"pass layer='<module name>' whose output is the embedding")
 
@@ -146,7 +152,7 @@ class Embedder:
             captured["emb"] = output
 
         if self.layer is None:      # first call: watch every Linear, the last one to run wins
-            watched = [(n, m) for n, m in self._modules.items() if isinstance(m, nn.Linear)]
+            watched = [(n, m) for n, m in self._modules.items() if _is_classifier(m)]
             handles = [m.register_forward_pre_hook(keep_input(n)) for n, m in watched]
         elif self._by_input:
             handles = [self._modules[self.layer].register_forward_pre_hook(keep_input(self.layer))]

@@ -77,6 +77,16 @@ def test_resnet32_embedding_equals_return_embedding():
     assert torch.allclose(emb, ref_emb) and torch.allclose(logits, ref_logits)
 
 
+def test_cosine_classifier_counts_as_the_classifier():
+    model = resnet32(num_classes=4, normed_classifier=True).eval()
+    x = torch.rand(2, 3, 32, 32)
+    embedder = Embedder(model)
+    with torch.no_grad():
+        _, ref = model(x, return_embedding=True)
+        _, emb = embedder(x)
+    assert embedder.layer == "fc" and torch.allclose(emb, ref)
+
+
 def test_named_layer_output_flattened():
     model = torchvision.models.resnet18(num_classes=3).eval()
     x = torch.rand(2, 3, 64, 64)

@@ -61,11 +61,16 @@ class NormedLinear(nn.Module):
     Why: LDAM's margins and scale ``s`` assume logits in [-1, 1]; the LDAM-DRW reference
     ResNet32 uses this layer instead of a plain ``nn.Linear``.
 
+    ``is_classifier = True`` lets :class:`afr_aug.Embedder` take its input as the embedding,
+    as it does for a plain ``nn.Linear``.
+
     >>> import torch
     >>> layer = NormedLinear(64, 10)
     >>> bool(layer(torch.randn(4, 64)).abs().max() <= 1 + 1e-6)
     True
     """
+
+    is_classifier = True
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
