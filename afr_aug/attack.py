@@ -195,6 +195,8 @@ class MinorityPGD(torchattacks.PGD):
             raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
         if not torch.isfinite(images).all():
             raise ValueError("images contain NaN or inf")
+        if images.numel() == 0:
+            return
         lo, hi = float(images.min()), float(images.max())
         if lo < -1e-6 or hi > 1 + 1e-6:
             raise ValueError(f"images must be in [0, 1] (declare normalisation with "
@@ -240,6 +242,8 @@ class MinorityPGD(torchattacks.PGD):
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Overridden: the minority-pull step described in the class docstring."""
         self._check(images, labels)
+        if len(images) == 0:
+            return images.clone().detach()
         images = images.clone().detach().to(self.device)
         labels = labels.clone().detach().long().to(self.device)
         targets = self.targets.to(self.device)[labels]

@@ -309,7 +309,7 @@ class AFRBalancer(Dataset):
     def _batches(self, indices: torch.Tensor, device) -> Iterator:
         """``(float images, labels, indices)`` batches of the given originals, checked."""
         if self.images is not None:
-            for idx in indices.split(self.batch_size):
+            for idx in indices.split(self.batch_size) if len(indices) else ():
                 yield self.images[idx].float().div_(255), self.labels[idx], idx
             return
         loader = DataLoader(_Indexed(self.dataset, indices), batch_size=self.batch_size,
@@ -348,7 +348,7 @@ class AFRBalancer(Dataset):
     def _adversarial_rows(self, rows) -> torch.Tensor:
         if self._rows is not None:
             return self._rows[rows]
-        if self.adversarial_file is None:
+        if self.adversarial_file is None or len(self.adversarial_source) == 0:
             shape = self.image_shape or (0, 0, 0)
             return torch.empty((0, *shape), dtype=torch.uint8)[rows]
         if self._map is None:
@@ -506,9 +506,9 @@ class AFRBalancer(Dataset):
         return img, int(self.item_labels[i])
 
     def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_map"] = None                  # DataLoader workers reopen the file themselves
-        return state
+        # DataLoader workers reopen the file themselves and need neither the attack (which
+        # holds the model) nor the split.
+        return {**self.__dict__, "_map": None, "attack": None, "split_result": None}
 
     # -- checkpoints -------------------------------------------------------------------------
     def _identity(self) -> dict:

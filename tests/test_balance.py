@@ -284,3 +284,15 @@ def test_bad_dataset_input(tmp_path):
         AFRBalancer(images, labels, storage=tmp_path / "a_file" / "sub")
     with pytest.raises(TypeError, match="tensor or a map-style Dataset"):
         AFRBalancer(42, labels)
+
+
+def test_pickled_copy_leaves_out_the_model_and_nothing_attacked(tmp_path):
+    import pickle
+
+    images, labels = data()
+    b = AFRBalancer(images, labels, progress=False, attack_share=0.0, storage=tmp_path)
+    b.refresh(resnet32(num_classes=3))
+    assert b.adversarial.shape == (0, 3, 32, 32) and not b.is_adversarial.any()
+    copy = pickle.loads(pickle.dumps(b))
+    assert copy.attack is None and b.attack is not None
+    assert torch.equal(copy.get_batch(torch.arange(len(b)))[0], b.get_batch(torch.arange(len(b)))[0])
