@@ -142,9 +142,12 @@ class AFRBalancer(Dataset):
         attack_share: share of each class's majority images to attack (paper: 0.5).
         target_size: items per class; default the largest class's size.
         splitter: an :class:`IntraClassSplitter` (default: the paper's λ = 0.8, adaptive).
-        attack: a configured :class:`MinorityPGD` (normalisation declared, eps/steps chosen);
-            each :meth:`refresh` points it at the given model (``set_model``) and the new
-            targets. Default: ``MinorityPGD(model, layer=layer)`` with the paper's values.
+        attack: a configured :class:`MinorityPGD` (eps/steps chosen, normalisation declared
+            with ``set_normalization_used`` when the model expects normalised input: both
+            passes of a refresh then feed the model normalised images, while the set keeps
+            [0, 1] images); each :meth:`refresh` points it at the given model (``set_model``)
+            and the new targets. Default: ``MinorityPGD(model, layer=layer)`` with the paper's
+            values.
         layer: embedding layer name (see :class:`~afr_aug.Embedder`); default the attack's,
             else the input of the model's last ``nn.Linear``.
         storage: ``"memory"`` or a directory path for the adversarial images.
@@ -401,9 +404,15 @@ class AFRBalancer(Dataset):
         model = unwrap_model(model, compiled=False)
         if device is None:
             device = next(iter(model.parameters())).device
+        # A model that expects normalised input, declared on the attack (torchattacks'
+        # set_normalization_used), sees normalised images in both passes.
+        declared = self.attack is not None and self.attack.normalization_used is not None
         shard = torch.arange(rank, len(self.labels), world)
+        batches = self._batches(shard, device)
+        if declared:
+            batches = ((self.attack.normalize(x.to(device)), y, i) for x, y, i in batches)
         emb, labels, acc, train_acc = self.splitter.embed(
-            model, self._batches(shard, device), device, progress=self.progress, layer=self.layer)
+            model, batches, device, progress=self.progress, layer=self.layer)
         if class_accuracy is None:
             class_accuracy, train_accuracy = acc, train_acc
         split = self.splitter.split(emb, labels, class_accuracy, train_accuracy,
@@ -439,7 +448,12 @@ class AFRBalancer(Dataset):
         done = 0
         try:
             for x, y, _ in self._batches(flat[mine], device):
-                res = self.attack(x.to(device, non_blocking=True), y.to(device))
+                x = x.to(device, non_blocking=True)
+                if declared:
+                    res = self.attack.inverse_normalize(self.attack(self.attack.normalize(x),
+                                                                    y.to(device))).clamp_(0, 1)
+                else:
+                    res = self.attack(x, y.to(device))
                 res = res.detach().mul_(255).round_().to("cpu", torch.uint8)
                 if to_disk:
                     pos = mine[done:done + len(res)]
