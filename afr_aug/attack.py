@@ -90,8 +90,10 @@ class MinorityPGD(torchattacks.PGD):
     setters raise. :meth:`set_model` re-points the configured attack at another model (e.g.
     the model after more training), keeping eps, steps, normalisation and targets.
 
-    Images are in [0, 1] as everywhere in torchattacks; if the model expects normalised input,
-    declare it with ``set_normalization_used(mean, std)`` and pass normalised images.
+    Images are in [0, 1] as everywhere in torchattacks. If the model expects normalised input,
+    declare it with ``set_normalization_used(mean, std)``: then, torchattacks' convention,
+    normalised images go in and come out (the steps and eps still count in [0, 1] pixel units);
+    :class:`~afr_aug.AFRBalancer` handles that for you.
 
     Example:
         >>> from afr_aug.models import resnet32
@@ -232,7 +234,7 @@ class MinorityPGD(torchattacks.PGD):
         g_pull, g_keep = (torch.autograd.grad(t.sum(), emb, retain_graph=True, allow_unused=True)[0]
                           for t in (pull, keep))
         if g_keep is None:
-            raise RuntimeError(f"the logits do not depend on layer {self.embedder.layer!r}: choose "
+            raise RuntimeError(f"the logits do not depend on {self.embedder.where}: choose "
                                f"a layer the classifier reads, or label_weight=0")
         w_pull = 1.0 / g_pull.flatten(1).norm(dim=1).clamp(min=1e-12)
         w_keep = self.label_weight / g_keep.flatten(1).norm(dim=1).clamp(min=1e-12)

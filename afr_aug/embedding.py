@@ -106,14 +106,18 @@ class Embedder:
             which is the penultimate-layer embedding of afr-aug's ``resnet32``, torchvision's
             ResNets, MobileNets and ViTs, timm models and a user's ``nn.Sequential``. It is
             found on the first call (one forward, no extra pass) and remembered in
-            :attr:`layer`. If the chosen module runs several times in one forward, its last
-            call counts.
+            :attr:`classifier` (its name: the embedding is that module's *input*, while a
+            ``layer`` name means a module's *output*). If the chosen module runs several times
+            in one forward, its last call counts.
 
     Example:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.ReLU(), nn.Linear(5, 3))
         >>> logits, emb = Embedder(net)(torch.rand(4, 3, 2, 2))
         >>> tuple(logits.shape), tuple(emb.shape)      # emb: the input of the last Linear
         ((4, 3), (4, 5))
+        >>> Embedder(net).where
+        'the input of the last nn.Linear (found on the first call)'
+
         >>> Embedder(net, layer="1")(torch.rand(4, 3, 2, 2))[1].shape
         torch.Size([4, 5])
     """
@@ -125,7 +129,7 @@ class Embedder:
             raise TypeError(f"layer must be a module name (str) or None, got {type(layer).__name__}")
         self.model = model
         self.layer = layer
-        self._by_input = layer is None          # None: the input of the last-run nn.Linear
+        self.classifier: Optional[str] = None   # with layer=None: the module whose input counts
         self._modules = dict(unwrap_model(model).named_modules())
         if layer is not None and layer not in self._modules:
             close = difflib.get_close_matches(layer, [n for n in self._modules if n], n=5)
@@ -136,9 +140,18 @@ class Embedder:
             raise ValueError(f"{type(unwrap_model(model)).__name__} has no nn.Linear classifier: "
                              f"pass layer='<module name>' whose output is the embedding")
 
+    @property
+    def where(self) -> str:
+        """Where the embedding is taken, in words (``"the input of 'fc'"``, ``"the output of
+        'avgpool'"``)."""
+        if self.layer is not None:
+            return f"the output of {self.layer!r}"
+        if self.classifier is not None:
+            return f"the input of {self.classifier!r}"
+        return "the input of the last nn.Linear (found on the first call)"
+
     def __repr__(self) -> str:
-        where = self.layer if self.layer is not None else "<input of the last nn.Linear>"
-        return f"Embedder({type(unwrap_model(self.model)).__name__}, layer={where!r})"
+        return f"Embedder({type(unwrap_model(self.model)).__name__}, {self.where})"
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         captured = {}
@@ -151,31 +164,32 @@ class Embedder:
         def keep_output(_module, _args, output):
             captured["emb"] = output
 
-        if self.layer is None:      # first call: watch every Linear, the last one to run wins
+        if self.layer is not None:
+            handles = [self._modules[self.layer].register_forward_hook(keep_output)]
+        elif self.classifier is not None:
+            module = self._modules[self.classifier]
+            handles = [module.register_forward_pre_hook(keep_input(self.classifier))]
+        else:                        # first call: watch every Linear, the last one to run wins
             watched = [(n, m) for n, m in self._modules.items() if _is_classifier(m)]
             handles = [m.register_forward_pre_hook(keep_input(n)) for n, m in watched]
-        elif self._by_input:
-            handles = [self._modules[self.layer].register_forward_pre_hook(keep_input(self.layer))]
-        else:
-            handles = [self._modules[self.layer].register_forward_hook(keep_output)]
         try:
             logits = _logits_of(self.model(x))
         finally:
             for h in handles:
                 h.remove()
         if "emb" not in captured:
-            where = self.layer or "no nn.Linear"
+            where = repr(self.layer) if self.layer is not None else "no nn.Linear"
             raise RuntimeError(f"{where} did not run during model(x): no embedding captured; "
                                f"pass layer='<module name>' of a module the forward uses")
         if self.layer is None:
-            self.layer = captured["name"]
+            self.classifier = captured["name"]
         emb = captured["emb"]
         if not isinstance(emb, torch.Tensor):
-            raise TypeError(f"layer {self.layer!r} returned {type(emb).__name__}, not a tensor; "
-                            f"choose a layer whose output is a tensor")
+            raise TypeError(f"{self.where} is a {type(emb).__name__}, not a tensor; choose a "
+                            f"layer whose output is a tensor")
         if emb.ndim == 0 or emb.shape[0] != logits.shape[0]:
-            raise ValueError(f"layer {self.layer!r} output has shape {tuple(emb.shape)}, expected "
-                             f"one row per image ({logits.shape[0]})")
+            raise ValueError(f"{self.where} has shape {tuple(emb.shape)}, expected one row per "
+                             f"image ({logits.shape[0]})")
         return logits, emb.flatten(1)
 
 

@@ -60,7 +60,8 @@ def test_default_layer_is_the_classifier_input_in_one_forward(name, build, size,
     with torch.no_grad():
         logits, emb = embedder(x)
     assert len(calls) == 1                       # one call of model(x)
-    assert embedder.layer == classifier          # found and remembered
+    assert embedder.classifier == classifier and embedder.layer is None   # found, remembered
+    assert embedder.where == f"the input of {classifier!r}"
     assert emb.shape == (3, dim)
     assert torch.allclose(emb, box["t"].flatten(1)) and torch.allclose(logits, expected_logits)
     with torch.no_grad():
@@ -84,7 +85,7 @@ def test_cosine_classifier_counts_as_the_classifier():
     with torch.no_grad():
         _, ref = model(x, return_embedding=True)
         _, emb = embedder(x)
-    assert embedder.layer == "fc" and torch.allclose(emb, ref)
+    assert embedder.classifier == "fc" and torch.allclose(emb, ref)
 
 
 def test_named_layer_output_flattened():
@@ -137,7 +138,7 @@ def test_distributed_data_parallel_wrapper(tmp_path):
         assert logits.shape == (2, 3) and emb.shape == (2, 512)
         embedder = Embedder(model)
         embedder(x)
-        assert embedder.layer == "fc" and all_hooks(inner) == 0
+        assert embedder.classifier == "fc" and all_hooks(inner) == 0
     finally:
         dist.destroy_process_group()
 
