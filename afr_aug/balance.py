@@ -417,12 +417,17 @@ class AFRBalancer(Dataset):
             class_accuracy, train_accuracy = acc, train_acc
         split = self.splitter.split(emb, labels, class_accuracy, train_accuracy,
                                     num_classes=self.num_classes)
+        del emb                                 # N x D floats, not needed for the attack
         if self.image_shape is None:            # a Dataset shard may be empty on this rank
             self.image_shape = tuple(self._originals_uint8(torch.tensor([0])).shape[1:])
 
         attacked = []
+        majority_labels = split.labels[~split.minority_mask]     # one pass, grouped by class
+        order = torch.nonzero(~split.minority_mask).flatten()[torch.argsort(majority_labels,
+                                                                            stable=True)]
+        ends = torch.cumsum(torch.bincount(majority_labels, minlength=self.num_classes), 0).tolist()
         for c in range(self.num_classes):
-            majority = split.majority_indices(c)
+            majority = order[(ends[c - 1] if c else 0):ends[c]]     # = split.majority_indices(c)
             k = int(round(self.attack_share * len(majority)))
             pick = self.rng.choice(len(majority), size=k, replace=False)
             attacked.append(majority[torch.as_tensor(pick, dtype=torch.long)].sort().values)
