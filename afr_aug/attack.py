@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
-from .embedding import Embedder, preserved_modes
+from .embedding import Embedder, model_device, preserved_modes
 from .split import SplitResult
 
 __all__ = ["MinorityPGD"]
@@ -151,9 +151,7 @@ class MinorityPGD(torchattacks.PGD):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         super().set_model(model)
         self.embedder = Embedder(model, self.layer) if self.embed_fn is None else None
-        for t in list(model.parameters()) + list(model.buffers()):
-            self.device = t.device
-            break
+        self.device = model_device(model)
 
     def _targeted_unsupported(self, *args, **kwargs):
         raise ValueError("MinorityPGD has only the default mode: it keeps each image's own label "

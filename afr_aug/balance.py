@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .attack import MinorityPGD
 from .distributed import all_gather_cat, barrier, get_rank, get_world_size
-from .embedding import unwrap_model
+from .embedding import model_device, unwrap_model
 from ._state import check_state
 from .split import IntraClassSplitter, SplitResult
 
@@ -403,7 +403,7 @@ class AFRBalancer(Dataset):
         rank, world = get_rank(), get_world_size()
         model = unwrap_model(model, compiled=False)
         if device is None:
-            device = next(iter(model.parameters())).device
+            device = model_device(model)
         # A model that expects normalised input, declared on the attack (torchattacks'
         # set_normalization_used), sees normalised images in both passes.
         declared = self.attack is not None and self.attack.normalization_used is not None

@@ -206,7 +206,8 @@ class Inference:
     index: Optional[torch.Tensor] = None       # int64 [N], when the loader yields indices
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters (else buffers) are; the CPU for a model without either."""
     for t in list(model.parameters()) + list(model.buffers()):
         return t.device
     return torch.device("cpu")
@@ -245,7 +246,7 @@ def run_inference(model: nn.Module, loader: Iterable, *, embed: bool = False,
     model = unwrap_model(model, compiled=False)
     embed = embed or layer is not None
     embedder = Embedder(model, layer) if embed else None
-    device = _model_device(model) if device is None else torch.device(device)
+    device = model_device(model) if device is None else torch.device(device)
     cols = {"predictions": [], "labels": [], "embeddings": [], "logits": [], "index": []}
     num_classes = 0
     batches = tqdm(loader, desc=desc, leave=False, disable=not progress or get_rank() != 0)
