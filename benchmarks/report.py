@@ -24,6 +24,8 @@ __all__ = [
     "METHOD_NAMES",
     "summarize",
     "markdown_table",
+    "paired_differences",
+    "paired_table",
     "plot_shot_accuracy",
     "plot_per_class",
     "plot_class_distribution",
@@ -257,6 +259,60 @@ def markdown_table(results):
         cells += [_cell(row[f"{g}_mean"], row[f"{g}_std"], n) for g in _GROUPS]
         cells.append(", ".join("?" if s is None else _md(s) for s in row["seeds"]))
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_differences(runs, method="afr", baseline="bs_cmo_ft"):
+    """Per-seed ``method - baseline`` differences, for the seeds both ran.
+
+    Two methods that share a seed share their starting point (stage 2 fine-tunes the same
+    ``bs_cmo`` model) and their random streams, so the paired difference has far less spread
+    than the two means: it is the number that says whether a gain is larger than seed noise.
+    Returns ``None`` when no seed has both, else ``{"seeds", "top1", "many", "med", "few"}``
+    with a list of differences per key (``None`` entries where the group is empty) and
+    ``{key}_mean`` / ``{key}_std`` (sample std, 0.0 for one seed).
+
+    >>> runs = [{"method": m, "seed": s, "top1": t, "many": None, "med": None, "few": None}
+    ...         for m, s, t in [("afr", 0, 0.65), ("afr", 1, 0.64), ("bs_cmo_ft", 0, 0.64),
+    ...                         ("bs_cmo_ft", 1, 0.64), ("bs_cmo_ft", 2, 0.63)]]
+    >>> d = paired_differences(runs)
+    >>> d["seeds"], [round(x, 4) for x in d["top1"]], round(d["top1_mean"], 4)
+    ([0, 1], [0.01, 0.0], 0.005)
+    """
+    runs = _check_runs(runs)
+    a = {r.get("seed"): r for r in runs if r["method"] == method}
+    b = {r.get("seed"): r for r in runs if r["method"] == baseline}
+    seeds = [s for s in a if s in b and s is not None]
+    if not seeds:
+        return None
+    out = {"method": method, "baseline": baseline, "seeds": seeds}
+    for key in ("top1",) + _GROUPS:
+        diffs = [None if a[s].get(key) is None or b[s].get(key) is None
+                 else float(a[s][key]) - float(b[s][key]) for s in seeds]
+        out[key] = diffs
+        present = [d for d in diffs if d is not None]
+        out[f"{key}_mean"], out[f"{key}_std"] = _mean_std(present) if present else (None, None)
+    return out
+
+
+def paired_table(results, method="afr", baseline="bs_cmo_ft"):
+    """Markdown for :func:`paired_differences` (in points), or ``""`` when no seed has both."""
+    d = paired_differences(_check_results(results), method, baseline)
+    if d is None:
+        return ""
+    keys = [k for k in ("top1",) + _GROUPS if d[f"{k}_mean"] is not None]
+    names = {"top1": "Top-1", "many": "Many", "med": "Med", "few": "Few"}
+    lines = [f"**Paired difference {_md(_method_name(method))} − {_md(_method_name(baseline))}** "
+             "(same seed, same starting model), in points", "",
+             "| Seed | " + " | ".join(names[k] for k in keys) + " |",
+             "|:--|" + "--:|" * len(keys)]
+    for i, s in enumerate(d["seeds"]):
+        lines.append(f"| {_md(s)} | " + " | ".join(
+            "–" if d[k][i] is None else f"{100 * d[k][i]:+.2f}" for k in keys) + " |")
+    n = len(d["seeds"])
+    lines.append(f"| mean{' ± std' if n > 1 else ''} | " + " | ".join(
+        f"{100 * d[f'{k}_mean']:+.2f}" + (f" ± {100 * d[f'{k}_std']:.2f}" if n > 1 else "")
+        for k in keys) + " |")
     return "\n".join(lines)
 
 
@@ -556,6 +612,9 @@ def write_report(results, out_dir, class_counts=None):
 
     table = markdown_table(results)
     md = out / "results.md"
+    paired = paired_table(results)
+    if paired:
+        table += "\n\n" + paired
     md.write_text(f"# Results\n\n{table}\n\n{_NOTES}", encoding="utf-8")
     written = [md]
     try:

@@ -2,12 +2,20 @@
 
     python -m benchmarks.reproduce --preset smoke --out runs/smoke          # ~1-2 min on a CPU
     python -m benchmarks.reproduce --preset paper --seeds 0 1 2 --out runs/paper
+    python -m benchmarks.reproduce --preset paper --seeds 0 1 2 --jobs 6 --out runs/paper  # in parallel
 
 Methods: ce, ce_drw, ldam_drw, bs, bs_cmo (stage 1) and afr, bs_cmo_ft (stage 2: 50 epochs
 fine-tuning the finished bs_cmo model of the same seed, with or without AFR's adversarial
 set). Writes results.json, results.md (Table 1 style, mean ± std over seeds), shot_accuracy.png
 (Fig. 4), per_class.png and class_distribution.png (Fig. 1) into --out, and checkpoints every
 epoch to --out/ckpt so that --resume finishes a killed run with the same result.
+
+--jobs N runs the (method, seed) grid in N worker processes (each its own CUDA context, or its
+own CPU threads: --threads per worker, default the cores divided by N). A stage-2 run starts
+only once the bs_cmo checkpoint it fine-tunes is finished; each worker's output goes to
+--out/logs/ and to the screen, and the parent merges every finished checkpoint into one report.
+--stage1-seed S makes the stage-2 runs of every seed fine-tune the one bs_cmo model of seed S,
+which isolates the stage-2 spread (the seeds then vary only the stage-2 randomness).
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from typing import Dict, List, Optional
@@ -56,6 +66,10 @@ def parse_args(argv=None):
     p.add_argument("--imbalance-ratio", type=float, default=100)
     p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/ or "
                    "cifar-100-python/ (default: $AFR_DATA, else ./data)")
+    p.add_argument("--data", default=None, metavar="PACK",
+                   help="read the data from a file written by python -m benchmarks.pack")
+    p.add_argument("--download", action="store_true",
+                   help="fetch CIFAR with torchvision when it is not found (needs internet)")
     p.add_argument("--epochs", type=int, help="stage-1 epochs (milestones scale with it)")
     p.add_argument("--stage2-epochs", type=int, help="stage-2 epochs of afr and bs_cmo_ft")
     p.add_argument("--stage2-lr", type=float, help="peak stage-2 learning rate (cosine to 0)")
@@ -69,7 +83,13 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs/reproduce")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--stage1-seed", type=int, default=None,
+                   help="stage-2 runs of every seed fine-tune the bs_cmo model of this seed "
+                        "(default: the bs_cmo model of their own seed)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="run the (method, seed) grid in this many worker processes")
     p.add_argument("--resume", action="store_true", help="continue from --out/ckpt")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -77,6 +97,10 @@ def parse_args(argv=None):
         args.seeds = [args.seed]
     if args.dataset is None:
         args.dataset = PRESETS[args.preset]["dataset"]
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        p.error("--jobs runs its own processes; use it without torchrun")
     return args
 
 
@@ -94,6 +118,16 @@ def run_label(method: str, s: Schedule) -> str:
     if method in STAGE2_METHODS and (s.mix, s.mix_p) != ("cutmix", 0.25):
         return f"{method}[{s.mix},{s.mix_p:g}]"
     return method
+
+
+def ckpt_path(args, schedule: Schedule, label: str, seed: int) -> str:
+    """``--out/ckpt/{label}-seed{seed}.pt``; a stage-2 run that fine-tunes another seed's bs_cmo
+    model (--stage1-seed) says so in its name, so it never resumes a run of the other kind."""
+    stem = f"{label}-seed{seed}"
+    s1 = args.stage1_seed
+    if s1 is not None and s1 != seed and label.split("[")[0] in STAGE2_METHODS:
+        stem += f"-from{s1}"
+    return os.path.join(args.out, "ckpt", stem + ".pt")
 
 
 def setup_distributed(requested_device: Optional[str]) -> torch.device:
@@ -119,7 +153,8 @@ class Benchmark:
         preset = PRESETS[args.preset]
         self.data = load_data(args.dataset, args.data_root, args.imbalance_ratio, seed=0,
                               device=self.device, train_fraction=preset.get("train_fraction"),
-                              test_limit=preset.get("test_limit"))
+                              test_limit=preset.get("test_limit"), pack=args.data,
+                              download=args.download)
         self.ckpt_dir = os.path.join(args.out, "ckpt")
         self.epochs_this_call = 0
         self.finished: Dict[str, dict] = {}
@@ -129,8 +164,23 @@ class Benchmark:
         if get_rank() == 0:
             print(message, flush=True)
 
+    def stage1_seed(self, seed: int) -> int:
+        return seed if self.args.stage1_seed is None else self.args.stage1_seed
+
     def ckpt_path(self, label: str, seed: int) -> str:
-        return os.path.join(self.ckpt_dir, f"{label}-seed{seed}.pt")
+        return ckpt_path(self.args, self.schedule, label, seed)
+
+    def stage1_state(self, seed: int) -> dict:
+        """The finished bs_cmo checkpoint a stage-2 run of ``seed`` fine-tunes. A --jobs worker
+        never trains it itself: the parent starts the worker only once that file is finished."""
+        s1 = self.stage1_seed(seed)
+        if not self.args.worker:
+            return self.run("bs_cmo", s1)
+        path = self.ckpt_path("bs_cmo", s1)
+        state = load_checkpoint(path) if os.path.exists(path) else None
+        if state is None or not state["done"]:
+            raise RuntimeError(f"{path} is missing or unfinished: run bs_cmo seed {s1} first")
+        return state
 
     def run(self, method: str, seed: int) -> dict:
         """Train (or resume, or reuse) one method for one seed; the finished checkpoint."""
@@ -142,7 +192,7 @@ class Benchmark:
         if state is not None and state["done"]:
             self.finished[path] = state
             return state
-        init = self.run("bs_cmo", seed) if method in STAGE2_METHODS else None
+        init = self.stage1_state(seed) if method in STAGE2_METHODS else None
         run = new_run(method, seed, self.schedule, self.data, self.device, init_state=init)
         if state is not None:
             restore(run, state)
@@ -176,6 +226,8 @@ class Benchmark:
                   "img_per_s": run.images_seen / max(run.seconds, 1e-9),
                   "stage1_epochs": self.schedule.epochs,
                   "stage2_epochs": self.schedule.stage2_epochs if run.stage == 2 else 0}
+        if run.stage == 2:
+            result["stage1_seed"] = self.stage1_seed(seed)
         state = state_of(run, done=True, result=result)
         save_atomic(state, path)
         self.finished[path] = state
@@ -183,7 +235,7 @@ class Benchmark:
 
     def class_distribution(self, seed: int) -> Optional[dict]:
         """Fig. 1: cosine similarity to the class mean under the finished bs_cmo model."""
-        path = self.ckpt_path("bs_cmo", seed)
+        path = self.ckpt_path("bs_cmo", self.stage1_seed(seed))
         if path not in self.finished:
             return None
         state = self.finished[path]
@@ -199,23 +251,127 @@ class Benchmark:
                 "thresholds": split.thresholds.tolist()}
 
 
+def _grid(args):
+    """The (method, seed) runs to do, in order, each with the bs_cmo run it fine-tunes (a stage-1
+    dependency missing from the grid is added: it is trained but not reported)."""
+    order = [m for m in METHODS if m in args.methods]
+    tasks, deps = [], {}
+    for seed in args.seeds:
+        for method in order:
+            task = (method, seed)
+            if method in STAGE2_METHODS:
+                dep = ("bs_cmo", seed if args.stage1_seed is None else args.stage1_seed)
+                deps[task] = dep
+                if dep not in tasks:
+                    tasks.append(dep)
+            if task not in tasks:
+                tasks.append(task)
+    return tasks, deps
+
+
+def _finished(path: str) -> bool:
+    """Whether ``path`` is a finished checkpoint; a corrupt one is left for its worker to report."""
+    if not os.path.exists(path):
+        return False
+    try:
+        return bool(load_checkpoint(path)["done"])
+    except Exception:   # noqa: BLE001 - any unreadable file counts as not finished
+        return False
+
+
+def run_jobs(args, argv: List[str]) -> int:
+    """--jobs N: each (method, seed) in its own worker process, N at a time, stage-2 runs after
+    the bs_cmo checkpoint they need; returns the number of failed runs."""
+    tasks, deps = _grid(args)
+    schedule = schedule_from(args)
+    path = {t: ckpt_path(args, schedule, run_label(t[0], schedule), t[1]) for t in tasks}
+    done = {t for t in tasks if args.resume and _finished(path[t])}
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    logs = os.path.join(args.out, "logs")
+    os.makedirs(logs, exist_ok=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds benchmarks/
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads),
+               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    lock = threading.Lock()
+
+    def pump(proc, log_path):
+        with open(log_path, "a", encoding="utf-8") as log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                with lock:
+                    print(line, end="", flush=True)
+
+    pending = [t for t in tasks if t not in done]
+    running: Dict[tuple, tuple] = {}
+    failed: List[tuple] = []
+    print(f"--jobs {args.jobs}: {len(pending)} runs to do ({len(done)} already finished), "
+          f"{threads} thread(s) each; logs in {logs}", flush=True)
+    while pending or running:
+        for t in list(pending):
+            if len(running) >= args.jobs:
+                break
+            dep = deps.get(t)
+            if dep is not None and dep in failed:
+                pending.remove(t)
+                failed.append(t)
+                continue
+            if dep is not None and dep not in done:
+                continue
+            method, seed = t
+            cmd = [sys.executable, "-m", "benchmarks.reproduce", *argv, "--jobs", "1", "--worker",
+                   "--methods", method, "--seeds", str(seed), "--threads", str(threads),
+                   "--no-progress"]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, env=env)
+            pumper = threading.Thread(target=pump, daemon=True, args=(
+                proc, os.path.join(logs, os.path.basename(path[t])[:-3] + ".log")))
+            pumper.start()
+            running[t] = (proc, pumper)
+            pending.remove(t)
+        for t, (proc, pumper) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            pumper.join()
+            del running[t]
+            if proc.returncode == 0:
+                done.add(t)
+            else:
+                failed.append(t)
+                with lock:
+                    print(f"{t[0]} seed {t[1]} failed (exit {proc.returncode}); see {logs}",
+                          file=sys.stderr, flush=True)
+        time.sleep(0.2)
+    return len(failed)
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.jobs > 1:
+        failed = run_jobs(args, argv)
+        if failed:
+            print(f"{failed} run(s) failed or were skipped; finished ones resume with --resume",
+                  file=sys.stderr)
+            return 1
+        args = parse_args(argv + ["--jobs", "1", "--resume"])   # merge the finished runs
     if args.threads:
         torch.set_num_threads(args.threads)
     bench = Benchmark(args)
-    order = [m for m in METHODS if m in args.methods]   # stage 1 before stage 2
+    tasks, _ = _grid(args)
+    wanted = [t for t in tasks if t[0] in args.methods and t[1] in args.seeds]
     runs: List[dict] = []
     try:
-        for seed in args.seeds:
-            for method in order:
-                runs.append(bench.run(method, seed)["result"])
+        for method, seed in wanted:
+            runs.append(bench.run(method, seed)["result"])
     except Interrupted:
         if get_rank() != 0:
             return 75
         print(f"stopped after {bench.epochs_this_call} epochs as asked (--stop-after-epochs); "
               f"continue with --resume", file=sys.stderr)
         return 75
+    if args.worker:
+        return 0                                      # the parent writes the report
     fig1 = bench.class_distribution(args.seeds[0])   # a collective under DDP: every rank
     if get_rank() != 0:
         return 0                                      # only rank 0 writes files

@@ -72,3 +72,51 @@ def test_bad_method_is_rejected(capsys):
     with pytest.raises(SystemExit):
         reproduce.parse_args(["--methods", "nope"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_jobs_give_the_serial_result(tmp_path):
+    args = ("--methods", "bs_cmo", "afr", "--threads", "1")
+    assert smoke(tmp_path / "serial", *args) == 0
+    assert smoke(tmp_path / "jobs", *args, "--jobs", "2") == 0
+    a = json.loads((tmp_path / "serial" / "results.json").read_text())["runs"]
+    b = json.loads((tmp_path / "jobs" / "results.json").read_text())["runs"]
+    assert [r["method"] for r in b] == ["bs_cmo", "afr"]
+    for ra, rb in zip(a, b):
+        assert ra["top1"] == rb["top1"] and ra["per_class"] == rb["per_class"]
+    logs = sorted(p.name for p in (tmp_path / "jobs" / "logs").iterdir())
+    assert logs == ["afr-seed0.log", "bs_cmo-seed0.log"]
+    assert "epoch 2/2" in (tmp_path / "jobs" / "logs" / "afr-seed0.log").read_text()
+
+
+def test_stage1_seed_shares_one_bs_cmo_model_and_reports_paired_differences(tmp_path):
+    assert smoke(tmp_path, "--methods", "bs_cmo_ft", "afr", "--seeds", "0", "1",
+                 "--stage1-seed", "0", "--jobs", "2", "--max-iters", "1") == 0
+    ckpts = sorted(p.name for p in (tmp_path / "ckpt").glob("*.pt"))
+    assert ckpts == ["afr-seed0.pt", "afr-seed1-from0.pt", "bs_cmo-seed0.pt",
+                     "bs_cmo_ft-seed0.pt", "bs_cmo_ft-seed1-from0.pt"]
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [(r["method"], r["seed"], r["stage1_seed"]) for r in runs] == [
+        ("bs_cmo_ft", 0, 0), ("afr", 0, 0), ("bs_cmo_ft", 1, 0), ("afr", 1, 0)]
+    md = (tmp_path / "results.md").read_text()
+    assert "Paired difference AFR (ours) − BS+CMO + fine-tune (control)" in md
+    diff = runs[1]["top1"] - runs[0]["top1"]
+    assert f"| 0 | {100 * diff:+.2f} |" in md
+
+
+def test_jobs_resume_skips_finished_runs_and_reports_failures(tmp_path, capsys):
+    args = ("--methods", "bs_cmo", "--seeds", "0", "1", "--max-iters", "1", "--jobs", "2")
+    assert smoke(tmp_path, *args) == 0
+    capsys.readouterr()
+    assert smoke(tmp_path, *args, "--resume") == 0
+    assert "0 runs to do (2 already finished)" in capsys.readouterr().out
+    # a worker that fails (here: a stage-2 run whose bs_cmo file is corrupt) is reported
+    (tmp_path / "ckpt" / "bs_cmo-seed1.pt").write_bytes(b"not a checkpoint")
+    assert smoke(tmp_path, "--methods", "afr", "--seeds", "1", "--max-iters", "1", "--jobs", "2",
+                 "--resume") == 1
+    assert "failed" in capsys.readouterr().err
+
+
+def test_bad_jobs_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        reproduce.parse_args(["--jobs", "0"])
+    assert "--jobs must be at least 1" in capsys.readouterr().err
