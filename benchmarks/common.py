@@ -109,27 +109,50 @@ def _nchw(data: np.ndarray) -> torch.Tensor:
 
 def load_data(dataset: str, root=None, imbalance_ratio: float = 100, seed: int = 0,
               device="cpu", train_fraction: Optional[float] = None,
-              test_limit: Optional[int] = None) -> Data:
-    """CIFAR-10/100-LT as tensors. ``train_fraction`` (each class keeps that share, at least
-    2 images, so the long-tailed shape stays) and ``test_limit`` shrink it for smoke runs."""
-    name = {"cifar10-lt": "cifar10", "cifar100-lt": "cifar100"}.get(dataset, dataset)
-    train = cifar_lt(name, root=root, imbalance_ratio=imbalance_ratio, seed=seed)
-    test = load_cifar(name, root=root, train=False)
-    y = torch.tensor(train.targets)
-    keep = torch.arange(len(y))
+              test_limit: Optional[int] = None, pack=None, download: bool = False) -> Data:
+    """CIFAR-10/100-LT as tensors, from the CIFAR folder or from a ``benchmarks.pack`` file
+    (``pack``). ``train_fraction`` (each class keeps that share, at least 2 images, so the
+    long-tailed shape stays) and ``test_limit`` shrink it for smoke runs."""
+    if pack is not None:
+        x_tr, y_tr, x_te, y_te, classes = _from_pack(pack, dataset, imbalance_ratio, seed)
+    else:
+        name = {"cifar10-lt": "cifar10", "cifar100-lt": "cifar100"}.get(dataset, dataset)
+        try:
+            train = cifar_lt(name, root=root, imbalance_ratio=imbalance_ratio, seed=seed,
+                             download=download)
+            test = load_cifar(name, root=root, train=False, download=download)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{e} From the command line: --data-root FOLDER, --download "
+                                    "(needs internet), or --data PACK.") from None
+        x_tr, y_tr = _nchw(train.data), torch.tensor(train.targets)
+        x_te, y_te, classes = _nchw(test.data), torch.tensor(test.targets), list(train.classes)
+    keep = torch.arange(len(y_tr))
     if train_fraction is not None:
-        members = [torch.nonzero(y == c).flatten() for c in range(len(train.classes))]
+        members = [torch.nonzero(y_tr == c).flatten() for c in range(len(classes))]
         keep = torch.cat([m[:max(2, math.ceil(len(m) * train_fraction))] for m in members])
-    x_test, y_test = _nchw(test.data), torch.tensor(test.targets)
     if test_limit is not None:
         g = torch.Generator().manual_seed(0)
-        pick = torch.randperm(len(y_test), generator=g)[:test_limit].sort().values
-        x_test, y_test = x_test[pick], y_test[pick]
-    y = y[keep]
-    return Data(name=dataset, x_train=_nchw(train.data[keep.numpy()]).to(device),
-                y_train=y.to(device), x_test=x_test.to(device), y_test=y_test.to(device),
-                class_counts=torch.bincount(y, minlength=len(train.classes)).tolist(),
-                classes=list(train.classes))
+        pick = torch.randperm(len(y_te), generator=g)[:test_limit].sort().values
+        x_te, y_te = x_te[pick], y_te[pick]
+    y = y_tr[keep]
+    return Data(name=dataset, x_train=x_tr[keep].to(device), y_train=y.to(device),
+                x_test=x_te.to(device), y_test=y_te.to(device),
+                class_counts=torch.bincount(y, minlength=len(classes)).tolist(),
+                classes=classes)
+
+
+def _from_pack(path, dataset: str, imbalance_ratio: float, seed: int):
+    from .pack import read_pack
+
+    arrays, meta = read_pack(path)
+    want = {"dataset": dataset, "imbalance_ratio": float(imbalance_ratio)}
+    got = {"dataset": meta.get("dataset"), "imbalance_ratio": float(meta.get("imbalance_ratio", -1))}
+    if want != got or seed != 0:
+        raise ValueError(f"{path} packs {got}, but this run asks for {want} (split seed {seed}); "
+                         "write a matching pack with python -m benchmarks.pack")
+    return (torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"]),
+            torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]),
+            list(meta["classes"]))
 
 
 def make_model(data: Data, device, method: str = "") -> torch.nn.Module:

@@ -1,0 +1,76 @@
+"""benchmarks.pack: a lossless, checksummed data file that reproduce --data reads."""
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import pack
+from benchmarks.common import load_data
+
+from conftest import cifar10_root, needs_cifar10
+
+
+def test_image_codec_is_lossless_on_edge_values():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(5, 3, 7, 9), dtype=np.uint8)
+    x[0] = 0
+    x[1] = 255
+    x[2, :, ::2] = 255                                   # the largest jumps between neighbours
+    res = pack.encode_images(x)
+    assert res.dtype == np.uint8 and res.shape == x.shape
+    assert np.array_equal(pack.decode_images(res), x)
+    # a smooth image gives mostly-zero residuals: that is where the compression comes from
+    smooth = np.tile(np.arange(32, dtype=np.uint8), (1, 3, 32, 1))
+    assert (pack.encode_images(smooth)[..., 1:, 1:] == 0).all()
+
+
+def test_single_channel_and_bad_input():
+    x = np.arange(2 * 1 * 4 * 4, dtype=np.uint8).reshape(2, 1, 4, 4)
+    assert np.array_equal(pack.decode_images(pack.encode_images(x)), x)
+    with pytest.raises(ValueError, match="uint8"):
+        pack.encode_images(x.astype(np.float32))
+
+
+def test_pack_round_trip_checksum_and_damage(tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = {"x_train": rng.integers(0, 256, (6, 3, 8, 8), dtype=np.uint8),
+              "y_train": np.array([0, 0, 0, 1, 1, 2]),
+              "x_test": rng.integers(0, 256, (3, 3, 8, 8), dtype=np.uint8),
+              "y_test": np.array([2, 1, 0])}
+    path = tmp_path / "d.afrpack"
+    digest = pack.write_pack(path, arrays, {"dataset": "toy"})
+    assert digest == pack.file_sha256(path) and len(digest) == 64
+    got, meta = pack.read_pack(path)
+    assert meta == {"dataset": "toy"}
+    for k in arrays:
+        assert np.array_equal(got[k], arrays[k])
+    blob = bytearray(path.read_bytes())
+    blob[-3] ^= 0xFF                                     # flip bits in the last stream
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="damaged"):
+        pack.read_pack(path)
+    (tmp_path / "other").write_bytes(b"hello")
+    with pytest.raises(ValueError, match="not an afr-aug data pack"):
+        pack.read_pack(tmp_path / "other")
+
+
+@needs_cifar10
+def test_cifar10_lt_pack_equals_the_folder_and_fits(tmp_path, capsys):
+    out = tmp_path / "c10.afrpack"
+    assert pack.main(["--dataset", "cifar10-lt", "--data-root", str(cifar10_root()),
+                      "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert pack.file_sha256(out) in printed
+    assert out.stat().st_size <= 50e6
+    a = load_data("cifar10-lt", cifar10_root())
+    b = load_data("cifar10-lt", pack=out)
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(a, key), getattr(b, key))
+    assert a.class_counts == b.class_counts and a.classes == b.classes
+    with pytest.raises(ValueError, match="cifar100-lt"):
+        load_data("cifar100-lt", pack=out)
+
+
+def test_missing_data_names_the_flags(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--download"):
+        load_data("cifar10-lt", tmp_path / "nothing-here")
