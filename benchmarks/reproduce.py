@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -36,9 +37,10 @@ from afr_aug import IntraClassSplitter
 from afr_aug.distributed import get_rank, get_world_size
 
 from . import report
-from .common import (METHODS, STAGE2_METHODS, Schedule, device_name, evaluate_run, load_checkpoint,
-                     load_data, make_model, maybe_refresh, new_run, restore, save_atomic, state_of,
-                     train_batches, train_epoch)
+from .common import (METHODS, STAGE2_METHODS, Schedule, add_speed_args, device_name,
+                     evaluate_run, load_checkpoint, load_data, make_model, maybe_refresh,
+                     new_run, restore, save_atomic, speed_from, state_of, train_batches,
+                     train_epoch)
 
 PRESETS = {
     "paper": dict(schedule=Schedule(epochs=200, stage2_epochs=50, milestones=(0.8, 0.9)),
@@ -82,13 +84,16 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--out", default="runs/reproduce")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (per worker)")
+    add_speed_args(p)
     p.add_argument("--stage1-seed", type=int, default=None,
                    help="stage-2 runs of every seed fine-tune the bs_cmo model of this seed "
                         "(default: the bs_cmo model of their own seed)")
     p.add_argument("--jobs", type=int, default=1,
                    help="run the (method, seed) grid in this many worker processes")
     p.add_argument("--resume", action="store_true", help="continue from --out/ckpt")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report from the finished checkpoints in --out; train nothing")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)
@@ -193,7 +198,8 @@ class Benchmark:
             self.finished[path] = state
             return state
         init = self.stage1_state(seed) if method in STAGE2_METHODS else None
-        run = new_run(method, seed, self.schedule, self.data, self.device, init_state=init)
+        run = new_run(method, seed, self.schedule, self.data, self.device, init_state=init,
+                      speed=speed_from(self.args))
         if state is not None:
             restore(run, state)
             self.log(f"[{label} seed {seed}] resumed after epoch {run.epoch}")
@@ -251,22 +257,29 @@ class Benchmark:
                 "thresholds": split.thresholds.tolist()}
 
 
-def _grid(args):
-    """The (method, seed) runs to do, in order, each with the bs_cmo run it fine-tunes (a stage-1
-    dependency missing from the grid is added: it is trained but not reported)."""
-    order = [m for m in METHODS if m in args.methods]
+def grid(methods, seeds, stage1_seed: Optional[int] = None):
+    """The (method, seed) runs to do, in report order, and the bs_cmo run each stage-2 run
+    fine-tunes (a dependency missing from the grid is added: trained but not reported)."""
+    order = [m for m in METHODS if m in methods]
     tasks, deps = [], {}
-    for seed in args.seeds:
+    for seed in seeds:
         for method in order:
             task = (method, seed)
             if method in STAGE2_METHODS:
-                dep = ("bs_cmo", seed if args.stage1_seed is None else args.stage1_seed)
+                dep = ("bs_cmo", seed if stage1_seed is None else stage1_seed)
                 deps[task] = dep
                 if dep not in tasks:
                     tasks.append(dep)
             if task not in tasks:
                 tasks.append(task)
     return tasks, deps
+
+
+def start_order(tasks):
+    """The order --jobs starts runs in: bs_cmo first (the stage-2 runs wait for it and it is
+    the longest), then each stage-2 run as soon as it may start, then the other stage-1 runs."""
+    rank = {"bs_cmo": 0, **{m: 1 for m in STAGE2_METHODS}}
+    return sorted(tasks, key=lambda t: rank.get(t[0], 2))
 
 
 def _finished(path: str) -> bool:
@@ -279,77 +292,96 @@ def _finished(path: str) -> bool:
         return False
 
 
-def run_jobs(args, argv: List[str]) -> int:
-    """--jobs N: each (method, seed) in its own worker process, N at a time, stage-2 runs after
-    the bs_cmo checkpoint they need; returns the number of failed runs."""
-    tasks, deps = _grid(args)
-    schedule = schedule_from(args)
-    path = {t: ckpt_path(args, schedule, run_label(t[0], schedule), t[1]) for t in tasks}
-    done = {t for t in tasks if args.resume and _finished(path[t])}
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    logs = os.path.join(args.out, "logs")
-    os.makedirs(logs, exist_ok=True)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds benchmarks/
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads),
-               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    lock = threading.Lock()
+class JobRunner:
+    """--jobs N: each (method, seed) in its own worker process, N at a time, a stage-2 run only
+    once the bs_cmo checkpoint it fine-tunes is finished. Worker output goes to --out/logs/ and
+    to the screen; SIGTERM (e.g. from ``timeout``) stops the workers too."""
 
-    def pump(proc, log_path):
+    def __init__(self, args, argv: List[str]):
+        self.args, self.argv = args, argv
+        self.tasks, self.deps = grid(args.methods, args.seeds, args.stage1_seed)
+        schedule = schedule_from(args)
+        self.path = {t: ckpt_path(args, schedule, run_label(t[0], schedule), t[1])
+                     for t in self.tasks}
+        self.done = {t for t in self.tasks if args.resume and _finished(self.path[t])}
+        self.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+        self.logs = os.path.join(args.out, "logs")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds benchmarks/
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(self.threads),
+                        PYTHONPATH=os.pathsep.join(
+                            p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        self.lock = threading.Lock()
+        self.running: Dict[tuple, tuple] = {}
+        self.failed: List[tuple] = []
+
+    def say(self, line: str, err: bool = False) -> None:
+        with self.lock:
+            print(line, end="" if line.endswith("\n") else "\n", flush=True,
+                  file=sys.stderr if err else sys.stdout)
+
+    def _pump(self, proc, log_path: str) -> None:
         with open(log_path, "a", encoding="utf-8") as log:
             for line in proc.stdout:
                 log.write(line)
                 log.flush()
-                with lock:
-                    print(line, end="", flush=True)
+                self.say(line)
 
-    pending = [t for t in tasks if t not in done]
-    running: Dict[tuple, tuple] = {}
-    failed: List[tuple] = []
-    print(f"--jobs {args.jobs}: {len(pending)} runs to do ({len(done)} already finished), "
-          f"{threads} thread(s) each; logs in {logs}", flush=True)
-    while pending or running:
-        for t in list(pending):
-            if len(running) >= args.jobs:
-                break
-            dep = deps.get(t)
-            if dep is not None and dep in failed:
-                pending.remove(t)
-                failed.append(t)
-                continue
-            if dep is not None and dep not in done:
-                continue
-            method, seed = t
-            cmd = [sys.executable, "-m", "benchmarks.reproduce", *argv, "--jobs", "1", "--worker",
-                   "--methods", method, "--seeds", str(seed), "--threads", str(threads),
-                   "--no-progress"]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, env=env)
-            pumper = threading.Thread(target=pump, daemon=True, args=(
-                proc, os.path.join(logs, os.path.basename(path[t])[:-3] + ".log")))
-            pumper.start()
-            running[t] = (proc, pumper)
-            pending.remove(t)
-        for t, (proc, pumper) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            pumper.join()
-            del running[t]
-            if proc.returncode == 0:
-                done.add(t)
-            else:
-                failed.append(t)
-                with lock:
-                    print(f"{t[0]} seed {t[1]} failed (exit {proc.returncode}); see {logs}",
-                          file=sys.stderr, flush=True)
-        time.sleep(0.2)
-    return len(failed)
+    def _start(self, task) -> None:
+        method, seed = task
+        cmd = [sys.executable, "-m", "benchmarks.reproduce", *self.argv, "--jobs", "1",
+               "--worker", "--methods", method, "--seeds", str(seed),
+               "--threads", str(self.threads), "--no-progress"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=self.env)
+        log = os.path.join(self.logs, os.path.basename(self.path[task])[:-3] + ".log")
+        pump = threading.Thread(target=self._pump, args=(proc, log), daemon=True)
+        pump.start()
+        self.running[task] = (proc, pump)
+
+    def _stop(self, signum, frame):
+        for proc, _ in self.running.values():
+            proc.terminate()
+        raise SystemExit(128 + signum)
+
+    def run(self) -> int:
+        """Run the grid; the number of runs that failed or could not start."""
+        os.makedirs(self.logs, exist_ok=True)
+        pending = [t for t in start_order(self.tasks) if t not in self.done]
+        self.say(f"--jobs {self.args.jobs}: {len(pending)} runs to do ({len(self.done)} already "
+                 f"finished), {self.threads} thread(s) each; logs in {self.logs}")
+        previous = signal.signal(signal.SIGTERM, self._stop)
+        try:
+            while pending or self.running:
+                for task in list(pending):
+                    dep = self.deps.get(task)
+                    if dep in self.failed:
+                        pending.remove(task)
+                        self.failed.append(task)
+                    elif len(self.running) < self.args.jobs and (dep is None or dep in self.done):
+                        pending.remove(task)
+                        self._start(task)
+                for task, (proc, pump) in list(self.running.items()):
+                    if proc.poll() is None:
+                        continue
+                    pump.join()
+                    del self.running[task]
+                    if proc.returncode == 0:
+                        self.done.add(task)
+                    else:
+                        self.failed.append(task)
+                        self.say(f"{task[0]} seed {task[1]} failed (exit {proc.returncode}); "
+                                 f"see {self.logs}", err=True)
+                time.sleep(0.2)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return len(self.failed)
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.jobs > 1:
-        failed = run_jobs(args, argv)
+        failed = JobRunner(args, argv).run()
         if failed:
             print(f"{failed} run(s) failed or were skipped; finished ones resume with --resume",
                   file=sys.stderr)
@@ -358,12 +390,22 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     bench = Benchmark(args)
-    tasks, _ = _grid(args)
+    tasks, _ = grid(args.methods, args.seeds, args.stage1_seed)
     wanted = [t for t in tasks if t[0] in args.methods and t[1] in args.seeds]
     runs: List[dict] = []
+    missing: List[str] = []
     try:
-        for method, seed in wanted:
-            runs.append(bench.run(method, seed)["result"])
+        for method, seed in (tasks if args.report_only else wanted):
+            if not args.report_only:
+                runs.append(bench.run(method, seed)["result"])
+                continue
+            path = bench.ckpt_path(run_label(method, bench.schedule), seed)
+            if _finished(path):
+                bench.finished[path] = load_checkpoint(path)
+                if (method, seed) in wanted:
+                    runs.append(bench.finished[path]["result"])
+            elif (method, seed) in wanted:
+                missing.append(f"{method} seed {seed}")
     except Interrupted:
         if get_rank() != 0:
             return 75
@@ -372,6 +414,12 @@ def main(argv=None) -> int:
         return 75
     if args.worker:
         return 0                                      # the parent writes the report
+    if missing:
+        print(f"--report-only: not finished, left out of the report: {', '.join(missing)}",
+              file=sys.stderr)
+    if not runs:
+        print(f"no finished runs in {bench.ckpt_dir}", file=sys.stderr)
+        return 1
     fig1 = bench.class_distribution(args.seeds[0])   # a collective under DDP: every rank
     if get_rank() != 0:
         return 0                                      # only rank 0 writes files
@@ -380,6 +428,8 @@ def main(argv=None) -> int:
                "device": device_name(bench.device), "world_size": get_world_size(),
                "preset": args.preset,
                "class_counts": d.class_counts, "runs": runs}
+    if missing:
+        results["missing"] = missing
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)

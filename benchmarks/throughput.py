@@ -14,22 +14,32 @@ Measures, in one run and with the same loop as ``benchmarks.reproduce``:
   training set (``--refresh-share``) and scaled to the whole set: its cost is linear in the
   number of images (embedding) and of attacked images (a fixed share of each class).
 
+All three run at the same speed settings (``--amp``, ``--channels-last``, ``--compile``; see
+``benchmarks.common.Speed``), so each pipeline's ratio to ``model_only`` is the share of the
+ceiling the loop reaches. ``--jobs N`` also measures the aggregate img/s of N concurrent
+``bs_cmo`` loops (separate processes, each with its own CUDA context or CPU threads, timed over
+the same window), which is what ``reproduce --jobs N`` gets from one device.
+
 Targets: bs_cmo >= 0.9 x model_only; afr_stage2 >= bs_cmo / 1.3. The last line printed is
-one JSON object ``{"device", "model_only", "bs_cmo", "afr_stage2"}``.
+one JSON object ``{"device", "speed", "model_only", "bs_cmo", "afr_stage2", "ratios", ...}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import torch
 import torch.nn.functional as F
 
-from .common import (Schedule, device_name, load_checkpoint, load_data, make_model, maybe_refresh,
-                     new_run, train_epoch)
+from .common import (Schedule, Speed, add_speed_args, device_name, load_checkpoint, load_data,
+                     make_model, make_optimizer, maybe_refresh, new_run, speed_from, train_epoch)
 
 
 def _sync(device):
@@ -37,21 +47,27 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def model_only(data, device, batch_size, iters, warmup):
-    model = make_model(data, device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
+def model_only(data, device, batch_size, iters, warmup, speed: Speed = Speed()):
+    """The ceiling: forward + backward + step on one fixed batch, at the loop's speed settings."""
+    speed = speed.resolved(device)
+    fmt = torch.channels_last if speed.channels_last else torch.contiguous_format
+    model = make_model(data, device).to(memory_format=fmt).train()
+    opt = make_optimizer(model.parameters(), 0.1, Schedule(), device)
+    net = torch.compile(model) if speed.compile else model
     # A fixed random batch with every class in it: the first images of the long-tailed set are
     # all class 0, on which the loss reaches 0 within a few steps and the step slows down
     # (denormal floats), so it is not the ceiling the loop should be compared with.
     pick = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(0))[:batch_size]
     pick = pick.to(data.x_train.device)
-    x = data.x_train[pick].float().div(255)
+    x = data.x_train[pick].float().div(255).contiguous(memory_format=fmt)
     y = data.y_train[pick]
     for i in range(warmup + iters):
         if i == warmup:
             _sync(device)
             start = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=speed.amp):
+            logits = net(x)
+        loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -68,11 +84,49 @@ def loop_rate(run, iters, warmup):
     return train_epoch(run, progress=False)["img_per_s"]
 
 
+def _wait_for(barrier: str, n: int, timeout: float = 600.0) -> None:
+    """File barrier: concurrent measuring processes start their timed window together."""
+    open(os.path.join(barrier, f"ready-{os.getpid()}"), "w").close()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(barrier)) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(os.listdir(barrier))} of {n} processes reached the barrier")
+        time.sleep(0.05)
+
+
+def concurrent_rate(argv, jobs: int, threads: int) -> dict:
+    """Aggregate bs_cmo img/s of ``jobs`` processes measuring at once."""
+    with tempfile.TemporaryDirectory() as barrier:
+        cmd = [sys.executable, "-m", "benchmarks.throughput", *argv, "--jobs", "1",
+               "--threads", str(threads), "--only-bs-cmo", "--barrier", barrier,
+               "--barrier-n", str(jobs)]
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+                   PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+                 for _ in range(jobs)]
+        rates = []
+        for proc in procs:
+            out, _ = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"a concurrent throughput process failed (exit {proc.returncode})")
+            rates.append(json.loads(out.strip().splitlines()[-1])["bs_cmo"])
+    return {"jobs": jobs, "per_job": rates, "aggregate": round(sum(rates), 1)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
     p.add_argument("--data-root", default=None)
+    p.add_argument("--data", default=None, metavar="PACK", help="a file from benchmarks.pack")
+    p.add_argument("--download", action="store_true",
+                   help="fetch CIFAR with torchvision when it is not found (needs internet)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="also measure N concurrent bs_cmo loops (aggregate img/s)")
+    p.add_argument("--only-bs-cmo", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--barrier", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--barrier-n", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--device", default=None)
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
@@ -83,21 +137,34 @@ def main(argv=None):
     p.add_argument("--checkpoint", default=None, help="a bs_cmo checkpoint from benchmarks.reproduce: "
                    "the refresh then splits and attacks as on a trained model (default: random weights,"
                    " where every image is majority, the refresh's worst case)")
+    add_speed_args(p)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    data = load_data(args.dataset, args.data_root, device=device)
-    s = Schedule(batch_size=args.batch_size, cmo_off_epochs=0)
+    speed = speed_from(args)
+    data = load_data(args.dataset, args.data_root, device=device, pack=args.data,
+                     download=args.download)
+    s = Schedule(batch_size=args.batch_size, cmo_off_epochs=-1)  # CMO mixing on from epoch 0
 
-    mo = model_only(data, device, args.batch_size, args.iters, args.warmup)
+    if args.only_bs_cmo:                      # one of --jobs N concurrent measurements
+        cmo = new_run("bs_cmo", 0, s, data, device, speed=speed)
+        loop_rate(cmo, 1, args.warmup)        # compile and warm up before the common window
+        if args.barrier:
+            _wait_for(args.barrier, args.barrier_n)
+        cmo_rate = loop_rate(cmo, args.iters, 1)
+        print(json.dumps({"bs_cmo": round(cmo_rate, 1)}))
+        return
 
-    cmo = new_run("bs_cmo", 0, s, data, device)
+    mo = model_only(data, device, args.batch_size, args.iters, args.warmup, speed)
+
+    cmo = new_run("bs_cmo", 0, s, data, device, speed=speed)
     cmo_rate = loop_rate(cmo, args.iters, args.warmup)
 
     base = {"model": (load_checkpoint(args.checkpoint)["model"] if args.checkpoint
                       else cmo.model.state_dict())}
-    afr = new_run("afr", 0, s, data, device, init_state=base)
+    afr = new_run("afr", 0, s, data, device, init_state=base, speed=speed)
     afr_rate = loop_rate(afr, args.iters, args.warmup)
 
     # the refresh, on a stratified share of the set
@@ -105,7 +172,7 @@ def main(argv=None):
                       for idx in (torch.nonzero(data.y_train.cpu() == c).flatten()
                                   for c in range(data.num_classes))])
     sub = replace(data, x_train=data.x_train[keep.to(device)], y_train=data.y_train[keep.to(device)])
-    part = new_run("afr", 0, s, sub, device, init_state=base)
+    part = new_run("afr", 0, s, sub, device, init_state=base, speed=speed)
     _sync(device)
     start = time.perf_counter()
     split = maybe_refresh(part, progress=False)
@@ -114,7 +181,13 @@ def main(argv=None):
     n, period = len(data.y_train), s.refresh_every
     afr_amortised = period * n / (period * n / afr_rate + refresh_s)
 
-    print(f"device: {device_name(device)}")
+    concurrent = None
+    if args.jobs > 1:
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+        concurrent = concurrent_rate(argv, args.jobs, threads)
+
+    resolved = asdict(speed.resolved(device))
+    print(f"device: {device_name(device)}; speed settings {resolved}")
     print(f"model_only {mo:.1f} img/s | bs_cmo {cmo_rate:.1f} img/s ({cmo_rate / mo:.2f} x model_only,"
           f" target >= 0.9)")
     print(f"afr stage-2 iterations {afr_rate:.1f} img/s; refresh {refresh_s:.1f} s for {n} images "
@@ -122,8 +195,15 @@ def main(argv=None):
           f"{int(part.balancer.is_adversarial.sum())} attacked), every {period} epochs")
     print(f"afr_stage2 {afr_amortised:.1f} img/s (bs_cmo / afr_stage2 = {cmo_rate / afr_amortised:.2f},"
           f" target <= 1.3)")
-    print(json.dumps({"device": device_name(device), "model_only": round(mo, 1),
-                      "bs_cmo": round(cmo_rate, 1), "afr_stage2": round(afr_amortised, 1)}))
+    if concurrent is not None:
+        print(f"--jobs {args.jobs}: bs_cmo {concurrent['aggregate']:.1f} img/s in all "
+              f"({', '.join(f'{r:.1f}' for r in concurrent['per_job'])} per job)")
+    print(json.dumps({"device": device_name(device), "speed": resolved,
+                      "model_only": round(mo, 1), "bs_cmo": round(cmo_rate, 1),
+                      "afr_stage2": round(afr_amortised, 1),
+                      "ratios": {"bs_cmo": round(cmo_rate / mo, 3),
+                                 "afr_stage2": round(afr_amortised / mo, 3)},
+                      "concurrent": concurrent}))
 
 
 if __name__ == "__main__":
