@@ -27,3 +27,13 @@ needs_cifar10 = pytest.mark.skipif(
     cifar10_root() is None,
     reason="real CIFAR-10 not found in $AFR_DATA or <repo>/../shared/data (cifar-10-batches-py/)",
 )
+
+
+@pytest.fixture(scope="session")
+def cifar10_lt_pack(tmp_path_factory):
+    """The CIFAR-10-LT pack (benchmarks.pack), written once per test session."""
+    from benchmarks import pack
+
+    path = tmp_path_factory.mktemp("pack") / "cifar10lt.afrpack"
+    pack.pack_dataset("cifar10-lt", path, root=cifar10_root())
+    return path

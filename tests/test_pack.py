@@ -55,12 +55,8 @@ def test_pack_round_trip_checksum_and_damage(tmp_path):
 
 
 @needs_cifar10
-def test_cifar10_lt_pack_equals_the_folder_and_fits(tmp_path, capsys):
-    out = tmp_path / "c10.afrpack"
-    assert pack.main(["--dataset", "cifar10-lt", "--data-root", str(cifar10_root()),
-                      "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert pack.file_sha256(out) in printed
+def test_cifar10_lt_pack_equals_the_folder_and_fits(cifar10_lt_pack):
+    out = cifar10_lt_pack
     assert out.stat().st_size <= 50e6
     a = load_data("cifar10-lt", cifar10_root())
     b = load_data("cifar10-lt", pack=out)
@@ -69,6 +65,21 @@ def test_cifar10_lt_pack_equals_the_folder_and_fits(tmp_path, capsys):
     assert a.class_counts == b.class_counts and a.classes == b.classes
     with pytest.raises(ValueError, match="cifar100-lt"):
         load_data("cifar100-lt", pack=out)
+
+
+def test_command_line_prints_the_sha256(tmp_path, capsys, monkeypatch):
+    arrays = {"x_train": np.zeros((4, 3, 4, 4), np.uint8), "y_train": np.array([0, 0, 0, 1]),
+              "x_test": np.zeros((2, 3, 4, 4), np.uint8), "y_test": np.array([0, 1])}
+
+    def fake_pack(dataset, out, root, ratio, download):
+        assert (dataset, ratio, download) == ("cifar100-lt", 50.0, True)
+        return pack.write_pack(out, arrays, {"dataset": dataset})
+
+    monkeypatch.setattr(pack, "pack_dataset", fake_pack)
+    out = tmp_path / "p.afrpack"
+    assert pack.main(["--dataset", "cifar100-lt", "--imbalance-ratio", "50", "--download",
+                      "--out", str(out)]) == 0
+    assert pack.file_sha256(out) in capsys.readouterr().out
 
 
 def test_missing_data_names_the_flags(tmp_path):
