@@ -7,8 +7,14 @@ batch (no Python loop over samples); AutoAugment groups the samples by
 sub-policy and makes about one batched call per op and sign.
 
 Stage 1 of the paper uses ``BatchAugment(auto_augment=True, cutout=True)``
-(crop with pad 4 + horizontal flip + AutoAugment CIFAR-10 policy + Cutout
-16x16); stage 2 uses ``BatchAugment()`` (crop + flip only).
+(crop with pad 4 + horizontal flip, then AutoAugment CIFAR-10 policy, then
+Cutout 16x16); stage 2 uses ``BatchAugment()`` (crop + flip only).
+
+AutoAugment follows the PIL implementation the CMO code (and so the paper's
+stage 1) uses, checked pixel by pixel: rotate/shear/translate fill with grey
+128, shear interpolates bicubically as PIL does, translate moves
+``round(150/331 * size * bin/9)`` pixels (5/13/15 px at bins 3/8/9 on 32 px),
+solarize inverts pixels ``>= 256 * (1 - bin/9)``.
 
 Randomness comes from an explicit ``torch.Generator`` (``generator=None`` uses
 torch's global RNG). Random numbers are drawn on the generator's device (CPU
@@ -71,6 +77,8 @@ _CIFAR10_POLICY = (
 )
 
 _NUM_BINS = 10
+#: Grey the geometric AutoAugment ops fill uncovered pixels with (the reference's fillcolor).
+AUTOAUGMENT_FILL = 128
 # Ops whose magnitude gets a random sign (probability 1/2), as in torchvision's AutoAugment.
 _SIGNED = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness"}
 
@@ -91,26 +99,55 @@ def _magnitude(name: str, bin_idx: Optional[int], height: int, width: int) -> fl
         values = torch.linspace(0.0, 0.9, _NUM_BINS)
     elif name == "Posterize":
         values = (8 - (torch.arange(_NUM_BINS) / ((_NUM_BINS - 1) / 4))).round().int()
-    elif name == "Solarize":
-        values = torch.linspace(1.0, 0.0, _NUM_BINS)
+    elif name == "Solarize":                     # thresholds on the 256-step scale, as PIL
+        values = torch.linspace(256.0, 0.0, _NUM_BINS, dtype=torch.float64)
     else:
         return 0.0
     return float(values[bin_idx])
 
 
+def _cubic(v0, v1, v2, v3, d):
+    """PIL's bicubic kernel (Keys, a = -1) through samples v0..v3 at offset ``d`` from v1."""
+    return v1 + d * ((v2 - v0) + d * ((2 * (v0 - v1) + v2 - v3) + d * (v1 - v0 - v2 + v3)))
+
+
+def _shear_x_bicubic(img: torch.Tensor, m: float, fill: int = AUTOAUGMENT_FILL) -> torch.Tensor:
+    """uint8 [n, C, H, W] sheared as PIL's ``transform(AFFINE, (1, m, 0, 0, 1, 0), BICUBIC)``.
+
+    Output pixel (x, y) samples the input at ``x + m * y`` (pixel centres, origin top left) on
+    its own row, so the bicubic filter is 1-D. As in PIL, a sample outside the image is
+    ``fill``, the four taps are clamped at the border and the result is clipped and truncated.
+    """
+    n, c, h, w = img.shape
+    dev = img.device
+    yo = torch.arange(h, device=dev, dtype=torch.float64) + 0.5
+    xo = torch.arange(w, device=dev, dtype=torch.float64) + 0.5
+    xin = xo.view(1, w) + m * yo.view(h, 1)
+    inside = (xin >= 0) & (xin < w)
+    xs = xin - 0.5
+    x0 = torch.floor(xs)
+    d = (xs - x0).view(1, 1, h, w)
+    x0 = x0.long()
+    src = img.to(torch.float64)
+    taps = [src.gather(3, (x0 + k).clamp(0, w - 1).view(1, 1, h, w).expand(n, c, h, w))
+            for k in (-1, 0, 1, 2)]
+    out = _cubic(*taps, d).clamp_(0, 255).to(torch.uint8)   # truncates, as PIL does
+    return torch.where(inside.view(1, 1, h, w), out, torch.full_like(out, fill))
+
+
 def _apply_op(img: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
     """Apply one AutoAugment op with a fixed signed magnitude to a uint8 batch [n, C, H, W]."""
-    if name in ("ShearX", "ShearY"):
-        shear_deg = math.degrees(math.atan(magnitude))
-        shear = [shear_deg, 0.0] if name == "ShearX" else [0.0, shear_deg]
-        return TF.affine(img, angle=0.0, translate=[0, 0], scale=1.0, shear=shear,
-                         interpolation=_NEAREST, fill=None, center=[0, 0])
+    if name == "ShearX":
+        return _shear_x_bicubic(img, magnitude)
+    if name == "ShearY":
+        return _shear_x_bicubic(img.transpose(2, 3), magnitude).transpose(2, 3).contiguous()
     if name in ("TranslateX", "TranslateY"):
-        translate = [int(magnitude), 0] if name == "TranslateX" else [0, int(magnitude)]
+        shift = int(math.floor(abs(magnitude) + 0.5)) * (1 if magnitude >= 0 else -1)
+        translate = [shift, 0] if name == "TranslateX" else [0, shift]
         return TF.affine(img, angle=0.0, translate=translate, scale=1.0, shear=[0.0, 0.0],
-                         interpolation=_NEAREST, fill=None)
+                         interpolation=_NEAREST, fill=AUTOAUGMENT_FILL)
     if name == "Rotate":
-        return TF.rotate(img, angle=magnitude, interpolation=_NEAREST, fill=None)
+        return TF.rotate(img, angle=magnitude, interpolation=_NEAREST, fill=AUTOAUGMENT_FILL)
     if name == "Brightness":
         return TF.adjust_brightness(img, 1.0 + magnitude)
     if name == "Color":
@@ -122,7 +159,7 @@ def _apply_op(img: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
     if name == "Posterize":
         return TF.posterize(img, int(magnitude))
     if name == "Solarize":
-        return TF.solarize(img, 255.0 * magnitude)
+        return torch.where(img >= magnitude, 255 - img, img)
     if name == "AutoContrast":
         return TF.autocontrast(img)
     if name == "Equalize":
@@ -313,7 +350,8 @@ class BatchAugment:
     Why: one object holds the whole per-stage pipeline and its own RNG, so a
     training run repeats exactly for a seed, and ``state_dict()`` /
     ``load_state_dict()`` let a checkpoint resume the augmentation stream.
-    Order: AutoAugment (on uint8) -> crop -> flip -> to float -> Cutout.
+    Order, as the reference CIFAR pipeline: crop -> flip -> AutoAugment (on
+    uint8) -> to float -> Cutout.
 
     Args:
         crop: random crop with ``padding`` zero pixels each side.
@@ -392,14 +430,14 @@ class BatchAugment:
             raise TypeError(f"BatchAugment expects a uint8 or float image batch, got dtype {x.dtype}")
 
         g = self.generator
-        if self.auto_augment:
-            if x.dtype != torch.uint8:
-                x = x.mul(255.0).round_().to(torch.uint8)
-            x = auto_augment(x, generator=g)
+        if self.auto_augment and x.dtype != torch.uint8:
+            x = x.mul(255.0).round_().to(torch.uint8)
         if self.crop:
             x = random_crop(x, padding=self.padding, generator=g)
         if self.flip:
             x = random_hflip(x, p=0.5, generator=g)
+        if self.auto_augment:
+            x = auto_augment(x, generator=g)
         if x.dtype == torch.uint8:
             x = x.to(out_dtype).div_(255.0)
         elif not (self.crop or self.flip):

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -292,3 +293,69 @@ def test_cuda_matches_cpu():
     assert gpu.is_cuda and torch.equal(gpu.cpu(), cpu)
     full = BatchAugment(auto_augment=True, cutout=True, seed=0)(x.cuda())
     assert full.is_cuda and full.dtype == torch.float32 and full.shape == x.shape
+
+
+# --- the reference pipeline (the PIL AutoAugment of the CMO code), pixel by pixel -----------------
+
+
+def test_translate_moves_rounded_pixels_and_fills_grey():
+    x = torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
+    x[0, 0, :, 0] = 200                                   # a bright first column
+    for bin_idx, pixels in ((3, 5), (8, 13), (9, 15)):
+        mag = A._magnitude("TranslateX", bin_idx, 32, 32)
+        out = A._apply_op(x, "TranslateX", mag)
+        assert out[0, 0, :, pixels].eq(200).all() and out[0, 0, :, pixels + 1].eq(0).all()
+        assert out[0, 0, :, :pixels].eq(A.AUTOAUGMENT_FILL).all()     # uncovered: grey 128
+        back = A._apply_op(x, "TranslateY", -mag)
+        assert back.eq(A.AUTOAUGMENT_FILL).sum() == pixels * 32
+
+
+def test_solarize_thresholds_on_the_256_scale():
+    x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    for bin_idx, first_inverted in ((2, 200), (3, 171), (5, 114), (8, 29)):
+        out = A._apply_op(x, "Solarize", A._magnitude("Solarize", bin_idx, 16, 16)).flatten()
+        assert out[first_inverted] == 255 - first_inverted
+        assert out[first_inverted - 1] == first_inverted - 1
+
+
+def test_rotate_fills_corners_grey():
+    x = torch.full((1, 3, 32, 32), 10, dtype=torch.uint8)
+    out = A._apply_op(x, "Rotate", 20.0)
+    assert (out[0, :, 0, 0] == A.AUTOAUGMENT_FILL).all() and (out[0, :, 16, 16] == 10).all()
+
+
+def test_shear_is_bicubic_like_pil_by_hand_and_against_pil():
+    # one row 0, 0, 90, 0, ... sheared by m = 0.25: output (x=1, y=1) samples x + m*y = 1.875
+    # (pixel centres), i.e. 1.375 in index units: taps 0, 90, 0, 0 at d = 0.375 with PIL's
+    # a = -1 kernel: v = v1 + d(v2 - v0) + d^2(2(v0 - v1) + v2 - v3) + d^3(v1 - v0 - v2 + v3)
+    x = torch.zeros(1, 1, 4, 8, dtype=torch.uint8)
+    x[0, 0, 1, 2] = 90
+    out = A._apply_op(x, "ShearX", 0.25)
+    d = 0.375
+    assert out[0, 0, 1, 1] == int(90 * d + d * d * 90 - d ** 3 * 90)      # 41.66 -> 41
+    assert out[0, 0, 3, 7] == A.AUTOAUGMENT_FILL      # samples 7.5 + 0.25 * 3.5 >= 8: outside
+    pil_image = pytest.importorskip("PIL.Image")
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
+    for m in (0.3, -0.2, 0.1):
+        for name, coeffs in (("ShearX", (1, m, 0, 0, 1, 0)), ("ShearY", (1, 0, 0, m, 1, 0))):
+            ours = A._apply_op(imgs, name, m)
+            for i in range(3):
+                im = pil_image.fromarray(imgs[i].permute(1, 2, 0).numpy())
+                ref = im.transform(im.size, pil_image.AFFINE, coeffs, pil_image.BICUBIC,
+                                   fillcolor=(128, 128, 128))
+                assert torch.equal(ours[i].permute(1, 2, 0), torch.from_numpy(np.array(ref)))
+
+
+def test_batch_augment_crops_and_flips_before_auto_augment(monkeypatch):
+    seen = {}
+
+    def spy(x, generator=None):
+        seen["x"] = x.clone()
+        return x
+
+    monkeypatch.setattr(A, "auto_augment", spy)
+    x = torch.full((64, 3, 8, 8), 255, dtype=torch.uint8)
+    A.BatchAugment(crop=True, flip=True, auto_augment=True, padding=4, seed=0)(x)
+    # AutoAugment saw the cropped images: the zero padding shows in some of them
+    assert (seen["x"] == 0).any() and seen["x"].shape == x.shape
