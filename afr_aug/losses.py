@@ -1,4 +1,4 @@
-"""Long-tail losses: Balanced Softmax, LDAM and the DRW re-weighting schedule.
+"""Long-tail losses: Balanced Softmax, logit adjustment, LDAM and the DRW re-weighting schedule.
 
 All three take the per-class training counts ``class_counts`` (a plain
 sequence of positive ints, e.g. ``[5000, 2997, ..., 50]``) because each one
@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["BalancedSoftmaxLoss", "LDAMLoss", "drw_weights"]
+__all__ = ["BalancedSoftmaxLoss", "LogitAdjustedLoss", "adjust_logits", "LDAMLoss", "drw_weights"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -130,6 +130,72 @@ class BalancedSoftmaxLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, reduction={self.reduction!r}"
+
+
+def _check_tau(tau) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
+        raise ValueError(f"tau must be a finite number >= 0, got {tau!r}")
+    return float(tau)
+
+
+def _log_prior(class_counts) -> torch.Tensor:
+    counts = _as_counts(class_counts)
+    return (counts / counts.sum()).log()
+
+
+class LogitAdjustedLoss(nn.Module):
+    """Logit-adjusted cross-entropy (Menon et al., ICLR 2021), the training-time form.
+
+    Why: like Balanced Softmax it makes the raw ``model(x).argmax(1)`` balanced at test time,
+    with a temperature: ``cross_entropy(logits + tau * log(prior), targets)`` where
+    ``prior = class_counts / sum(class_counts)``. ``tau = 1`` is Balanced Softmax (the log of
+    the sum is a constant per row, which softmax ignores); Menon et al. report ``tau = 1``
+    best on CIFAR-LT. Counts may be fractional, e.g. :func:`afr_aug.mixing.effective_class_counts`.
+
+    >>> import torch
+    >>> loss_fn = LogitAdjustedLoss([3, 1], tau=1.0)
+    >>> round(loss_fn(torch.zeros(1, 2), torch.tensor([1])).item(), 4)   # -log(1/4)
+    1.3863
+    """
+
+    def __init__(self, class_counts: Sequence[float], tau: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__()
+        self.tau = _check_tau(tau)
+        self.reduction = _check_reduction(reduction)
+        prior = _log_prior(class_counts)
+        self.num_classes = int(prior.numel())
+        self.register_buffer("log_prior", prior.float())
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Return the logit-adjusted loss of ``logits`` [N, C] for ``targets`` [N]."""
+        targets = _check_inputs(logits, targets, self.num_classes)
+        prior = self.log_prior.to(device=logits.device, dtype=logits.dtype)
+        return F.cross_entropy(logits + self.tau * prior, targets, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, tau={self.tau}, reduction={self.reduction!r}"
+
+
+def adjust_logits(logits: torch.Tensor, class_counts: Sequence[float], tau: float = 1.0) -> torch.Tensor:
+    """Post-hoc logit adjustment: ``logits - tau * log(prior)`` (Menon et al., ICLR 2021).
+
+    Why: a model trained with plain cross-entropy on long-tailed data learns the label prior;
+    subtracting it at test time removes the head-class bias with no retraining. It also corrects
+    a model whose *training* prior differs from the one its loss assumed (e.g. CMO's mixed
+    stream: pass :func:`afr_aug.mixing.effective_class_counts` divided by the counts the loss
+    used). Works on any device and dtype; returns a new tensor.
+
+    >>> import torch
+    >>> adjust_logits(torch.zeros(1, 2), [3, 1]).exp().tolist()      # 1 / prior
+    [[1.3333333730697632, 4.0]]
+    """
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() < 1:
+        raise TypeError("logits must be a floating-point tensor [..., C]")
+    prior = _log_prior(class_counts)
+    if logits.shape[-1] != prior.numel():
+        raise ValueError(f"class_counts has {prior.numel()} entries but logits have "
+                         f"{logits.shape[-1]} classes")
+    return logits - _check_tau(tau) * prior.to(device=logits.device, dtype=logits.dtype)
 
 
 class LDAMLoss(nn.Module):

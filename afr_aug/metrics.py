@@ -18,7 +18,8 @@ import torch
 
 from .embedding import run_inference
 
-__all__ = ["shot_groups", "top1_accuracy", "per_class_accuracy", "shot_accuracy", "evaluate"]
+__all__ = ["shot_groups", "top1_accuracy", "per_class_accuracy", "shot_accuracy", "evaluate",
+           "calibration_bins", "expected_calibration_error"]
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
@@ -270,3 +271,55 @@ def evaluate(
     if class_counts is not None:
         result.update(shot_accuracy(per_class, class_counts))
     return result
+
+
+def calibration_bins(logits, labels, n_bins: int = 15) -> Dict[str, torch.Tensor]:
+    """Per-bin ``count``, mean ``confidence`` and ``accuracy`` of the top-1 softmax prediction.
+
+    Why: a reliability diagram plots these; long-tail methods that re-weight logits (Balanced
+    Softmax, logit adjustment, CMO) change calibration as much as accuracy (MiSLAS). Bins are
+    equal-width over (0, 1], right-closed (a confidence of exactly 1 falls in the last bin);
+    empty bins have confidence and accuracy NaN. Works on logits from any device.
+
+    >>> import torch
+    >>> bins = calibration_bins(torch.tensor([[4.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 1]), 2)
+    >>> bins["count"].tolist(), [round(c, 3) for c in bins["confidence"].tolist()]
+    ([1, 1], [0.5, 0.982])
+    """
+    if not isinstance(n_bins, int) or isinstance(n_bins, bool) or n_bins < 1:
+        raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
+    out = _as_tensor(logits, "logits")
+    if out.dim() != 2 or not out.is_floating_point():
+        raise ValueError(f"logits must be floating-point [N, C], got {out.dtype} {tuple(out.shape)}")
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError("logits contain NaN or infinite values")
+    pred, tgt = _predictions(out, labels)
+    conf = torch.softmax(out.to("cpu", torch.float64), dim=1).max(dim=1).values
+    hit = (pred == tgt).double()
+    idx = (conf * n_bins).ceil().long().clamp(1, n_bins) - 1
+    count = torch.bincount(idx, minlength=n_bins)
+    with torch.no_grad():
+        conf_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, conf)
+        hit_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, hit)
+    denom = count.double()
+    nan = torch.full((n_bins,), float("nan"), dtype=torch.float64)
+    return {"count": count,
+            "confidence": torch.where(count > 0, conf_sum / denom.clamp(min=1), nan),
+            "accuracy": torch.where(count > 0, hit_sum / denom.clamp(min=1), nan),
+            "edges": torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)}
+
+
+def expected_calibration_error(logits, labels, n_bins: int = 15) -> float:
+    """ECE: the count-weighted mean gap between confidence and accuracy over the bins of
+    :func:`calibration_bins` (Guo et al. 2017), as a fraction in [0, 1].
+
+    >>> import torch
+    >>> round(expected_calibration_error(torch.tensor([[4.0, 0.0], [0.0, 0.0]]),
+    ...                                  torch.tensor([0, 1]), n_bins=2), 4)   # (0.018 + 0.5) / 2
+    0.259
+    """
+    bins = calibration_bins(logits, labels, n_bins)
+    full = bins["count"] > 0
+    gap = (bins["confidence"][full] - bins["accuracy"][full]).abs()
+    weight = bins["count"][full].double() / bins["count"].sum()
+    return float((gap * weight).sum())

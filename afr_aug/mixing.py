@@ -15,7 +15,8 @@ import torch
 
 from ._state import check_state
 
-__all__ = ["CutMixBalancer", "MixUpBalancer", "mixed_loss"]
+__all__ = ["CutMixBalancer", "MixUpBalancer", "mixed_loss", "cutmix_area_mean",
+           "effective_class_counts"]
 
 Mixed = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]
 
@@ -181,3 +182,68 @@ def mixed_loss(criterion, logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Te
     if lam < 1.0:
         loss = lam * loss + (1.0 - lam) * criterion(logits, y_b)
     return loss
+
+
+def cutmix_area_mean(height: int, width: int, alpha: float = 1.0, grid: int = 100_000) -> float:
+    """``E[1 - lam]``: the mean share of an image :class:`CutMixBalancer` pastes over.
+
+    Why: the box is clipped at the borders, so the pasted share is well below the ``0.5`` of
+    an unclipped ``Beta(1, 1)`` box (0.299 at 32 x 32). Computed exactly over the box centre
+    and by midpoint quadrature over ``lam0 ~ Beta(alpha, alpha)``.
+
+    >>> round(cutmix_area_mean(32, 32), 3)
+    0.299
+    """
+    if int(height) < 1 or int(width) < 1:
+        raise ValueError(f"height and width must be >= 1, got {height} x {width}")
+    if not float(alpha) > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha!r}")
+    lam0 = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
+    a = torch.tensor(float(alpha), dtype=torch.float64)
+    pdf = torch.distributions.Beta(a, a).log_prob(lam0).exp()
+    pdf = pdf / pdf.sum()
+    ratio = (1.0 - lam0).sqrt()
+
+    def mean_length(size: int) -> torch.Tensor:       # over the uniform centre, per lam0
+        half = (size * ratio).floor().div(2).floor().view(-1, 1)
+        centre = torch.arange(size, dtype=torch.float64).view(1, -1)
+        return ((centre + half).clamp(max=size) - (centre - half).clamp(min=0)).mean(1)
+
+    return float((pdf * mean_length(int(height)) * mean_length(int(width))).sum()
+                 / (int(height) * int(width)))
+
+
+def effective_class_counts(class_counts, p: float, lam_mean: Optional[float] = None,
+                           sampler_alpha: float = 1.0, image_size: Tuple[int, int] = (32, 32),
+                           mix_alpha: float = 1.0) -> torch.Tensor:
+    """The expected label mass per class of a stream mixed by a balancer, scaled to the counts.
+
+    Why: CMO pastes balanced-sampler patches onto the long-tailed batch, so the labels a model
+    trains on are not distributed as ``class_counts`` and Balanced Softmax, given the plain
+    counts, under-corrects the tail. Per image the label mass of class c is
+    ``(1 - p (1 - E[lam])) * pi_c + p (1 - E[lam]) * q_c`` with ``pi`` the long-tailed prior and
+    ``q_c ∝ n_c ** (1 - sampler_alpha)`` the balanced sampler's (``sampler_alpha = 1``: uniform).
+    Returned as float64 counts summing to ``sum(class_counts)``: pass them to
+    ``BalancedSoftmaxLoss`` / ``LogitAdjustedLoss``, or post hoc to
+    :func:`afr_aug.losses.adjust_logits`. ``lam_mean`` defaults to
+    :func:`cutmix_area_mean` for ``image_size`` and ``mix_alpha`` (CutMix); pass ``0.5`` for
+    MixUp with ``Beta(a, a)``.
+
+    >>> counts = effective_class_counts([5000, 50], p=0.5, lam_mean=0.7)
+    >>> [round(float(c), 1) for c in counts]      # the tail: 5050 * (0.85 * 50/5050 + 0.15 / 2)
+    [4628.8, 421.3]
+    """
+    from .losses import _as_counts
+
+    counts = _as_counts(class_counts)
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    if lam_mean is None:
+        lam_mean = 1.0 - cutmix_area_mean(image_size[0], image_size[1], mix_alpha)
+    if not 0.0 <= float(lam_mean) <= 1.0:
+        raise ValueError(f"lam_mean must be in [0, 1], got {lam_mean!r}")
+    pi = counts / counts.sum()
+    q = counts.pow(1.0 - float(sampler_alpha))
+    q = q / q.sum()
+    share = float(p) * (1.0 - float(lam_mean))
+    return ((1.0 - share) * pi + share * q) * counts.sum()
