@@ -10,7 +10,7 @@ The pieces, each usable alone in an existing training loop:
 - :class:`CutMixBalancer` / :class:`MixUpBalancer` — mix a long-tailed batch with a balanced one.
 - :class:`AFRBalancer` — the stage-2 set: balanced classes with adversarial images.
 - ``afr_aug.data``, ``afr_aug.losses``, ``afr_aug.models``, ``afr_aug.metrics``,
-  ``afr_aug.augment``.
+  ``afr_aug.augment``, ``afr_aug.decouple`` (cRT, tau-normalisation, LWS).
 """
 
 __version__ = "0.1.0"

@@ -226,7 +226,8 @@ def evaluate(
     ``progress=True`` shows a tqdm bar.
 
     Returns ``{"top1": float, "per_class": list of float (NaN: class absent from the loader),
-    "many": float | None, "med": ..., "few": ...}``.
+    "many": float | None, "med": ..., "few": ..., "ece": float}`` (``ece``: the
+    :func:`expected_calibration_error` of the logits, 15 bins).
 
     >>> model = torch.nn.Linear(2, 2, bias=False)
     >>> with torch.no_grad(): _ = model.weight.copy_(torch.eye(2))
@@ -254,7 +255,7 @@ def evaluate(
         if num_classes < 1:
             raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
     out = run_inference(model, loader, device=device, progress=progress, desc="evaluate",
-                        indexed=False)
+                        indexed=False, keep_logits=True)
     if num_classes is not None and out.num_classes != num_classes:
         raise ValueError(f"model returns {out.num_classes} logits per sample, num_classes is "
                          f"{num_classes}")
@@ -267,6 +268,7 @@ def evaluate(
         "many": None,
         "med": None,
         "few": None,
+        "ece": expected_calibration_error(out.logits, tgt),
     }
     if class_counts is not None:
         result.update(shot_accuracy(per_class, class_counts))

@@ -228,6 +228,7 @@ class Benchmark:
         result = {"method": label, "epochs": epochs, "seed": seed, "top1": final["top1"],
                   "best_top1": max(evaluated) if evaluated else final["top1"],
                   "many": final["many"], "med": final["med"], "few": final["few"],
+                  "ece": final.get("ece"),
                   "per_class": final["per_class"], "seconds": run.seconds,
                   "img_per_s": run.images_seen / max(run.seconds, 1e-9),
                   "stage1_epochs": self.schedule.epochs,

@@ -165,3 +165,15 @@ def test_inaturalist_json_and_the_lazy_afr_balancer(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"foo": 1}))
     with pytest.raises(ValueError, match="not an iNaturalist"):
         INaturalist(tmp_path, tmp_path / "other.json")
+
+
+def test_evaluate_reports_ece():
+    from afr_aug.metrics import evaluate
+
+    model = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(2) * 3)
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    y = torch.tensor([0, 1, 1])
+    res = evaluate(model, [(x, y)])
+    assert res["ece"] == pytest.approx(expected_calibration_error(model(x).detach(), y))

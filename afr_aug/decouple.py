@@ -1,0 +1,199 @@
+"""Decoupled classifier re-training (Kang et al., ICLR 2020): cRT, tau-normalisation, LWS.
+
+Why: on long-tailed data the features of a plainly trained network are good, but its last
+layer is biased toward the head classes (head classes get larger weight norms). Kang et al.
+keep the features and fix only the classifier: re-train it on a class-balanced stream (cRT),
+rescale each class's weight vector by its norm (tau-normalisation), or learn one scale per
+class (LWS). They are the baselines a reviewer asks for next to AFR, and work on any classifier
+whose last layer is an ``nn.Linear``.
+
+The classifier is found as ``afr_aug.Embedder`` finds it without a forward pass: the last
+``nn.Linear`` (or module with ``is_classifier = True``) in ``model.named_modules()``; pass
+``classifier="name"`` where that is not the layer producing the logits.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Iterable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .embedding import _is_classifier, _logits_of, model_device, unwrap_model
+
+__all__ = ["find_classifier", "tau_normalize", "LearnableWeightScaling", "retrain_classifier"]
+
+
+def find_classifier(model: nn.Module, classifier: Optional[str] = None) -> str:
+    """The name of ``model``'s classifier layer (see the module docstring)."""
+    modules = dict(unwrap_model(model).named_modules())
+    if classifier is not None:
+        if classifier not in modules:
+            raise ValueError(f"{type(unwrap_model(model)).__name__} has no sub-module named "
+                             f"{classifier!r} (see model.named_modules())")
+        return classifier
+    names = [n for n, m in modules.items() if _is_classifier(m)]
+    if not names:
+        raise ValueError(f"{type(unwrap_model(model)).__name__} has no nn.Linear classifier; "
+                         "pass classifier='<module name>'")
+    return names[-1]
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise TypeError(f"the classifier {type(module).__name__} has no 2-D weight [C, D]")
+    return weight
+
+
+def tau_normalize(model: nn.Module, tau: float = 1.0, classifier: Optional[str] = None,
+                  keep_bias: bool = False) -> nn.Module:
+    """A copy of ``model`` whose class weight vectors are divided by their norm ** ``tau``.
+
+    ``tau = 0`` changes nothing, ``tau = 1`` gives every class a unit-norm weight. Kang et al.
+    drop the bias ("bias terms are omitted as they have negligible effect"), so by default it
+    is set to zero; ``keep_bias=True`` leaves it as trained. The input model is not modified.
+    Choose ``tau`` on a validation split (Kang et al. search [0, 1]).
+
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    >>> with torch.no_grad():
+    ...     _ = net[1].weight.copy_(torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0]]))
+    >>> tau_normalize(net, tau=1.0)[1].weight.norm(dim=1).tolist()
+    [1.0, 1.0]
+    """
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
+        raise ValueError(f"tau must be a finite number >= 0, got {tau!r}")
+    out = copy.deepcopy(unwrap_model(model))
+    layer = dict(out.named_modules())[find_classifier(out, classifier)]
+    w = _weight(layer)
+    with torch.no_grad():
+        norms = w.norm(dim=1, keepdim=True)
+        if bool((norms == 0).any()) and tau > 0:
+            raise ValueError("a class has an all-zero weight vector: tau-normalisation would "
+                             "divide by zero")
+        w.div_(norms.pow(tau))
+        if not keep_bias and getattr(layer, "bias", None) is not None:
+            layer.bias.zero_()
+    return out
+
+
+class LearnableWeightScaling(nn.Module):
+    """LWS: ``model``'s logits times one learnable scale per class; only the scales train.
+
+    Kang et al. scale each class's weight vector, ``f_c * w_c``; here the scale multiplies the
+    whole logit ``f_c * (w_c . x + b_c)``, which is the same for a bias-free classifier and
+    keeps the trained bias's relative size otherwise. The wrapped model is frozen
+    (``requires_grad=False``) and stays in eval mode (its batch-norm statistics too) even when
+    this module is put in training mode. Train it with a class-balanced stream, e.g.
+    :func:`retrain_classifier` with ``params=lws.parameters()``, or your own loop.
+
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    >>> lws = LearnableWeightScaling(net)
+    >>> [n for n, p in lws.named_parameters() if p.requires_grad]
+    ['scales']
+    >>> lws(torch.rand(2, 4)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, model: nn.Module, num_classes: Optional[int] = None,
+                 classifier: Optional[str] = None):
+        super().__init__()
+        if num_classes is None:
+            layer = dict(unwrap_model(model).named_modules())[find_classifier(model, classifier)]
+            num_classes = _weight(layer).shape[0]
+        self.model = model
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.scales = nn.Parameter(torch.ones(int(num_classes), device=model_device(model)))
+        self.model.eval()
+
+    def train(self, mode: bool = True) -> "LearnableWeightScaling":
+        super().train(mode)
+        self.model.eval()             # frozen features: batch-norm statistics stay as trained
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _logits_of(self.model(x)) * self.scales
+
+
+def retrain_classifier(model: nn.Module, loader: Iterable, epochs: int, lr: float,
+                       sampler=None, *, classifier: Optional[str] = None,
+                       params: Optional[Iterable[nn.Parameter]] = None, momentum: float = 0.9,
+                       weight_decay: float = 5e-4, device=None, reinit: bool = True,
+                       progress: bool = True) -> nn.Module:
+    """cRT: re-initialise the classifier and train only it on a class-balanced stream.
+
+    The rest of the network is frozen (``requires_grad=False``) and kept in eval mode, so its
+    features and batch-norm statistics stay as trained; the loss is plain cross-entropy, the
+    optimiser SGD with a cosine decay from ``lr`` to 0 over ``epochs`` (Kang et al.: 10 epochs).
+    ``loader`` yields ``(images, labels)`` or ``(images, labels, index)``. ``sampler`` (e.g.
+    ``LongTailSampler(loader.dataset.targets, alpha=1.0)``) replaces the loader's order with a
+    balanced one: the loader is rebuilt on ``loader.dataset`` with its batch size, workers and
+    collate function; without it, pass a loader that is balanced already. ``params``
+    overrides what trains (e.g. ``LearnableWeightScaling(model).parameters()`` with
+    ``reinit=False``). Modifies and returns ``model``.
+
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> from afr_aug import LongTailSampler
+    >>> x, y = torch.randn(60, 5), torch.tensor([0] * 50 + [1] * 10)
+    >>> net = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> loader = DataLoader(TensorDataset(x, y), batch_size=20)
+    >>> net = retrain_classifier(net, loader, epochs=2, lr=0.1,
+    ...                          sampler=LongTailSampler(y, alpha=1.0), progress=False)
+    >>> [p.requires_grad for p in net.parameters()]      # only the classifier trains
+    [False, False, True, True]
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    inner = unwrap_model(model)
+    name = find_classifier(inner, classifier)
+    layer = dict(inner.named_modules())[name]
+    if params is None:
+        for p in inner.parameters():
+            p.requires_grad_(False)
+        if reinit:
+            if not hasattr(layer, "reset_parameters"):
+                raise TypeError(f"classifier {name!r} has no reset_parameters(); pass reinit=False")
+            layer.reset_parameters()
+        for p in layer.parameters():
+            p.requires_grad_(True)
+        trainable = list(layer.parameters())
+    else:
+        trainable = [p for p in params if p.requires_grad]
+    if not trainable:
+        raise ValueError("nothing to train: no parameter requires grad")
+    if sampler is not None:
+        from torch.utils.data import DataLoader
+
+        if not hasattr(loader, "dataset"):
+            raise TypeError("sampler= needs a torch DataLoader (its .dataset is re-sampled)")
+        loader = DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
+                            num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                            pin_memory=loader.pin_memory, drop_last=loader.drop_last)
+    device = torch.device(device) if device is not None else model_device(model)
+    opt = torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    steps = epochs * max(len(loader), 1) if hasattr(loader, "__len__") else None
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if steps else None
+    model.eval()                        # frozen features: batch-norm statistics stay
+    for epoch in range(epochs):
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        for batch in tqdm(loader, desc=f"cRT epoch {epoch + 1}/{epochs}", disable=not progress,
+                          leave=False):
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise ValueError("the loader must yield (images, labels) or (images, labels, index)")
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            loss = F.cross_entropy(_logits_of(model(x)), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+    return model
