@@ -170,6 +170,9 @@ def summarize(runs):
                                  "(runs from different datasets or class splits?)")
             mean, std = _mean_std(present) if present else (None, None)
             row[f"{key}_mean"], row[f"{key}_std"] = mean, std
+        ece = [float(run["ece"]) for run in group if run.get("ece") is not None]
+        row["ece_mean"], row["ece_std"] = _mean_std(ece) if ece else (None, None)
+        row["ece_n"] = len(ece)
         best = [float(run["best_top1"]) for run in group if run.get("best_top1") is not None]
         row["best_top1_mean"], row["best_top1_std"] = _mean_std(best) if best else (None, None)
         row["best_top1_n"] = len(best)
@@ -242,7 +245,8 @@ def markdown_table(results):
     dataset, ratio, device = _header(results)
 
     columns = ["Method", "Epochs", "Top-1"] + (["Best top-1"] if show_best else [])
-    columns += ["Many", "Med", "Few", "Seeds"]
+    show_ece = any(row["ece_n"] for row in rows)
+    columns += ["Many", "Med", "Few"] + (["ECE"] if show_ece else []) + ["Seeds"]
     align = [":--", "--:"] + ["--:"] * (len(columns) - 3) + [":--"]
     lines = [
         f"**{_md(dataset)}**, imbalance ratio {_md(ratio)}, device: {_md(device)}",
@@ -257,6 +261,8 @@ def markdown_table(results):
         if show_best:
             cells.append(_cell(row["best_top1_mean"], row["best_top1_std"], row["best_top1_n"]))
         cells += [_cell(row[f"{g}_mean"], row[f"{g}_std"], n) for g in _GROUPS]
+        if show_ece:
+            cells.append(_cell(row["ece_mean"], row["ece_std"], row["ece_n"]))
         cells.append(", ".join("?" if s is None else _md(s) for s in row["seeds"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -584,6 +590,8 @@ _NOTES = """\
   makes it optimistic.
 - **Many / Med / Few**: mean accuracy of classes with > 100, 20–100 and < 20 training images;
   "–" marks an empty group (CIFAR-10-LT at ratio 100 has no Few class).
+- **ECE** (shown when recorded): expected calibration error of the final model's softmax
+  confidence on the test set, 15 equal-width bins, in percent (lower is better).
 """
 
 
