@@ -243,6 +243,8 @@ class Benchmark:
     def class_distribution(self, seed: int) -> Optional[dict]:
         """Fig. 1: cosine similarity to the class mean under the finished bs_cmo model."""
         path = self.ckpt_path("bs_cmo", self.stage1_seed(seed))
+        if path not in self.finished and _finished(path):   # e.g. only stage-2 runs were asked
+            self.finished[path] = load_checkpoint(path)
         if path not in self.finished:
             return None
         state = self.finished[path]
