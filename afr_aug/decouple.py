@@ -15,7 +15,6 @@ The classifier is found as ``afr_aug.Embedder`` finds it without a forward pass:
 from __future__ import annotations
 
 import copy
-import math
 from typing import Iterable, Optional
 
 import torch
@@ -23,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .embedding import _is_classifier, _logits_of, model_device, unwrap_model
+from .losses import _check_tau
 
 __all__ = ["find_classifier", "tau_normalize", "LearnableWeightScaling", "retrain_classifier"]
 
@@ -64,8 +64,7 @@ def tau_normalize(model: nn.Module, tau: float = 1.0, classifier: Optional[str] 
     >>> tau_normalize(net, tau=1.0)[1].weight.norm(dim=1).tolist()
     [1.0, 1.0]
     """
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
-        raise ValueError(f"tau must be a finite number >= 0, got {tau!r}")
+    _check_tau(tau)
     out = copy.deepcopy(unwrap_model(model))
     layer = dict(out.named_modules())[find_classifier(out, classifier)]
     w = _weight(layer)

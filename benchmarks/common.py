@@ -81,6 +81,14 @@ class Schedule:
         return self.lr * (0.0001 if epoch >= m2 else 0.01 if epoch >= m1 else 1.0)
 
 
+def worker_env(threads: int) -> dict:
+    """Environment for a benchmark worker process: unbuffered output, its own thread count, and
+    this repository on the path so ``python -m benchmarks.*`` resolves from any directory."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds benchmarks/
+    return dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads),
+                PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"

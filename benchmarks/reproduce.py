@@ -40,7 +40,7 @@ from . import report
 from .common import (METHODS, STAGE2_METHODS, Schedule, add_speed_args, device_name,
                      evaluate_run, load_checkpoint, load_data, make_model, maybe_refresh,
                      new_run, restore, save_atomic, speed_from, state_of, train_batches,
-                     train_epoch)
+                     train_epoch, worker_env)
 
 PRESETS = {
     "paper": dict(schedule=Schedule(epochs=200, stage2_epochs=50, milestones=(0.8, 0.9)),
@@ -309,10 +309,7 @@ class JobRunner:
         self.done = {t for t in self.tasks if args.resume and _finished(self.path[t])}
         self.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
         self.logs = os.path.join(args.out, "logs")
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds benchmarks/
-        self.env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(self.threads),
-                        PYTHONPATH=os.pathsep.join(
-                            p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        self.env = worker_env(self.threads)
         self.lock = threading.Lock()
         self.running: Dict[tuple, tuple] = {}
         self.failed: List[tuple] = []

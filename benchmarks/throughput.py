@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from .common import (Schedule, Speed, add_speed_args, device_name, load_checkpoint, load_data,
-                     make_model, make_optimizer, maybe_refresh, new_run, speed_from, train_epoch)
+                     make_model, make_optimizer, maybe_refresh, new_run, speed_from, train_epoch,
+                     worker_env)
 
 
 def _sync(device):
@@ -100,9 +101,7 @@ def concurrent_rate(argv, jobs: int, threads: int) -> dict:
         cmd = [sys.executable, "-m", "benchmarks.throughput", *argv, "--jobs", "1",
                "--threads", str(threads), "--only-bs-cmo", "--barrier", barrier,
                "--barrier-n", str(jobs)]
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-                   PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        env = worker_env(threads)
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
                  for _ in range(jobs)]
         rates = []
