@@ -226,8 +226,10 @@ def evaluate(
     ``progress=True`` shows a tqdm bar.
 
     Returns ``{"top1": float, "per_class": list of float (NaN: class absent from the loader),
-    "many": float | None, "med": ..., "few": ..., "ece": float}`` (``ece``: the
-    :func:`expected_calibration_error` of the logits, 15 bins).
+    "many": float | None, "med": ..., "few": ..., "ece": float, "calibration": dict}`` (``ece``:
+    the :func:`expected_calibration_error` of the logits, 15 bins; ``calibration``: those bins'
+    ``count``, ``confidence`` and ``accuracy`` as lists, NaN for an empty bin, for a
+    reliability diagram).
 
     >>> model = torch.nn.Linear(2, 2, bias=False)
     >>> with torch.no_grad(): _ = model.weight.copy_(torch.eye(2))
@@ -268,8 +270,10 @@ def evaluate(
         "many": None,
         "med": None,
         "few": None,
-        "ece": expected_calibration_error(out.logits, tgt),
     }
+    bins = calibration_bins(out.logits, tgt)
+    result["ece"] = _ece_of(bins)
+    result["calibration"] = {k: bins[k].tolist() for k in ("count", "confidence", "accuracy")}
     if class_counts is not None:
         result.update(shot_accuracy(per_class, class_counts))
     return result
@@ -320,7 +324,10 @@ def expected_calibration_error(logits, labels, n_bins: int = 15) -> float:
     ...                                  torch.tensor([0, 1]), n_bins=2), 4)   # (0.018 + 0.5) / 2
     0.259
     """
-    bins = calibration_bins(logits, labels, n_bins)
+    return _ece_of(calibration_bins(logits, labels, n_bins))
+
+
+def _ece_of(bins: Dict[str, torch.Tensor]) -> float:
     full = bins["count"] > 0
     gap = (bins["confidence"][full] - bins["accuracy"][full]).abs()
     weight = bins["count"][full].double() / bins["count"].sum()

@@ -177,3 +177,9 @@ def test_evaluate_reports_ece():
     y = torch.tensor([0, 1, 1])
     res = evaluate(model, [(x, y)])
     assert res["ece"] == pytest.approx(expected_calibration_error(model(x).detach(), y))
+    cal = res["calibration"]
+    assert sum(cal["count"]) == 3 and len(cal["count"]) == 15
+    # softmax([3, 0]) = 0.9526 (bin 15) for all three; two of them right
+    assert cal["count"][14] == 3 and cal["accuracy"][14] == pytest.approx(2 / 3)
+    assert cal["confidence"][14] == pytest.approx(1 / (1 + math.exp(-3)))
+    assert all(math.isnan(a) for a in cal["accuracy"][:14])
