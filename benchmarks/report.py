@@ -29,6 +29,8 @@ __all__ = [
     "plot_shot_accuracy",
     "plot_per_class",
     "plot_class_distribution",
+    "plot_reliability",
+    "reliability_bins",
     "write_report",
 ]
 
@@ -41,6 +43,13 @@ METHOD_NAMES = {
     "bs_cmo": "BS+CMO",
     "bs_cmo_ft": "BS+CMO + fine-tune (control)",
     "afr": "AFR (ours)",
+    "ce_posthoc": "CE + post-hoc logit adj.",
+    "la": "Logit-adjusted loss (LA)",
+    "bs_cmo_eff": "BS+CMO, effective prior",
+    "bs_cmo_posthoc": "BS+CMO + post-hoc prior fix",
+    "bs_cmo_tau": "BS+CMO + τ-norm",
+    "bs_cmo_crt": "BS+CMO + cRT",
+    "afr_tau": "AFR + τ-norm",
 }
 
 _DATASET_NAMES = {
@@ -197,6 +206,10 @@ def _per_class_means(runs, num_classes):
 
 # ------------------------------------------------------------------------------------------ table
 def _method_name(method):
+    """The display name; a variant's tags follow it: ``afr[mixup,0.5]`` -> ``AFR (ours) [mixup,0.5]``."""
+    base, bracket, tags = str(method).partition("[")
+    if bracket and base in METHOD_NAMES:
+        return f"{METHOD_NAMES[base]} [{tags}"
     return METHOD_NAMES.get(method, method)
 
 
@@ -468,6 +481,93 @@ def plot_per_class(results, class_counts, path, class_names=None):
     return _save(fig, path)
 
 
+def reliability_bins(runs):
+    """{method: (count, confidence, accuracy)} pooled over its seeds from the runs'
+    ``calibration`` bins (count-weighted means; ``None`` for an empty bin). Runs without
+    ``calibration`` are skipped; methods whose seeds used different bin counts are refused.
+
+    >>> runs = [{"method": "bs", "calibration": {"count": [1, 0], "confidence": [0.5, None],
+    ...                                          "accuracy": [1.0, None]}},
+    ...         {"method": "bs", "calibration": {"count": [3, 2], "confidence": [0.3, 0.9],
+    ...                                          "accuracy": [0.0, 0.5]}}]
+    >>> reliability_bins(runs)["bs"]
+    ([4, 2], [0.35, 0.9], [0.25, 0.5])
+    """
+    pooled = {}
+    for run in runs:
+        cal = run.get("calibration")
+        if not cal:
+            continue
+        count = [int(c) for c in cal["count"]]
+        if not len(count) == len(cal["confidence"]) == len(cal["accuracy"]):
+            raise ValueError(f"method {run['method']!r}: calibration lists differ in length")
+        sums = pooled.setdefault(run["method"], [[0] * len(count), [0.0] * len(count),
+                                                 [0.0] * len(count)])
+        if len(sums[0]) != len(count):
+            raise ValueError(f"method {run['method']!r}: seeds used different numbers of bins")
+        for b, n in enumerate(count):
+            if n:
+                sums[0][b] += n
+                sums[1][b] += n * float(cal["confidence"][b])
+                sums[2][b] += n * float(cal["accuracy"][b])
+    return {m: (n, [c / k if k else None for c, k in zip(conf, n)],
+                [a / k if k else None for a, k in zip(acc, n)]) for m, (n, conf, acc) in pooled.items()}
+
+
+def plot_reliability(results, path):
+    """Reliability diagrams, one panel per method: accuracy against confidence per bin (seeds
+    pooled), the gap to the diagonal shaded, ECE in the title.
+
+    Shows *how* a method is miscalibrated (over-confident bars below the diagonal), which the
+    ECE number alone hides; re-balancing losses and mixing change this as much as accuracy.
+
+    >>> import tempfile, os
+    >>> run = {"method": "bs", "seed": 0, "top1": 0.5, "ece": 0.1,
+    ...        "calibration": {"count": [2, 3], "confidence": [0.3, 0.8], "accuracy": [0.5, 0.6]}}
+    >>> p = plot_reliability({"dataset": "cifar10-lt", "runs": [run]},
+    ...                      os.path.join(tempfile.mkdtemp(), "rel.png"))
+    >>> p.stat().st_size > 0
+    True
+    """
+    runs = _check_results(results)
+    bins = reliability_bins(runs)
+    if not bins:
+        raise ValueError("no run has 'calibration' bins (results written before issue 10?)")
+    ece = {row["method"]: row for row in summarize(runs)}
+    cols = min(4, len(bins))
+    rows = math.ceil(len(bins) / cols)
+    fig = _new_figure((3.0 * cols, 3.2 * rows + 0.5))
+    fig.set_layout_engine("constrained")      # titles clear of the panel above's tick labels
+    dataset, ratio, _ = _header(results)
+    for i, (method, (count, conf, acc)) in enumerate(bins.items()):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        n_bins = len(count)
+        width = 1.0 / n_bins
+        centres = [(b + 0.5) * width for b in range(n_bins)]
+        full = [b for b in range(n_bins) if count[b]]
+        ax.bar([centres[b] for b in full], [acc[b] for b in full], width * 0.95,
+               color="tab:blue", label="accuracy")
+        ax.bar([centres[b] for b in full], [conf[b] - acc[b] for b in full], width * 0.95,
+               bottom=[acc[b] for b in full], color="tab:red", alpha=0.3, label="gap")
+        ax.plot([0, 1], [0, 1], color="0.3", lw=1, ls="--")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        row = ece.get(method, {})
+        title = _method_name(method)
+        if row.get("ece_mean") is not None:
+            title += f"\nECE {100 * row['ece_mean']:.1f}%"
+        ax.set_title(title, fontsize=9)
+        if i % cols == 0:
+            ax.set_ylabel("accuracy")
+        if i >= (rows - 1) * cols:
+            ax.set_xlabel("confidence")
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{dataset} (imbalance ratio {ratio}): reliability (blue: accuracy, red: "
+                 "over-confidence gap)", fontsize=10)
+    return _save(fig, path)
+
+
 def _to_numpy(x, name):
     import numpy as np
 
@@ -591,7 +691,10 @@ _NOTES = """\
 - **Many / Med / Few**: mean accuracy of classes with > 100, 20–100 and < 20 training images;
   "–" marks an empty group (CIFAR-10-LT at ratio 100 has no Few class).
 - **ECE** (shown when recorded): expected calibration error of the final model's softmax
-  confidence on the test set, 15 equal-width bins, in percent (lower is better).
+  confidence on the test set, 15 equal-width bins, in percent (lower is better);
+  `reliability.png` draws the bins.
+- Rows made from another row's finished model (post-hoc logit adjustment, τ-norm, cRT) have no
+  per-epoch evaluations, so no best top-1; "200+10" for cRT is stage 1 plus its classifier epochs.
 """
 
 
@@ -632,6 +735,8 @@ def write_report(results, out_dir, class_counts=None):
     written.append(plot_shot_accuracy(results, out / "shot_accuracy.png"))
     if class_counts is not None:
         written.append(plot_per_class(results, class_counts, out / "per_class.png"))
+    if any(run.get("calibration") for run in results["runs"]):
+        written.append(plot_reliability(results, out / "reliability.png"))
     return written
 
 
