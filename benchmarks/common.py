@@ -22,13 +22,25 @@ from afr_aug import AFRBalancer, CutMixBalancer, LongTailSampler, MixUpBalancer,
 from afr_aug.augment import BatchAugment
 from afr_aug.data import cifar_lt, load_cifar
 from afr_aug.distributed import all_reduce_sum, barrier, get_rank, get_world_size, is_distributed
-from afr_aug.losses import BalancedSoftmaxLoss, LDAMLoss, drw_weights
+from afr_aug.decouple import retrain_classifier, tau_normalize
+from afr_aug.losses import BalancedSoftmaxLoss, LDAMLoss, LogitAdjustedLoss, adjust_logits, drw_weights
 from afr_aug.metrics import evaluate
+from afr_aug.mixing import effective_class_counts
 from afr_aug.models import resnet32
 
-STAGE1_METHODS = ("ce", "ce_drw", "ldam_drw", "bs", "bs_cmo")
+# The paper's Table 1 rows (the default grid of the paper presets and of device_table.sh)
+PAPER_METHODS = ("ce", "ce_drw", "ldam_drw", "bs", "bs_cmo", "bs_cmo_ft", "afr")
+STAGE1_METHODS = ("ce", "ce_drw", "ldam_drw", "la", "bs", "bs_cmo", "bs_cmo_eff")
 STAGE2_METHODS = ("bs_cmo_ft", "afr")
-METHODS = STAGE1_METHODS + STAGE2_METHODS
+CMO_METHODS = ("bs_cmo", "bs_cmo_eff")
+# Rows made from another method's finished model without training its features (issue 10):
+# post-hoc logit adjustment, tau-normalisation and cRT. {row: the run it starts from}
+DERIVED_METHODS = {"ce_posthoc": "ce", "bs_cmo_posthoc": "bs_cmo", "bs_cmo_tau": "bs_cmo",
+                   "bs_cmo_crt": "bs_cmo", "afr_tau": "afr"}
+# Every row, in report order
+ALL_METHODS = ("ce", "ce_posthoc", "ce_drw", "ldam_drw", "la", "bs", "bs_cmo", "bs_cmo_eff",
+               "bs_cmo_posthoc", "bs_cmo_tau", "bs_cmo_crt", "bs_cmo_ft", "afr", "afr_tau")
+TRAINED_METHODS = STAGE1_METHODS + STAGE2_METHODS
 CIFAR_MEAN_STD = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -62,6 +74,15 @@ class Schedule:
     mix_p: float = 0.25                             # stage-2 mixing probability
     refresh_every: int = 10                         # AFR adversarial refresh period (epochs)
     attack_share: float = 0.5
+    # Issue 10's baselines. la: the logit-adjusted loss's temperature (1: Balanced Softmax up to
+    # rounding, Menon et al.'s best on CIFAR-LT). *_tau: the tau of tau-normalisation (Kang et
+    # al. pick it on a validation split, which CIFAR-LT lacks; 1 gives unit-norm class weights).
+    # bs_cmo_crt: classifier re-training epochs and peak learning rate (cosine to 0), Kang et
+    # al.'s 10 epochs; the re-initialised classifier starts from scratch, so stage 1's peak.
+    la_tau: float = 1.0
+    tau: float = 1.0
+    crt_epochs: int = 10
+    crt_lr: float = 0.1
     max_iters: Optional[int] = None                 # cap on iterations per epoch (smoke runs)
     eval_every: int = 10
 
@@ -178,11 +199,25 @@ def make_model(data: Data, device, method: str = "") -> torch.nn.Module:
                     normed_classifier=method == "ldam_drw").to(device)
 
 
-def make_criterion(method: str, counts: Sequence[int], device) -> torch.nn.Module:
+def cmo_prior(data: Data, schedule: "Schedule") -> torch.Tensor:
+    """The label mass per class CMO's mixed stream carries (``effective_class_counts``)."""
+    return effective_class_counts(data.class_counts, p=schedule.cmo_p,
+                                  image_size=tuple(data.x_train.shape[-2:]))
+
+
+def make_criterion(method: str, data: Data, device, schedule: "Schedule",
+                   mixing: bool = True) -> torch.nn.Module:
+    """The loss of ``method``; bs_cmo_eff's Balanced Softmax uses CMO's effective prior while
+    CMO mixes (``mixing``) and the plain counts in the epochs it does not."""
+    counts = data.class_counts
     if method in ("ce", "ce_drw"):
         return torch.nn.CrossEntropyLoss().to(device)
     if method == "ldam_drw":
         return LDAMLoss(counts).to(device)
+    if method == "la":
+        return LogitAdjustedLoss(counts, tau=schedule.la_tau).to(device)
+    if method == "bs_cmo_eff" and mixing:
+        return BalancedSoftmaxLoss(cmo_prior(data, schedule)).to(device)
     return BalancedSoftmaxLoss(counts).to(device)
 
 
@@ -281,8 +316,9 @@ class Run:
 def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
             init_state: Optional[dict] = None, speed: Optional[Speed] = None) -> Run:
     """A fresh run; stage-2 methods start from ``init_state`` (a finished ``bs_cmo`` checkpoint)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in TRAINED_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(TRAINED_METHODS)} "
+                         f"(the rows {', '.join(DERIVED_METHODS)} come from derive_model)")
     device = torch.device(device)
     torch.manual_seed(seed)
     run = Run(method=method, seed=seed, schedule=schedule, data=data, device=device)
@@ -290,12 +326,12 @@ def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
     run.model = make_model(data, device, method)
     if run.speed.channels_last:
         run.model = run.model.to(memory_format=torch.channels_last)
-    run.criterion = make_criterion(method, data.class_counts, device)
+    run.criterion = make_criterion(method, data, device, schedule)
     run.order = torch.Generator().manual_seed(seed)
     run.stage = 2 if method in STAGE2_METHODS else 1
     if run.stage == 1:
         run.augment = BatchAugment(crop=True, flip=True, auto_augment=True, cutout=True, seed=seed)
-        if method == "bs_cmo":
+        if method in CMO_METHODS:
             run.sampler = LongTailSampler(data.y_train.cpu(), alpha=1.0, seed=seed)
             run.mixer = CutMixBalancer(p=schedule.cmo_p, seed=seed)
         lr = schedule.lr
@@ -324,19 +360,23 @@ def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
 
 def _mixing_on(run: Run) -> bool:
     s = run.schedule
-    if run.method == "bs_cmo":
+    if run.method in CMO_METHODS:
         return s.cmo_off_epochs < run.epoch < s.epochs - s.cmo_off_epochs
     return run.stage == 2
+
+
+def _sampler_batches(sampler: LongTailSampler, epoch: int, n_batches: int, batch_size: int):
+    """``n_batches`` index batches of ``sampler``'s draw for ``epoch`` (repeated if short)."""
+    sampler.set_epoch(epoch)
+    draw = sampler.global_draw()
+    need = n_batches * batch_size
+    return draw.repeat(math.ceil(need / len(draw)))[:need].split(batch_size)
 
 
 def _balanced_indices(run: Run, n_batches: int, batch_size: int):
     """Per-batch index tensors into the balanced source for this epoch."""
     if run.sampler is not None:
-        run.sampler.set_epoch(run.epoch)
-        draw = run.sampler.global_draw()
-        need = n_batches * batch_size
-        draw = draw.repeat(math.ceil(need / len(draw)))[:need]
-        return draw.split(batch_size)
+        return _sampler_batches(run.sampler, run.epoch, n_batches, batch_size)
     g = torch.Generator().manual_seed(run.seed * 100003 + run.epoch)
     return torch.randint(len(run.balancer), (n_batches, batch_size), generator=g).unbind(0)
 
@@ -365,6 +405,8 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
     if s.max_iters is not None:
         order = order[:s.max_iters]
     mixing = run.mixer is not None and _mixing_on(run)
+    if run.method == "bs_cmo_eff":
+        run.criterion = make_criterion(run.method, d, dev, s, mixing=mixing)
     bal = _balanced_indices(run, len(order), s.batch_size) if mixing else None
     # Under DDP every rank draws the same global batches and keeps its slice of each; the
     # augmentation is reseeded per (seed, stage, epoch, rank) so a resumed epoch repeats.
@@ -426,9 +468,85 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
 
 
 def evaluate_run(run: Run) -> Dict:
-    batch = 5000 if run.device.type == "cuda" else 1000
-    return evaluate(run.model, test_batches(run.data, batch), num_classes=run.data.num_classes,
-                    class_counts=run.data.class_counts, device=run.device)
+    return evaluate_model(run.model, run.data, run.device)
+
+
+# -- rows derived from a finished model (issue 10) ----------------------------------------------
+class PosthocAdjusted(torch.nn.Module):
+    """``model`` whose logits are shifted by ``-tau * log(class_counts)`` at inference
+    (``afr_aug.losses.adjust_logits``); nothing is trained."""
+
+    def __init__(self, model: torch.nn.Module, class_counts, tau: float = 1.0):
+        super().__init__()
+        self.model, self.class_counts, self.tau = model, class_counts, tau
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return adjust_logits(self.model(x), self.class_counts, self.tau)
+
+
+class BalancedStream:
+    """The loader cRT trains on: class-balanced draws of ``LongTailSampler(alpha=1)``, crop and
+    flip, as many batches per pass as an epoch of the long-tailed set (``max_iters`` caps it);
+    each pass is the next epoch, and every rank draws the same batches (the classifier then
+    stays identical on all ranks under torchrun)."""
+
+    def __init__(self, data: Data, schedule: Schedule, seed: int, device):
+        self.data, self.seed, self.device = data, seed, torch.device(device)
+        self.batch_size = schedule.batch_size
+        self.n_batches = math.ceil(len(data.y_train) / schedule.batch_size)
+        if schedule.max_iters is not None:
+            self.n_batches = min(self.n_batches, schedule.max_iters)
+        self.sampler = LongTailSampler(data.y_train.cpu(), alpha=1.0, seed=seed)
+        self.augment = BatchAugment(crop=True, flip=True, seed=seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self):
+        batches = _sampler_batches(self.sampler, self.epoch, self.n_batches, self.batch_size)
+        self.augment.generator.manual_seed(self.seed * 100003 + self.epoch)
+        self.epoch += 1
+        for idx in batches:
+            idx = idx.to(self.device)
+            yield self.augment(self.data.x_train[idx]), self.data.y_train[idx]
+
+
+def derive_model(method: str, source_state: dict, data: Data, device, schedule: Schedule,
+                 seed: int, progress: bool = False):
+    """The model of a ``DERIVED_METHODS`` row made from the finished checkpoint of the run it
+    starts from, and the number of images it trained on (cRT only).
+
+    ``ce_posthoc``: CE's logits minus ``la_tau * log prior`` (Menon et al.'s post-hoc form).
+    ``bs_cmo_posthoc``: BS+CMO's logits minus ``log(effective prior / counts)``: the share of
+    the prior Balanced Softmax left uncorrected because CMO's mixed stream is not distributed as
+    the counts. ``*_tau``: tau-normalised classifier (``schedule.tau``, bias dropped).
+    ``bs_cmo_crt``: the classifier re-initialised and re-trained on :class:`BalancedStream` for
+    ``crt_epochs`` with the features frozen."""
+    device = torch.device(device)
+    model = make_model(data, device, DERIVED_METHODS[method])
+    model.load_state_dict(source_state["model"])
+    if method.endswith("_tau"):
+        return tau_normalize(model, schedule.tau), 0
+    if method == "ce_posthoc":
+        return PosthocAdjusted(model, data.class_counts, schedule.la_tau), 0
+    if method == "bs_cmo_posthoc":
+        counts = torch.tensor(data.class_counts, dtype=torch.float64)
+        return PosthocAdjusted(model, cmo_prior(data, schedule) / counts), 0
+    if method != "bs_cmo_crt":
+        raise ValueError(f"unknown derived row {method!r}; choose from {', '.join(DERIVED_METHODS)}")
+    torch.manual_seed(seed)                       # the classifier's re-initialisation
+    stream = BalancedStream(data, schedule, seed, device)
+    retrain_classifier(model, stream, epochs=schedule.crt_epochs, lr=schedule.crt_lr,
+                       momentum=schedule.momentum, weight_decay=schedule.weight_decay,
+                       device=device, progress=progress)
+    return model, schedule.crt_epochs * len(stream) * stream.batch_size
+
+
+def evaluate_model(model: torch.nn.Module, data: Data, device) -> Dict:
+    batch = 5000 if torch.device(device).type == "cuda" else 1000
+    return evaluate(model, test_batches(data, batch), num_classes=data.num_classes,
+                    class_counts=data.class_counts, device=device)
 
 
 # -- checkpoints -------------------------------------------------------------------------------

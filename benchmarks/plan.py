@@ -24,7 +24,7 @@ from dataclasses import replace
 
 import torch
 
-from .common import (METHODS, STAGE2_METHODS, add_speed_args, load_data, maybe_refresh, new_run,
+from .common import (PAPER_METHODS, STAGE2_METHODS, add_speed_args, load_data, maybe_refresh, new_run,
                      speed_from)
 from .reproduce import PRESETS, grid, start_order
 from .throughput import _sync, concurrent_rate, loop_rate
@@ -91,9 +91,9 @@ def simulate(methods, seeds, jobs: int, seconds: dict, slowdown: float) -> float
 
 
 def make_plan(single: dict, concurrency: dict, n_train: int, schedule, seeds, budget_s: float,
-              methods=METHODS) -> dict:
+              methods=PAPER_METHODS) -> dict:
     """The fastest J for the full grid, or for the core three methods when it does not fit."""
-    seconds = {m: run_seconds(m, n_train, schedule, single) for m in METHODS}
+    seconds = {m: run_seconds(m, n_train, schedule, single) for m in methods}
     base = single["img_per_s"]["bs_cmo"]
     options = []
     for chosen in (list(methods), [m for m in methods if m in CORE]):

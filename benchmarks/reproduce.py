@@ -4,11 +4,19 @@
     python -m benchmarks.reproduce --preset paper --seeds 0 1 2 --out runs/paper
     python -m benchmarks.reproduce --preset paper --seeds 0 1 2 --jobs 6 --out runs/paper  # in parallel
 
-Methods: ce, ce_drw, ldam_drw, bs, bs_cmo (stage 1) and afr, bs_cmo_ft (stage 2: 50 epochs
-fine-tuning the finished bs_cmo model of the same seed, with or without AFR's adversarial
-set). Writes results.json, results.md (Table 1 style, mean ± std over seeds), shot_accuracy.png
-(Fig. 4), per_class.png and class_distribution.png (Fig. 1) into --out, and checkpoints every
-epoch to --out/ckpt so that --resume finishes a killed run with the same result.
+Methods (--methods; "paper" names the first list, "all" every row):
+  the paper's Table 1: ce, ce_drw, ldam_drw, bs, bs_cmo (stage 1) and afr, bs_cmo_ft (stage 2:
+    50 epochs fine-tuning the finished bs_cmo model of the same seed, with or without AFR's
+    adversarial set); the default of the paper presets;
+  the long-tail baselines (issue 10): la (logit-adjusted loss, --la-tau), bs_cmo_eff (BS+CMO
+    whose Balanced Softmax uses the prior CMO's mixed stream really has), and rows made from a
+    finished model without training its features: ce_posthoc and bs_cmo_posthoc (post-hoc
+    logit adjustment: CE's prior, CMO's uncorrected share), bs_cmo_tau and afr_tau
+    (tau-normalised classifier, --tau), bs_cmo_crt (classifier re-trained on a balanced stream,
+    --crt-epochs). The smoke preset runs every row.
+Writes results.json, results.md (Table 1 style, mean ± std over seeds, ECE), shot_accuracy.png
+(Fig. 4), per_class.png, reliability.png and class_distribution.png (Fig. 1) into --out, and
+checkpoints every epoch to --out/ckpt so that --resume finishes a killed run with the same result.
 
 --jobs N runs the (method, seed) grid in N worker processes (each its own CUDA context, or its
 own CPU threads: --threads per worker, default the cores divided by N). A stage-2 run starts
@@ -37,21 +45,23 @@ from afr_aug import IntraClassSplitter
 from afr_aug.distributed import get_rank, get_world_size
 
 from . import report
-from .common import (METHODS, STAGE2_METHODS, Schedule, add_speed_args, device_name,
-                     evaluate_run, load_checkpoint, load_data, make_model, maybe_refresh,
-                     new_run, restore, save_atomic, speed_from, state_of, train_batches,
-                     train_epoch, worker_env)
+from .common import (ALL_METHODS, DERIVED_METHODS, PAPER_METHODS, STAGE2_METHODS, Schedule,
+                     add_speed_args, derive_model, device_name, evaluate_model, evaluate_run,
+                     load_checkpoint, load_data, make_model, maybe_refresh, new_run, restore,
+                     save_atomic, speed_from, state_of, train_batches, train_epoch, worker_env)
 
 PRESETS = {
     "paper": dict(schedule=Schedule(epochs=200, stage2_epochs=50, milestones=(0.8, 0.9)),
-                  dataset="cifar100-lt"),
+                  dataset="cifar100-lt", methods=PAPER_METHODS),
     # CMO's 400-epoch recipe: decay after 360 and 380 epochs
     "paper400": dict(schedule=Schedule(epochs=400, stage2_epochs=50, milestones=(0.9, 0.95)),
-                     dataset="cifar100-lt"),
+                     dataset="cifar100-lt", methods=PAPER_METHODS),
     "smoke": dict(schedule=Schedule(epochs=2, stage2_epochs=2, warmup_epochs=1, max_iters=3,
-                                    eval_every=1, refresh_every=1, cmo_off_epochs=0),
-                  train_fraction=0.05, test_limit=500, dataset="cifar10-lt"),
+                                    eval_every=1, refresh_every=1, cmo_off_epochs=0,
+                                    crt_epochs=1),
+                  train_fraction=0.05, test_limit=500, dataset="cifar10-lt", methods=ALL_METHODS),
 }
+METHOD_GROUPS = {"paper": PAPER_METHODS, "all": ALL_METHODS}
 
 
 class Interrupted(SystemExit):
@@ -62,7 +72,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--methods", nargs="+", choices=list(ALL_METHODS) + list(METHOD_GROUPS),
+                   default=None, metavar="METHOD",
+                   help="rows to run, or 'paper' / 'all' (default: the preset's; see above)")
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default=None,
                    help="default: the preset's (paper, paper400: cifar100-lt; smoke: cifar10-lt)")
     p.add_argument("--imbalance-ratio", type=float, default=100)
@@ -79,6 +91,13 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--mix", choices=["cutmix", "mixup"], default=None, help="stage-2 mixer")
     p.add_argument("--mix-p", type=float, default=None, help="stage-2 mixing probability")
+    p.add_argument("--la-tau", type=float, default=None,
+                   help="temperature of la and ce_posthoc's logit adjustment (default 1)")
+    p.add_argument("--tau", type=float, default=None,
+                   help="tau of bs_cmo_tau and afr_tau's normalisation (default 1)")
+    p.add_argument("--crt-epochs", type=int, default=None,
+                   help="bs_cmo_crt's classifier re-training epochs (default 10)")
+    p.add_argument("--crt-lr", type=float, default=None, help="bs_cmo_crt's peak learning rate")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-iters", type=int, default=None, help="cap iterations per epoch")
     p.add_argument("--eval-every", type=int, default=None)
@@ -102,6 +121,9 @@ def parse_args(argv=None):
         args.seeds = [args.seed]
     if args.dataset is None:
         args.dataset = PRESETS[args.preset]["dataset"]
+    wanted = args.methods or list(PRESETS[args.preset]["methods"])
+    expanded = [m for name in wanted for m in METHOD_GROUPS.get(name, (name,))]
+    args.methods = [m for m in ALL_METHODS if m in expanded]
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -114,23 +136,40 @@ def schedule_from(args) -> Schedule:
     changes = {k: v for k, v in dict(epochs=args.epochs, stage2_epochs=args.stage2_epochs,
                                      stage2_lr=args.stage2_lr, mix=args.mix, mix_p=args.mix_p,
                                      batch_size=args.batch_size, max_iters=args.max_iters,
-                                     eval_every=args.eval_every).items() if v is not None}
+                                     eval_every=args.eval_every, la_tau=args.la_tau, tau=args.tau,
+                                     crt_epochs=args.crt_epochs,
+                                     crt_lr=args.crt_lr).items() if v is not None}
     return replace(s, **changes)
 
 
 def run_label(method: str, s: Schedule) -> str:
-    """Table 2 variants get their own row: afr[mixup,0.5]."""
-    if method in STAGE2_METHODS and (s.mix, s.mix_p) != ("cutmix", 0.25):
-        return f"{method}[{s.mix},{s.mix_p:g}]"
-    return method
+    """Variants get their own row: afr[mixup,0.5] (Table 2), bs_cmo_tau[tau=0.5], la[tau=2]."""
+    tags = []
+    if (method in STAGE2_METHODS or DERIVED_METHODS.get(method) in STAGE2_METHODS) \
+            and (s.mix, s.mix_p) != ("cutmix", 0.25):
+        tags.append(f"{s.mix},{s.mix_p:g}")
+    if method.endswith("_tau") and s.tau != 1:
+        tags.append(f"tau={s.tau:g}")
+    if method in ("la", "ce_posthoc") and s.la_tau != 1:
+        tags.append(f"tau={s.la_tau:g}")
+    return f"{method}[{','.join(tags)}]" if tags else method
+
+
+def from_bs_cmo(method: str) -> bool:
+    """Whether ``method``'s run starts from a finished bs_cmo model (directly or through afr)."""
+    while method in DERIVED_METHODS:
+        method = DERIVED_METHODS[method]
+        if method == "bs_cmo":
+            return True
+    return method in STAGE2_METHODS
 
 
 def ckpt_path(args, schedule: Schedule, label: str, seed: int) -> str:
-    """``--out/ckpt/{label}-seed{seed}.pt``; a stage-2 run that fine-tunes another seed's bs_cmo
-    model (--stage1-seed) says so in its name, so it never resumes a run of the other kind."""
+    """``--out/ckpt/{label}-seed{seed}.pt``; a run that starts from another seed's bs_cmo model
+    (--stage1-seed) says so in its name, so it never resumes a run of the other kind."""
     stem = f"{label}-seed{seed}"
     s1 = args.stage1_seed
-    if s1 is not None and s1 != seed and label.split("[")[0] in STAGE2_METHODS:
+    if s1 is not None and s1 != seed and from_bs_cmo(label.split("[")[0]):
         stem += f"-from{s1}"
     return os.path.join(args.out, "ckpt", stem + ".pt")
 
@@ -175,16 +214,17 @@ class Benchmark:
     def ckpt_path(self, label: str, seed: int) -> str:
         return ckpt_path(self.args, self.schedule, label, seed)
 
-    def stage1_state(self, seed: int) -> dict:
-        """The finished bs_cmo checkpoint a stage-2 run of ``seed`` fine-tunes. A --jobs worker
-        never trains it itself: the parent starts the worker only once that file is finished."""
-        s1 = self.stage1_seed(seed)
+    def source_state(self, method: str, seed: int) -> dict:
+        """The finished checkpoint the run of ``method`` and ``seed`` starts from (a stage-2 run:
+        its bs_cmo model; a derived row: its source's). A --jobs worker never trains it itself:
+        the parent starts the worker only once that file is finished."""
+        source, s = source_of(method, seed, self.args.stage1_seed)
         if not self.args.worker:
-            return self.run("bs_cmo", s1)
-        path = self.ckpt_path("bs_cmo", s1)
+            return self.run(source, s)
+        path = self.ckpt_path(run_label(source, self.schedule), s)
         state = load_checkpoint(path) if os.path.exists(path) else None
         if state is None or not state["done"]:
-            raise RuntimeError(f"{path} is missing or unfinished: run bs_cmo seed {s1} first")
+            raise RuntimeError(f"{path} is missing or unfinished: run {source} seed {s} first")
         return state
 
     def run(self, method: str, seed: int) -> dict:
@@ -197,7 +237,9 @@ class Benchmark:
         if state is not None and state["done"]:
             self.finished[path] = state
             return state
-        init = self.stage1_state(seed) if method in STAGE2_METHODS else None
+        if method in DERIVED_METHODS:
+            return self.derive(method, seed, label, path)
+        init = self.source_state(method, seed) if method in STAGE2_METHODS else None
         run = new_run(method, seed, self.schedule, self.data, self.device, init_state=init,
                       speed=speed_from(self.args))
         if state is not None:
@@ -228,7 +270,7 @@ class Benchmark:
         result = {"method": label, "epochs": epochs, "seed": seed, "top1": final["top1"],
                   "best_top1": max(evaluated) if evaluated else final["top1"],
                   "many": final["many"], "med": final["med"], "few": final["few"],
-                  "ece": final.get("ece"),
+                  "ece": final.get("ece"), "calibration": final.get("calibration"),
                   "per_class": final["per_class"], "seconds": run.seconds,
                   "img_per_s": run.images_seen / max(run.seconds, 1e-9),
                   "stage1_epochs": self.schedule.epochs,
@@ -236,6 +278,35 @@ class Benchmark:
         if run.stage == 2:
             result["stage1_seed"] = self.stage1_seed(seed)
         state = state_of(run, done=True, result=result)
+        save_atomic(state, path)
+        self.finished[path] = state
+        return state
+
+    def derive(self, method: str, seed: int, label: str, path: str) -> dict:
+        """A row made from a finished model (post-hoc, tau-normalised, cRT): one step, so its
+        checkpoint is written once, finished."""
+        source = self.source_state(method, seed)
+        start = time.perf_counter()
+        model, images = derive_model(method, source, self.data, self.device, self.schedule, seed,
+                                     progress=not self.args.no_progress and get_rank() == 0)
+        seconds = time.perf_counter() - start
+        final = evaluate_model(model, self.data, self.device)
+        src = source["result"]
+        crt = self.schedule.crt_epochs if images else 0
+        result = {"method": label, "epochs": src["epochs"] + crt, "seed": seed,
+                  "top1": final["top1"], "many": final["many"], "med": final["med"],
+                  "few": final["few"], "ece": final["ece"], "calibration": final["calibration"],
+                  "per_class": final["per_class"], "seconds": seconds,
+                  "img_per_s": images / seconds if images else None,
+                  "derived_from": src["method"],
+                  "stage1_epochs": src.get("stage1_epochs", src["epochs"]),
+                  "stage2_epochs": crt or src.get("stage2_epochs", 0)}
+        if from_bs_cmo(method):
+            result["stage1_seed"] = self.stage1_seed(seed)
+        self.log(f"[{label} seed {seed}] from {src['method']}: top1={final['top1']:.4g} "
+                 f"ece={final['ece']:.4g} ({seconds:.1f}s)")
+        state = {"method": method, "seed": seed, "done": True, "result": result,
+                 "model": model.state_dict(), "history": []}
         save_atomic(state, path)
         self.finished[path] = state
         return state
@@ -260,28 +331,41 @@ class Benchmark:
                 "thresholds": split.thresholds.tolist()}
 
 
+def source_of(method: str, seed: int, stage1_seed: Optional[int] = None) -> Optional[tuple]:
+    """The (method, seed) run whose finished model the run of ``method`` starts from, if any:
+    a stage-2 run's bs_cmo (of --stage1-seed when given), a derived row's source."""
+    if method in STAGE2_METHODS or DERIVED_METHODS.get(method) == "bs_cmo":
+        return ("bs_cmo", seed if stage1_seed is None else stage1_seed)
+    if method in DERIVED_METHODS:
+        return (DERIVED_METHODS[method], seed)
+    return None
+
+
 def grid(methods, seeds, stage1_seed: Optional[int] = None):
-    """The (method, seed) runs to do, in report order, and the bs_cmo run each stage-2 run
-    fine-tunes (a dependency missing from the grid is added: trained but not reported)."""
-    order = [m for m in METHODS if m in methods]
+    """The (method, seed) runs to do, in report order, and the run each one starts from (a
+    dependency missing from the grid is added before it: trained but not reported)."""
+    order = [m for m in ALL_METHODS if m in methods]
     tasks, deps = [], {}
+
+    def add(task):
+        dep = source_of(*task, stage1_seed)
+        if dep is not None:
+            deps[task] = dep
+            add(dep)
+        if task not in tasks:
+            tasks.append(task)
+
     for seed in seeds:
         for method in order:
-            task = (method, seed)
-            if method in STAGE2_METHODS:
-                dep = ("bs_cmo", seed if stage1_seed is None else stage1_seed)
-                deps[task] = dep
-                if dep not in tasks:
-                    tasks.append(dep)
-            if task not in tasks:
-                tasks.append(task)
+            add((method, seed))
     return tasks, deps
 
 
 def start_order(tasks):
     """The order --jobs starts runs in: bs_cmo first (the stage-2 runs wait for it and it is
-    the longest), then each stage-2 run as soon as it may start, then the other stage-1 runs."""
-    rank = {"bs_cmo": 0, **{m: 1 for m in STAGE2_METHODS}}
+    the longest), then each run that starts from another as soon as it may, then the other
+    stage-1 runs."""
+    rank = {"bs_cmo": 0, **{m: 1 for m in STAGE2_METHODS}, **{m: 1 for m in DERIVED_METHODS}}
     return sorted(tasks, key=lambda t: rank.get(t[0], 2))
 
 

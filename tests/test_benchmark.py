@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks import reproduce
-from benchmarks.common import METHODS, load_checkpoint
+from benchmarks.common import ALL_METHODS, DERIVED_METHODS, load_checkpoint
 
 from conftest import cifar10_root, needs_cifar10
 
@@ -25,21 +25,28 @@ def test_smoke_every_method_writes_schema(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["dataset"] == "cifar10-lt" and results["imbalance_ratio"] == 100
     assert results["device"].startswith("cpu")
-    assert [r["method"] for r in results["runs"]] == list(METHODS)
-    keys = {"method", "epochs", "seed", "top1", "many", "med", "few", "per_class", "seconds", "img_per_s"}
+    # the smoke preset runs every row: the paper's and issue 10's baselines
+    assert [r["method"] for r in results["runs"]] == list(ALL_METHODS)
+    keys = {"method", "epochs", "seed", "top1", "many", "med", "few", "per_class", "seconds",
+            "img_per_s", "ece", "calibration"}
     for r in results["runs"]:
         assert keys <= set(r)
-        assert 0 <= r["top1"] <= 1 and len(r["per_class"]) == 10
-        assert r["seconds"] > 0 and r["img_per_s"] > 0 and r["seed"] == 0
+        assert 0 <= r["top1"] <= 1 and len(r["per_class"]) == 10 and r["seed"] == 0
+        assert 0 <= r["ece"] <= 1 and sum(r["calibration"]["count"]) == 500   # test_limit
+        trained = r["method"] not in DERIVED_METHODS or r["method"] == "bs_cmo_crt"
+        assert r["seconds"] >= 0 and (r["img_per_s"] > 0 if trained else r["img_per_s"] is None)
         for group in ("many", "med", "few"):
             assert r[group] is None or 0 <= r[group] <= 1
-    assert {r["epochs"] for r in results["runs"]} == {2, 4}
+    by = {r["method"]: r for r in results["runs"]}
+    assert {m: by[m]["derived_from"] for m in DERIVED_METHODS} == DERIVED_METHODS
+    assert by["bs_cmo_crt"]["epochs"] == 3 and by["afr_tau"]["epochs"] == 4
+    assert {r["epochs"] for r in results["runs"]} == {2, 3, 4}
     table = (tmp_path / "results.md").read_text()
-    assert "AFR" in table and "BS+CMO" in table
+    assert "AFR" in table and "BS+CMO + cRT" in table and "| 2+1 |" in table
     assert not re.search(r"\d ± \d", table)            # one seed: no spread in the cells
     if importlib.util.find_spec("matplotlib") is None:
         pytest.skip("matplotlib (the 'plot' extra) is not installed: no plots to check")
-    for name in ("shot_accuracy.png", "per_class.png", "class_distribution.png"):
+    for name in ("shot_accuracy.png", "per_class.png", "class_distribution.png", "reliability.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

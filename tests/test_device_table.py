@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import plan
-from benchmarks.common import METHODS, Schedule
+from benchmarks.common import PAPER_METHODS as METHODS, Schedule
 
 from conftest import needs_cifar10
 
