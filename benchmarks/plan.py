@@ -24,10 +24,10 @@ from dataclasses import replace
 
 import torch
 
-from .common import (PAPER_METHODS, STAGE2_METHODS, add_speed_args, load_data, maybe_refresh, new_run,
+from .common import (PAPER_METHODS, STAGE2_METHODS, add_speed_args, load_data, new_run,
                      speed_from)
 from .reproduce import PRESETS, grid, start_order
-from .throughput import _sync, concurrent_rate, loop_rate
+from .throughput import concurrent_rate, loop_rate, refresh_seconds
 
 CORE = ("bs_cmo", "bs_cmo_ft", "afr")
 
@@ -41,16 +41,7 @@ def measure(data, device, schedule, speed, iters: int, warmup: int, refresh_shar
     base = {"model": new_run("bs", 0, s, data, device, speed=speed).model.state_dict()}
     rates["stage2"] = loop_rate(new_run("bs_cmo_ft", 0, s, data, device, init_state=base,
                                         speed=speed), iters, warmup)
-    keep = torch.cat([idx[: max(1, int(round(len(idx) * refresh_share)))]
-                      for idx in (torch.nonzero(data.y_train.cpu() == c).flatten()
-                                  for c in range(data.num_classes))]).to(device)
-    sub = replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
-    part = new_run("afr", 0, s, sub, device, init_state=base, speed=speed)
-    _sync(device)
-    start = time.perf_counter()
-    maybe_refresh(part, progress=False)
-    _sync(device)
-    refresh_s = (time.perf_counter() - start) * len(data.y_train) / len(keep)
+    refresh_s, _, _ = refresh_seconds(data, s, device, base, speed, refresh_share)
     return {"img_per_s": {k: round(v, 1) for k, v in rates.items()}, "refresh_s": round(refresh_s, 2)}
 
 

@@ -85,6 +85,22 @@ def loop_rate(run, iters, warmup):
     return train_epoch(run, progress=False)["img_per_s"]
 
 
+def refresh_seconds(data, schedule, device, base: dict, speed: Speed, share: float):
+    """Seconds of one AFR refresh of the whole training set, timed on a stratified ``share``
+    of each class and scaled to the set (its cost is linear in the images embedded and
+    attacked); also the split and the run it was timed on."""
+    keep = torch.cat([idx[: max(1, int(round(len(idx) * share)))]
+                      for idx in (torch.nonzero(data.y_train.cpu() == c).flatten()
+                                  for c in range(data.num_classes))]).to(device)
+    sub = replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
+    part = new_run("afr", 0, schedule, sub, device, init_state=base, speed=speed)
+    _sync(device)
+    start = time.perf_counter()
+    split = maybe_refresh(part, progress=False)
+    _sync(device)
+    return (time.perf_counter() - start) * len(data.y_train) / len(keep), split, part
+
+
 def _wait_for(barrier: str, n: int, timeout: float = 600.0) -> None:
     """File barrier: concurrent measuring processes start their timed window together."""
     open(os.path.join(barrier, f"ready-{os.getpid()}"), "w").close()
@@ -166,17 +182,7 @@ def main(argv=None):
     afr = new_run("afr", 0, s, data, device, init_state=base, speed=speed)
     afr_rate = loop_rate(afr, args.iters, args.warmup)
 
-    # the refresh, on a stratified share of the set
-    keep = torch.cat([idx[: max(1, int(round(len(idx) * args.refresh_share)))]
-                      for idx in (torch.nonzero(data.y_train.cpu() == c).flatten()
-                                  for c in range(data.num_classes))])
-    sub = replace(data, x_train=data.x_train[keep.to(device)], y_train=data.y_train[keep.to(device)])
-    part = new_run("afr", 0, s, sub, device, init_state=base, speed=speed)
-    _sync(device)
-    start = time.perf_counter()
-    split = maybe_refresh(part, progress=False)
-    _sync(device)
-    refresh_s = (time.perf_counter() - start) * len(data.y_train) / len(keep)
+    refresh_s, split, part = refresh_seconds(data, s, device, base, speed, args.refresh_share)
     n, period = len(data.y_train), s.refresh_every
     afr_amortised = period * n / (period * n / afr_rate + refresh_s)
 
@@ -190,7 +196,7 @@ def main(argv=None):
     print(f"model_only {mo:.1f} img/s | bs_cmo {cmo_rate:.1f} img/s ({cmo_rate / mo:.2f} x model_only,"
           f" target >= 0.9)")
     print(f"afr stage-2 iterations {afr_rate:.1f} img/s; refresh {refresh_s:.1f} s for {n} images "
-          f"(timed on {len(keep)}: {int(split.minority_mask.sum())} minority, "
+          f"(timed on {len(part.data.y_train)}: {int(split.minority_mask.sum())} minority, "
           f"{int(part.balancer.is_adversarial.sum())} attacked), every {period} epochs")
     print(f"afr_stage2 {afr_amortised:.1f} img/s (bs_cmo / afr_stage2 = {cmo_rate / afr_amortised:.2f},"
           f" target <= 1.3)")
