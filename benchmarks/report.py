@@ -547,8 +547,11 @@ def plot_reliability(results, path):
         full = [b for b in range(n_bins) if count[b]]
         ax.bar([centres[b] for b in full], [acc[b] for b in full], width * 0.95,
                color="tab:blue", label="accuracy")
+        # the gap from accuracy to confidence: red above (over-confident), green inside the
+        # accuracy bar (under-confident)
         ax.bar([centres[b] for b in full], [conf[b] - acc[b] for b in full], width * 0.95,
-               bottom=[acc[b] for b in full], color="tab:red", alpha=0.3, label="gap")
+               bottom=[acc[b] for b in full], alpha=0.45, label="gap",
+               color=["tab:red" if conf[b] > acc[b] else "tab:green" for b in full])
         ax.plot([0, 1], [0, 1], color="0.3", lw=1, ls="--")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -563,8 +566,9 @@ def plot_reliability(results, path):
         if i >= (rows - 1) * cols:
             ax.set_xlabel("confidence")
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{dataset} (imbalance ratio {ratio}): reliability (blue: accuracy, red: "
-                 "over-confidence gap)", fontsize=10)
+    fig.suptitle(f"{dataset} (imbalance ratio {ratio}): reliability. Blue: accuracy per "
+                 "confidence bin; red: over-confident, green: under-confident by that much",
+                 fontsize=10)
     return _save(fig, path)
 
 
