@@ -523,6 +523,8 @@ def derive_model(method: str, source_state: dict, data: Data, device, schedule: 
     the counts. ``*_tau``: tau-normalised classifier (``schedule.tau``, bias dropped).
     ``bs_cmo_crt``: the classifier re-initialised and re-trained on :class:`BalancedStream` for
     ``crt_epochs`` with the features frozen."""
+    if method not in DERIVED_METHODS:
+        raise ValueError(f"unknown derived row {method!r}; choose from {', '.join(DERIVED_METHODS)}")
     device = torch.device(device)
     model = make_model(data, device, DERIVED_METHODS[method])
     model.load_state_dict(source_state["model"])
@@ -533,8 +535,6 @@ def derive_model(method: str, source_state: dict, data: Data, device, schedule: 
     if method == "bs_cmo_posthoc":
         counts = torch.tensor(data.class_counts, dtype=torch.float64)
         return PosthocAdjusted(model, cmo_prior(data, schedule) / counts), 0
-    if method != "bs_cmo_crt":
-        raise ValueError(f"unknown derived row {method!r}; choose from {', '.join(DERIVED_METHODS)}")
     torch.manual_seed(seed)                       # the classifier's re-initialisation
     stream = BalancedStream(data, schedule, seed, device)
     retrain_classifier(model, stream, epochs=schedule.crt_epochs, lr=schedule.crt_lr,

@@ -157,11 +157,10 @@ def run_label(method: str, s: Schedule) -> str:
 
 def from_bs_cmo(method: str) -> bool:
     """Whether ``method``'s run starts from a finished bs_cmo model (directly or through afr)."""
-    while method in DERIVED_METHODS:
-        method = DERIVED_METHODS[method]
-        if method == "bs_cmo":
-            return True
-    return method in STAGE2_METHODS
+    source = source_of(method, 0)
+    while source is not None and source[0] != "bs_cmo":
+        source = source_of(source[0], 0)
+    return source is not None
 
 
 def ckpt_path(args, schedule: Schedule, label: str, seed: int) -> str:
@@ -334,11 +333,10 @@ class Benchmark:
 def source_of(method: str, seed: int, stage1_seed: Optional[int] = None) -> Optional[tuple]:
     """The (method, seed) run whose finished model the run of ``method`` starts from, if any:
     a stage-2 run's bs_cmo (of --stage1-seed when given), a derived row's source."""
-    if method in STAGE2_METHODS or DERIVED_METHODS.get(method) == "bs_cmo":
-        return ("bs_cmo", seed if stage1_seed is None else stage1_seed)
-    if method in DERIVED_METHODS:
-        return (DERIVED_METHODS[method], seed)
-    return None
+    source = "bs_cmo" if method in STAGE2_METHODS else DERIVED_METHODS.get(method)
+    if source is None:
+        return None
+    return (source, stage1_seed if source == "bs_cmo" and stage1_seed is not None else seed)
 
 
 def grid(methods, seeds, stage1_seed: Optional[int] = None):

@@ -122,7 +122,7 @@ def test_crt_row_retrains_only_the_classifier_on_a_balanced_stream(data):
 
 
 def test_derive_model_rejects_unknown_rows(data):
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="unknown derived row 'bs'"):
         derive_model("bs", {"model": {}}, data, "cpu", SMALL, 0)
     with pytest.raises(ValueError, match="fine-tunes a finished"):
         new_run("afr", 0, SMALL, data, "cpu")
