@@ -197,3 +197,21 @@ def test_import_does_not_need_matplotlib():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert "AFR (ours)" in out.stdout and 'pip install "afr-aug[plot]"' in out.stdout
+
+
+def test_reliability_bins_pool_seeds_and_refuse_mismatched_bins(tmp_path):
+    cal = {"count": [2, 0, 2], "confidence": [0.2, None, 0.9], "accuracy": [0.5, None, 1.0]}
+    other = {"count": [2, 1, 0], "confidence": [0.4, 0.5, None], "accuracy": [0.0, 1.0, None]}
+    runs = [_run("bs", 0, 0.5, 0.6, 0.4, calibration=cal), _run("bs", 1, 0.5, 0.6, 0.4, calibration=other),
+            _run("ce", 0, 0.5, 0.6, 0.4)]                      # no bins: left out
+    count, conf, acc = report.reliability_bins(runs)["bs"]
+    assert count == [4, 1, 2] and conf == pytest.approx([0.3, 0.5, 0.9])
+    assert acc == pytest.approx([0.25, 1.0, 1.0]) and "ce" not in report.reliability_bins(runs)
+    short = dict(other, count=[2, 1])
+    with pytest.raises(ValueError, match="differ in length"):
+        report.reliability_bins([_run("bs", 0, 0.5, 0.6, 0.4, calibration=short)])
+    four = {k: v + [v[0]] for k, v in other.items()}
+    with pytest.raises(ValueError, match="different numbers of bins"):
+        report.reliability_bins(runs[:1] + [_run("bs", 1, 0.5, 0.6, 0.4, calibration=four)])
+    with pytest.raises(ValueError, match="no run has 'calibration' bins"):
+        report.plot_reliability({"dataset": "cifar10-lt", "runs": runs[2:]}, tmp_path / "r.png")
