@@ -44,7 +44,7 @@ try:
 except ImportError:  # pragma: no cover
     _NEAREST = None
 
-__all__ = ["random_crop", "random_hflip", "cutout", "auto_augment", "BatchAugment"]
+__all__ = ["random_crop", "random_hflip", "cutout", "auto_augment", "BatchAugment", "to_device"]
 
 # AutoAugment CIFAR-10 policy (Cubuk et al. 2019), the same table torchvision uses:
 # 25 sub-policies of two (op name, probability, magnitude bin in 0..9 or None) entries.
@@ -194,6 +194,17 @@ def _check_generator(generator: Any) -> torch.device:
     return generator.device
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device`` without making the host wait: a CPU tensor bound for a GPU is
+    pinned and copied ``non_blocking`` (a copy from pageable memory waits for the GPU's queue,
+    a host sync per call). Always one ``Tensor.to`` call, a no-op when ``t`` is already there,
+    so the number of copies per training step is the same on every device (and testable)."""
+    device = torch.device(device)
+    if t.device.type == "cpu" and device.type == "cuda" and not t.is_pinned():
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 def _check_int(value: Any, name: str, minimum: int = 0) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -225,7 +236,7 @@ def random_crop(x: torch.Tensor, padding: int = 4, generator: Optional[torch.Gen
     if padding == 0 or n == 0:
         return x.clone()
     offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=draw_device)
-    offsets = offsets.to(x.device)
+    offsets = to_device(offsets, x.device)
     padded = F.pad(x, (padding, padding, padding, padding))
     rows = offsets[0].unsqueeze(1) + torch.arange(h, device=x.device)  # [N, H]
     cols = offsets[1].unsqueeze(1) + torch.arange(w, device=x.device)  # [N, W]
@@ -252,7 +263,7 @@ def random_hflip(x: torch.Tensor, p: float = 0.5, generator: Optional[torch.Gene
     draw_device = _check_generator(generator)
     n = x.shape[0]
     flip = torch.rand(n, generator=generator, device=draw_device) < p
-    flip = flip.to(x.device).view(n, 1, 1, 1)
+    flip = to_device(flip, x.device).view(n, 1, 1, 1)
     return torch.where(flip, x.flip(-1), x)
 
 
@@ -276,8 +287,9 @@ def cutout(x: torch.Tensor, size: int = 16, generator: Optional[torch.Generator]
     n, c, h, w = x.shape
     if size == 0 or n == 0:
         return x.clone()
-    cy = torch.randint(0, h, (n,), generator=generator, device=draw_device).to(x.device)
-    cx = torch.randint(0, w, (n,), generator=generator, device=draw_device).to(x.device)
+    cy = torch.randint(0, h, (n,), generator=generator, device=draw_device)
+    cx = torch.randint(0, w, (n,), generator=generator, device=draw_device)
+    cy, cx = to_device(torch.stack([cy, cx]), x.device).unbind(0)
     y0 = (cy - size // 2).unsqueeze(1)
     x0 = (cx - size // 2).unsqueeze(1)
     rows = torch.arange(h, device=x.device).unsqueeze(0)
@@ -319,6 +331,9 @@ def auto_augment(x: torch.Tensor, generator: Optional[torch.Generator] = None) -
     policy = torch.randint(0, len(_CIFAR10_POLICY), (n,), generator=generator, device=draw_device).cpu()
     apply_u = torch.rand(n, 2, generator=generator, device=draw_device).cpu()
     negative = (torch.rand(n, 2, generator=generator, device=draw_device) <= 0.5).cpu()
+    # Plan every (sample group, op, magnitude) on the host first, then copy all the groups'
+    # indices to the images' device in one go: one copy per call, not one per group.
+    plan, groups_idx = [], []
     for p_idx, sub_policy in enumerate(_CIFAR10_POLICY):
         members = policy == p_idx
         if not bool(members.any()):
@@ -336,8 +351,14 @@ def auto_augment(x: torch.Tensor, generator: Optional[torch.Generator] = None) -
                 idx = mask.nonzero().flatten()
                 if idx.numel() == 0:
                     continue
-                idx = idx.to(x.device)
-                out[idx] = _apply_op(out[idx], name, mag)
+                plan.append((name, mag))
+                groups_idx.append(idx)
+    if not plan:
+        return out
+    sizes = [len(i) for i in groups_idx]
+    on_device = to_device(torch.cat(groups_idx), x.device).split(sizes)
+    for (name, mag), idx in zip(plan, on_device):
+        out[idx] = _apply_op(out[idx], name, mag)
     return out
 
 

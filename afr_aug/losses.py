@@ -22,6 +22,14 @@ __all__ = ["BalancedSoftmaxLoss", "LogitAdjustedLoss", "adjust_logits", "LDAMLos
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _like(t: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``t`` on ``logits``' device and dtype; no ``Tensor.to`` call when it is already there
+    (a loss moved with ``.to(device)`` then costs no copy per step)."""
+    if t.device == logits.device and t.dtype == logits.dtype:
+        return t
+    return t.to(device=logits.device, dtype=logits.dtype)
+
+
 def _as_counts(class_counts, name: str = "class_counts") -> torch.Tensor:
     """Validate per-class counts and return them as a 1-D float64 CPU tensor."""
     if isinstance(class_counts, (str, bytes)) or class_counts is None:
@@ -125,7 +133,7 @@ class BalancedSoftmaxLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Return the balanced-softmax loss of ``logits`` [N, C] for ``targets`` [N]."""
         targets = _check_inputs(logits, targets, self.num_classes)
-        prior = self.log_prior.to(device=logits.device, dtype=logits.dtype)
+        prior = _like(self.log_prior, logits)
         return F.cross_entropy(logits + prior, targets, reduction=self.reduction)
 
     def extra_repr(self) -> str:
@@ -169,7 +177,7 @@ class LogitAdjustedLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Return the logit-adjusted loss of ``logits`` [N, C] for ``targets`` [N]."""
         targets = _check_inputs(logits, targets, self.num_classes)
-        prior = self.log_prior.to(device=logits.device, dtype=logits.dtype)
+        prior = _like(self.log_prior, logits)
         return F.cross_entropy(logits + self.tau * prior, targets, reduction=self.reduction)
 
     def extra_repr(self) -> str:
@@ -271,8 +279,8 @@ class LDAMLoss(nn.Module):
         targets = _check_inputs(logits, targets, self.num_classes)
         weight = self.weight
         if weight is not None:
-            weight = self._check_weight(weight).to(device=logits.device, dtype=logits.dtype)
-        margins = self.margins.to(device=logits.device, dtype=logits.dtype)
+            weight = _like(self._check_weight(weight), logits)
+        margins = _like(self.margins, logits)
         one_hot = F.one_hot(targets, self.num_classes).to(logits.dtype)
         adjusted = logits - one_hot * margins[targets].unsqueeze(1)
         return F.cross_entropy(self.s * adjusted, targets, weight=weight, reduction=self.reduction)

@@ -32,8 +32,30 @@ class _Balancer:
         self.alpha = float(alpha)
         # numpy's Generator has a seeded Beta sampler and a picklable state: runs repeat
         self.rng = np.random.default_rng(seed)
+        self._pending = False          # decide() said "mix": the next call mixes, no new coin
+
+    def decide(self) -> bool:
+        """Toss the next batch's coin now: ``True`` means the next call mixes, ``False`` means
+        this batch stays as it is (``lam = 1``): then skip the call.
+
+        Why: with ``p = 0.25`` three balanced batches in four are discarded; a loop that asks
+        first prepares (augments, copies to the GPU) only the ones that are used. The random
+        stream is the same as calling the mixer on every batch.
+
+        >>> mixer = CutMixBalancer(p=0.5, seed=0)
+        >>> x, y = torch.zeros(2, 3, 8, 8), torch.tensor([0, 1])
+        >>> for _ in range(3):
+        ...     if mixer.decide():
+        ...         x_mixed, y_a, y_b, lam = mixer(x, y, torch.ones(2, 3, 8, 8), torch.tensor([2, 3]))
+        """
+        if not self._pending:
+            self._pending = bool(self.rng.random() < self.p)
+        return self._pending
 
     def _coin(self) -> bool:
+        if self._pending:
+            self._pending = False
+            return True
         return bool(self.rng.random() < self.p)
 
     def _beta(self) -> float:
@@ -57,14 +79,18 @@ class _Balancer:
     def state_dict(self) -> Dict[str, Any]:
         """The random state (plus type, ``p`` and ``alpha`` to check on load), so a resumed
         run mixes exactly like an uninterrupted one."""
-        return {"type": type(self).__name__, "p": self.p, "alpha": self.alpha,
-                "rng": self.rng.bit_generator.state}
+        state = {"type": type(self).__name__, "p": self.p, "alpha": self.alpha,
+                 "rng": self.rng.bit_generator.state}
+        if self._pending:              # saved between decide() and the call it announced
+            state["pending"] = True
+        return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s random state. Why so strict: a state from another
         mixer type, ``p`` or ``alpha`` would resume a different stream without a word, so it
         raises ``ValueError`` (``TypeError`` for a non-dict), and nothing changes."""
-        check_state(self, state, {"p": self.p, "alpha": self.alpha}, ("rng",))
+        keys = ("rng", "pending") if isinstance(state, dict) and "pending" in state else ("rng",)
+        check_state(self, state, {"p": self.p, "alpha": self.alpha}, keys)
         name = type(self).__name__
         probe = type(self.rng.bit_generator)()
         try:
@@ -73,6 +99,7 @@ class _Balancer:
             raise ValueError(f"{name} state: 'rng' is not a numpy "
                              f"{type(probe).__name__} state ({type(err).__name__}: {err})") from None
         self.rng.bit_generator.state = probe.state
+        self._pending = bool(state.get("pending", False))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p}, alpha={self.alpha})"

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from afr_aug import AFRBalancer, CutMixBalancer, LongTailSampler, MixUpBalancer, mixed_loss
-from afr_aug.augment import BatchAugment
+from afr_aug.augment import BatchAugment, to_device
 from afr_aug.data import cifar_lt, load_cifar
 from afr_aug.distributed import all_reduce_sum, barrier, get_rank, get_world_size, is_distributed
 from afr_aug.decouple import retrain_classifier, tau_normalize
@@ -226,7 +226,7 @@ def rank_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000):
     ``IntraClassSplitter.embed`` and ``evaluate`` gather back over the ranks."""
     mine = torch.arange(get_rank(), len(y), get_world_size())
     for idx in mine.split(batch_size):
-        dev_idx = idx.to(x.device)
+        dev_idx = to_device(idx, x.device)
         yield x[dev_idx].float().div_(255), y[dev_idx], idx
 
 
@@ -366,19 +366,21 @@ def _mixing_on(run: Run) -> bool:
 
 
 def _sampler_batches(sampler: LongTailSampler, epoch: int, n_batches: int, batch_size: int):
-    """``n_batches`` index batches of ``sampler``'s draw for ``epoch`` (repeated if short)."""
+    """``[n_batches, batch_size]`` indices of ``sampler``'s draw for ``epoch`` (repeated if short)."""
     sampler.set_epoch(epoch)
     draw = sampler.global_draw()
     need = n_batches * batch_size
-    return draw.repeat(math.ceil(need / len(draw)))[:need].split(batch_size)
+    return draw.repeat(math.ceil(need / len(draw)))[:need].view(n_batches, batch_size)
 
 
-def _balanced_indices(run: Run, n_batches: int, batch_size: int):
-    """Per-batch index tensors into the balanced source for this epoch."""
+def _balanced_indices(run: Run, n_batches: int, batch_size: int) -> torch.Tensor:
+    """``[n_batches, batch_size]`` indices into the balanced source for this epoch: on the
+    training device for the sampler (one copy per epoch), on the CPU for the stage-2 set
+    (which lives there)."""
     if run.sampler is not None:
-        return _sampler_batches(run.sampler, run.epoch, n_batches, batch_size)
+        return to_device(_sampler_batches(run.sampler, run.epoch, n_batches, batch_size), run.device)
     g = torch.Generator().manual_seed(run.seed * 100003 + run.epoch)
-    return torch.randint(len(run.balancer), (n_batches, batch_size), generator=g).unbind(0)
+    return torch.randint(len(run.balancer), (n_batches, batch_size), generator=g)
 
 
 def maybe_refresh(run: Run, progress: bool = True) -> Optional[object]:
@@ -401,7 +403,9 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
             run.criterion = torch.nn.CrossEntropyLoss(weight=w)
         else:
             run.criterion.weight = w
-    order = torch.randperm(len(d.y_train), generator=run.order).split(s.batch_size)
+    # the epoch's order goes to the device once; a step then copies only its random draws
+    # (pinned, non-blocking): the host never waits for the GPU inside the loop
+    order = to_device(torch.randperm(len(d.y_train), generator=run.order), dev).split(s.batch_size)
     if s.max_iters is not None:
         order = order[:s.max_iters]
     mixing = run.mixer is not None and _mixing_on(run)
@@ -424,15 +428,16 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
     for step, idx in enumerate(tqdm(order, desc=f"{run.method} s{run.stage} ep{run.epoch + 1}/{run.total_epochs}",
                                     disable=not progress, leave=False)):
         bidx = bal[step][: len(idx)][rank::world] if mixing else None
-        idx = idx[rank::world].to(dev)
+        idx = idx[rank::world]
         x, y = run.augment(d.x_train[idx]), d.y_train[idx]
         y_b, lam = y, 1.0
-        if mixing:
+        # the coin first: a balanced batch the mixer would discard is neither fetched nor
+        # augmented (CMO mixes half the batches, stage 2 a quarter)
+        if mixing and run.mixer.decide():
             if run.balancer is not None:
                 xb, yb = run.balancer.get_batch(bidx)
-                xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+                xb, yb = to_device(xb, dev), to_device(yb, dev)
             else:
-                bidx = bidx.to(dev)
                 xb, yb = d.x_train[bidx], d.y_train[bidx]
             x, y, y_b, lam = run.mixer(x, y, run.augment(xb), yb)
         for group in run.optimizer.param_groups:
@@ -507,8 +512,7 @@ class BalancedStream:
         batches = _sampler_batches(self.sampler, self.epoch, self.n_batches, self.batch_size)
         self.augment.generator.manual_seed(self.seed * 100003 + self.epoch)
         self.epoch += 1
-        for idx in batches:
-            idx = idx.to(self.device)
+        for idx in to_device(batches, self.device):
             yield self.augment(self.data.x_train[idx]), self.data.y_train[idx]
 
 

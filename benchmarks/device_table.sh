@@ -1,81 +1,145 @@
 #!/usr/bin/env bash
 # The paper-preset CIFAR-10-LT table (7 methods x seeds 0 1 2) in one prepared GPU run.
 #
-#   python -m benchmarks.pack --dataset cifar10-lt --out cifar10lt.afrpack     # once, ~39 MB
-#   benchmarks/device_table.sh cifar10lt.afrpack OUTDIR                        # on the GPU
-#   benchmarks/device_table.sh cifar10lt.afrpack OUTDIR --preset smoke         # CPU dry run
+#   python -m benchmarks.bundle .bundle                                 # here, once: pack + wheels
+#   benchmarks/device_table.sh .bundle WORKDIR --results "$OUT"          # on the lent GPU
+#   benchmarks/device_table.sh .bundle WORKDIR --preset smoke            # CPU dry run
 #
-# (a) calibrates for about a minute (benchmarks.plan: img/s of every kind of loop alone and of
-#     J concurrent loops, the projected wall time of each --jobs J); (b) runs the grid with the
-#     fastest J, or only bs_cmo, bs_cmo_ft and afr when the full grid does not fit, and says what
-#     it left out; (c) writes results.json/results.md/plots from whatever finished, even when the
-#     time budget cut the grid. Everything is tee'd into OUTDIR/device_table.log as it happens,
-#     so a run killed from outside still leaves its log. Re-running with the same OUTDIR resumes.
+# The first argument is a bundle folder (benchmarks.bundle: the data pack and the wheels the
+# lent image lacks) or a bare pack file. In order, each step bounded so that a table comes back:
+#   (0) installs the bundle's wheels offline into a temporary folder on PYTHONPATH;
+#   (1) preflight (a few seconds): device, torch / torchvision / torchattacks versions and an
+#       import of afr_aug, or one line naming what is missing, and stops (exit 3);
+#   (2) calibration under `timeout` (benchmarks.plan: img/s alone and of J concurrent loops, the
+#       fixed costs of a run, the --jobs scheduler replayed against what is left of the budget);
+#       if it fails or runs out of time, the default plan (one bs_cmo feeding every stage-2 seed);
+#   (3) the planned grid, cut at the budget;
+#   (4) the report from what finished, unfinished runs as partial rows;
+#   (5) the results folder: at most 8 files of at most 16 MiB (what a device call brings back):
+#       results.json, results.md, plan.json, device_table.log, environment.txt, logs.tar.gz (the
+#       per-run logs, with the finished bs_cmo checkpoints when they fit), shot_accuracy.png and
+#       plots.tar (the other figures).
+# Everything is tee'd into RESULTS/device_table.log as it happens, so a run killed from outside
+# still leaves its log. Re-running with the same WORKDIR resumes.
 #
-# Budget: AFR_TABLE_BUDGET_S (default 540 s = 9 min) for the whole script, start to report.
+# Budget: AFR_TABLE_BUDGET_S (default 540 s = 9 min) for the whole script, start to results;
+# AFR_TABLE_CALIBRATION_S (default 150) caps calibration; AFR_TABLE_REPORT_S (default 45) is
+# kept for the report. PYTHON (default python3) is the interpreter that has torch.
 set -uo pipefail
 
 if [ $# -lt 2 ]; then
-    echo "usage: $0 PACK OUTDIR [--preset paper|smoke] [extra benchmarks.reproduce args]" >&2
+    echo "usage: $0 BUNDLE|PACK WORKDIR [--results DIR] [--preset paper|smoke] [reproduce args]" >&2
     exit 2
 fi
-PACK=$1
-OUT=$2
+SRC=$1
+WORK=$2
 shift 2
 PRESET=paper
+RESULTS=
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --preset) PRESET=$2; shift 2 ;;
+        --results) RESULTS=$2; shift 2 ;;
         *) EXTRA+=("$1"); shift ;;
     esac
 done
 BUDGET=${AFR_TABLE_BUDGET_S:-540}
+CALIB=${AFR_TABLE_CALIBRATION_S:-150}
+REPORT_S=${AFR_TABLE_REPORT_S:-45}
 SEEDS=${AFR_TABLE_SEEDS:-"0 1 2"}
-
-cd "$(dirname "$0")/.."
-mkdir -p "$OUT"
-exec > >(tee -a "$OUT/device_table.log") 2>&1
-export PYTHONUNBUFFERED=1
-PY=${PYTHON:-python}
 START=$(date +%s)
+DEADLINE=$(( START + BUDGET - REPORT_S ))
+MAX_FILE=$(( 16 * 1024 * 1024 ))
+
+# absolute paths, then work from the repository root (python -m benchmarks.* resolves there)
+mkdir -p "$WORK" "${RESULTS:=$WORK/results}"
+SRC=$(cd "$(dirname "$SRC")" && pwd)/$(basename "$SRC")
+WORK=$(cd "$WORK" && pwd)
+RESULTS=$(cd "$RESULTS" && pwd)
+cd "$(dirname "$0")/.."
+exec > >(tee -a "$RESULTS/device_table.log") 2>&1
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
 elapsed() { echo $(( $(date +%s) - START )); }
+echo "== device_table.sh $(date -u +%FT%TZ): preset $PRESET, $SRC, budget ${BUDGET}s, python $PY"
 
-echo "== device_table.sh $(date -u +%FT%TZ): preset $PRESET, pack $PACK, budget ${BUDGET}s"
-$PY - <<'PY' | tee "$OUT/environment.txt"
-import platform, torch
-print("torch", torch.__version__, "| cuda", torch.version.cuda, "| python", platform.python_version())
-if torch.cuda.is_available():
-    print("device:", torch.cuda.get_device_name(0))
-else:
-    print("device: cpu,", torch.get_num_threads(), "threads")
-PY
-if [ ! -f "$PACK" ]; then echo "no pack at $PACK (write one with python -m benchmarks.pack)" >&2; exit 2; fi
-sha256sum "$PACK" | tee -a "$OUT/environment.txt"
+# (0) the bundle: its pack, and its wheels installed offline into a temporary target
+WHEELS=()
+if [ -d "$SRC" ]; then
+    PACK=$(ls "$SRC"/*.afrpack 2>/dev/null | head -n 1)
+    for w in "$SRC"/wheels/*.whl; do [ -f "$w" ] && WHEELS+=("$w"); done
+else
+    PACK=$SRC
+fi
+if [ ${#WHEELS[@]} -gt 0 ]; then
+    SITE=$(mktemp -d "${TMPDIR:-/tmp}/afr-site.XXXXXX")
+    if ! "$PY" -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check \
+            --target "$SITE" "${WHEELS[@]}"; then
+        echo "device_table.sh: could not install the bundle's wheels (${WHEELS[*]}) with $PY -m pip" >&2
+        exit 3
+    fi
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+    echo "== installed $(for w in "${WHEELS[@]}"; do basename "$w"; done | tr '\n' ' ')into $SITE"
+fi
 
-# (a) calibration: leave 45 s of the budget for the report and start-up margins
-echo "== calibration"
-$PY -m benchmarks.plan --preset "$PRESET" --data "$PACK" --seeds $SEEDS \
-    --budget-s $(( BUDGET - 45 - $(elapsed) - 60 )) --out "$OUT/plan.json" \
-    || { echo "calibration failed" >&2; exit 1; }
-read -r JOBS METHODS < <($PY -c "
-import json; p = json.load(open('$OUT/plan.json'))
-print(p['jobs'], ' '.join(p['methods']))")
-echo "== calibration took $(elapsed)s; running --jobs $JOBS --methods $METHODS"
+# (1) preflight: what we run on, and everything importable, in a few seconds
+"$PY" -m benchmarks.preflight --out "$RESULTS/environment.txt" || exit 3
+if [ -z "$PACK" ] || [ ! -f "$PACK" ]; then
+    echo "device_table.sh: no data pack in $SRC (write a bundle with python -m benchmarks.bundle DIR)" >&2
+    exit 2
+fi
+sha256sum "$PACK" | tee -a "$RESULTS/environment.txt"
+echo "== preflight done after $(elapsed)s"
 
-# (b) the grid, cut at the budget (timeout signals the parent, which stops its workers)
-LEFT=$(( BUDGET - 45 - $(elapsed) ))
+# (2) calibration, bounded; the plan gets what is left of the budget once it is done
+echo "== calibration (at most ${CALIB}s)"
+PLAN="$RESULTS/plan.json"
+rm -f "$PLAN"
+timeout --signal=TERM --kill-after=10 "$CALIB" \
+    "$PY" -m benchmarks.plan --preset "$PRESET" --data "$PACK" --seeds $SEEDS \
+        --deadline "$DEADLINE" --spawned-at "$(date +%s.%N)" --out "$PLAN"
+RC=$?
+if [ "$RC" -ne 0 ] || [ ! -s "$PLAN" ]; then
+    echo "== calibration failed (exit $RC) after $(elapsed)s: the default plan"
+    "$PY" -m benchmarks.plan --default-plan --seeds $SEEDS --reason "calibration exit $RC" --out "$PLAN" \
+        || { echo "device_table.sh: could not write even the default plan" >&2; exit 1; }
+fi
+read -r JOBS STAGE1 METHODS < <("$PY" -c "
+import json; p = json.load(open('$PLAN'))
+print(p['jobs'], 'none' if p.get('stage1_seed') is None else p['stage1_seed'], ' '.join(p['methods']))")
+GRID=(--preset "$PRESET" --dataset cifar10-lt --data "$PACK" --seeds $SEEDS --methods $METHODS
+      --out "$WORK" --no-progress)
+[ "$STAGE1" != none ] && GRID+=(--stage1-seed "$STAGE1")
+echo "== calibration took $(elapsed)s; running --jobs $JOBS ${GRID[*]}"
+
+# (3) the grid, cut at the deadline (timeout signals the parent, which stops its workers)
+LEFT=$(( DEADLINE - $(date +%s) ))
 [ "$LEFT" -lt 10 ] && LEFT=10
 timeout --signal=TERM --kill-after=15 "$LEFT" \
-    $PY -m benchmarks.reproduce --preset "$PRESET" --dataset cifar10-lt --data "$PACK" \
-        --seeds $SEEDS --methods $METHODS --jobs "$JOBS" --out "$OUT" --resume --no-progress \
-        "${EXTRA[@]}"
+    "$PY" -m benchmarks.reproduce "${GRID[@]}" --jobs "$JOBS" --isolate --resume "${EXTRA[@]}"
 RC=$?
 [ "$RC" -eq 124 ] && echo "== the budget cut the grid after $(elapsed)s; reporting what finished"
+rm -f "$WORK/ckpt/"*.tmp* 2>/dev/null
 
-# (c) the report from the finished checkpoints (all of them when nothing was cut)
-$PY -m benchmarks.reproduce --preset "$PRESET" --dataset cifar10-lt --data "$PACK" \
-    --seeds $SEEDS --methods $METHODS --out "$OUT" --report-only --no-progress "${EXTRA[@]}"
+# (4) the report: finished runs, and unfinished ones as partial rows
+"$PY" -m benchmarks.reproduce "${GRID[@]}" --report-only --partial "${EXTRA[@]}"
 echo "== device_table.sh done in $(elapsed)s (grid exit status $RC)"
-rm -rf "$OUT/ckpt/"*.tmp* 2>/dev/null
+
+# (5) the results folder: at most 8 files of at most 16 MiB
+for f in results.json results.md shot_accuracy.png; do
+    [ -f "$WORK/$f" ] && cp "$WORK/$f" "$RESULTS/"
+done
+PLOTS=$(cd "$WORK" && ls *.png 2>/dev/null | grep -v '^shot_accuracy.png$')
+[ -n "$PLOTS" ] && (cd "$WORK" && tar -cf "$RESULTS/plots.tar" $PLOTS)
+CKPTS=$(cd "$WORK" && ls ckpt/bs_cmo-seed*.pt 2>/dev/null)
+(cd "$WORK" && tar -czf "$RESULTS/logs.tar.gz" logs $CKPTS 2>/dev/null)
+if [ "$(stat -c %s "$RESULTS/logs.tar.gz" 2>/dev/null || echo 0)" -gt "$MAX_FILE" ]; then
+    (cd "$WORK" && tar -czf "$RESULTS/logs.tar.gz" logs)     # the checkpoints do not fit
+fi
+for f in "$RESULTS"/*; do
+    [ "$(stat -c %s "$f")" -gt "$MAX_FILE" ] && echo "== WARNING: $f is over 16 MiB and will not come back"
+done
+echo "== results in $RESULTS: $(ls "$RESULTS" | tr '\n' ' ')($(ls "$RESULTS" | wc -l) files)"
+sleep 1   # let tee write the last lines before a caller collects the folder
 exit 0

@@ -90,6 +90,18 @@ def write_pack(path, arrays: Dict[str, np.ndarray], meta: dict) -> str:
     return file_sha256(path)
 
 
+def read_meta(path) -> dict:
+    """The pack's ``meta`` (dataset, imbalance ratio, classes) from its header alone, without
+    decoding the arrays; raises ``ValueError`` on a file that is not a pack."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:8] != MAGIC:
+            raise ValueError(f"{path} is not an afr-aug data pack (write one with "
+                             "python -m benchmarks.pack)")
+        (n,) = struct.unpack("<I", head[8:12])
+        return json.loads(f.read(n))["meta"]
+
+
 def read_pack(path):
     """``(arrays, meta)`` from a pack; raises ``ValueError`` on a wrong or damaged file."""
     with open(path, "rb") as f:

@@ -110,9 +110,15 @@ def parse_args(argv=None):
                         "(default: the bs_cmo model of their own seed)")
     p.add_argument("--jobs", type=int, default=1,
                    help="run the (method, seed) grid in this many worker processes")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each (method, seed) in a worker process of its own even with --jobs 1: "
+                        "a failing run does not stop the others, and each gets its log in --out/logs")
     p.add_argument("--resume", action="store_true", help="continue from --out/ckpt")
     p.add_argument("--report-only", action="store_true",
                    help="write the report from the finished checkpoints in --out; train nothing")
+    p.add_argument("--partial", action="store_true",
+                   help="with --report-only: report unfinished runs too, each as a row of its own "
+                        "(afr[partial 37/50]) evaluated at its last checkpoint")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)
@@ -126,8 +132,8 @@ def parse_args(argv=None):
     args.methods = [m for m in ALL_METHODS if m in expanded]
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, got {args.jobs}")
-    if args.jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        p.error("--jobs runs its own processes; use it without torchrun")
+    if (args.jobs > 1 or args.isolate) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        p.error("--jobs and --isolate run their own processes; use them without torchrun")
     return args
 
 
@@ -310,6 +316,40 @@ class Benchmark:
         self.finished[path] = state
         return state
 
+    def partial_result(self, method: str, seed: int, path: str) -> Optional[dict]:
+        """The row of an unfinished run, evaluated at its last checkpoint (a time budget cut
+        it); ``None`` when it never finished an epoch or is a derived row (made in one step)."""
+        if method in DERIVED_METHODS or not os.path.exists(path):
+            return None
+        try:
+            state = load_checkpoint(path)
+        except Exception:   # noqa: BLE001 - a checkpoint cut mid-write is not a row
+            return None
+        done, label = int(state["epoch"]), run_label(method, self.schedule)
+        if done == 0:
+            return None
+        total = self.schedule.stage2_epochs if method in STAGE2_METHODS else self.schedule.epochs
+        base, _, tags = label.partition("[")
+        tags = tags.rstrip("]")
+        label = f"{base}[{tags + ',' if tags else ''}partial {done}/{total}]"
+        model = make_model(self.data, self.device, method)
+        model.load_state_dict(state["model"])
+        final = evaluate_model(model, self.data, self.device)
+        evaluated = [h["top1"] for h in state["history"] if "top1" in h] + [final["top1"]]
+        stage2 = method in STAGE2_METHODS
+        result = {"method": label, "epochs": self.schedule.epochs * stage2 + done, "seed": seed,
+                  "top1": final["top1"], "best_top1": max(evaluated), "many": final["many"],
+                  "med": final["med"], "few": final["few"], "ece": final.get("ece"),
+                  "calibration": final.get("calibration"), "per_class": final["per_class"],
+                  "seconds": state["seconds"],
+                  "img_per_s": state["images_seen"] / max(state["seconds"], 1e-9),
+                  "stage1_epochs": self.schedule.epochs if stage2 else done,
+                  "stage2_epochs": done if stage2 else 0,
+                  "partial": {"epochs_done": done, "epochs": total}}
+        if stage2:
+            result["stage1_seed"] = self.stage1_seed(seed)
+        return result
+
     def class_distribution(self, seed: int) -> Optional[dict]:
         """Fig. 1: cosine similarity to the class mean under the finished bs_cmo model."""
         path = self.ckpt_path("bs_cmo", self.stage1_seed(seed))
@@ -462,13 +502,14 @@ class JobRunner:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    if args.jobs > 1:
+    if (args.jobs > 1 or args.isolate) and not args.worker and not args.report_only:
         failed = JobRunner(args, argv).run()
         if failed:
             print(f"{failed} run(s) failed or were skipped; finished ones resume with --resume",
                   file=sys.stderr)
             return 1
         args = parse_args(argv + ["--jobs", "1", "--resume"])   # merge the finished runs
+        args.isolate = False
     if args.threads:
         torch.set_num_threads(args.threads)
     bench = Benchmark(args)
@@ -476,6 +517,7 @@ def main(argv=None) -> int:
     wanted = [t for t in tasks if t[0] in args.methods and t[1] in args.seeds]
     runs: List[dict] = []
     missing: List[str] = []
+    partial: List[str] = []
     try:
         for method, seed in (tasks if args.report_only else wanted):
             if not args.report_only:
@@ -487,7 +529,13 @@ def main(argv=None) -> int:
                 if (method, seed) in wanted:
                     runs.append(bench.finished[path]["result"])
             elif (method, seed) in wanted:
-                missing.append(f"{method} seed {seed}")
+                row = bench.partial_result(method, seed, path) if args.partial else None
+                if row is None:
+                    missing.append(f"{method} seed {seed}")
+                else:
+                    runs.append(row)
+                    partial.append(f"{method} seed {seed} ({row['partial']['epochs_done']}/"
+                                   f"{row['partial']['epochs']} epochs)")
     except Interrupted:
         if get_rank() != 0:
             return 75
@@ -498,6 +546,9 @@ def main(argv=None) -> int:
         return 0                                      # the parent writes the report
     if missing:
         print(f"--report-only: not finished, left out of the report: {', '.join(missing)}",
+              file=sys.stderr)
+    if partial:
+        print(f"--report-only: unfinished, reported as partial rows: {', '.join(partial)}",
               file=sys.stderr)
     if not runs:
         print(f"no finished runs in {bench.ckpt_dir}", file=sys.stderr)
@@ -512,6 +563,8 @@ def main(argv=None) -> int:
                "class_counts": d.class_counts, "runs": runs}
     if missing:
         results["missing"] = missing
+    if partial:
+        results["partial"] = partial
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)

@@ -101,8 +101,10 @@ def refresh_seconds(data, schedule, device, base: dict, speed: Speed, share: flo
     return (time.perf_counter() - start) * len(data.y_train) / len(keep), split, part
 
 
-def _wait_for(barrier: str, n: int, timeout: float = 600.0) -> None:
-    """File barrier: concurrent measuring processes start their timed window together."""
+def _wait_for(barrier: str, n: int, timeout: float = 60.0) -> None:
+    """File barrier: concurrent measuring processes start their timed window together. A
+    sibling that died before it arrives would hold the others forever: give up after
+    ``timeout`` seconds (the parent kills the rest as soon as one fails)."""
     open(os.path.join(barrier, f"ready-{os.getpid()}"), "w").close()
     deadline = time.monotonic() + timeout
     while len(os.listdir(barrier)) < n:
@@ -111,22 +113,56 @@ def _wait_for(barrier: str, n: int, timeout: float = 600.0) -> None:
         time.sleep(0.05)
 
 
-def concurrent_rate(argv, jobs: int, threads: int) -> dict:
-    """Aggregate bs_cmo img/s of ``jobs`` processes measuring at once."""
-    with tempfile.TemporaryDirectory() as barrier:
+def concurrent_rate(argv, jobs: int, threads: int, timeout: float = 300.0,
+                    barrier_timeout: float = 60.0) -> dict:
+    """Aggregate bs_cmo img/s of ``jobs`` processes measuring at once: all their images over
+    one shared wall window (first start to last end), not the sum of per-process rates (which
+    overstates it when the windows differ). Also each process's start-up seconds (interpreter,
+    imports, data, model, warm-up), a fixed cost of every run of ``reproduce --jobs``. The
+    first process that fails stops the others; so does ``timeout``."""
+    with tempfile.TemporaryDirectory() as barrier, tempfile.TemporaryDirectory() as outs:
         cmd = [sys.executable, "-m", "benchmarks.throughput", *argv, "--jobs", "1",
                "--threads", str(threads), "--only-bs-cmo", "--barrier", barrier,
-               "--barrier-n", str(jobs)]
+               "--barrier-n", str(jobs), "--barrier-timeout", str(barrier_timeout)]
         env = worker_env(threads)
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-                 for _ in range(jobs)]
-        rates = []
-        for proc in procs:
-            out, _ = proc.communicate()
-            if proc.returncode != 0:
-                raise RuntimeError(f"a concurrent throughput process failed (exit {proc.returncode})")
-            rates.append(json.loads(out.strip().splitlines()[-1])["bs_cmo"])
-    return {"jobs": jobs, "per_job": rates, "aggregate": round(sum(rates), 1)}
+        procs, files = [], []
+        try:
+            for i in range(jobs):
+                files.append(open(os.path.join(outs, f"{i}.json"), "w+"))
+                procs.append(subprocess.Popen(cmd + ["--spawned-at", repr(time.time())],
+                                              stdout=files[-1], text=True, env=env))
+            deadline = time.monotonic() + timeout
+            while any(p.poll() is None for p in procs):
+                bad = [p.returncode for p in procs if p.poll() not in (None, 0)]
+                if bad:
+                    raise RuntimeError(f"a concurrent throughput process failed (exit {bad[0]})")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{jobs} concurrent throughput processes took over {timeout:.0f} s")
+                time.sleep(0.1)
+            bad = [p.returncode for p in procs if p.returncode != 0]
+            if bad:
+                raise RuntimeError(f"a concurrent throughput process failed (exit {bad[0]})")
+            stats = []
+            for f in files:
+                f.seek(0)
+                stats.append(json.loads(f.read().strip().splitlines()[-1]))
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            for f in files:
+                f.close()
+    return {"jobs": jobs, **aggregate(stats)}
+
+
+def aggregate(stats) -> dict:
+    """One shared window over the processes' ``{"images", "t0", "t1", "startup_s"}``."""
+    window = max(s["t1"] for s in stats) - min(s["t0"] for s in stats)
+    images = sum(s["images"] for s in stats)
+    return {"per_job": [s["bs_cmo"] for s in stats], "images": images,
+            "window_s": round(window, 3), "aggregate": round(images / max(window, 1e-9), 1),
+            "startup_s": round(max(s.get("startup_s", 0.0) for s in stats), 2)}
 
 
 def main(argv=None):
@@ -142,6 +178,8 @@ def main(argv=None):
     p.add_argument("--only-bs-cmo", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--barrier", default=None, help=argparse.SUPPRESS)
     p.add_argument("--barrier-n", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--barrier-timeout", type=float, default=60.0, help=argparse.SUPPRESS)
+    p.add_argument("--spawned-at", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--device", default=None)
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
@@ -166,10 +204,15 @@ def main(argv=None):
     if args.only_bs_cmo:                      # one of --jobs N concurrent measurements
         cmo = new_run("bs_cmo", 0, s, data, device, speed=speed)
         loop_rate(cmo, 1, args.warmup)        # compile and warm up before the common window
+        startup = time.time() - args.spawned_at if args.spawned_at else 0.0
         if args.barrier:
-            _wait_for(args.barrier, args.barrier_n)
+            _wait_for(args.barrier, args.barrier_n, args.barrier_timeout)
+        t0 = time.time()
         cmo_rate = loop_rate(cmo, args.iters, 1)
-        print(json.dumps({"bs_cmo": round(cmo_rate, 1)}))
+        t1 = time.time()
+        # the window holds loop_rate's one warm-up step too
+        print(json.dumps({"bs_cmo": round(cmo_rate, 1), "images": (args.iters + 1) * args.batch_size,
+                          "t0": t0, "t1": t1, "startup_s": round(startup, 3)}))
         return
 
     mo = model_only(data, device, args.batch_size, args.iters, args.warmup, speed)

@@ -29,6 +29,20 @@ needs_cifar10 = pytest.mark.skipif(
 )
 
 
+def fabricated_lt(counts, size=12):
+    """A small long-tailed ``benchmarks.common.Data`` of random images: ``counts`` images per
+    class at ``size`` px, 30 test images."""
+    from benchmarks.common import Data
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    x = torch.randint(0, 256, (len(y), 3, size, size), dtype=torch.uint8, generator=g)
+    xt = torch.randint(0, 256, (30, 3, size, size), dtype=torch.uint8, generator=g)
+    k = len(counts)
+    return Data("cifar10-lt", x, y, xt, torch.arange(30) % k, list(counts),
+                [chr(ord("a") + c) for c in range(k)])
+
+
 @pytest.fixture(scope="session")
 def cifar10_lt_pack(tmp_path_factory):
     """The CIFAR-10-LT pack (benchmarks.pack), written once per test session."""

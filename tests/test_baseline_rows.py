@@ -9,19 +9,16 @@ import torch
 from afr_aug.losses import BalancedSoftmaxLoss, LogitAdjustedLoss
 from afr_aug.mixing import effective_class_counts
 from benchmarks import reproduce
-from benchmarks.common import (ALL_METHODS, DERIVED_METHODS, PAPER_METHODS, BalancedStream, Data,
+from benchmarks.common import (ALL_METHODS, DERIVED_METHODS, PAPER_METHODS, BalancedStream,
                                Schedule, derive_model, make_criterion, new_run, state_of,
                                train_epoch)
+
+from conftest import fabricated_lt
 
 
 @pytest.fixture(scope="module")
 def data():
-    g = torch.Generator().manual_seed(0)
-    counts = [40, 12, 4]
-    y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
-    x = torch.randint(0, 256, (len(y), 3, 12, 12), dtype=torch.uint8, generator=g)
-    xt = torch.randint(0, 256, (30, 3, 12, 12), dtype=torch.uint8, generator=g)
-    return Data("cifar10-lt", x, y, xt, torch.arange(30) % 3, counts, ["a", "b", "c"])
+    return fabricated_lt([40, 12, 4])
 
 
 SMALL = Schedule(epochs=1, stage2_epochs=1, warmup_epochs=1, batch_size=16, crt_epochs=2,

@@ -57,6 +57,17 @@ def test_resume_after_kill_gives_the_same_result(tmp_path):
     assert smoke(tmp_path / "killed", *args, "--stop-after-epochs", "3") == 75
     state = load_checkpoint(str(tmp_path / "killed" / "ckpt" / "afr-seed0.pt"))
     assert state["epoch"] == 1 and not state["done"]
+    # a budget that cut the grid still gives a table: the unfinished afr as a partial row
+    assert smoke(tmp_path / "killed", *args, "--report-only") == 0
+    cut = json.loads((tmp_path / "killed" / "results.json").read_text())
+    assert [r["method"] for r in cut["runs"]] == ["bs_cmo"] and cut["missing"] == ["afr seed 0"]
+    assert smoke(tmp_path / "killed", *args, "--report-only", "--partial") == 0
+    cut = json.loads((tmp_path / "killed" / "results.json").read_text())
+    row = cut["runs"][1]
+    assert row["method"] == "afr[partial 1/2]" and row["partial"] == {"epochs_done": 1, "epochs": 2}
+    assert row["epochs"] == 3 and row["stage2_epochs"] == 1 and 0 <= row["top1"] <= 1
+    assert cut["partial"] == ["afr seed 0 (1/2 epochs)"] and "missing" not in cut
+    assert "AFR (ours) [partial 1/2]" in (tmp_path / "killed" / "results.md").read_text()
     assert smoke(tmp_path / "killed", *args, "--resume") == 0
     a = json.loads((tmp_path / "straight" / "results.json").read_text())["runs"]
     b = json.loads((tmp_path / "killed" / "results.json").read_text())["runs"]
