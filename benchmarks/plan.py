@@ -162,7 +162,7 @@ def make_plan(single: dict, concurrency: dict, n_train: int, schedule, seeds, bu
     """The fastest measured J of the first grid (:func:`_tiers`) whose projection fits
     ``budget_s``; the last grid, ``fits: false``, when none does."""
     seeds = list(seeds)
-    every = set(methods) | set(CORE) | {"bs_cmo"} | {DERIVED_METHODS.get(m, m) for m in methods}
+    every = set(methods) | set(CORE) | {DERIVED_METHODS.get(m, m) for m in methods}
     seconds = {m: run_seconds(m, n_train, schedule, single) for m in every}
     f = speed_factor(concurrency, single["img_per_s"]["bs_cmo"])
     options, best = [], None

@@ -272,14 +272,8 @@ class Benchmark:
         final = evaluate_run(run)
         evaluated = [h["top1"] for h in run.history if "top1" in h]
         epochs = self.schedule.epochs + (self.schedule.stage2_epochs if run.stage == 2 else 0)
-        result = {"method": label, "epochs": epochs, "seed": seed, "top1": final["top1"],
-                  "best_top1": max(evaluated) if evaluated else final["top1"],
-                  "many": final["many"], "med": final["med"], "few": final["few"],
-                  "ece": final.get("ece"), "calibration": final.get("calibration"),
-                  "per_class": final["per_class"], "seconds": run.seconds,
-                  "img_per_s": run.images_seen / max(run.seconds, 1e-9),
-                  "stage1_epochs": self.schedule.epochs,
-                  "stage2_epochs": self.schedule.stage2_epochs if run.stage == 2 else 0}
+        result = trained_row(label, seed, final, evaluated, run.seconds, run.images_seen,
+                             self.schedule.epochs, epochs - self.schedule.epochs)
         if run.stage == 2:
             result["stage1_seed"] = self.stage1_seed(seed)
         state = state_of(run, done=True, result=result)
@@ -337,15 +331,9 @@ class Benchmark:
         final = evaluate_model(model, self.data, self.device)
         evaluated = [h["top1"] for h in state["history"] if "top1" in h] + [final["top1"]]
         stage2 = method in STAGE2_METHODS
-        result = {"method": label, "epochs": self.schedule.epochs * stage2 + done, "seed": seed,
-                  "top1": final["top1"], "best_top1": max(evaluated), "many": final["many"],
-                  "med": final["med"], "few": final["few"], "ece": final.get("ece"),
-                  "calibration": final.get("calibration"), "per_class": final["per_class"],
-                  "seconds": state["seconds"],
-                  "img_per_s": state["images_seen"] / max(state["seconds"], 1e-9),
-                  "stage1_epochs": self.schedule.epochs if stage2 else done,
-                  "stage2_epochs": done if stage2 else 0,
-                  "partial": {"epochs_done": done, "epochs": total}}
+        result = trained_row(label, seed, final, evaluated, state["seconds"], state["images_seen"],
+                             self.schedule.epochs if stage2 else done, done if stage2 else 0)
+        result["partial"] = {"epochs_done": done, "epochs": total}
         if stage2:
             result["stage1_seed"] = self.stage1_seed(seed)
         return result
@@ -368,6 +356,19 @@ class Benchmark:
                                num_classes=d.num_classes)
         return {"similarity": split.similarity, "labels": split.labels,
                 "thresholds": split.thresholds.tolist()}
+
+
+def trained_row(label: str, seed: int, final: dict, evaluated: List[float], seconds: float,
+                images: int, stage1_epochs: int, stage2_epochs: int) -> dict:
+    """The ``results.json`` row of a trained run (finished or cut) from its final evaluation,
+    the top-1 of its earlier evaluations and its training time."""
+    return {"method": label, "epochs": stage1_epochs + stage2_epochs, "seed": seed,
+            "top1": final["top1"], "best_top1": max(evaluated) if evaluated else final["top1"],
+            "many": final["many"], "med": final["med"], "few": final["few"],
+            "ece": final.get("ece"), "calibration": final.get("calibration"),
+            "per_class": final["per_class"], "seconds": seconds,
+            "img_per_s": images / max(seconds, 1e-9),
+            "stage1_epochs": stage1_epochs, "stage2_epochs": stage2_epochs}
 
 
 def source_of(method: str, seed: int, stage1_seed: Optional[int] = None) -> Optional[tuple]:
