@@ -198,7 +198,17 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``t`` on ``device`` without making the host wait: a CPU tensor bound for a GPU is
     pinned and copied ``non_blocking`` (a copy from pageable memory waits for the GPU's queue,
     a host sync per call). Always one ``Tensor.to`` call, a no-op when ``t`` is already there,
-    so the number of copies per training step is the same on every device (and testable)."""
+    so the number of copies per training step is the same on every device (and testable).
+
+    >>> to_device(torch.arange(3), "cpu").tolist()
+    [0, 1, 2]
+    >>> to_device([0, 1], "cpu")
+    Traceback (most recent call last):
+    ...
+    TypeError: to_device expects a torch.Tensor, got list
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"to_device expects a torch.Tensor, got {type(t).__name__}")
     device = torch.device(device)
     if t.device.type == "cpu" and device.type == "cuda" and not t.is_pinned():
         t = t.pin_memory()

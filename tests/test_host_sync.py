@@ -70,6 +70,8 @@ def test_auto_augment_copies_its_group_indices_once(copies):
 def test_to_device_is_a_no_op_on_the_same_device():
     t = torch.arange(3)
     assert to_device(t, torch.device("cpu")) is t
+    with pytest.raises(TypeError, match="expects a torch.Tensor, got list"):
+        to_device([0, 1], "cpu")
 
 
 def test_decide_keeps_the_random_stream():
