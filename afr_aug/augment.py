@@ -25,12 +25,13 @@ CPU generator works for CUDA images and results repeat across devices.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
 
-from ._state import check_state
+from .checks import (check_generator_state, check_image_batch, check_image_values, check_int,
+                     check_probability, check_seed, check_state)
 
 try:  # torchvision >= 0.16 (0.15 as beta)
     import torchvision.transforms.v2.functional as TF
@@ -44,7 +45,8 @@ try:
 except ImportError:  # pragma: no cover
     _NEAREST = None
 
-__all__ = ["random_crop", "random_hflip", "cutout", "auto_augment", "BatchAugment", "to_device"]
+__all__ = ["random_crop", "random_hflip", "cutout", "auto_augment", "BatchAugment", "to_device",
+           "CropFlip", "SeededTransform"]
 
 # AutoAugment CIFAR-10 policy (Cubuk et al. 2019), the same table torchvision uses:
 # 25 sub-policies of two (op name, probability, magnitude bin in 0..9 or None) entries.
@@ -172,19 +174,6 @@ def _apply_op(img: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_batch(x: Any, fn: str, channels: Optional[tuple] = None) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{fn} expects an image batch tensor [N, C, H, W], got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{fn} expects a 4-D image batch [N, C, H, W], got shape {tuple(x.shape)}")
-    if channels is not None and x.shape[1] not in channels:
-        raise ValueError(
-            f"{fn} expects {' or '.join(map(str, channels))} channels (NCHW), got {x.shape[1]} "
-            f"channels in shape {tuple(x.shape)}"
-        )
-    return x
-
-
 def _check_generator(generator: Any) -> torch.device:
     """Return the device random numbers are drawn on."""
     if generator is None:
@@ -215,14 +204,6 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device, non_blocking=True)
 
 
-def _check_int(value: Any, name: str, minimum: int = 0) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 # ----------------------------------------------------------------------------- ops
 
 
@@ -239,14 +220,19 @@ def random_crop(x: torch.Tensor, padding: int = 4, generator: Optional[torch.Gen
     >>> y.shape, y.dtype
     (torch.Size([1, 1, 4, 4]), torch.uint8)
     """
-    _check_batch(x, "random_crop")
-    _check_int(padding, "padding")
+    check_image_batch(x, "random_crop's x")
+    check_int(padding, "padding", minimum=0)
     draw_device = _check_generator(generator)
     n, c, h, w = x.shape
     if padding == 0 or n == 0:
         return x.clone()
     offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=draw_device)
-    offsets = to_device(offsets, x.device)
+    return _crop_at(x, to_device(offsets, x.device), padding)
+
+
+def _crop_at(x: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tensor:
+    """Crop sample i of the zero-padded batch at ``offsets[:, i]`` (row, column in [0, 2p])."""
+    n, c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
     rows = offsets[0].unsqueeze(1) + torch.arange(h, device=x.device)  # [N, H]
     cols = offsets[1].unsqueeze(1) + torch.arange(w, device=x.device)  # [N, W]
@@ -267,9 +253,8 @@ def random_hflip(x: torch.Tensor, p: float = 0.5, generator: Optional[torch.Gene
     >>> random_hflip(x, p=1.0).tolist()
     [[[[3, 2, 1]]]]
     """
-    _check_batch(x, "random_hflip")
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    check_image_batch(x, "random_hflip's x")
+    p = check_probability(p, "p")
     draw_device = _check_generator(generator)
     n = x.shape[0]
     flip = torch.rand(n, generator=generator, device=draw_device) < p
@@ -291,8 +276,8 @@ def cutout(x: torch.Tensor, size: int = 16, generator: Optional[torch.Generator]
     >>> y.shape, bool((y == 0).any())
     (torch.Size([2, 3, 32, 32]), True)
     """
-    _check_batch(x, "cutout")
-    _check_int(size, "size")
+    check_image_batch(x, "cutout's x")
+    check_int(size, "size", minimum=0)
     draw_device = _check_generator(generator)
     n, c, h, w = x.shape
     if size == 0 or n == 0:
@@ -330,7 +315,7 @@ def auto_augment(x: torch.Tensor, generator: Optional[torch.Generator] = None) -
     >>> y.shape, y.dtype
     (torch.Size([8, 3, 32, 32]), torch.uint8)
     """
-    _check_batch(x, "auto_augment", channels=(1, 3))
+    check_image_batch(x, "auto_augment's x", channels=(1, 3))
     if x.dtype != torch.uint8:
         raise TypeError(f"auto_augment expects a uint8 image batch, got dtype {x.dtype}")
     draw_device = _check_generator(generator)
@@ -373,6 +358,82 @@ def auto_augment(x: torch.Tensor, generator: Optional[torch.Generator] = None) -
 
 
 # ----------------------------------------------------------------------------- pipeline
+
+
+class CropFlip:
+    """The slot augmentation of AFR's stage-2 set: pad-and-crop plus a horizontal flip, with
+    the random choices drawn once and stored, so a slot (an original + one draw) always shows
+    the same image.
+
+    ``draw(n, generator)`` returns int64 params [n, 3] (row and column offset in [0, 2p], flip);
+    ``apply(images, params)`` applies them to a batch (any dtype, any H, W).
+
+    >>> t = CropFlip(padding=1)
+    >>> params = t.draw(2, torch.Generator().manual_seed(0))
+    >>> x = torch.arange(8, dtype=torch.uint8).view(2, 1, 2, 2)
+    >>> torch.equal(t.apply(x, params), t.apply(x, params)), tuple(params.shape)
+    (True, (2, 3))
+    """
+
+    def __init__(self, padding: int = 4, flip: bool = True):
+        self.padding = check_int(padding, "padding", minimum=0)
+        self.flip = bool(flip)
+
+    def draw(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=generator)
+        flips = (torch.rand(n, generator=generator) < 0.5).long().unsqueeze(1) * int(self.flip)
+        return torch.cat([offsets, flips], 1)
+
+    def apply(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        check_image_batch(images, "CropFlip's images")
+        params = torch.as_tensor(params, dtype=torch.long)
+        if params.shape != (len(images), 3):
+            raise ValueError(f"CropFlip params must be [{len(images)}, 3], got {tuple(params.shape)}")
+        if params.device != images.device:
+            params = to_device(params, images.device)
+        out = _crop_at(images, params[:, :2].T, self.padding) if self.padding else images.clone()
+        flip = params[:, 2].bool().view(-1, 1, 1, 1)
+        return torch.where(flip, out.flip(-1), out)
+
+    def __repr__(self) -> str:
+        return f"CropFlip(padding={self.padding}, flip={self.flip})"
+
+
+class SeededTransform:
+    """Any per-image transform (e.g. a torchvision v2 pipeline on tensors) as a slot
+    augmentation: a slot's draw is a seed, and the transform runs under that seed, so it
+    shows the same image every time.
+
+    >>> t = SeededTransform(lambda img: img + torch.rand(()))
+    >>> params = t.draw(2, torch.Generator().manual_seed(0))
+    >>> x = torch.zeros(2, 1, 2, 2)
+    >>> torch.equal(t.apply(x, params), t.apply(x, params))
+    True
+    """
+
+    def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor]):
+        if not callable(transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        self.transform = transform
+
+    def draw(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return torch.randint(0, 2 ** 62, (n, 1), generator=generator)
+
+    def apply(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        check_image_batch(images, "SeededTransform's images")
+        out = []
+        for img, seed in zip(images, torch.as_tensor(params).reshape(-1).tolist()):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                out.append(self.transform(img))
+        shapes = {tuple(t.shape) for t in out}
+        if shapes != {tuple(images.shape[1:])}:
+            raise ValueError(f"the transform changed the image size to {sorted(shapes)}: a slot "
+                             f"augmentation must keep {list(images.shape[1:])}")
+        return torch.stack(out).to(images.dtype)
+
+    def __repr__(self) -> str:
+        return f"SeededTransform({self.transform!r})"
 
 
 class BatchAugment:
@@ -431,10 +492,9 @@ class BatchAugment:
         self.flip = bool(flip)
         self.auto_augment = bool(auto_augment)
         self.cutout = bool(cutout)
-        self.padding = _check_int(padding, "padding")
-        self.cutout_size = _check_int(cutout_size, "cutout_size")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        self.padding = check_int(padding, "padding", minimum=0)
+        self.cutout_size = check_int(cutout_size, "cutout_size", minimum=0)
+        seed = check_seed(seed)
         self.generator = torch.Generator(device="cpu")
         if seed is None:
             self.generator.seed()
@@ -444,21 +504,9 @@ class BatchAugment:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Augment a batch; returns float images in [0, 1] on ``x``'s device."""
-        _check_batch(x, "BatchAugment", channels=(1, 3))
-        if x.dtype == torch.uint8:
-            out_dtype = torch.float32
-        elif x.is_floating_point():
-            out_dtype = x.dtype
-            if x.numel() > 0:
-                lo, hi = torch.aminmax(x)
-                lo, hi = float(lo), float(hi)
-                if not (lo >= 0.0 and hi <= 1.0):
-                    raise ValueError(
-                        f"BatchAugment expects float images in [0, 1] (or uint8 0..255), "
-                        f"got values in [{lo:g}, {hi:g}]"
-                    )
-        else:
-            raise TypeError(f"BatchAugment expects a uint8 or float image batch, got dtype {x.dtype}")
+        check_image_batch(x, "BatchAugment's images", channels=(1, 3))
+        check_image_values(x, "images")
+        out_dtype = torch.float32 if x.dtype == torch.uint8 else x.dtype
 
         g = self.generator
         if self.auto_augment and x.dtype != torch.uint8:
@@ -497,22 +545,9 @@ class BatchAugment:
         """
         check_state(self, state_dict, self._config(), ("seed", "generator_state"))
         name = type(self).__name__
-        seed = state_dict["seed"]
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise TypeError(f"{name} state: seed must be an int or None, got {type(seed).__name__}")
-        gen_state = state_dict["generator_state"]
-        probe = torch.Generator(device="cpu")
-        if not (isinstance(gen_state, torch.Tensor) and gen_state.dtype == torch.uint8
-                and gen_state.shape == probe.get_state().shape):
-            got = (f"{gen_state.dtype} tensor of shape {tuple(gen_state.shape)}"
-                   if isinstance(gen_state, torch.Tensor) else type(gen_state).__name__)
-            raise ValueError(f"{name} state: 'generator_state' must be a CPU torch.Generator "
-                             f"state (uint8 tensor of shape {tuple(probe.get_state().shape)}), got {got}")
-        try:
-            probe.set_state(gen_state)
-        except RuntimeError as err:
-            raise ValueError(f"{name} state: 'generator_state' is not a valid CPU torch.Generator "
-                             f"state ({err})") from None
+        seed = check_seed(state_dict["seed"], f"{name} state: seed")
+        gen_state = check_generator_state(state_dict["generator_state"],
+                                          f"{name} state: 'generator_state'")
         self.generator.set_state(gen_state)
         self.seed = seed
 

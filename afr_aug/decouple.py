@@ -21,8 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .embedding import _is_classifier, _logits_of, model_device, unwrap_model
-from .losses import _check_tau
+from .checks import check_int, check_number
+from .embedding import is_classifier, logits_of, model_device, unwrap_model
+from .model_mode import eval_mode
 
 __all__ = ["find_classifier", "tau_normalize", "LearnableWeightScaling", "retrain_classifier"]
 
@@ -35,7 +36,7 @@ def find_classifier(model: nn.Module, classifier: Optional[str] = None) -> str:
             raise ValueError(f"{type(unwrap_model(model)).__name__} has no sub-module named "
                              f"{classifier!r} (see model.named_modules())")
         return classifier
-    names = [n for n, m in modules.items() if _is_classifier(m)]
+    names = [n for n, m in modules.items() if is_classifier(m)]
     if not names:
         raise ValueError(f"{type(unwrap_model(model)).__name__} has no nn.Linear classifier; "
                          "pass classifier='<module name>'")
@@ -64,7 +65,7 @@ def tau_normalize(model: nn.Module, tau: float = 1.0, classifier: Optional[str] 
     >>> tau_normalize(net, tau=1.0)[1].weight.norm(dim=1).tolist()
     [1.0, 1.0]
     """
-    _check_tau(tau)
+    tau = check_number(tau, "tau", minimum=0)
     out = copy.deepcopy(unwrap_model(model))
     layer = dict(out.named_modules())[find_classifier(out, classifier)]
     w = _weight(layer)
@@ -115,7 +116,7 @@ class LearnableWeightScaling(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _logits_of(self.model(x)) * self.scales
+        return logits_of(self.model(x)) * self.scales
 
 
 def retrain_classifier(model: nn.Module, loader: Iterable, epochs: int, lr: float,
@@ -125,11 +126,12 @@ def retrain_classifier(model: nn.Module, loader: Iterable, epochs: int, lr: floa
                        progress: bool = True) -> nn.Module:
     """cRT: re-initialise the classifier and train only it on a class-balanced stream.
 
-    The rest of the network is frozen (``requires_grad=False``) and kept in eval mode, so its
-    features and batch-norm statistics stay as trained; the loss is plain cross-entropy, the
+    The rest of the network is frozen (``requires_grad=False``) and run in eval mode, so its
+    features and batch-norm statistics stay as trained (every module's train/eval mode is put
+    back afterwards); the loss is plain cross-entropy, the
     optimiser SGD with a cosine decay from ``lr`` to 0 over ``epochs`` (Kang et al.: 10 epochs).
     ``loader`` yields ``(images, labels)`` or ``(images, labels, index)``. ``sampler`` (e.g.
-    ``LongTailSampler(loader.dataset.targets, alpha=1.0)``) replaces the loader's order with a
+    ``LongTailSampler(loader.dataset.targets, exponent=1.0)``) replaces the loader's order with a
     balanced one: the loader is rebuilt on ``loader.dataset`` with its batch size, workers and
     collate function; without it, pass a loader that is balanced already. ``params``
     overrides what trains (e.g. ``LearnableWeightScaling(model).parameters()`` with
@@ -141,58 +143,73 @@ def retrain_classifier(model: nn.Module, loader: Iterable, epochs: int, lr: floa
     >>> net = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2))
     >>> loader = DataLoader(TensorDataset(x, y), batch_size=20)
     >>> net = retrain_classifier(net, loader, epochs=2, lr=0.1,
-    ...                          sampler=LongTailSampler(y, alpha=1.0), progress=False)
+    ...                          sampler=LongTailSampler(y, exponent=1.0), progress=False)
     >>> [p.requires_grad for p in net.parameters()]      # only the classifier trains
     [False, False, True, True]
     """
-    from tqdm.auto import tqdm
-
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    inner = unwrap_model(model)
-    name = find_classifier(inner, classifier)
-    layer = dict(inner.named_modules())[name]
+    epochs = check_int(epochs, "epochs", minimum=1)
+    lr = check_number(lr, "lr", minimum=0, strict=True)
     if params is None:
-        for p in inner.parameters():
-            p.requires_grad_(False)
-        if reinit:
-            if not hasattr(layer, "reset_parameters"):
-                raise TypeError(f"classifier {name!r} has no reset_parameters(); pass reinit=False")
-            layer.reset_parameters()
-        for p in layer.parameters():
-            p.requires_grad_(True)
-        trainable = list(layer.parameters())
+        trainable = _classifier_params(model, classifier, reinit)
     else:
         trainable = [p for p in params if p.requires_grad]
     if not trainable:
         raise ValueError("nothing to train: no parameter requires grad")
     if sampler is not None:
-        from torch.utils.data import DataLoader
-
-        if not hasattr(loader, "dataset"):
-            raise TypeError("sampler= needs a torch DataLoader (its .dataset is re-sampled)")
-        loader = DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
-                            num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                            pin_memory=loader.pin_memory, drop_last=loader.drop_last)
+        loader = _resampled(loader, sampler)
     device = torch.device(device) if device is not None else model_device(model)
     opt = torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
     steps = epochs * max(len(loader), 1) if hasattr(loader, "__len__") else None
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if steps else None
-    model.eval()                        # frozen features: batch-norm statistics stay
-    for epoch in range(epochs):
-        if sampler is not None and hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        for batch in tqdm(loader, desc=f"cRT epoch {epoch + 1}/{epochs}", disable=not progress,
-                          leave=False):
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise ValueError("the loader must yield (images, labels) or (images, labels, index)")
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-            loss = F.cross_entropy(_logits_of(model(x)), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
+    with eval_mode(model):              # frozen features: batch-norm statistics stay
+        for epoch in range(epochs):
+            if sampler is not None and hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            _train_epoch(model, loader, opt, sched, device,
+                         desc=f"cRT epoch {epoch + 1}/{epochs}", progress=progress)
     return model
+
+
+def _classifier_params(model: nn.Module, classifier: Optional[str], reinit: bool):
+    """Freeze ``model``, re-initialise its classifier (``reinit``) and unfreeze only that:
+    the classifier's parameters."""
+    inner = unwrap_model(model)
+    name = find_classifier(inner, classifier)
+    layer = dict(inner.named_modules())[name]
+    for p in inner.parameters():
+        p.requires_grad_(False)
+    if reinit:
+        if not hasattr(layer, "reset_parameters"):
+            raise TypeError(f"classifier {name!r} has no reset_parameters(); pass reinit=False")
+        layer.reset_parameters()
+    for p in layer.parameters():
+        p.requires_grad_(True)
+    return list(layer.parameters())
+
+
+def _resampled(loader, sampler):
+    """``loader`` rebuilt on its dataset with ``sampler`` (batch size, workers, collate kept)."""
+    from torch.utils.data import DataLoader
+
+    if not hasattr(loader, "dataset"):
+        raise TypeError("sampler= needs a torch DataLoader (its .dataset is re-sampled)")
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
+                      num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                      pin_memory=loader.pin_memory, drop_last=loader.drop_last)
+
+
+def _train_epoch(model: nn.Module, loader: Iterable, opt, sched, device, desc: str,
+                 progress: bool) -> None:
+    """One epoch of cross-entropy steps (the scheduler steps per batch)."""
+    from tqdm.auto import tqdm
+
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ValueError("the loader must yield (images, labels) or (images, labels, index)")
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        loss = F.cross_entropy(logits_of(model(x)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()

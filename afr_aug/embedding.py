@@ -4,23 +4,22 @@ AFR needs each image's penultimate-layer embedding next to the model's logits: t
 compares embeddings, the attack pulls them. A torchvision, timm or home-made model does not
 return its embedding, so :class:`Embedder` captures it with a forward hook during the one call
 ``model(x)`` that gives the logits. :func:`run_inference` is the single "run a model over a
-loader" pass that the splitter, :func:`afr_aug.metrics.evaluate` and the benchmark share, and
-:func:`eval_mode` / :func:`preserved_modes` are the one place a model's train/eval flags are
-changed and put back.
+loader" pass that the splitter, :func:`afr_aug.metrics.evaluate` and the benchmark share.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["Embedder", "Inference", "eval_mode", "preserved_modes", "run_inference",
-           "unwrap_model"]
+from .model_mode import eval_mode, preserved_modes  # kept importable from here
+
+__all__ = ["Embedder", "Inference", "eval_mode", "is_classifier", "logits_of", "model_device",
+           "preserved_modes", "run_inference", "unwrap_model"]
 
 
 def unwrap_model(model: nn.Module, compiled: bool = True) -> nn.Module:
@@ -40,37 +39,7 @@ def unwrap_model(model: nn.Module, compiled: bool = True) -> nn.Module:
             return model
 
 
-@contextlib.contextmanager
-def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every sub-module's train/eval flag back as it was on exit (also on exceptions).
-
-    Why per module: ``model.train(flag)`` would also flip a BatchNorm the user froze on purpose.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model.eval()`` inside the block, every module's own mode restored afterwards.
-
-    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
-    >>> with eval_mode(net):
-    ...     net.training
-    False
-    >>> net.training
-    True
-    """
-    with preserved_modes(model):
-        model.eval()
-        yield model
-
-
-def _logits_of(output, what: str = "model(x)") -> torch.Tensor:
+def logits_of(output, what: str = "model(x)") -> torch.Tensor:
     """Logits from what a classifier returns: a tensor, a tuple whose first item is the logits
     (torchvision's Inception in train mode) or an object with ``.logits`` (Hugging Face)."""
     if not isinstance(output, torch.Tensor):
@@ -84,7 +53,9 @@ def _logits_of(output, what: str = "model(x)") -> torch.Tensor:
     return output
 
 
-def _is_classifier(module: nn.Module) -> bool:
+def is_classifier(module: nn.Module) -> bool:
+    """Whether ``module`` is a classifier layer: an ``nn.Linear``, or a custom module that sets
+    ``is_classifier = True`` (afr-aug's cosine ``NormedLinear``)."""
     return isinstance(module, nn.Linear) or getattr(module, "is_classifier", False) is True
 
 
@@ -136,7 +107,7 @@ class Embedder:
             hint = f"; close names: {', '.join(close)}" if close else ""
             raise ValueError(f"{type(unwrap_model(model)).__name__} has no sub-module named "
                              f"{layer!r}{hint} (see model.named_modules())")
-        if layer is None and not any(_is_classifier(m) for m in self._modules.values()):
+        if layer is None and not any(is_classifier(m) for m in self._modules.values()):
             raise ValueError(f"{type(unwrap_model(model)).__name__} has no nn.Linear classifier: "
                              f"pass layer='<module name>' whose output is the embedding")
 
@@ -170,10 +141,10 @@ class Embedder:
             module = self._modules[self.classifier]
             handles = [module.register_forward_pre_hook(keep_input(self.classifier))]
         else:                        # first call: watch every Linear, the last one to run wins
-            watched = [(n, m) for n, m in self._modules.items() if _is_classifier(m)]
+            watched = [(n, m) for n, m in self._modules.items() if is_classifier(m)]
             handles = [m.register_forward_pre_hook(keep_input(n)) for n, m in watched]
         try:
-            logits = _logits_of(self.model(x))
+            logits = logits_of(self.model(x))
         finally:
             for h in handles:
                 h.remove()
@@ -216,7 +187,7 @@ def model_device(model: nn.Module) -> torch.device:
 @torch.no_grad()
 def run_inference(model: nn.Module, loader: Iterable, *, embed: bool = False,
                   layer: Optional[str] = None, keep_logits: bool = False, device=None,
-                  progress: bool = False, desc: str = "inference",
+                  progress: bool = True, desc: str = "inference",
                   indexed: bool = True) -> Inference:
     """One pass of ``model`` over ``loader`` in eval mode (modes restored), without gradients.
 
@@ -227,46 +198,68 @@ def run_inference(model: nn.Module, loader: Iterable, *, embed: bool = False,
     moved to ``device`` (default: the model's); the model is never moved. ``embed=True``
     (implied by ``layer``) also returns the :class:`Embedder` embeddings. ``indexed=False``
     ignores a third item instead of reading it as indices (rows then in loader order).
+    ``progress`` shows a tqdm bar (on rank 0, cleared when done), as every afr-aug pass over a
+    whole dataset does by default.
 
     >>> model = nn.Linear(4, 3)
     >>> x, y = torch.rand(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
     >>> out = run_inference(model, [(x[3:], y[3:], torch.arange(3, 6)), (x[:3], y[:3], torch.arange(3))],
-    ...                     embed=True)
+    ...                     embed=True, progress=False)
     >>> out.index.tolist(), tuple(out.embeddings.shape), out.num_classes
     ([0, 1, 2, 3, 4, 5], (6, 4), 3)
     """
-    from tqdm.auto import tqdm
-
-    from .distributed import all_gather_cat, get_rank, is_distributed
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     # Under DDP each rank runs its own shard: the wrapper's per-forward collectives (buffer
     # broadcasts) would hang when shards have different numbers of batches.
     model = unwrap_model(model, compiled=False)
     embed = embed or layer is not None
-    embedder = Embedder(model, layer) if embed else None
     device = model_device(model) if device is None else torch.device(device)
+    cols, num_classes = _run_batches(model, loader, Embedder(model, layer) if embed else None,
+                                     device, keep_logits=keep_logits, indexed=indexed,
+                                     progress=progress, desc=desc)
+    out, num_classes, has_index = _concat_and_gather(cols, num_classes)
+    if len(out["labels"]) == 0:
+        raise ValueError("the loader yielded no batch: nothing to run the model on")
+    if has_index:
+        out = _in_index_order(out)
+    return Inference(predictions=out["predictions"], labels=out["labels"], num_classes=num_classes,
+                     embeddings=out["embeddings"] if embed else None,
+                     logits=out["logits"] if keep_logits else None,
+                     index=out["index"] if has_index else None)
+
+
+def _batch_parts(batch, i: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Batch ``i``'s images and labels (int64, 1-D), with a clear error for any other shape."""
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        what = type(batch).__name__ + (f" of length {len(batch)}"
+                                       if isinstance(batch, (tuple, list)) else "")
+        raise TypeError(f"loader must yield (images, labels[, indices]); batch {i} is {what}")
+    if not isinstance(batch[0], torch.Tensor):
+        raise TypeError(f"loader must yield image tensors; batch {i} has "
+                        f"{type(batch[0]).__name__}")
+    return batch[0], torch.as_tensor(batch[1]).reshape(-1).long()
+
+
+def _run_batches(model: nn.Module, loader: Iterable, embedder: Optional[Embedder], device, *,
+                 keep_logits: bool, indexed: bool, progress: bool, desc: str):
+    """The forward passes: per-batch CPU columns of :class:`Inference` and the logits' width."""
+    from tqdm.auto import tqdm
+
+    from .distributed import get_rank
+
     cols = {"predictions": [], "labels": [], "embeddings": [], "logits": [], "index": []}
     num_classes = 0
     batches = tqdm(loader, desc=desc, leave=False, disable=not progress or get_rank() != 0)
     with eval_mode(model):
         for i, batch in enumerate(batches):
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                what = type(batch).__name__ + (f" of length {len(batch)}"
-                                               if isinstance(batch, (tuple, list)) else "")
-                raise TypeError(f"loader must yield (images, labels[, indices]); batch {i} is {what}")
-            images = batch[0]
-            if not isinstance(images, torch.Tensor):
-                raise TypeError(f"loader must yield image tensors; batch {i} has "
-                                f"{type(images).__name__}")
-            target = torch.as_tensor(batch[1]).reshape(-1).long()
+            images, target = _batch_parts(batch, i)
             images = images.to(device, non_blocking=True)
             if embedder is not None:
                 logits, emb = embedder(images)
                 cols["embeddings"].append(emb.float().cpu())
             else:
-                logits = _logits_of(model(images), f"batch {i}: model(x)")
+                logits = logits_of(model(images), f"batch {i}: model(x)")
             if len(target) != len(logits):
                 raise ValueError(f"batch {i}: labels has {len(target)} entries, model outputs "
                                  f"{len(logits)}")
@@ -280,6 +273,14 @@ def run_inference(model: nn.Module, loader: Iterable, *, embed: bool = False,
                 cols["logits"].append(logits.float().cpu())
             if indexed and len(batch) > 2:
                 cols["index"].append(torch.as_tensor(batch[2]).reshape(-1).long().cpu())
+    return cols, num_classes
+
+
+def _concat_and_gather(cols, num_classes: int):
+    """The columns as tensors (empty ones shaped right), gathered over ``torch.distributed``
+    ranks: ``(columns, num_classes, whether indices were given)``."""
+    from .distributed import all_gather_cat, is_distributed
+
     d = cols["embeddings"][0].shape[1] if cols["embeddings"] else 0
     empty = {"predictions": (0,), "labels": (0,), "index": (0,), "embeddings": (0, d),
              "logits": (0, num_classes)}
@@ -293,17 +294,15 @@ def run_inference(model: nn.Module, loader: Iterable, *, embed: bool = False,
         out["embeddings"] = out["embeddings"].reshape(len(out["embeddings"]), d)
         out["logits"] = out["logits"].reshape(len(out["logits"]), num_classes)
         out = {k: all_gather_cat(v) for k, v in out.items()}
-    if len(out["labels"]) == 0:
-        raise ValueError("the loader yielded no batch: nothing to run the model on")
-    if has_index:
-        if len(out["index"]) != len(out["labels"]):
-            raise ValueError("the loader yielded indices for some batches only")
-        order = torch.argsort(out["index"], stable=True)
-        keep = torch.ones(len(order), dtype=torch.bool)
-        keep[1:] = out["index"][order][1:] != out["index"][order][:-1]
-        order = order[keep]
-        out = {k: v[order] if len(v) else v for k, v in out.items()}
-    return Inference(predictions=out["predictions"], labels=out["labels"], num_classes=num_classes,
-                     embeddings=out["embeddings"] if embed else None,
-                     logits=out["logits"] if keep_logits else None,
-                     index=out["index"] if has_index else None)
+    return out, num_classes, has_index
+
+
+def _in_index_order(out):
+    """Rows sorted by dataset index, a repeated index kept once."""
+    if len(out["index"]) != len(out["labels"]):
+        raise ValueError("the loader yielded indices for some batches only")
+    order = torch.argsort(out["index"], stable=True)
+    keep = torch.ones(len(order), dtype=torch.bool)
+    keep[1:] = out["index"][order][1:] != out["index"][order][:-1]
+    order = order[keep]
+    return {k: v[order] if len(v) else v for k, v in out.items()}

@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import check_class_counts, check_int, check_number
+
 __all__ = ["BalancedSoftmaxLoss", "LogitAdjustedLoss", "adjust_logits", "LDAMLoss", "drw_weights"]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -28,35 +30,6 @@ def _like(t: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     if t.device == logits.device and t.dtype == logits.dtype:
         return t
     return t.to(device=logits.device, dtype=logits.dtype)
-
-
-def _as_counts(class_counts, name: str = "class_counts") -> torch.Tensor:
-    """Validate per-class counts and return them as a 1-D float64 CPU tensor."""
-    if isinstance(class_counts, (str, bytes)) or class_counts is None:
-        raise TypeError(f"{name} must be a sequence of positive ints, got {type(class_counts).__name__}")
-    try:
-        counts = torch.as_tensor(
-            class_counts.detach().cpu() if isinstance(class_counts, torch.Tensor) else class_counts,
-            dtype=torch.float64,
-        )
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(
-            f"{name} must be a sequence of positive ints, got {type(class_counts).__name__}"
-        ) from exc
-    if counts.dim() != 1 or counts.numel() == 0:
-        raise ValueError(
-            f"{name} must be a non-empty 1-D sequence of per-class counts, got shape {tuple(counts.shape)}"
-        )
-    if not torch.isfinite(counts).all():
-        raise ValueError(f"{name} must be finite, got {counts.tolist()}")
-    bad = (counts <= 0).nonzero().flatten()
-    if bad.numel() > 0:
-        i = int(bad[0])
-        raise ValueError(
-            f"{name} must all be positive (every class needs at least one sample), "
-            f"got {counts[i].item():g} for class {i}"
-        )
-    return counts
 
 
 def _check_inputs(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -125,7 +98,7 @@ class BalancedSoftmaxLoss(nn.Module):
 
     def __init__(self, class_counts: Sequence[int], reduction: str = "mean") -> None:
         super().__init__()
-        counts = _as_counts(class_counts)
+        counts = check_class_counts(class_counts)
         self.reduction = _check_reduction(reduction)
         self.num_classes = int(counts.numel())
         self.register_buffer("log_prior", counts.log().float())
@@ -140,14 +113,8 @@ class BalancedSoftmaxLoss(nn.Module):
         return f"num_classes={self.num_classes}, reduction={self.reduction!r}"
 
 
-def _check_tau(tau) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
-        raise ValueError(f"tau must be a finite number >= 0, got {tau!r}")
-    return float(tau)
-
-
 def _log_prior(class_counts) -> torch.Tensor:
-    counts = _as_counts(class_counts)
+    counts = check_class_counts(class_counts)
     return (counts / counts.sum()).log()
 
 
@@ -168,7 +135,7 @@ class LogitAdjustedLoss(nn.Module):
 
     def __init__(self, class_counts: Sequence[float], tau: float = 1.0, reduction: str = "mean") -> None:
         super().__init__()
-        self.tau = _check_tau(tau)
+        self.tau = check_number(tau, "tau", minimum=0)
         self.reduction = _check_reduction(reduction)
         prior = _log_prior(class_counts)
         self.num_classes = int(prior.numel())
@@ -203,7 +170,8 @@ def adjust_logits(logits: torch.Tensor, class_counts: Sequence[float], tau: floa
     if logits.shape[-1] != prior.numel():
         raise ValueError(f"class_counts has {prior.numel()} entries but logits have "
                          f"{logits.shape[-1]} classes")
-    return logits - _check_tau(tau) * prior.to(device=logits.device, dtype=logits.dtype)
+    tau = check_number(tau, "tau", minimum=0)
+    return logits - tau * prior.to(device=logits.device, dtype=logits.dtype)
 
 
 class LDAMLoss(nn.Module):
@@ -246,7 +214,7 @@ class LDAMLoss(nn.Module):
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        counts = _as_counts(class_counts)
+        counts = check_class_counts(class_counts)
         if not isinstance(max_m, (int, float)) or isinstance(max_m, bool) or not max_m > 0:
             raise ValueError(f"max_m must be a positive number, got {max_m!r}")
         if not isinstance(s, (int, float)) or isinstance(s, bool) or not s > 0:
@@ -310,10 +278,8 @@ def drw_weights(
     >>> round(w.sum().item(), 4), bool(w[0] < w[1] < w[2])
     (3.0, True)
     """
-    counts = _as_counts(class_counts)
-    for name, value in (("epoch", epoch), ("start_epoch", start_epoch)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    counts = check_class_counts(class_counts)
+    epoch, start_epoch = check_int(epoch, "epoch"), check_int(start_epoch, "start_epoch")
     if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not (0.0 <= beta < 1.0):
         raise ValueError(f"beta must be a number in [0, 1), got {beta!r}")
     num_classes = counts.numel()

@@ -11,15 +11,16 @@ model and a data loader (:func:`evaluate`).
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 import torch
 
+from .checks import check_finite, check_int
 from .embedding import run_inference
+from .shots import shot_groups  # kept importable from here
 
 __all__ = ["shot_groups", "top1_accuracy", "per_class_accuracy", "shot_accuracy", "evaluate",
-           "calibration_bins", "expected_calibration_error"]
+           "calibration_bins", "expected_calibration_error", "RunningAccuracy"]
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
@@ -78,46 +79,6 @@ def _predictions(outputs, targets, num_classes: Optional[int] = None):
     return pred, tgt
 
 
-def shot_groups(class_counts: Sequence[int], many: int = 100, few: int = 20) -> List[str]:
-    """Many/Medium/Few-shot group of every class, from its number of training images.
-
-    (Also importable as ``afr_aug.data.shot_groups``.)
-
-    Why: long-tail papers (including AFR) report accuracy separately on Many-shot
-    (> 100 training images), Medium-shot (20-100) and Few-shot (< 20) classes, to show whether
-    a method helps the tail or only the head.
-
-    A class with ``count > many`` is ``"many"``, with ``count < few`` is ``"few"``, otherwise
-    ``"med"`` (both bounds inclusive in ``"med"``).
-
-    >>> shot_groups([500, 101, 100, 20, 19, 5])
-    ['many', 'many', 'med', 'med', 'few', 'few']
-    """
-    if isinstance(class_counts, (str, bytes)):
-        raise TypeError(f"class_counts must be a sequence of ints, got {type(class_counts).__name__}")
-    if isinstance(class_counts, torch.Tensor):
-        class_counts = class_counts.tolist()
-    try:
-        counts = list(class_counts)
-    except TypeError:
-        raise TypeError(
-            f"class_counts must be a sequence of ints, got {type(class_counts).__name__}"
-        ) from None
-    for name, bound in (("many", many), ("few", few)):
-        if isinstance(bound, bool) or not isinstance(bound, numbers.Real):
-            raise TypeError(f"{name} must be a number, got {type(bound).__name__} {bound!r}")
-    if few > many:
-        raise ValueError(f"few must be <= many, got few={few}, many={many}")
-    groups = []
-    for i, c in enumerate(counts):
-        if isinstance(c, bool) or not isinstance(c, numbers.Integral):
-            raise TypeError(f"class_counts[{i}] must be an int, got {type(c).__name__} {c!r}")
-        if c < 0:
-            raise ValueError(f"class_counts[{i}] must be >= 0, got {c}")
-        groups.append("many" if c > many else "few" if c < few else "med")
-    return groups
-
-
 def top1_accuracy(outputs, targets) -> float:
     """Fraction of samples whose predicted class equals the label.
 
@@ -148,11 +109,8 @@ def per_class_accuracy(outputs, targets, num_classes: int) -> torch.Tensor:
     >>> per_class_accuracy(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), 4)
     tensor([1.0000, 1.0000, 0.5000,    nan], dtype=torch.float64)
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-        raise TypeError(f"num_classes must be an int >= 1, got {type(num_classes).__name__} {num_classes!r}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    pred, tgt = _predictions(outputs, targets, int(num_classes))
+    num_classes = check_int(num_classes, "num_classes", minimum=1)
+    pred, tgt = _predictions(outputs, targets, num_classes)
     total = torch.bincount(tgt, minlength=num_classes).to(torch.float64)
     correct = torch.bincount(tgt[pred == tgt], minlength=num_classes).to(torch.float64)
     acc = correct / total
@@ -170,7 +128,7 @@ def shot_accuracy(
 
     Why: the paper reports these three numbers to show where a long-tail method helps; the
     grouping follows the number of *training* images per class (see
-    :func:`afr_aug.data.shot_groups`: > ``many`` is Many, < ``few`` is Few, else Medium).
+    :func:`afr_aug.shots.shot_groups`: > ``many`` is Many, < ``few`` is Few, else Medium).
 
     Returns ``{"many": float | None, "med": ..., "few": ...}``; a group is ``None`` when it has
     no class (e.g. CIFAR-10-LT with ratio 100 has no Few class). Classes whose accuracy is NaN
@@ -210,7 +168,7 @@ def evaluate(
     num_classes: Optional[int] = None,
     class_counts: Optional[Sequence[int]] = None,
     device=None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> Dict[str, object]:
     """Evaluate a classifier on a data loader: top-1, per-class and Many/Med/Few accuracy.
 
@@ -223,7 +181,8 @@ def evaluate(
     ignored); the model must return logits ``[B, C]``. ``num_classes`` defaults to
     ``len(class_counts)`` and then to the logits' width. ``class_counts`` (training images per
     class) enables the ``"many"``/``"med"``/``"few"`` entries, which are ``None`` otherwise.
-    ``progress=True`` shows a tqdm bar.
+    ``progress`` (default on, like every afr-aug pass over a dataset) shows a tqdm bar that is
+    cleared when done.
 
     Returns ``{"top1": float, "per_class": list of float (NaN: class absent from the loader),
     "many": float | None, "med": ..., "few": ..., "ece": float, "calibration": dict}`` (``ece``:
@@ -235,7 +194,8 @@ def evaluate(
     >>> with torch.no_grad(): _ = model.weight.copy_(torch.eye(2))
     >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
     >>> y = torch.tensor([0, 1, 1, 1])
-    >>> res = evaluate(model, [(x[:2], y[:2]), (x[2:], y[2:])], class_counts=[200, 30])
+    >>> res = evaluate(model, [(x[:2], y[:2]), (x[2:], y[2:])], class_counts=[200, 30],
+    ...                progress=False)
     >>> res["top1"], res["per_class"], res["many"], res["med"], res["few"]
     (0.5, [1.0, 0.3333333333333333], 1.0, 0.3333333333333333, None)
     >>> model.training   # mode restored
@@ -243,40 +203,34 @@ def evaluate(
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if class_counts is not None:
-        n_counts = len(list(class_counts))
-        if num_classes is None:
-            num_classes = n_counts
-        elif n_counts != num_classes:
-            raise ValueError(f"class_counts has {n_counts} entries, num_classes is {num_classes}")
-    if num_classes is not None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-            raise TypeError(
-                f"num_classes must be an int >= 1 or None, got {type(num_classes).__name__} {num_classes!r}"
-            )
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
+    num_classes = _expected_classes(num_classes, class_counts)
     out = run_inference(model, loader, device=device, progress=progress, desc="evaluate",
                         indexed=False, keep_logits=True)
     if num_classes is not None and out.num_classes != num_classes:
         raise ValueError(f"model returns {out.num_classes} logits per sample, num_classes is "
                          f"{num_classes}")
-    num_classes = out.num_classes
     pred, tgt = out.predictions, out.labels
-    per_class = per_class_accuracy(pred, tgt, num_classes)
-    result: Dict[str, object] = {
-        "top1": top1_accuracy(pred, tgt),
-        "per_class": per_class.tolist(),
-        "many": None,
-        "med": None,
-        "few": None,
-    }
+    per_class = per_class_accuracy(pred, tgt, out.num_classes)
+    result: Dict[str, object] = {"top1": top1_accuracy(pred, tgt), "per_class": per_class.tolist(),
+                                 "many": None, "med": None, "few": None}
     bins = calibration_bins(out.logits, tgt)
     result["ece"] = _ece_of(bins)
     result["calibration"] = {k: bins[k].tolist() for k in ("count", "confidence", "accuracy")}
     if class_counts is not None:
         result.update(shot_accuracy(per_class, class_counts))
     return result
+
+
+def _expected_classes(num_classes, class_counts) -> Optional[int]:
+    """The number of classes :func:`evaluate` should see: ``num_classes``, else
+    ``len(class_counts)``, else ``None`` (the logits' width decides); the two must agree."""
+    if class_counts is not None:
+        n_counts = len(list(class_counts))
+        if num_classes is None:
+            num_classes = n_counts
+        elif n_counts != num_classes:
+            raise ValueError(f"class_counts has {n_counts} entries, num_classes is {num_classes}")
+    return None if num_classes is None else check_int(num_classes, "num_classes", minimum=1)
 
 
 def calibration_bins(logits, labels, n_bins: int = 15) -> Dict[str, torch.Tensor]:
@@ -292,13 +246,11 @@ def calibration_bins(logits, labels, n_bins: int = 15) -> Dict[str, torch.Tensor
     >>> bins["count"].tolist(), [round(c, 3) for c in bins["confidence"].tolist()]
     ([1, 1], [0.5, 0.982])
     """
-    if not isinstance(n_bins, int) or isinstance(n_bins, bool) or n_bins < 1:
-        raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
+    n_bins = check_int(n_bins, "n_bins", minimum=1)
     out = _as_tensor(logits, "logits")
     if out.dim() != 2 or not out.is_floating_point():
         raise ValueError(f"logits must be floating-point [N, C], got {out.dtype} {tuple(out.shape)}")
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError("logits contain NaN or infinite values")
+    check_finite(out, "logits")
     pred, tgt = _predictions(out, labels)
     conf = torch.softmax(out.to("cpu", torch.float64), dim=1).max(dim=1).values
     hit = (pred == tgt).double()
@@ -332,3 +284,80 @@ def _ece_of(bins: Dict[str, torch.Tensor]) -> float:
     gap = (bins["confidence"][full] - bins["accuracy"][full]).abs()
     weight = bins["count"][full].double() / bins["count"].sum()
     return float((gap * weight).sum())
+
+
+class RunningAccuracy:
+    """Per-class and overall accuracy of the training batches, counted as they go by.
+
+    Why: §3.3 adapts each class's threshold to the accuracy the model has on it *during
+    training* (on the mixed batches), recorded "just before identifying the minority or
+    majority samples". Counting it from the logits the loop already has costs nothing; the
+    counts live on ``device`` (give the training device), so updating never makes the host
+    wait for a GPU; only :meth:`per_class` and :meth:`overall` read them back.
+
+    Example:
+        >>> acc = RunningAccuracy(num_classes=3)
+        >>> acc.update(torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [2.0, 0, 0]]), torch.tensor([0, 1, 1]))
+        >>> acc.per_class().tolist()[:2], round(acc.overall(), 3)
+        ([1.0, 0.5], 0.667)
+        >>> acc.per_class()[2].isnan().item()        # class 2 not seen yet
+        True
+    """
+
+    def __init__(self, num_classes: int, device=None):
+        self.num_classes = check_int(num_classes, "num_classes", minimum=1)
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start counting afresh (e.g. at the start of an epoch)."""
+        self.correct = torch.zeros(self.num_classes, dtype=torch.float64, device=self.device)
+        self.seen = torch.zeros(self.num_classes, dtype=torch.float64, device=self.device)
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count one batch: ``logits`` [B, C] (or predictions [B]) against ``labels`` [B]."""
+        if not isinstance(logits, torch.Tensor) or not isinstance(labels, torch.Tensor):
+            raise TypeError("logits and labels must be tensors")
+        pred = logits.argmax(1) if logits.ndim == 2 else logits
+        if logits.ndim == 2 and logits.shape[1] != self.num_classes:
+            raise ValueError(f"logits have {logits.shape[1]} columns, expected num_classes="
+                             f"{self.num_classes}")
+        if pred.ndim != 1 or labels.ndim != 1 or len(pred) != len(labels):
+            raise ValueError(f"expected logits [B, C] and labels [B], got {tuple(logits.shape)} "
+                             f"and {tuple(labels.shape)}")
+        if len(labels) == 0:
+            return
+        if self.correct.device != labels.device:
+            self.correct = self.correct.to(labels.device)
+            self.seen = self.seen.to(labels.device)
+        labels = labels.long()
+        hit = (pred == labels).to(self.correct.dtype)
+        self.correct.index_add_(0, labels, hit)
+        self.seen.index_add_(0, labels, torch.ones_like(hit))
+
+    def per_class(self) -> torch.Tensor:
+        """Accuracy per class, float [C] on the CPU; NaN for a class not seen."""
+        correct, seen = self.correct.cpu(), self.seen.cpu()
+        acc = (correct / seen.clamp(min=1)).float()
+        acc[seen == 0] = float("nan")
+        return acc
+
+    def overall(self) -> float:
+        """Accuracy over every counted image (NaN before the first update)."""
+        seen = float(self.seen.sum())
+        return float(self.correct.sum()) / seen if seen else float("nan")
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {"correct": self.correct.cpu().clone(), "seen": self.seen.cpu().clone()}
+
+    def load_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> None:
+        for key in ("correct", "seen"):
+            t = torch.as_tensor(state_dict[key], dtype=torch.float64)
+            if t.shape != (self.num_classes,):
+                raise ValueError(f"state's {key} has shape {tuple(t.shape)}, expected "
+                                 f"({self.num_classes},)")
+            setattr(self, key, t.clone())
+
+    def __repr__(self) -> str:
+        return f"RunningAccuracy(num_classes={self.num_classes}, seen={int(self.seen.sum())})"

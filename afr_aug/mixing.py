@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 import torch
 
-from ._state import check_state
+from ._deprecation import renamed_attribute, renamed_keywords
+from .checks import (check_class_counts, check_generator_state, check_image_batch, check_int,
+                     check_number, check_probability, check_seed, check_state)
+from .random_variates import beta_draw
 
 __all__ = ["CutMixBalancer", "MixUpBalancer", "mixed_loss", "cutmix_area_mean",
            "effective_class_counts"]
@@ -22,16 +24,20 @@ Mixed = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]
 
 
 class _Balancer:
+    """What both mixers share: the coin per batch, the Beta draws and their one random stream
+    (a ``torch.Generator``, as everywhere in afr-aug), saved and restored by the state dict."""
 
-    def __init__(self, p: float, alpha: float, seed: Optional[int]):
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {p}")
-        if not float(alpha) > 0.0:
-            raise ValueError(f"alpha must be > 0 for Beta(alpha, alpha), got {alpha}")
-        self.p = float(p)
-        self.alpha = float(alpha)
-        # numpy's Generator has a seeded Beta sampler and a picklable state: runs repeat
-        self.rng = np.random.default_rng(seed)
+    alpha = renamed_attribute("alpha", "beta")
+
+    def __init__(self, p: float, beta: float, seed: Optional[int]):
+        self.p = check_probability(p, "p")
+        self.beta = check_number(beta, "beta", minimum=0, strict=True)
+        seed = check_seed(seed)
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
         self._pending = False          # decide() said "mix": the next call mixes, no new coin
 
     def decide(self) -> bool:
@@ -49,24 +55,26 @@ class _Balancer:
         ...         x_mixed, y_a, y_b, lam = mixer(x, y, torch.ones(2, 3, 8, 8), torch.tensor([2, 3]))
         """
         if not self._pending:
-            self._pending = bool(self.rng.random() < self.p)
+            self._pending = self._toss()
         return self._pending
+
+    def _toss(self) -> bool:
+        return float(torch.rand((), dtype=torch.float64, generator=self.generator)) < self.p
 
     def _coin(self) -> bool:
         if self._pending:
             self._pending = False
             return True
-        return bool(self.rng.random() < self.p)
+        return self._toss()
 
-    def _beta(self) -> float:
-        return float(self.rng.beta(self.alpha, self.alpha))
+    def _lam(self) -> float:
+        """One ``Beta(beta, beta)`` draw."""
+        return beta_draw(self.beta, self.beta, self.generator)
 
     @staticmethod
     def _check(x, y, x_bal, y_bal):
-        for name, t in (("x", x), ("x_bal", x_bal)):
-            if not isinstance(t, torch.Tensor) or t.ndim != 4:
-                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ValueError(f"{name} must be an NCHW image batch, got {shape}")
+        check_image_batch(x, "x")
+        check_image_batch(x_bal, "x_bal")
         if x.shape != x_bal.shape:
             raise ValueError(f"x and x_bal must have the same shape, got {tuple(x.shape)} and "
                              f"{tuple(x_bal.shape)}")
@@ -77,47 +85,50 @@ class _Balancer:
                                  f"image), got {shape}")
 
     def state_dict(self) -> Dict[str, Any]:
-        """The random state (plus type, ``p`` and ``alpha`` to check on load), so a resumed
+        """The random state (plus type, ``p`` and ``beta`` to check on load), so a resumed
         run mixes exactly like an uninterrupted one."""
-        state = {"type": type(self).__name__, "p": self.p, "alpha": self.alpha,
-                 "rng": self.rng.bit_generator.state}
+        state = {"type": type(self).__name__, "p": self.p, "beta": self.beta,
+                 "generator": self.generator.get_state()}
         if self._pending:              # saved between decide() and the call it announced
             state["pending"] = True
         return state
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    @renamed_keywords(state="state_dict")
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s random state. Why so strict: a state from another
-        mixer type, ``p`` or ``alpha`` would resume a different stream without a word, so it
-        raises ``ValueError`` (``TypeError`` for a non-dict), and nothing changes."""
-        keys = ("rng", "pending") if isinstance(state, dict) and "pending" in state else ("rng",)
-        check_state(self, state, {"p": self.p, "alpha": self.alpha}, keys)
+        mixer type, ``p`` or ``beta`` would resume a different stream without a word, so it
+        raises ``ValueError`` (``TypeError`` for a non-dict), and nothing changes. A state
+        saved by an older afr-aug (a numpy random state) cannot be resumed and says so."""
         name = type(self).__name__
-        probe = type(self.rng.bit_generator)()
-        try:
-            probe.state = state["rng"]              # numpy checks the state's form
-        except (TypeError, ValueError, KeyError, OverflowError) as err:
-            raise ValueError(f"{name} state: 'rng' is not a numpy "
-                             f"{type(probe).__name__} state ({type(err).__name__}: {err})") from None
-        self.rng.bit_generator.state = probe.state
-        self._pending = bool(state.get("pending", False))
+        if isinstance(state_dict, dict) and "rng" in state_dict:
+            raise ValueError(f"{name} state comes from an older afr-aug version (a numpy random "
+                             f"state under 'rng'; mixers now draw from a torch.Generator): it "
+                             f"cannot resume the same stream; start the mixer from a seed")
+        pending = isinstance(state_dict, dict) and "pending" in state_dict
+        check_state(self, state_dict, {"p": self.p, "beta": self.beta},
+                    ("generator", "pending") if pending else ("generator",))
+        self.generator.set_state(check_generator_state(state_dict["generator"],
+                                                       f"{name} state: 'generator'"))
+        self._pending = bool(state_dict.get("pending", False))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(p={self.p}, alpha={self.alpha})"
+        return f"{type(self).__name__}(p={self.p}, beta={self.beta})"
 
 
 class CutMixBalancer(_Balancer):
     """Paste a box of the balanced batch onto the long-tailed batch, with probability ``p``.
 
     One coin per batch decides (as CMO does); the box covers a ``1 - lam0`` share of the image
-    with ``lam0 ~ Beta(alpha, alpha)``, centred uniformly and clipped at the borders, so the
+    with ``lam0 ~ Beta(beta, beta)``, centred uniformly and clipped at the borders, so the
     returned ``lam`` is recomputed as the *exact* fraction of pixels still from ``x``. When the
     coin says no, ``x`` comes back unchanged with ``lam = 1`` and ``y_b = y_a``. The input
     batch is not modified in place.
 
     Args:
         p: probability to mix a batch (AFR stage 2: 0.25; CMO stage 1: 0.5).
-        alpha: Beta(alpha, alpha) parameter for the box size (1.0: uniform).
-        seed: seed of the mixer's own numpy generator; the default 0 makes every run mix
+        beta: Beta(beta, beta) parameter for the box size (1.0: uniform; formerly ``alpha``,
+            still accepted).
+        seed: seed of the mixer's own ``torch.Generator``; the default 0 makes every run mix
             the same way, ``None`` draws a fresh one (nondeterministic).
 
     Example:
@@ -134,15 +145,17 @@ class CutMixBalancer(_Balancer):
         True
     """
 
-    def __init__(self, p: float = 0.25, alpha: float = 1.0, seed: Optional[int] = 0):
-        super().__init__(p, alpha, seed)
+    @renamed_keywords(alpha="beta")
+    def __init__(self, p: float = 0.25, beta: float = 1.0, seed: Optional[int] = 0):
+        super().__init__(p, beta, seed)
 
     def box(self, height: int, width: int) -> Tuple[int, int, int, int]:
         """A random box ``(y0, y1, x0, x1)`` for one mix (CutMix's rule, clipped)."""
-        lam0 = self._beta()
+        lam0 = self._lam()
         ratio = (1.0 - lam0) ** 0.5
         cut_h, cut_w = int(height * ratio), int(width * ratio)
-        cy, cx = int(self.rng.integers(height)), int(self.rng.integers(width))
+        cy = int(torch.randint(height, (), generator=self.generator))
+        cx = int(torch.randint(width, (), generator=self.generator))
         y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
         x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
         return y0, y1, x0, x1
@@ -163,7 +176,7 @@ class CutMixBalancer(_Balancer):
 class MixUpBalancer(_Balancer):
     """Blend the balanced batch into the long-tailed batch, with probability ``p`` (Table 2).
 
-    ``lam ~ Beta(alpha, alpha)`` weighs ``x``; the output is ``lam * x + (1 - lam) * x_bal``.
+    ``lam ~ Beta(beta, beta)`` weighs ``x``; the output is ``lam * x + (1 - lam) * x_bal``.
     Arguments, ``seed`` (default 0; ``None``: nondeterministic) and ``state_dict()`` /
     ``load_state_dict()`` are as in :class:`CutMixBalancer`.
 
@@ -179,15 +192,16 @@ class MixUpBalancer(_Balancer):
         ValueError: state was saved by 'MixUpBalancer', cannot load it into a CutMixBalancer
     """
 
-    def __init__(self, p: float = 0.25, alpha: float = 1.0, seed: Optional[int] = 0):
-        super().__init__(p, alpha, seed)
+    @renamed_keywords(alpha="beta")
+    def __init__(self, p: float = 0.25, beta: float = 1.0, seed: Optional[int] = 0):
+        super().__init__(p, beta, seed)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, x_bal: torch.Tensor,
                  y_bal: torch.Tensor) -> Mixed:
         self._check(x, y, x_bal, y_bal)
         if not self._coin():
             return x, y, y, 1.0
-        lam = self._beta()
+        lam = self._lam()
         return lam * x + (1.0 - lam) * x_bal.to(x.dtype), y, y_bal, lam
 
 
@@ -203,30 +217,28 @@ def mixed_loss(criterion, logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Te
     >>> bool(torch.isclose(mixed_loss(ce, logits, y, y, 1.0), ce(logits, y)))
     True
     """
-    if not 0.0 <= float(lam) <= 1.0:
-        raise ValueError(f"lam must be in [0, 1], got {lam}")
+    check_probability(lam, "lam")
     loss = criterion(logits, y_a)
     if lam < 1.0:
         loss = lam * loss + (1.0 - lam) * criterion(logits, y_b)
     return loss
 
 
-def cutmix_area_mean(height: int, width: int, alpha: float = 1.0, grid: int = 100_000) -> float:
+@renamed_keywords(alpha="beta")
+def cutmix_area_mean(height: int, width: int, beta: float = 1.0, grid: int = 100_000) -> float:
     """``E[1 - lam]``: the mean share of an image :class:`CutMixBalancer` pastes over.
 
     Why: the box is clipped at the borders, so the pasted share is well below the ``0.5`` of
     an unclipped ``Beta(1, 1)`` box (0.299 at 32 x 32). Computed exactly over the box centre
-    and by midpoint quadrature over ``lam0 ~ Beta(alpha, alpha)``.
+    and by midpoint quadrature over ``lam0 ~ Beta(beta, beta)``.
 
     >>> round(cutmix_area_mean(32, 32), 3)
     0.299
     """
-    if int(height) < 1 or int(width) < 1:
-        raise ValueError(f"height and width must be >= 1, got {height} x {width}")
-    if not float(alpha) > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha!r}")
+    height, width = check_int(height, "height", minimum=1), check_int(width, "width", minimum=1)
+    beta = check_number(beta, "beta", minimum=0, strict=True)
     lam0 = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
-    a = torch.tensor(float(alpha), dtype=torch.float64)
+    a = torch.tensor(beta, dtype=torch.float64)
     pdf = torch.distributions.Beta(a, a).log_prob(lam0).exp()
     pdf = pdf / pdf.sum()
     ratio = (1.0 - lam0).sqrt()
@@ -236,41 +248,38 @@ def cutmix_area_mean(height: int, width: int, alpha: float = 1.0, grid: int = 10
         centre = torch.arange(size, dtype=torch.float64).view(1, -1)
         return ((centre + half).clamp(max=size) - (centre - half).clamp(min=0)).mean(1)
 
-    return float((pdf * mean_length(int(height)) * mean_length(int(width))).sum()
-                 / (int(height) * int(width)))
+    return float((pdf * mean_length(height) * mean_length(width)).sum() / (height * width))
 
 
+@renamed_keywords(sampler_alpha="exponent", mix_alpha="beta")
 def effective_class_counts(class_counts, p: float, lam_mean: Optional[float] = None,
-                           sampler_alpha: float = 1.0, image_size: Tuple[int, int] = (32, 32),
-                           mix_alpha: float = 1.0) -> torch.Tensor:
+                           exponent: float = 1.0, image_size: Tuple[int, int] = (32, 32),
+                           beta: float = 1.0) -> torch.Tensor:
     """The expected label mass per class of a stream mixed by a balancer, scaled to the counts.
 
     Why: CMO pastes balanced-sampler patches onto the long-tailed batch, so the labels a model
     trains on are not distributed as ``class_counts`` and Balanced Softmax, given the plain
     counts, under-corrects the tail. Per image the label mass of class c is
     ``(1 - p (1 - E[lam])) * pi_c + p (1 - E[lam]) * q_c`` with ``pi`` the long-tailed prior and
-    ``q_c ∝ n_c ** (1 - sampler_alpha)`` the balanced sampler's (``sampler_alpha = 1``: uniform).
-    Returned as float64 counts summing to ``sum(class_counts)``: pass them to
+    ``q_c ∝ n_c ** (1 - exponent)`` the balanced sampler's (``LongTailSampler``'s ``exponent``;
+    1: uniform). Returned as float64 counts summing to ``sum(class_counts)``: pass them to
     ``BalancedSoftmaxLoss`` / ``LogitAdjustedLoss``, or post hoc to
     :func:`afr_aug.losses.adjust_logits`. ``lam_mean`` defaults to
-    :func:`cutmix_area_mean` for ``image_size`` and ``mix_alpha`` (CutMix); pass ``0.5`` for
-    MixUp with ``Beta(a, a)``.
+    :func:`cutmix_area_mean` for ``image_size`` and the mixer's ``beta`` (CutMix); pass ``0.5``
+    for MixUp with ``Beta(a, a)``. (``exponent`` and ``beta`` were ``sampler_alpha`` and
+    ``mix_alpha``; the old names still work.)
 
     >>> counts = effective_class_counts([5000, 50], p=0.5, lam_mean=0.7)
     >>> [round(float(c), 1) for c in counts]      # the tail: 5050 * (0.85 * 50/5050 + 0.15 / 2)
     [4628.8, 421.3]
     """
-    from .losses import _as_counts
-
-    counts = _as_counts(class_counts)
-    if not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    counts = check_class_counts(class_counts)
+    p = check_probability(p, "p")
     if lam_mean is None:
-        lam_mean = 1.0 - cutmix_area_mean(image_size[0], image_size[1], mix_alpha)
-    if not 0.0 <= float(lam_mean) <= 1.0:
-        raise ValueError(f"lam_mean must be in [0, 1], got {lam_mean!r}")
+        lam_mean = 1.0 - cutmix_area_mean(image_size[0], image_size[1], beta)
+    lam_mean = check_probability(lam_mean, "lam_mean")
     pi = counts / counts.sum()
-    q = counts.pow(1.0 - float(sampler_alpha))
+    q = counts.pow(1.0 - check_number(exponent, "exponent"))
     q = q / q.sum()
-    share = float(p) * (1.0 - float(lam_mean))
+    share = p * (1.0 - lam_mean)
     return ((1.0 - share) * pi + share * q) * counts.sum()

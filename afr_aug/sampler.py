@@ -8,13 +8,13 @@ stream for any labelled dataset, and shards it across ``torch.distributed`` rank
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Dict, Iterator, Optional, Sequence
 
 import torch
 from torch.utils.data import Sampler
 
-from ._state import check_state
+from ._deprecation import renamed_attribute, renamed_keywords
+from .checks import check_int, check_number, check_state
 
 __all__ = ["LongTailSampler", "class_balanced_weights"]
 
@@ -38,43 +38,34 @@ def _as_label_tensor(labels, compact: bool = False) -> torch.Tensor:
     return t.int() if compact and high < 2**31 else t.long()
 
 
-def _check_alpha(alpha) -> float:
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value):
-        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
-    return value
+@renamed_keywords(alpha="exponent")
+def class_balanced_weights(labels, exponent: float = 1.0) -> torch.Tensor:
+    """Per-sample weights ``n_{y_i} ** -exponent`` (float64, not normalised).
 
-
-def class_balanced_weights(labels, alpha: float = 1.0) -> torch.Tensor:
-    """Per-sample weights ``n_{y_i} ** -alpha`` (float64, not normalised).
-
-    Why: with alpha=1 every *class* gets the same total weight, so a draw from these
+    Why: with exponent=1 every *class* gets the same total weight, so a draw from these
     weights is class-balanced however long the tail is.
 
-    >>> class_balanced_weights([0, 0, 0, 1], alpha=1.0).tolist()
+    >>> class_balanced_weights([0, 0, 0, 1], exponent=1.0).tolist()
     [0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 1.0]
     """
-    alpha = _check_alpha(alpha)
+    exponent = check_number(exponent, "exponent")
     t = _as_label_tensor(labels)
     counts = torch.bincount(t).double()
-    return counts[t].pow(-alpha)
+    return counts[t].pow(-exponent)
 
 
 class LongTailSampler(Sampler[int]):
-    """Draw index ``i`` with probability proportional to ``n_{y_i} ** -alpha``.
+    """Draw index ``i`` with probability proportional to ``n_{y_i} ** -exponent``.
 
-    ``alpha=1`` makes every class equally likely (CMO's balanced batch, AFR's inter-class
-    over-sampling), ``alpha=0.5`` is square-root sampling and ``alpha=0`` is plain
+    ``exponent=1`` makes every class equally likely (CMO's balanced batch, AFR's inter-class
+    over-sampling), ``exponent=0.5`` is square-root sampling and ``exponent=0`` is plain
     instance-balanced sampling. The draw for an epoch depends only on ``seed`` and the epoch
     set by :meth:`set_epoch`, so every rank computes the same global draw and keeps its own
     slice: ``num_replicas`` shares, disjoint in position and equally long
     (``ceil(num_samples / num_replicas)`` each; the global draw is padded with extra draws).
     Without ``replacement`` the shares are disjoint in indices too.
 
-    Why two steps: with replacement a draw picks a class (probability ``∝ n_c ** (1 - alpha)``)
+    Why two steps: with replacement a draw picks a class (probability ``∝ n_c ** (1 - exponent)``)
     and then a uniform member of it, the same distribution as the per-item weights but with
     no per-item float array and no 2**24-category limit (``torch.multinomial``'s), so it
     scales to tens of millions of labels. Without replacement it is Efraimidis–Spirakis
@@ -82,7 +73,7 @@ class LongTailSampler(Sampler[int]):
 
     Args:
         labels: one integer label per dataset item (list, array or tensor).
-        alpha: re-balancing exponent (see above).
+        exponent: re-balancing exponent (see above; formerly ``alpha``, still accepted).
         num_samples: length of the *global* draw per epoch; default ``len(labels)``.
         replacement: draw with replacement (needed when a tail class must repeat).
         seed: base seed (an int, the same on every rank); the epoch is added to it.
@@ -95,7 +86,7 @@ class LongTailSampler(Sampler[int]):
 
     Example:
         >>> labels = [0] * 90 + [1] * 10
-        >>> sampler = LongTailSampler(labels, alpha=1.0, num_samples=1000, seed=0)
+        >>> sampler = LongTailSampler(labels, exponent=1.0, num_samples=1000, seed=0)
         >>> drawn = [labels[i] for i in sampler]
         >>> 400 < sum(drawn) < 600          # class 1 drawn about half the time
         True
@@ -104,49 +95,25 @@ class LongTailSampler(Sampler[int]):
         >>> loader = torch.utils.data.DataLoader(range(100), batch_size=10, sampler=sampler)
     """
 
+    alpha = renamed_attribute("alpha", "exponent")
+
+    @renamed_keywords(alpha="exponent")
     def __init__(
         self,
         labels: Sequence[int],
-        alpha: float = 1.0,
+        exponent: float = 1.0,
         num_samples: Optional[int] = None,
         replacement: bool = True,
         seed: int = 0,
         num_replicas: Optional[int] = None,
         rank: Optional[int] = None,
     ):
-        self.alpha = _check_alpha(alpha)
+        self.exponent = check_number(exponent, "exponent")
         t = _as_label_tensor(labels, compact=True)
         n = t.numel()
-        if num_samples is None:
-            num_samples = n
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed must be an int (every rank needs the same draw), "
-                            f"got {type(seed).__name__}")
-        if num_replicas is None or rank is None:
-            dist_ok = torch.distributed.is_available() and torch.distributed.is_initialized()
-            if num_replicas is None:
-                num_replicas = torch.distributed.get_world_size() if dist_ok else 1
-            if rank is None:
-                rank = torch.distributed.get_rank() if dist_ok else 0
-        if num_replicas < 1:
-            raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
-        self.num_replicas = int(num_replicas)
-        self.rank = int(rank)
-        self.num_labels = n
-        self.num_samples = num_samples
-        self.per_replica = math.ceil(num_samples / self.num_replicas)
-        self.total = self.per_replica * self.num_replicas
-        self.replacement = bool(replacement)
-        if not self.replacement and self.total > n:
-            raise ValueError(
-                f"without replacement the draw ({self.total} = {self.per_replica} per replica x "
-                f"{self.num_replicas}) cannot exceed the {n} labelled items")
-        self.seed = int(seed)
+        self.seed = check_int(seed, "seed")            # every rank needs the same draw: no None
         self.epoch = 0
+        self._set_sizes(n, num_samples, bool(replacement), num_replicas, rank)
 
         # Group the items by class once: a stable sort keeps the draw platform-independent.
         sorted_labels, order = torch.sort(t, stable=True)
@@ -157,11 +124,38 @@ class LongTailSampler(Sampler[int]):
         self.order = order.int() if n < 2**31 else order
         del order
         self._starts = torch.cumsum(self.class_counts, 0) - self.class_counts
-        # Class mass n_c * n_c**-alpha, in log space so large |alpha| cannot overflow.
-        log_mass = (1.0 - self.alpha) * self.class_counts.double().log()
+        self._set_class_probs()
+
+    def _set_sizes(self, n: int, num_samples: Optional[int], replacement: bool,
+                   num_replicas: Optional[int], rank: Optional[int]) -> None:
+        """The draw's global length, this rank's shard of it and their checks."""
+        if num_replicas is None or rank is None:
+            dist_ok = torch.distributed.is_available() and torch.distributed.is_initialized()
+            if num_replicas is None:
+                num_replicas = torch.distributed.get_world_size() if dist_ok else 1
+            if rank is None:
+                rank = torch.distributed.get_rank() if dist_ok else 0
+        self.num_replicas = check_int(num_replicas, "num_replicas", minimum=1)
+        self.rank = check_int(rank, "rank", minimum=0, maximum=self.num_replicas - 1)
+        self.num_labels = n
+        self.num_samples = n if num_samples is None else check_int(num_samples, "num_samples",
+                                                                   minimum=1)
+        self.per_replica = math.ceil(self.num_samples / self.num_replicas)
+        self.total = self.per_replica * self.num_replicas
+        self.replacement = replacement
+        if not replacement and self.total > n:
+            raise ValueError(
+                f"without replacement the draw ({self.total} = {self.per_replica} per replica x "
+                f"{self.num_replicas}) cannot exceed the {n} labelled items")
+
+    def _set_class_probs(self) -> None:
+        """Each class's chance per draw, its CDF and the guide table that inverts it."""
+        # Class mass n_c * n_c**-exponent, in log space so a large |exponent| cannot overflow.
+        log_mass = (1.0 - self.exponent) * self.class_counts.double().log()
         mass = (log_mass - log_mass.max()).exp()
         if not bool(torch.isfinite(mass).all()):
-            raise ValueError(f"alpha={self.alpha} is too extreme: class probabilities overflow")
+            raise ValueError(f"exponent={self.exponent} is too extreme: class probabilities "
+                             f"overflow")
         self.class_probs = mass / mass.sum()
         cdf = torch.cumsum(mass, 0)
         self._cdf = cdf / cdf[-1]                  # exactly 1.0 at the end
@@ -212,7 +206,7 @@ class LongTailSampler(Sampler[int]):
         # Efraimidis-Spirakis in log space: key_i = log(Exp(1)) - log(w_i), smallest first.
         # Keys are built in class order (position p holds item order[p]).
         key = torch.empty(self.num_labels, dtype=torch.float64).exponential_(generator=g).log_()
-        key.add_((self.alpha * self.class_counts.double().log())
+        key.add_((self.exponent * self.class_counts.double().log())
                  .repeat_interleave(self.class_counts))
         if self.total < self.num_labels:
             pos = torch.topk(key, self.total, largest=False, sorted=True).indices
@@ -232,7 +226,7 @@ class LongTailSampler(Sampler[int]):
         """What fixes the draw besides seed and epoch: a state must agree on all of it."""
         return {"num_labels": self.num_labels, "num_classes": len(self.classes),
                 "num_samples": self.num_samples, "replacement": self.replacement,
-                "alpha": self.alpha}
+                "exponent": self.exponent}
 
     def state_dict(self) -> Dict[str, Any]:
         """Seed and epoch (plus what defines the draw, to check on load), so a resumed run
@@ -244,24 +238,26 @@ class LongTailSampler(Sampler[int]):
         return {"type": type(self).__name__, "seed": self.seed, "epoch": self.epoch,
                 **self._identity()}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    @renamed_keywords(state="state_dict")
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Restore seed and epoch from :meth:`state_dict`; a state from a sampler with other
-        labels, alpha, num_samples or replacement raises ``ValueError``.
+        labels, exponent, num_samples or replacement raises ``ValueError``. States saved
+        before ``alpha`` was renamed ``exponent`` load too.
 
         >>> a, b = LongTailSampler([0, 1, 1], seed=3), LongTailSampler([0, 1, 1])
         >>> a.set_epoch(4); b.load_state_dict(a.state_dict())
         >>> torch.equal(a.global_draw(), b.global_draw())
         True
         """
+        state = state_dict
+        if isinstance(state, dict) and "alpha" in state and "exponent" not in state:
+            state = {("exponent" if k == "alpha" else k): v for k, v in state.items()}
         check_state(self, state, self._identity(), ("seed", "epoch"))
         name = type(self).__name__
-        for key in ("seed", "epoch"):
-            if isinstance(state[key], bool) or not isinstance(state[key], numbers.Integral):
-                raise TypeError(f"{name} state: {key} must be an int, "
-                                f"got {type(state[key]).__name__}")
-        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+        self.seed, self.epoch = (check_int(state[key], f"{name} state: {key}")
+                                 for key in ("seed", "epoch"))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.num_labels} labels, {len(self.classes)} classes, "
-                f"alpha={self.alpha}, num_samples={self.num_samples}, "
+                f"exponent={self.exponent}, num_samples={self.num_samples}, "
                 f"replacement={self.replacement}, seed={self.seed})")

@@ -14,6 +14,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from .checks import check_probability
+
 __all__ = ["IntraClassSplitter", "SplitResult"]
 
 
@@ -33,6 +35,8 @@ class SplitResult:
         labels: int64 [N], the labels the split was made with.
         class_counts: int64 [C], images per class.
         adaptive_applied: whether §3.3's per-class thresholds were used.
+        hard: bool [C], the classes §3.3 treated as hard (None when it did not apply).
+        rule: the §3.3 rule that was applied (None when none was).
     """
 
     minority_mask: torch.Tensor
@@ -43,6 +47,8 @@ class SplitResult:
     labels: torch.Tensor
     class_counts: torch.Tensor
     adaptive_applied: bool = False
+    hard: Optional[torch.Tensor] = None
+    rule: Optional[str] = None
 
     @property
     def num_classes(self) -> int:
@@ -52,6 +58,13 @@ class SplitResult:
     def minority_counts(self) -> torch.Tensor:
         """Minority images per class, int64 [C]."""
         return torch.bincount(self.labels[self.minority_mask], minlength=self.num_classes)
+
+    @property
+    def minority_shares(self) -> torch.Tensor:
+        """Minority share of each class, float [C] (NaN for an empty class)."""
+        share = self.minority_counts.float() / self.class_counts.clamp(min=1).float()
+        share[self.class_counts == 0] = float("nan")
+        return share
 
     def majority_indices(self, c: int) -> torch.Tensor:
         """Indices (into the split's N images) of class ``c``'s majority images."""
@@ -66,23 +79,51 @@ class SplitResult:
 class IntraClassSplitter:
     """Split every class into majority and minority images by cosine similarity (Eq. 2).
 
-    ``L(x) = minority  if cos(e_x, e_mu(y)) < λ_y  else majority``.
+    ``L(x) = minority  if cos(e_x, e_mu(y)) < λ_y  else majority``: the minority are the
+    images least like their class's mean embedding (the paper's Fig. 1 and its text, "samples
+    beyond λ ... as the long-tailed data").
 
-    §3.3 (adaptive): classes the model finds hard should keep more of their own images, so
-    when ``adaptive`` and both the per-class accuracies ``a_c`` and the overall training
-    accuracy ``a_train`` are known, a class with ``a_c < a_train`` uses ``λ_c = a_c`` and the
-    others keep ``λ``. The paper applies this "while the training accuracy reaches a certain
-    level (between 60 % and 70 %)": with ``accuracy_window=(lo, hi)`` the adaptive thresholds
-    are used only when ``lo <= a_train <= hi`` (the regime of a CMO model's running training
-    accuracy on mixed batches); otherwise every class keeps ``λ`` and
-    ``SplitResult.adaptive_applied`` is False, and a warning naming the accuracy and the
-    window is given (once per splitter). ``accuracy_window=None`` always applies them. Which
-    accuracy to pass: the *running* training accuracy on the mixed (CutMix) batches of the last
-    epoch, as the benchmark does; the accuracy on clean images is usually far above the window.
+    **Which λ.** ``threshold=0.8`` is the paper's literal cosine. A fixed cosine means
+    different things in different embedding spaces: λ = 0.8 labels 17 % of CIFAR-10-LT minority
+    under a ResNet32 and 0.4 % under a torchvision resnet18 (``examples/own_model.py``). The
+    default is therefore ``quantile``: in every class the ``quantile`` share of images with the
+    lowest cosine is minority, so λ_c is the class's own ``quantile``-quantile of cosines. The
+    default 0.2 is about what λ = 0.8 gives a ResNet32 on CIFAR-10-LT (the paper's split), and
+    means the same on any model. Give one of the two.
 
-    Edge cases: an image whose embedding is all zeros has similarity 0 (minority unless
-    λ_c <= 0); a class with one image is its own mean (similarity 1, never minority); a class
-    with no image keeps λ as threshold and zero mean/centroid rows.
+    **§3.3, adaptive per class.** The paper records each class's accuracy ``a_c`` and the
+    overall training accuracy ``a_train``; a class with ``a_c < a_train`` is "hard", and "harder
+    classes tend to keep more original samples ... easier classes have more attacked samples".
+    Eq. 2 and that sentence disagree: Eq. 2 labels ``cos < λ`` as 0 = *majority* and calls cos
+    "the cosine similarity distance", and with the cosine rule above, λ_c = a_c < λ labels
+    *fewer* images of a hard class minority, so *more* of it is attacked. ``adaptive_rule``:
+
+    - ``"keep_originals"`` (default, the paper's stated purpose): a hard class keeps more
+      originals. Its majority share shrinks in proportion to its accuracy,
+      ``1 - s'_c = (1 - s_c) * a_c / a_train`` (``s_c`` = its minority share under the base
+      λ), capped at ``max_minority`` so it is still attacked; λ_c is the matching quantile.
+    - ``"literal"``: λ_c = a_c as a cosine (the formula as printed, read as a similarity);
+      hard classes then get *more* attacked images.
+
+    The rule applies "while the training accuracy reaches a certain level (between 60 % and
+    70 %)": with ``accuracy_window=(lo, hi)`` only when ``lo <= a_train <= hi``, else every class
+    keeps the base λ, ``SplitResult.adaptive_applied`` is False and a warning names the accuracy
+    and the window (once per splitter). ``accuracy_window=None`` always applies it. Pass the
+    *running* training accuracy on the mixed (CutMix) batches of the last epoch
+    (:class:`~afr_aug.metrics.RunningAccuracy`); the accuracy on clean images is usually far
+    above the window.
+
+    Edge cases: an image whose embedding is all zeros has similarity 0; a class with one image
+    is its own mean (similarity 1, never minority); a class with no image gets λ (or NaN with
+    quantiles) and zero mean/centroid rows.
+
+    Args:
+        threshold: a fixed cosine λ in [-1, 1] (the paper: 0.8).
+        adaptive: apply §3.3 when accuracies are given.
+        accuracy_window: see above.
+        quantile: the minority share of each class, in [0, 1) (default 0.2 without threshold).
+        adaptive_rule: ``"keep_originals"`` or ``"literal"``, see above.
+        max_minority: cap of a hard class's minority share under ``"keep_originals"``.
 
     Example:
         >>> torch.manual_seed(0) is not None
@@ -93,43 +134,60 @@ class IntraClassSplitter:
         >>> result = IntraClassSplitter(threshold=0.8).split(emb, labels)
         >>> torch.nonzero(result.minority_mask).flatten().tolist()
         [3]
+        >>> int(IntraClassSplitter(quantile=0.25).split(emb, labels).minority_mask.sum())
+        5
     """
 
-    def __init__(self, threshold: float = 0.8, adaptive: bool = True,
-                 accuracy_window: Optional[Tuple[float, float]] = (0.6, 0.7)):
-        if not -1.0 <= float(threshold) <= 1.0:
+    RULES = ("keep_originals", "literal")
+
+    def __init__(self, threshold: Optional[float] = None, adaptive: bool = True,
+                 accuracy_window: Optional[Tuple[float, float]] = (0.6, 0.7), *,
+                 quantile: Optional[float] = None, adaptive_rule: str = "keep_originals",
+                 max_minority: float = 0.5):
+        if threshold is not None and quantile is not None:
+            raise ValueError("give threshold (a fixed cosine) or quantile (a minority share per "
+                             "class), not both")
+        if threshold is None and quantile is None:
+            quantile = 0.2
+        if threshold is not None and not -1.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold is a cosine similarity and must be in [-1, 1], got {threshold}")
+        if quantile is not None and not 0.0 <= float(quantile) < 1.0:
+            raise ValueError(f"quantile is a minority share and must be in [0, 1), got {quantile}")
         if accuracy_window is not None:
             lo, hi = accuracy_window
             if not 0.0 <= lo <= hi <= 1.0:
                 raise ValueError(f"accuracy_window must be (lo, hi) with 0 <= lo <= hi <= 1, got "
                                  f"{accuracy_window}")
             accuracy_window = (float(lo), float(hi))
-        self.threshold = float(threshold)
+        if adaptive_rule not in self.RULES:
+            raise ValueError(f"adaptive_rule must be one of {self.RULES}, got {adaptive_rule!r}")
+        self.threshold = None if threshold is None else float(threshold)
+        self.quantile = None if quantile is None else float(quantile)
         self.adaptive = bool(adaptive)
         self.accuracy_window = accuracy_window
+        self.adaptive_rule = adaptive_rule
+        self.max_minority = check_probability(max_minority, "max_minority")
         self._warned = False   # the §3.3-not-applied warning is given once per splitter
 
     def __repr__(self) -> str:
-        return (f"IntraClassSplitter(threshold={self.threshold}, adaptive={self.adaptive}, "
-                f"accuracy_window={self.accuracy_window})")
+        base = (f"threshold={self.threshold}" if self.threshold is not None
+                else f"quantile={self.quantile}")
+        return (f"IntraClassSplitter({base}, adaptive={self.adaptive}, "
+                f"accuracy_window={self.accuracy_window}, adaptive_rule={self.adaptive_rule!r})")
 
     def embed(self, model: torch.nn.Module, loader, device=None, progress: bool = True,
               layer: Optional[str] = None):
-        """Embed every image of ``loader`` with any classifier (:class:`~afr_aug.Embedder`).
+        """Deprecated: the splitter takes embeddings, never a model. Use
+        :func:`afr_aug.embedding.run_inference` (``embed=True``) and pass its ``embeddings``
+        and ``labels`` to :meth:`split`.
 
-        One pass in eval mode (every module's mode restored afterwards) through
-        :func:`afr_aug.embedding.run_inference`. ``layer`` names the embedding layer (default:
-        the input of the model's last ``nn.Linear``). Returns ``(embeddings [N, D], labels [N],
-        class_accuracy [C], train_accuracy)`` on the CPU, the accuracies measured on these very
-        images. Row ``i`` is the loader's ``i``-th image; a loader may also yield ``(images,
-        labels, indices)``, and the rows are then ordered by dataset index (repeated indices
-        kept once).
-
-        Under ``torch.distributed`` each rank embeds its own shard and the results are
-        gathered, so every rank gets the same arrays and the split equals the single-process
-        split; give indices so that the order does not depend on how the data were sharded.
+        Embeds every image of ``loader`` in one pass in eval mode and returns ``(embeddings
+        [N, D], labels [N], class_accuracy [C], train_accuracy)`` on the CPU, the accuracies
+        measured on these very images (rows by dataset index when the loader yields indices).
         """
+        warnings.warn("IntraClassSplitter.embed is deprecated: use afr_aug.embedding."
+                      "run_inference(model, loader, embed=True) and split(out.embeddings, "
+                      "out.labels)", DeprecationWarning, stacklevel=2)
         from .embedding import run_inference
 
         out = run_inference(model, loader, embed=True, layer=layer, device=device,
@@ -146,18 +204,18 @@ class IntraClassSplitter:
         class_accuracy[counts == 0] = float("nan")
         return out.embeddings, labels, class_accuracy, float(correct.mean())
 
-    def thresholds_for(self, num_classes: int, class_accuracy=None,
-                       train_accuracy: Optional[float] = None) -> Tuple[torch.Tensor, bool]:
-        """λ_c per class and whether §3.3's adaptive rule was applied."""
-        lam = torch.full((num_classes,), self.threshold)
+    def hard_classes(self, num_classes: int, class_accuracy=None,
+                     train_accuracy: Optional[float] = None) -> Tuple[Optional[torch.Tensor], bool]:
+        """§3.3's "hard" classes (``a_c < a_train``), bool [C], and whether the rule applies
+        (``None, False`` when it does not: no accuracies, ``adaptive=False`` or outside the
+        window)."""
         if not self.adaptive or class_accuracy is None or train_accuracy is None:
-            return lam, False
+            return None, False
         acc = torch.as_tensor(class_accuracy, dtype=torch.float32).flatten()
         if len(acc) != num_classes:
             raise ValueError(f"class_accuracy has {len(acc)} entries, expected one per class "
                              f"({num_classes})")
-        if not 0.0 <= float(train_accuracy) <= 1.0:
-            raise ValueError(f"train_accuracy must be in [0, 1], got {train_accuracy}")
+        train_accuracy = check_probability(train_accuracy, "train_accuracy")
         known = ~torch.isnan(acc)
         if ((acc[known] < 0) | (acc[known] > 1)).any():
             raise ValueError("class_accuracy values must be in [0, 1] (NaN for an empty class)")
@@ -169,13 +227,45 @@ class IntraClassSplitter:
                     warnings.warn(
                         f"IntraClassSplitter: the training accuracy {train_accuracy:.3f} lies "
                         f"outside accuracy_window={self.accuracy_window}, so the adaptive "
-                        f"per-class thresholds of §3.3 are NOT applied (every class uses "
-                        f"λ = {self.threshold}). Pass the running accuracy on the mixed training "
-                        f"batches, or accuracy_window=None to always apply them.", stacklevel=3)
-                return lam, False
-        harder = known & (acc < float(train_accuracy))
-        lam[harder] = acc[harder]
-        return lam, True
+                        f"per-class thresholds of §3.3 are NOT applied (every class keeps its "
+                        f"base λ). Pass the running accuracy on the mixed training batches, or "
+                        f"accuracy_window=None to always apply them.", stacklevel=3)
+                return None, False
+        return known & (acc < float(train_accuracy)), True
+
+    def _thresholds(self, similarity, labels, counts, class_accuracy, train_accuracy):
+        """λ_c per class (see the class docstring), the hard-class mask and whether §3.3 applied."""
+        num_classes = len(counts)
+        hard, applied = self.hard_classes(num_classes, class_accuracy, train_accuracy)
+        order = torch.argsort(similarity)
+        order = order[torch.argsort(labels[order], stable=True)]   # by class, then cosine
+        ordered = similarity[order]
+        starts = (torch.cumsum(counts, 0) - counts).tolist()
+
+        def at_share(c: int, share: float) -> float:   # the cosine below which `share` lies
+            n = int(counts[c])
+            k = int(round(share * n))
+            return float("inf") if k >= n else float(ordered[starts[c] + k])
+
+        lam = torch.empty(num_classes)
+        for c in range(num_classes):
+            n = int(counts[c])
+            if n == 0:
+                lam[c] = self.threshold if self.threshold is not None else float("nan")
+                continue
+            if self.threshold is not None:
+                base, share = self.threshold, float((ordered[starts[c]:starts[c] + n]
+                                                     < self.threshold).float().mean())
+            else:
+                base, share = at_share(c, self.quantile), self.quantile
+            if hard is None or not bool(hard[c]):
+                lam[c] = base
+            elif self.adaptive_rule == "literal":
+                lam[c] = float(class_accuracy[c])
+            else:
+                ratio = float(class_accuracy[c]) / float(train_accuracy)
+                lam[c] = at_share(c, max(share, min(self.max_minority, 1 - (1 - share) * ratio)))
+        return lam, hard, applied
 
     def split(self, embeddings: torch.Tensor, labels: torch.Tensor, class_accuracy=None,
               train_accuracy: Optional[float] = None,
@@ -212,7 +302,8 @@ class IntraClassSplitter:
         sums = torch.zeros(num_classes, d).index_add_(0, labels, embeddings)
         means = sums / counts.clamp(min=1).unsqueeze(1)
         similarity = F.cosine_similarity(embeddings, means[labels], dim=1, eps=1e-12)
-        thresholds, applied = self.thresholds_for(num_classes, class_accuracy, train_accuracy)
+        thresholds, hard, applied = self._thresholds(similarity, labels, counts, class_accuracy,
+                                                     train_accuracy)
         minority = similarity < thresholds[labels]
 
         m_counts = torch.bincount(labels[minority], minlength=num_classes)
@@ -223,4 +314,5 @@ class IntraClassSplitter:
             centroids[c] = embeddings[members[similarity[members].argmin()]]
         return SplitResult(minority_mask=minority, thresholds=thresholds, similarity=similarity,
                            class_means=means, minority_centroids=centroids, labels=labels,
-                           class_counts=counts, adaptive_applied=applied)
+                           class_counts=counts, adaptive_applied=applied, hard=hard,
+                           rule=self.adaptive_rule if applied else None)

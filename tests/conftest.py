@@ -30,9 +30,9 @@ needs_cifar10 = pytest.mark.skipif(
 
 
 def fabricated_lt(counts, size=12):
-    """A small long-tailed ``benchmarks.common.Data`` of random images: ``counts`` images per
+    """A small long-tailed ``benchmarks.data.Data`` of random images: ``counts`` images per
     class at ``size`` px, 30 test images."""
-    from benchmarks.common import Data
+    from benchmarks.data import Data
 
     g = torch.Generator().manual_seed(0)
     y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])

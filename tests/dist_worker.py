@@ -11,6 +11,7 @@ import torch.distributed as dist
 
 from afr_aug import AFRBalancer, IntraClassSplitter, LongTailSampler
 from afr_aug.distributed import all_gather_cat, get_rank, get_world_size
+from afr_aug.embedding import run_inference
 from afr_aug.metrics import evaluate
 from afr_aug.models import resnet32
 
@@ -32,7 +33,11 @@ def compute(storage_dir):
     mine = torch.arange(rank, len(labels), world)
     batches = [(images[i].float() / 255, labels[i], i) for i in mine.split(7)]
     splitter = IntraClassSplitter(threshold=0.9, adaptive=False)
-    emb, labs, acc, train_acc = splitter.embed(model, batches, progress=False)
+    out = run_inference(model, batches, embed=True, progress=False)
+    emb, labs = out.embeddings, out.labels
+    correct = (out.predictions == labs).double()
+    acc = (torch.bincount(labs, weights=correct, minlength=3) / torch.bincount(labs, minlength=3)).float()
+    train_acc = float(correct.mean())
     split = splitter.split(emb, labs, num_classes=3)
     balancer = AFRBalancer(images, labels, batch_size=5, seed=3, progress=False,
                            splitter=IntraClassSplitter(threshold=0.9, adaptive=False))
@@ -42,7 +47,7 @@ def compute(storage_dir):
                           storage=storage_dir)
     on_disk.refresh(model)            # every rank writes its rows of one shared file
     metrics = evaluate(model, [(images[i].float() / 255, labels[i]) for i in mine.split(9)],
-                       class_counts=[30, 12, 6])
+                       class_counts=[30, 12, 6], progress=False)
     sampler = LongTailSampler(labels.tolist(), num_samples=40, seed=1)
     sampler.set_epoch(2)
     shares = all_gather_cat(torch.tensor(list(sampler)).view(1, -1))
@@ -51,6 +56,7 @@ def compute(storage_dir):
             "centroids": split.minority_centroids, "adversarial": balancer.adversarial,
             "adversarial_disk": on_disk.adversarial.clone(),
             "item_index": balancer.item_index, "is_adversarial": balancer.is_adversarial,
+            "attacked": balancer.report.attacked, "crossed": balancer.report.crossed,
             "top1": metrics["top1"], "per_class": metrics["per_class"], "shares": shares,
             "global_draw": sampler.global_draw(), "world": world}
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from afr_aug import AFRBalancer, IntraClassSplitter, MinorityPGD
+from afr_aug.augment import CropFlip, SeededTransform
 from afr_aug.models import resnet32
 
 COUNTS = [40, 12, 5]
@@ -14,35 +15,63 @@ def data(seed=0):
     return images, labels
 
 
-def test_before_refresh_is_class_balanced_oversampling():
+@pytest.mark.parametrize("layout", ["slots", "originals"])
+def test_before_refresh_is_class_balanced_oversampling(layout):
     images, labels = data()
-    b = AFRBalancer(images, labels, progress=False)
+    b = AFRBalancer(images, labels, progress=False, layout=layout)
     assert b.class_sizes().tolist() == [40, 40, 40]
     assert not b.is_adversarial.any()
     for c, n in enumerate(COUNTS):  # every original appears at least once
         src = b.item_index[b.item_labels == c]
         assert set(src.tolist()) == set(torch.nonzero(labels == c).flatten().tolist())
+    assert (b.item_draws is None) == (layout == "originals")
 
 
-def test_refresh_equal_counts_and_requested_share():
+def test_a_slot_is_an_original_through_its_own_draw():
+    images, labels = data()
+    b = AFRBalancer(images, labels, progress=False, seed=3)
+    batch, _ = b.get_batch(torch.arange(len(b)))
+    expected = CropFlip(padding=4).apply(images[b.item_index], b.item_draws)
+    assert torch.equal(batch, expected)
+    assert not torch.equal(batch, images[b.item_index])          # the draws do something
+    again = AFRBalancer(images, labels, progress=False, seed=3)   # deterministic per seed
+    assert torch.equal(again.get_batch(torch.arange(len(b)))[0], batch)
+
+
+def test_refresh_attacks_share_of_majority_slots_in_every_class():
     torch.manual_seed(0)
     images, labels = data()
     model = resnet32(num_classes=3)
-    b = AFRBalancer(images, labels, attack_share=0.5, progress=False, batch_size=16,
-                    splitter=IntraClassSplitter(threshold=0.8, adaptive=False))
-    split = b.refresh(model)
+    b = AFRBalancer(images, labels, attack_share=0.5, progress=False, batch_size=16)
+    report = b.refresh(model)
+    split = b.split_result
     assert b.class_sizes().tolist() == [40, 40, 40]
+    assert len(split.labels) == 120                            # the slots were split
     for c in range(3):
         majority = len(split.majority_indices(c))
         adv_c = int((b.is_adversarial & (b.item_labels == c)).sum())
-        assert adv_c == round(0.5 * majority)
-        # attacked images are majority images of their own class
-        src = b.adversarial_source[b.item_index[b.is_adversarial & (b.item_labels == c)]]
-        assert (labels[src] == c).all() and not split.minority_mask[src].any()
-    # adversarial images are stored compactly and stay within 3/255 of their source
+        assert adv_c == round(0.5 * majority) == report.attacked[c]
+        assert split.minority_counts[c] == 8                   # 20 % of 40 slots
+    # the paper's order: every class, the 5-image tail included, is ~40 % adversarial
+    assert min(report.adversarial_share) >= 0.25
+    assert (labels[b.adversarial_source] == b.item_labels[b.is_adversarial]).all()
+    # adversarial images are stored compactly and stay within 3/255 of their clean slot
     assert b.adversarial.dtype == torch.uint8
-    diff = (b.adversarial.int() - images[b.adversarial_source].int()).abs()
-    assert 0 < diff.max() <= 3
+    diff = (b.adversarial.int() - b.adversarial_clean().int()).abs()
+    assert 0 < diff.max() <= 9                      # 3 steps of 3/255
+
+
+def test_originals_layout_gives_the_tail_a_tiny_dose():
+    # issue 16's measurement in small: attacking originals and filling up with repeats leaves
+    # a tail class almost without adversarial images; the slots layout does not
+    torch.manual_seed(0)
+    images, labels = data()
+    model = resnet32(num_classes=3)
+    old = AFRBalancer(images, labels, progress=False, layout="originals",
+                      splitter=IntraClassSplitter(quantile=0.2, adaptive=False)).refresh(model)
+    new = AFRBalancer(images, labels, progress=False).refresh(model)
+    assert old.adversarial_share[2] <= 2 / 40 and new.adversarial_share[2] >= 0.25
+    assert new.dose > 1.8 * old.dose
 
 
 def test_items_and_batches_agree_and_mode_kept():
@@ -66,6 +95,7 @@ def test_state_dict_round_trip():
     b = AFRBalancer(images, labels, progress=False, seed=2)
     b.load_state_dict(a.state_dict())
     assert torch.equal(a.get_batch(torch.arange(len(a)))[0], b.get_batch(torch.arange(len(b)))[0])
+    assert torch.equal(a.adversarial_clean(), b.adversarial_clean())
 
 
 def test_dataset_input_and_target_size():
@@ -124,10 +154,11 @@ def test_dataset_is_read_lazily_about_once_per_refresh():
     b = AFRBalancer(ds, progress=False, batch_size=16, splitter=splitter())
     assert ds.reads == []                                  # construction reads no image
     b.refresh(resnet32(num_classes=3))
-    attacked = len(b.adversarial_source)
-    assert sorted(ds.reads[:len(labels)]) == list(range(len(labels)))   # one embedding pass
-    assert sorted(ds.reads[len(labels):]) == b.adversarial_source.tolist()  # then the attacked
-    assert len(ds.reads) == len(labels) + attacked
+    slots, attacked = len(b), len(b.adversarial_source)
+    # one embedding pass over the slots (each original at least once), then the attacked
+    assert sorted(set(ds.reads[:slots])) == list(range(len(labels)))
+    assert sorted(ds.reads[slots:]) == sorted(b.adversarial_source.tolist())
+    assert len(ds.reads) == slots + attacked
 
 
 def test_dataset_path_equals_tensor_path():
@@ -155,9 +186,9 @@ def test_memory_and_disk_storage_give_the_same_items(tmp_path):
         disk.refresh(model)
         every = torch.arange(len(mem))
         assert torch.equal(mem.get_batch(every)[0], disk.get_batch(every)[0])
-    assert disk.state_dict()["adversarial"] is None        # the images stay in the file
+    assert disk.state_dict()["store"]["rows"] is None      # the images stay in the file
     files = sorted(p.name for p in (tmp_path / "adv").iterdir())
-    assert len(files) == 2 and disk.adversarial_file.endswith(files[-1])   # last two kept
+    assert len(files) == 2 and disk.store.file.endswith(files[-1])   # last two kept
     k = int(torch.nonzero(disk.is_adversarial)[0])
     assert torch.equal(mem[k][0], disk[k][0])
     loader = torch.utils.data.DataLoader(disk, batch_size=16, num_workers=2)   # pickled to workers
@@ -199,10 +230,17 @@ def test_state_dict_is_validated():
     state = AFRBalancer(images[:20], labels[:20], progress=False).state_dict()
     with pytest.raises(ValueError, match="num_originals=20 but this AFRBalancer has num_originals=57"):
         b.load_state_dict(state)
+    b.refresh(resnet32(num_classes=3))
     state = b.state_dict()
-    state["adversarial_file"], state["adversarial"] = "/nonexistent/adv.u8", None
+    state["store"] = {**state["store"], "file": "/nonexistent/adv.u8", "rows": None}
     with pytest.raises(ValueError, match="missing or not"):
         b.load_state_dict(state)
+    state = b.state_dict()
+    state["is_adversarial"] = torch.zeros_like(state["is_adversarial"])
+    with pytest.raises(ValueError, match="adversarial items for"):
+        b.load_state_dict(state)
+    with pytest.raises(ValueError, match="layout='slots' but this AFRBalancer has layout='originals'"):
+        AFRBalancer(images, labels, progress=False, layout="originals").load_state_dict(b.state_dict())
 
 
 def write_image_folder(root, sizes_per_class):
@@ -232,8 +270,8 @@ def test_image_folder_with_torchvision_models(tmp_path):
         model = build(num_classes=3)
         b = AFRBalancer(view, progress=False, batch_size=4, num_workers=2, transform=flip,
                         splitter=splitter(), storage=tmp_path / build.__name__)
-        split = b.refresh(model)
-        assert split.class_means.shape == (3, dim)
+        b.refresh(model)
+        assert b.split_result.class_means.shape == (3, dim)
         assert b.class_sizes().tolist() == [12, 12, 12] and b.is_adversarial.any()
         img, y = b[int(torch.nonzero(b.is_adversarial)[-1])]
         assert img.shape == (3, 32, 32) and img.dtype == torch.float32 and y == 2
@@ -244,13 +282,13 @@ def test_image_folder_with_torchvision_models(tmp_path):
 def test_configured_attack_is_pointed_at_each_model():
     images, labels = data()
     first, second = resnet32(num_classes=3), resnet32(num_classes=3)
-    atk = MinorityPGD(first, eps=1 / 255, alpha=1 / 255, steps=2)
+    atk = MinorityPGD(first, eps=1 / 255, alpha=1 / 255, steps=2, target="centroid")
     b = AFRBalancer(images, labels, progress=False, attack=atk, splitter=splitter())
     b.refresh(first)
     b.refresh(second)
     assert b.attack is atk and atk.model is second and atk.eps == 1 / 255
     assert torch.equal(atk.targets, b.split_result.minority_centroids)
-    diff = (b.adversarial.int() - images[b.adversarial_source].int()).abs()
+    diff = (b.adversarial.int() - b.adversarial_clean().int()).abs()
     assert diff.max() <= 1
     with pytest.raises(TypeError, match="MinorityPGD"):
         AFRBalancer(images, labels, attack=lambda x, y: x)
@@ -271,7 +309,7 @@ def test_bad_dataset_input(tmp_path):
     with pytest.raises(ValueError, match="different sizes.*Resize"):
         AFRBalancer(uneven, progress=False, batch_size=4).refresh(resnet32(num_classes=2))
     normalised = [(images[i].float() / 255 - 0.5, int(labels[i])) for i in range(len(labels))]
-    with pytest.raises(ValueError, match=r"expected \[0, 1\].*Normalize"):
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\].*Normalize"):
         AFRBalancer(normalised, progress=False).refresh(resnet32(num_classes=3))
     wrong = Counted(images, labels)
     wrong.targets = [0] * len(labels)
@@ -309,14 +347,52 @@ def test_normalisation_declared_on_the_attack_equals_normalising_model():
     declared.set_normalization_used(mean, std)
     a = AFRBalancer(images, labels, progress=False, splitter=splitter(), attack=declared)
     b = AFRBalancer(images, labels, progress=False, splitter=splitter())
-    split_a, split_b = a.refresh(plain), b.refresh(inner)
+    a.refresh(plain)
+    b.refresh(inner)
+    split_a, split_b = a.split_result, b.split_result
     assert torch.equal(split_a.minority_mask, split_b.minority_mask)
     assert torch.allclose(split_a.class_means, split_b.class_means, atol=1e-4)
     assert torch.equal(a.adversarial_source, b.adversarial_source)
     # The same steps up to float rounding, which flips the sign of a near-zero gradient here and
     # there (measured: 98 % of pixels moved the same way; feeding the plain model [0, 1] images
     # instead of normalised ones agrees on 55 %).
-    src = images[a.adversarial_source].int()
+    src = a.adversarial_clean().int()
     same = ((a.adversarial.int() - src).sign() == (b.adversarial.int() - src).sign()).float().mean()
     assert same > 0.95, f"only {same:.1%} of the pixels moved the same way"
-    assert (a.adversarial.int() - src).abs().max() <= 3
+    assert (a.adversarial.int() - src).abs().max() <= 9
+
+
+def test_seeded_user_transform_as_slot_augmentation():
+    from torchvision.transforms import v2
+
+    images, labels = data()
+    t = SeededTransform(v2.Compose([v2.RandomCrop(32, padding=2), v2.RandomHorizontalFlip()]))
+    b = AFRBalancer(images, labels, progress=False, slot_transform=t, batch_size=16)
+    first = b.get_batch(torch.arange(len(b)))[0]
+    assert torch.equal(first, b.get_batch(torch.arange(len(b)))[0])     # a slot is one image
+    b.refresh(resnet32(num_classes=3))
+    assert (b.adversarial.int() - b.adversarial_clean().int()).abs().max() <= 9
+    with pytest.raises(TypeError, match="SeededTransform"):
+        AFRBalancer(images, labels, slot_transform=lambda x: x)
+
+
+def test_report_table_dict_plot_and_warnings(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    images, labels = data()
+    b = AFRBalancer(images, labels, progress=False, attack_share=0.02)
+    with pytest.warns(UserWarning, match="dose"):
+        report = b.refresh(resnet32(num_classes=3))
+    assert b.report is report and report.generation == 1
+    text = str(report)
+    assert "crossed" in text and "dose" in text and len(text.splitlines()) >= 5
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["attacked"] == report.attacked and d["dose"] < 0.01 and d["warnings"]
+    assert abs(d["dose"] - 0.25 * report.mix_area * d["total_adversarial_share"]) < 1e-9
+    assert 0 <= d["total_crossed"] <= 1 and d["layout"] == "slots" and d["target"] == "head"
+    report.plot(str(tmp_path / "refresh.png"))
+    assert (tmp_path / "refresh.png").stat().st_size > 1000
+    tiny = AFRBalancer(images[:8], torch.tensor([0] * 5 + [1] * 3), progress=False, target_size=5)
+    with pytest.warns(UserWarning, match="single minority image"):
+        tiny.refresh(resnet32(num_classes=2))

@@ -8,10 +8,13 @@ import torch
 
 from afr_aug.losses import BalancedSoftmaxLoss, LogitAdjustedLoss
 from afr_aug.mixing import effective_class_counts
-from benchmarks import reproduce
-from benchmarks.common import (ALL_METHODS, DERIVED_METHODS, PAPER_METHODS, BalancedStream,
-                               Schedule, derive_model, make_criterion, new_run, state_of,
-                               train_epoch)
+from benchmarks import grid, presets, reproduce
+from benchmarks.checkpoints import state_of
+from benchmarks.derived import BalancedStream, derive_model
+from benchmarks.factories import make_criterion
+from benchmarks.loop import new_run, train_epoch
+from benchmarks.methods import ALL_METHODS, DERIVED_METHODS, PAPER_METHODS
+from benchmarks.schedule import Schedule
 
 from conftest import fabricated_lt
 
@@ -128,13 +131,13 @@ def test_derive_model_rejects_unknown_rows(data):
 
 
 def test_grid_orders_rows_after_what_they_start_from():
-    tasks, deps = reproduce.grid(["afr_tau", "ce_posthoc"], [0])
+    tasks, deps = grid.grid(["afr_tau", "ce_posthoc"], [0])
     assert tasks == [("ce", 0), ("ce_posthoc", 0), ("bs_cmo", 0), ("afr", 0), ("afr_tau", 0)]
     assert deps == {("ce_posthoc", 0): ("ce", 0), ("afr_tau", 0): ("afr", 0),
                     ("afr", 0): ("bs_cmo", 0)}
-    _, deps = reproduce.grid(["bs_cmo_crt", "afr_tau"], [1], stage1_seed=0)
+    _, deps = grid.grid(["bs_cmo_crt", "afr_tau"], [1], stage1_seed=0)
     assert deps[("bs_cmo_crt", 1)] == ("bs_cmo", 0) and deps[("afr_tau", 1)] == ("afr", 1)
-    assert reproduce.from_bs_cmo("afr_tau") and not reproduce.from_bs_cmo("ce_posthoc")
+    assert grid.from_bs_cmo("afr_tau") and not grid.from_bs_cmo("ce_posthoc")
 
 
 def test_methods_groups_labels_and_paths(tmp_path):
@@ -144,13 +147,13 @@ def test_methods_groups_labels_and_paths(tmp_path):
     args = reproduce.parse_args(["--methods", "afr_tau", "paper", "la", "--out", str(tmp_path),
                                  "--tau", "0.5", "--la-tau", "2", "--stage1-seed", "0"])
     assert args.methods == [m for m in ALL_METHODS if m in set(PAPER_METHODS) | {"afr_tau", "la"}]
-    s = reproduce.schedule_from(args)
+    s = presets.schedule_from(args)
     assert (s.tau, s.la_tau) == (0.5, 2.0)
-    assert reproduce.run_label("bs_cmo_tau", s) == "bs_cmo_tau[tau=0.5]"
-    assert reproduce.run_label("la", s) == "la[tau=2]"
-    assert reproduce.run_label("bs_cmo_crt", s) == "bs_cmo_crt"
+    assert grid.run_label("bs_cmo_tau", s) == "bs_cmo_tau[tau=0.5]"
+    assert grid.run_label("la", s) == "la[tau=2]"
+    assert grid.run_label("bs_cmo_crt", s) == "bs_cmo_crt"
     mix = Schedule(mix="mixup", mix_p=0.5, tau=0.5)
-    assert reproduce.run_label("afr_tau", mix) == "afr_tau[mixup,0.5,tau=0.5]"
-    assert reproduce.ckpt_path(args, s, "bs_cmo_tau", 1).endswith("bs_cmo_tau-seed1-from0.pt")
-    assert reproduce.ckpt_path(args, s, "ce_posthoc", 1).endswith("ce_posthoc-seed1.pt")
+    assert grid.run_label("afr_tau", mix) == "afr_tau[mixup,0.5,tau=0.5]"
+    assert grid.ckpt_path(args, s, "bs_cmo_tau", 1).endswith("bs_cmo_tau-seed1-from0.pt")
+    assert grid.ckpt_path(args, s, "ce_posthoc", 1).endswith("ce_posthoc-seed1.pt")
     assert set(DERIVED_METHODS) <= set(ALL_METHODS)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from benchmarks import reproduce
-from benchmarks.common import ALL_METHODS, DERIVED_METHODS, load_checkpoint
+from benchmarks.checkpoints import load_checkpoint
+from benchmarks.methods import ALL_METHODS, DERIVED_METHODS
 
 from conftest import cifar10_root, needs_cifar10
 

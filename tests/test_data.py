@@ -488,3 +488,25 @@ def test_real_cifar10_lt(real_train):
     other = cifar_lt("cifar10", REAL_ROOT, seed=1)
     assert other.class_counts == CIFAR10_LT_100
     assert not np.array_equal(other.indices, lt.indices)
+
+
+# --------------------------------------------------------------------------------------------
+# the package layout
+# --------------------------------------------------------------------------------------------
+
+
+def test_package_keeps_its_public_names_and_does_not_import_metrics():
+    import ast
+
+    import afr_aug.data as data
+    from afr_aug import metrics
+
+    assert sorted(data.__all__) == sorted(["long_tailed_counts", "make_long_tailed", "CIFARDataset",
+                                           "load_cifar", "cifar_lt", "shot_groups", "ImageList",
+                                           "INaturalist"])
+    assert all(callable(getattr(data, name)) for name in data.__all__)
+    assert data.shot_groups is metrics.shot_groups
+    for path in Path(data.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "metrics" not in (node.module or ""), f"{path.name} imports metrics"

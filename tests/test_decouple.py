@@ -63,7 +63,7 @@ def test_crt_trains_only_the_classifier_and_balances_the_predictions():
     tail_before = recall()[1]
     loader = DataLoader(TensorDataset(x, y), batch_size=32)
     retrain_classifier(net, loader, epochs=15, lr=0.05,
-                       sampler=LongTailSampler(y, alpha=1.0, seed=0), progress=False)
+                       sampler=LongTailSampler(y, exponent=1.0, seed=0), progress=False)
     after = net.state_dict()
     for k in ("0.weight", "0.bias", "1.weight", "1.running_mean", "1.running_var"):
         assert torch.equal(before[k], after[k]), k          # features and BN statistics frozen
@@ -80,7 +80,7 @@ def test_lws_trains_the_scales_only_and_keeps_bn_in_eval():
     before = [p.clone() for p in net.parameters()]
     retrain_classifier(lws, DataLoader(TensorDataset(x, y), batch_size=16), epochs=2, lr=0.1,
                        params=lws.parameters(), reinit=False,
-                       sampler=LongTailSampler(y, alpha=1.0, seed=0), progress=False)
+                       sampler=LongTailSampler(y, exponent=1.0, seed=0), progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
     assert not torch.equal(lws.scales, torch.ones(2))
     assert torch.allclose(lws(x[:3]), net(x[:3]) * lws.scales)

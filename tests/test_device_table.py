@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import bundle, plan, throughput
-from benchmarks.common import PAPER_METHODS as METHODS, Schedule
+from benchmarks.methods import PAPER_METHODS as METHODS
+from benchmarks.schedule import Schedule
 
 from conftest import needs_cifar10
 
@@ -136,6 +137,23 @@ def test_bundle_refuses_the_wrong_pack_and_names_its_parts(tmp_path):
     fake.write_bytes(b"not a pack")
     with pytest.raises(ValueError, match="not a cifar10-lt pack"):
         bundle.make_bundle(str(tmp_path / "b"), pack=str(fake))
+
+
+def test_device_table_runs_python_from_the_python_variable(tmp_path):
+    """Every step of device_table.sh runs $PYTHON: a stand-in that records its arguments and
+    fails like a preflight that misses a package stops the script at step (1)."""
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "fake-python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit 3\n')
+    fake.chmod(0o755)
+    pack = tmp_path / "x.afrpack"
+    pack.write_bytes(b"")
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_table.sh"), str(pack),
+                           str(tmp_path / "work")], env=dict(os.environ, PYTHON=str(fake)),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert calls.read_text().split("\n")[0].startswith("-m benchmarks.preflight --out")
+    assert f"python {fake}" in proc.stdout          # the log line names the interpreter
 
 
 # -- the dress rehearsal ------------------------------------------------------------------------

@@ -49,6 +49,8 @@ def test_stage2_set_equals_single_process(both):
     ddp, single = both
     assert torch.equal(ddp["item_index"], single["item_index"])
     assert torch.equal(ddp["is_adversarial"], single["is_adversarial"])
+    assert ddp["attacked"] == single["attacked"]
+    assert ddp["crossed"] == pytest.approx(single["crossed"], abs=0.1)
     diff = (ddp["adversarial"].int() - single["adversarial"].int()).abs()
     # sign-gradient steps on near-zero gradients may differ with batch composition
     assert diff.float().mean() < 0.01 and diff.max() <= 2

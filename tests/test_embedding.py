@@ -208,3 +208,11 @@ def test_run_inference_orders_by_index_and_keeps_modes():
         run_inference(model, [])
     with pytest.raises(ValueError, match="indices for some batches only"):
         run_inference(model, [(x[:2], y[:2], torch.arange(2)), (x[2:4], y[2:4])])
+
+
+def test_run_inference_shows_a_progress_bar_by_default(capsys):
+    model, batch = nn.Linear(4, 2), (torch.rand(3, 4), torch.tensor([0, 1, 0]))
+    run_inference(model, [batch], desc="embedding pass")
+    assert "embedding pass" in capsys.readouterr().err
+    run_inference(model, [batch], desc="embedding pass", progress=False)
+    assert capsys.readouterr().err == ""

@@ -159,6 +159,14 @@ def test_evaluate_without_counts_infers_classes_and_extra_items():
     assert res["top1"] == pytest.approx(5 / 8)
 
 
+def test_evaluate_shows_a_progress_bar_by_default(capsys):
+    model = LookupModel(PREDS)
+    evaluate(model, _loader())
+    assert "evaluate" in capsys.readouterr().err          # tqdm's bar, cleared when done
+    evaluate(model, _loader(), progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_evaluate_does_not_move_model():
     model = LookupModel(PREDS)
     device_before = model.scale.device
@@ -193,8 +201,8 @@ def test_evaluate_with_real_dataloader():
         ({}, [(torch.arange(3), TARGETS[:2])], ValueError, "batch 0: labels has 2 entries, model outputs 3"),
         ({}, [(torch.arange(3), torch.tensor([0, 1, 7]))], ValueError, r"targets must lie in \[0, 3\), got range \[0, 7\]"),
         ({}, [([0, 1, 2], TARGETS[:3])], TypeError, "loader must yield image tensors; batch 0 has list"),
-        ({"num_classes": 0}, None, ValueError, "num_classes must be an int >= 1 or None, got 0"),
-        ({"num_classes": 3.0}, None, TypeError, "num_classes must be an int >= 1 or None, got float"),
+        ({"num_classes": 0}, None, ValueError, "num_classes must be >= 1, got 0"),
+        ({"num_classes": 3.0}, None, TypeError, "num_classes must be an int, got float"),
     ],
 )
 def test_evaluate_errors(kwargs, loader, exc, match):
@@ -215,3 +223,23 @@ def test_evaluate_rejects_non_module_and_non_logits():
 
     with pytest.raises(ValueError, match=r"batch 0: model\(x\) must return logits \[N, C\], got \(3,\)"):
         evaluate(Flat(), _loader())
+
+
+def test_running_accuracy_counts_per_class_and_overall():
+    from afr_aug.metrics import RunningAccuracy
+
+    acc = RunningAccuracy(3)
+    assert torch.isnan(acc.per_class()).all() and acc.overall() != acc.overall()
+    acc.update(torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [1.0, 0, 0]]), torch.tensor([0, 1, 1]))
+    acc.update(torch.tensor([2, 2]), torch.tensor([2, 0]))          # predictions work too
+    assert acc.per_class().tolist() == pytest.approx([0.5, 0.5, 1.0])
+    assert acc.overall() == pytest.approx(3 / 5)
+    other = RunningAccuracy(3)
+    other.load_state_dict(acc.state_dict())
+    assert other.per_class().tolist() == acc.per_class().tolist()
+    acc.reset()
+    assert acc.overall() != acc.overall()
+    with pytest.raises(ValueError, match="columns"):
+        acc.update(torch.zeros(2, 4), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="num_classes"):
+        RunningAccuracy(0)

@@ -91,7 +91,7 @@ def test_input_errors():
         model(torch.rand(2, 1, 32, 32))
     with pytest.raises(TypeError, match="float tensor.*got dtype torch.uint8"):
         model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
-    with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
         resnet32(num_classes=0)
     with pytest.raises(ValueError, match="3 means and 3 stds.*got 1 means and 3 stds"):
         resnet32(normalize=((0.5,), (0.2, 0.2, 0.2)))

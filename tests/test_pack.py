@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import pack
-from benchmarks.common import load_data
+from benchmarks import pack, pack_format
+from benchmarks.data import load_data
 
 from conftest import cifar10_root, needs_cifar10
 
@@ -16,19 +16,19 @@ def test_image_codec_is_lossless_on_edge_values():
     x[0] = 0
     x[1] = 255
     x[2, :, ::2] = 255                                   # the largest jumps between neighbours
-    res = pack.encode_images(x)
+    res = pack_format.encode_images(x)
     assert res.dtype == np.uint8 and res.shape == x.shape
-    assert np.array_equal(pack.decode_images(res), x)
+    assert np.array_equal(pack_format.decode_images(res), x)
     # a smooth image gives mostly-zero residuals: that is where the compression comes from
     smooth = np.tile(np.arange(32, dtype=np.uint8), (1, 3, 32, 1))
-    assert (pack.encode_images(smooth)[..., 1:, 1:] == 0).all()
+    assert (pack_format.encode_images(smooth)[..., 1:, 1:] == 0).all()
 
 
 def test_single_channel_and_bad_input():
     x = np.arange(2 * 1 * 4 * 4, dtype=np.uint8).reshape(2, 1, 4, 4)
-    assert np.array_equal(pack.decode_images(pack.encode_images(x)), x)
+    assert np.array_equal(pack_format.decode_images(pack_format.encode_images(x)), x)
     with pytest.raises(ValueError, match="uint8"):
-        pack.encode_images(x.astype(np.float32))
+        pack_format.encode_images(x.astype(np.float32))
 
 
 def test_pack_round_trip_checksum_and_damage(tmp_path):
@@ -38,9 +38,9 @@ def test_pack_round_trip_checksum_and_damage(tmp_path):
               "x_test": rng.integers(0, 256, (3, 3, 8, 8), dtype=np.uint8),
               "y_test": np.array([2, 1, 0])}
     path = tmp_path / "d.afrpack"
-    digest = pack.write_pack(path, arrays, {"dataset": "toy"})
-    assert digest == pack.file_sha256(path) and len(digest) == 64
-    got, meta = pack.read_pack(path)
+    digest = pack_format.write_pack(path, arrays, {"dataset": "toy"})
+    assert digest == pack_format.file_sha256(path) and len(digest) == 64
+    got, meta = pack_format.read_pack(path)
     assert meta == {"dataset": "toy"}
     for k in arrays:
         assert np.array_equal(got[k], arrays[k])
@@ -48,10 +48,10 @@ def test_pack_round_trip_checksum_and_damage(tmp_path):
     blob[-3] ^= 0xFF                                     # flip bits in the last stream
     path.write_bytes(bytes(blob))
     with pytest.raises(ValueError, match="damaged"):
-        pack.read_pack(path)
+        pack_format.read_pack(path)
     (tmp_path / "other").write_bytes(b"hello")
     with pytest.raises(ValueError, match="not an afr-aug data pack"):
-        pack.read_pack(tmp_path / "other")
+        pack_format.read_pack(tmp_path / "other")
 
 
 @needs_cifar10
@@ -73,13 +73,13 @@ def test_command_line_prints_the_sha256(tmp_path, capsys, monkeypatch):
 
     def fake_pack(dataset, out, root, ratio, download):
         assert (dataset, ratio, download) == ("cifar100-lt", 50.0, True)
-        return pack.write_pack(out, arrays, {"dataset": dataset})
+        return pack_format.write_pack(out, arrays, {"dataset": dataset})
 
     monkeypatch.setattr(pack, "pack_dataset", fake_pack)
     out = tmp_path / "p.afrpack"
     assert pack.main(["--dataset", "cifar100-lt", "--imbalance-ratio", "50", "--download",
                       "--out", str(out)]) == 0
-    assert pack.file_sha256(out) in capsys.readouterr().out
+    assert pack_format.file_sha256(out) in capsys.readouterr().out
 
 
 def test_missing_data_names_the_flags(tmp_path):

@@ -12,6 +12,7 @@ import afr_aug.data
 from conftest import cifar10_root
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+CONTINUED = "# continued from"
 
 
 def python_blocks():
@@ -34,7 +35,11 @@ def test_readme_block_runs(index, monkeypatch):
         return afr_aug.data.CIFARDataset(ds.data[keep], [ds.targets[i] for i in keep], ds.classes)
 
     monkeypatch.setattr(afr_aug.data, "cifar_lt", small_cifar_lt)
-    code = python_blocks()[index]
+    blocks = python_blocks()
+    first = index          # a block that continues the one above runs after it, in one namespace
+    while first > 0 and blocks[first].startswith(CONTINUED):
+        first -= 1
+    code = "\n".join(blocks[first:index + 1])
     # the only change: stop each training loop after 2 iterations
     code, loops = re.subn(r"^(\s*)for (.+?) in (.+):$", r"\1for \2 in itertools.islice(\3, 2):",
                           code, flags=re.M)

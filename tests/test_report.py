@@ -1,4 +1,4 @@
-"""benchmarks.report: seed statistics, the markdown table, the figures and input checks."""
+"""benchmarks.report, .tables and .plots: seed statistics, the markdown table, the figures and input checks."""
 
 import sys
 from pathlib import Path
@@ -9,7 +9,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
 
-from benchmarks import report  # noqa: E402
+from benchmarks import plots, report, tables  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, ratio 100
@@ -33,7 +33,7 @@ def results():
 
 
 def test_summarize_means_and_sample_stds(results):
-    rows = report.summarize(results["runs"])
+    rows = tables.summarize(results["runs"])
     assert [r["method"] for r in rows] == ["bs_cmo", "ce", "afr"]  # first appearance order
     bs, ce, afr = rows
     assert bs["seeds"] == [0, 1, 2] and bs["n"] == 3 and bs["epochs"] == 200
@@ -56,13 +56,13 @@ def test_summarize_means_and_sample_stds(results):
 
 
 def test_summarize_accepts_whole_results_and_keeps_epoch_strings(results):
-    assert report.summarize(results) == report.summarize(results["runs"])
-    row = report.summarize([{"method": "bs_cmo_ft", "epochs": "200+50", "seed": 0, "top1": 0.5}])[0]
+    assert tables.summarize(results) == tables.summarize(results["runs"])
+    row = tables.summarize([{"method": "bs_cmo_ft", "epochs": "200+50", "seed": 0, "top1": 0.5}])[0]
     assert row["epochs"] == "200+50" and row["many_mean"] is None
 
 
 def test_markdown_table_cells(results):
-    table = report.markdown_table(results)
+    table = tables.markdown_table(results)
     lines = table.splitlines()
     assert "CIFAR-10-LT" in lines[0] and "100" in lines[0] and "cpu (test)" in lines[0]
     assert "| Method | Epochs | Top-1 | Best top-1 | Many | Med | Few | Seeds |" in table
@@ -78,11 +78,11 @@ def test_markdown_table_example_cell_and_names():
     runs = [{"method": m, "epochs": 200, "seed": s, "top1": t}
             for m, s, t in [("bs_cmo", 0, 0.4613 - 0.0052), ("bs_cmo", 1, 0.4613 + 0.0052),
                             ("mystery", 0, 0.3), ("ldam_drw", 0, 0.4)]]
-    table = report.markdown_table({"dataset": "cifar100-lt", "imbalance_ratio": 50, "runs": runs})
+    table = tables.markdown_table({"dataset": "cifar100-lt", "imbalance_ratio": 50, "runs": runs})
     assert "46.13 ± 0.74" in table  # ±0.0052 around the mean: sample std 0.0052*sqrt(2)
     one = {"dataset": "x", "runs": [{"method": "bs_cmo", "seed": s, "top1": t}
                                     for s, t in [(0, 0.4561), (1, 0.4613), (2, 0.4665)]]}
-    assert "46.13 ± 0.52" in report.markdown_table(one)
+    assert "46.13 ± 0.52" in tables.markdown_table(one)
     assert "| mystery |" in table and "| LDAM-DRW |" in table and "CIFAR-100-LT" in table
     assert "Best top-1" not in table  # no run records it
     assert "Few" in table and table.count("–") >= 3 * 3
@@ -91,8 +91,8 @@ def test_markdown_table_example_cell_and_names():
 def test_plots_write_pngs(tmp_path, results):
     pytest.importorskip("matplotlib")
     paths = [
-        report.plot_shot_accuracy(results, tmp_path / "shot.png"),
-        report.plot_per_class(results, COUNTS, tmp_path / "per_class.png",
+        plots.plot_shot_accuracy(results, tmp_path / "shot.png"),
+        plots.plot_per_class(results, COUNTS, tmp_path / "per_class.png",
                               class_names=["plane", "car", "bird", "cat", "deer", "dog", "frog",
                                            "horse", "ship", "truck"]),
     ]
@@ -101,12 +101,12 @@ def test_plots_write_pngs(tmp_path, results):
     centre = torch.linspace(0.85, 0.6, 10)[labels]
     spread = torch.linspace(0.03, 0.12, 10)[labels]
     similarity = (centre + spread * torch.randn(len(labels), generator=gen)).clamp(-1, 1)
-    paths.append(report.plot_class_distribution(
+    paths.append(plots.plot_class_distribution(
         COUNTS, similarity, labels, 0, 9, tmp_path / "fig1.png",
         class_names=["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
         thresholds=[0.8] * 9 + [0.55]))
     # numpy arrays and lists work too
-    paths.append(report.plot_class_distribution(COUNTS, similarity.numpy(), labels.tolist(), 1, 8,
+    paths.append(plots.plot_class_distribution(COUNTS, similarity.numpy(), labels.tolist(), 1, 8,
                                                 tmp_path / "fig1_np.png"))
     for p in paths:
         data = Path(p).read_bytes()
@@ -118,7 +118,7 @@ def test_write_report(tmp_path, results):
     names = [Path(p).name for p in written]
     assert names[0] == "results.md"
     md = (tmp_path / "out" / "results.md").read_text(encoding="utf-8")
-    assert report.markdown_table(results) in md
+    assert tables.markdown_table(results) in md
     assert "final-epoch" in md and "best" in md.lower()
     try:
         import matplotlib  # noqa: F401
@@ -155,32 +155,32 @@ def test_cli(tmp_path, results):
 ])
 def test_summarize_rejects_bad_runs(runs, match):
     with pytest.raises(ValueError, match=match):
-        report.summarize(runs)
+        tables.summarize(runs)
 
 
 def test_plot_errors(tmp_path, results):
     with pytest.raises(ValueError, match="per_class has 10 entries but class_counts has 9"):
-        report.plot_per_class(results, COUNTS[:9], tmp_path / "x.png")
+        plots.plot_per_class(results, COUNTS[:9], tmp_path / "x.png")
     with pytest.raises(ValueError, match="per_class has 10 entries"):  # checked before writing
         report.write_report(results, tmp_path / "never", class_counts=COUNTS[:9])
     assert not (tmp_path / "never").exists()
     no_pc = {"runs": [{"method": "ce", "top1": 0.5}]}
     with pytest.raises(ValueError, match="no 'per_class'"):
-        report.plot_per_class(no_pc, [10, 1], tmp_path / "x.png")
+        plots.plot_per_class(no_pc, [10, 1], tmp_path / "x.png")
     with pytest.raises(ValueError, match="runs"):
-        report.markdown_table({"dataset": "x"})
+        tables.markdown_table({"dataset": "x"})
 
     sim, lab = [0.9, 0.8, 0.7], [0, 0, 2]
     with pytest.raises(ValueError, match="tail class 1 has no images"):
-        report.plot_class_distribution([2, 1, 1], sim, lab, 0, 1, tmp_path / "x.png")
+        plots.plot_class_distribution([2, 1, 1], sim, lab, 0, 1, tmp_path / "x.png")
     with pytest.raises(ValueError, match="head_class"):
-        report.plot_class_distribution([2, 1, 1], sim, lab, 3, 1, tmp_path / "x.png")
+        plots.plot_class_distribution([2, 1, 1], sim, lab, 3, 1, tmp_path / "x.png")
     with pytest.raises(ValueError, match="entries but labels"):
-        report.plot_class_distribution([2, 1, 1], sim, lab[:2], 0, 2, tmp_path / "x.png")
+        plots.plot_class_distribution([2, 1, 1], sim, lab[:2], 0, 2, tmp_path / "x.png")
     with pytest.raises(ValueError, match="thresholds"):
-        report.plot_class_distribution([2, 1, 1], sim, lab, 0, 2, tmp_path / "x.png", thresholds=[0.5])
+        plots.plot_class_distribution([2, 1, 1], sim, lab, 0, 2, tmp_path / "x.png", thresholds=[0.5])
     with pytest.raises(ValueError, match="differ"):
-        report.plot_class_distribution([2, 1, 1], sim, lab, 0, 0, tmp_path / "x.png")
+        plots.plot_class_distribution([2, 1, 1], sim, lab, 0, 0, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -188,9 +188,9 @@ def test_import_does_not_need_matplotlib():
     import subprocess
 
     code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "from benchmarks import report\n"
-            "print(report.markdown_table({'runs': [{'method': 'afr', 'top1': 0.5}]}))\n"
-            "try:\n    report.plot_shot_accuracy({'runs': [{'method': 'afr', 'top1': 0.5}]}, 'x.png')\n"
+            "from benchmarks import plots, report, tables\n"
+            "print(tables.markdown_table({'runs': [{'method': 'afr', 'top1': 0.5}]}))\n"
+            "try:\n    plots.plot_shot_accuracy({'runs': [{'method': 'afr', 'top1': 0.5}]}, 'x.png')\n"
             "except ImportError as e:\n    print(e)\n")
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
@@ -204,14 +204,14 @@ def test_reliability_bins_pool_seeds_and_refuse_mismatched_bins(tmp_path):
     other = {"count": [2, 1, 0], "confidence": [0.4, 0.5, None], "accuracy": [0.0, 1.0, None]}
     runs = [_run("bs", 0, 0.5, 0.6, 0.4, calibration=cal), _run("bs", 1, 0.5, 0.6, 0.4, calibration=other),
             _run("ce", 0, 0.5, 0.6, 0.4)]                      # no bins: left out
-    count, conf, acc = report.reliability_bins(runs)["bs"]
+    count, conf, acc = plots.reliability_bins(runs)["bs"]
     assert count == [4, 1, 2] and conf == pytest.approx([0.3, 0.5, 0.9])
-    assert acc == pytest.approx([0.25, 1.0, 1.0]) and "ce" not in report.reliability_bins(runs)
+    assert acc == pytest.approx([0.25, 1.0, 1.0]) and "ce" not in plots.reliability_bins(runs)
     short = dict(other, count=[2, 1])
     with pytest.raises(ValueError, match="differ in length"):
-        report.reliability_bins([_run("bs", 0, 0.5, 0.6, 0.4, calibration=short)])
+        plots.reliability_bins([_run("bs", 0, 0.5, 0.6, 0.4, calibration=short)])
     four = {k: v + [v[0]] for k, v in other.items()}
     with pytest.raises(ValueError, match="different numbers of bins"):
-        report.reliability_bins(runs[:1] + [_run("bs", 1, 0.5, 0.6, 0.4, calibration=four)])
+        plots.reliability_bins(runs[:1] + [_run("bs", 1, 0.5, 0.6, 0.4, calibration=four)])
     with pytest.raises(ValueError, match="no run has 'calibration' bins"):
-        report.plot_reliability({"dataset": "cifar10-lt", "runs": runs[2:]}, tmp_path / "r.png")
+        plots.plot_reliability({"dataset": "cifar10-lt", "runs": runs[2:]}, tmp_path / "r.png")

@@ -15,34 +15,34 @@ def class_freq(sampler, labels=LABELS, num_classes=len(COUNTS)):
     return torch.bincount(drawn, minlength=num_classes).double() / len(drawn)
 
 
-def test_alpha_one_is_class_balanced():
-    s = LongTailSampler(LABELS, alpha=1.0, num_samples=40_000, seed=0)
+def test_exponent_one_is_class_balanced():
+    s = LongTailSampler(LABELS, exponent=1.0, num_samples=40_000, seed=0)
     freq = class_freq(s)
     assert torch.allclose(freq, torch.full((4,), 0.25, dtype=torch.float64), atol=0.01)
 
 
 def test_class_draws_pass_a_chi_square_test():
-    s = LongTailSampler(LABELS, alpha=1.0, num_samples=20_000, seed=11)
+    s = LongTailSampler(LABELS, exponent=1.0, num_samples=20_000, seed=11)
     observed = class_freq(s) * 20_000
     chi2 = float(((observed - 5_000) ** 2 / 5_000).sum())
     assert chi2 < 16.27          # 99.9 % quantile of chi-square with 3 degrees of freedom
     assert torch.allclose(s.class_probs, torch.full((4,), 0.25, dtype=torch.float64))
 
 
-def test_alpha_zero_is_instance_balanced():
-    s = LongTailSampler(LABELS, alpha=0.0, num_samples=40_000, seed=1)
+def test_exponent_zero_is_instance_balanced():
+    s = LongTailSampler(LABELS, exponent=0.0, num_samples=40_000, seed=1)
     expected = torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS)
     assert torch.allclose(class_freq(s), expected, atol=0.01)
 
 
-def test_alpha_half_is_square_root():
-    s = LongTailSampler(LABELS, alpha=0.5, num_samples=40_000, seed=2)
+def test_exponent_half_is_square_root():
+    s = LongTailSampler(LABELS, exponent=0.5, num_samples=40_000, seed=2)
     root = torch.tensor(COUNTS, dtype=torch.float64).sqrt()
     assert torch.allclose(class_freq(s), root / root.sum(), atol=0.01)
 
 
 def test_within_class_uniform():
-    s = LongTailSampler(LABELS, alpha=1.0, num_samples=40_000, seed=3)
+    s = LongTailSampler(LABELS, exponent=1.0, num_samples=40_000, seed=3)
     idx = torch.tensor(list(s))
     tail = idx[idx >= 750]  # the 10 images of class 3
     per_item = torch.bincount(tail - 750, minlength=10).double() / len(tail)
@@ -91,7 +91,7 @@ def test_ddp_without_replacement_disjoint_indices():
 
 
 def test_without_replacement_is_a_weighted_draw():
-    # 3 items of class 0 and 1 of class 1, alpha=1: the first pick is the class-1 item half
+    # 3 items of class 0 and 1 of class 1, exponent=1: the first pick is the class-1 item half
     # the time, and a full draw is a permutation
     s = LongTailSampler([0, 0, 0, 1], replacement=False, seed=0)
     firsts = []
@@ -105,7 +105,7 @@ def test_without_replacement_is_a_weighted_draw():
 
 
 def test_sparse_label_ids_and_class_attributes():
-    s = LongTailSampler([7, 10**12, 7, 7], alpha=1.0, seed=0)
+    s = LongTailSampler([7, 10**12, 7, 7], exponent=1.0, seed=0)
     assert s.classes.tolist() == [7, 10**12] and s.class_counts.tolist() == [3, 1]
     assert s.class_probs.tolist() == [0.5, 0.5]
     assert s.order.tolist() == [0, 2, 3, 1]
@@ -115,7 +115,7 @@ def test_more_than_2_to_the_24_labels():
     n = 2**24 + 5
     labels = torch.zeros(n, dtype=torch.int32)   # cheap: 64 MB
     labels[-5:-3], labels[-3:] = 1, 2            # 2 items of class 1, 3 of class 2
-    s = LongTailSampler(labels, alpha=1.0, num_samples=1000, seed=0)
+    s = LongTailSampler(labels, exponent=1.0, num_samples=1000, seed=0)
     assert s.num_labels == n and s.class_counts.tolist() == [n - 5, 2, 3]
     drawn = s.global_draw()
     assert drawn.dtype == torch.int64 and len(drawn) == 1000
@@ -133,7 +133,7 @@ def test_state_dict_round_trip():
     a.set_epoch(3)
     state = a.state_dict()
     assert state == {"type": "LongTailSampler", "seed": 4, "epoch": 3, "num_labels": 760,
-                     "num_classes": 4, "num_samples": 300, "replacement": True, "alpha": 1.0}
+                     "num_classes": 4, "num_samples": 300, "replacement": True, "exponent": 1.0}
     b = LongTailSampler(LABELS, num_samples=300, seed=99, num_replicas=2, rank=1)  # other shard
     b.load_state_dict(state)
     assert (b.seed, b.epoch) == (4, 3)
@@ -146,21 +146,21 @@ def test_state_dict_round_trip():
 
 @pytest.mark.parametrize("state,exc,match", [
     ([("seed", 0)], TypeError, "expects the dict"),
-    (dict(seed=0, epoch=0), ValueError, r"missing keys \['alpha'"),
+    (dict(seed=0, epoch=0), ValueError, r"missing keys \['exponent'"),
     (dict(type="LongTailSampler", seed=0, epoch=0, num_labels=760, num_classes=4, num_samples=300,
-          replacement=True, alpha=1.0, rank=0), ValueError, r"unexpected keys \['rank'\]"),
+          replacement=True, exponent=1.0, rank=0), ValueError, r"unexpected keys \['rank'\]"),
     (dict(type="CutMixBalancer", seed=0, epoch=0, num_labels=760, num_classes=4, num_samples=300,
-          replacement=True, alpha=1.0), ValueError, "saved by 'CutMixBalancer'"),
+          replacement=True, exponent=1.0), ValueError, "saved by 'CutMixBalancer'"),
     (dict(type="LongTailSampler", seed=0, epoch=0, num_labels=760, num_classes=4, num_samples=500,
-          replacement=True, alpha=1.0), ValueError, "num_samples=500 but this LongTailSampler has num_samples=300"),
+          replacement=True, exponent=1.0), ValueError, "num_samples=500 but this LongTailSampler has num_samples=300"),
     (dict(type="LongTailSampler", seed=0, epoch=0, num_labels=100, num_classes=4, num_samples=300,
-          replacement=True, alpha=1.0), ValueError, "num_labels=100"),
+          replacement=True, exponent=1.0), ValueError, "num_labels=100"),
     (dict(type="LongTailSampler", seed=0, epoch=0, num_labels=760, num_classes=4, num_samples=300,
-          replacement=False, alpha=1.0), ValueError, "replacement=False"),
+          replacement=False, exponent=1.0), ValueError, "replacement=False"),
     (dict(type="LongTailSampler", seed=0, epoch=0, num_labels=760, num_classes=4, num_samples=300,
-          replacement=True, alpha=0.5), ValueError, "alpha=0.5"),
+          replacement=True, exponent=0.5), ValueError, "exponent=0.5"),
     (dict(type="LongTailSampler", seed="0", epoch=0, num_labels=760, num_classes=4, num_samples=300,
-          replacement=True, alpha=1.0), TypeError, "seed must be an int"),
+          replacement=True, exponent=1.0), TypeError, "seed must be an int"),
 ])
 def test_load_state_dict_bad_input(state, exc, match):
     s = LongTailSampler(LABELS, num_samples=300, seed=4)
@@ -170,7 +170,7 @@ def test_load_state_dict_bad_input(state, exc, match):
 
 
 def test_weights_hand_computed():
-    w = class_balanced_weights([0, 0, 1, 2, 2, 2, 2], alpha=0.5)
+    w = class_balanced_weights([0, 0, 1, 2, 2, 2, 2], exponent=0.5)
     expected = torch.tensor([2, 2, 1, 4, 4, 4, 4], dtype=torch.float64).pow(-0.5)
     assert torch.allclose(w, expected)
 
@@ -180,14 +180,38 @@ def test_weights_hand_computed():
     (dict(labels=[[0, 1]]), ValueError, "1-D"),
     (dict(labels=[0.5, 1.0]), TypeError, "integers"),
     (dict(labels=[0, -1]), ValueError, ">= 0"),
-    (dict(labels=[0, 1], alpha=float("nan")), ValueError, "finite"),
+    (dict(labels=[0, 1], exponent=float("nan")), ValueError, "finite"),
     (dict(labels=[0, 1], num_samples=0), ValueError, "num_samples"),
     (dict(labels=[0, 1], num_replicas=2, rank=2), ValueError, "rank"),
     (dict(labels=[0, 1], num_replicas=0, rank=0), ValueError, "num_replicas"),
     (dict(labels=[0, 1], replacement=False, num_samples=3), ValueError, "without replacement"),
     (dict(labels=[0, 1], seed=None), TypeError, "seed must be an int"),
-    (dict(labels=[0] * 7 + [1] * 8, alpha=1e308), ValueError, "too extreme"),
+    (dict(labels=[0] * 7 + [1] * 8, exponent=1e308), ValueError, "too extreme"),
 ])
 def test_bad_input(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         LongTailSampler(**kwargs)
+
+
+def test_old_alpha_keyword_attribute_and_state_still_work():
+    with pytest.warns(DeprecationWarning, match="'alpha' is deprecated, use 'exponent'"):
+        old = LongTailSampler(LABELS, alpha=0.5, num_samples=300, seed=4)
+    assert old.exponent == 0.5
+    assert torch.equal(old.global_draw(),
+                       LongTailSampler(LABELS, exponent=0.5, num_samples=300, seed=4).global_draw())
+    with pytest.warns(DeprecationWarning, match=r"LongTailSampler.alpha is deprecated, use .exponent"):
+        assert old.alpha == 0.5
+    with pytest.raises(TypeError, match="both 'exponent' and its deprecated name 'alpha'"):
+        LongTailSampler(LABELS, exponent=1.0, alpha=1.0)
+    with pytest.warns(DeprecationWarning, match="'alpha' is deprecated"):
+        assert torch.equal(class_balanced_weights([0, 1, 1], alpha=0.5),
+                           class_balanced_weights([0, 1, 1], exponent=0.5))
+    # a state saved before the rename (key "alpha") loads; state= still names the argument
+    saved = dict(old.state_dict(), epoch=3)
+    saved["alpha"] = saved.pop("exponent")
+    fresh = LongTailSampler(LABELS, exponent=0.5, num_samples=300)
+    with pytest.warns(DeprecationWarning, match="'state' is deprecated, use 'state_dict'"):
+        fresh.load_state_dict(state=saved)
+    assert (fresh.seed, fresh.epoch) == (4, 3)
+    with pytest.raises(ValueError, match="exponent=0.5 but this LongTailSampler has exponent=1.0"):
+        LongTailSampler(LABELS, num_samples=300).load_state_dict(saved)

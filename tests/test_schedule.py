@@ -2,7 +2,8 @@
 
 import pytest
 
-from benchmarks.common import Run, Schedule, _mixing_on
+from benchmarks.loop import Run, _mixing_on
+from benchmarks.schedule import Schedule
 
 
 def test_warm_up_steps_once_per_epoch_like_the_reference():

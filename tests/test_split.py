@@ -2,6 +2,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from afr_aug import IntraClassSplitter, SplitResult
 
@@ -45,39 +46,87 @@ def test_similarity_means_and_centroids_match_definition():
     assert r.thresholds.tolist() == pytest.approx([0.8] * 3)
 
 
-def test_adaptive_thresholds_hand_example():
-    # §3.3: a class whose accuracy is below the training accuracy uses its accuracy as λ_c
+def _one_class(angles):
+    """2-D embeddings of one class at known angles to the mean direction (1, 0)."""
+    angles = torch.tensor(angles)
+    return torch.stack([angles.cos(), angles.sin()], 1), torch.zeros(len(angles), dtype=torch.long)
+
+
+SYMMETRIC = [0.0, 0.2, 0.5, 0.7, 0.9, -0.2, -0.5, -0.7, -0.9, 0.1]
+
+
+def test_hard_classes_hand_example():
     s = IntraClassSplitter(threshold=0.8, adaptive=True, accuracy_window=(0.6, 0.7))
-    lam, applied = s.thresholds_for(4, class_accuracy=[0.9, 0.5, 0.65, 0.7], train_accuracy=0.66)
-    assert applied
-    assert lam.tolist() == pytest.approx([0.8, 0.5, 0.65, 0.8])
+    hard, applied = s.hard_classes(4, class_accuracy=[0.9, 0.5, 0.65, 0.7], train_accuracy=0.66)
+    assert applied and hard.tolist() == [False, True, True, False]
+    assert IntraClassSplitter(adaptive=False).hard_classes(4, [0.9] * 4, 0.66) == (None, False)
 
 
-def test_adaptive_changes_the_split():
-    # 2-D embeddings of one class at known angles to the mean direction (1, 0)
-    angles = torch.tensor([0.0, 0.2, 0.5, 0.7, 0.9, -0.2, -0.5, -0.7, -0.9])
-    emb = torch.stack([angles.cos(), angles.sin()], 1)
-    labels = torch.zeros(9, dtype=torch.long)
+def test_literal_rule_uses_the_accuracy_as_cosine():
+    emb, labels = _one_class(SYMMETRIC)
     fixed = IntraClassSplitter(0.8, adaptive=False).split(emb, labels, [0.5], 0.65)
-    adaptive = IntraClassSplitter(0.8, adaptive=True).split(emb, labels, [0.5], 0.65)
-    cos = angles.cos()  # mean direction is (1, 0) by symmetry
+    literal = IntraClassSplitter(0.8, adaptive_rule="literal").split(emb, labels, [0.5], 0.65)
+    cos = F.cosine_similarity(emb, emb.mean(0, keepdim=True))
     assert fixed.minority_mask.tolist() == (cos < 0.8).tolist()
-    assert adaptive.minority_mask.tolist() == (cos < 0.5).tolist()
-    assert adaptive.adaptive_applied and not fixed.adaptive_applied
-    assert adaptive.minority_mask.sum() < fixed.minority_mask.sum()
+    assert literal.minority_mask.tolist() == (cos < 0.5).tolist()
+    assert literal.thresholds.tolist() == pytest.approx([0.5])
+    assert literal.adaptive_applied and literal.rule == "literal" and not fixed.adaptive_applied
+    # the printed formula gives a hard class FEWER minority images, so MORE attacked ones
+    assert literal.minority_mask.sum() < fixed.minority_mask.sum()
+
+
+@pytest.mark.parametrize("base", [dict(threshold=0.8), dict(quantile=0.2)])
+def test_keep_originals_rule_gives_hard_classes_more_minority(base):
+    # §3.3's stated purpose: "harder classes tend to keep more original samples"; pinned for
+    # both kinds of base threshold: a hard class gets a larger minority (fewer attacked slots)
+    torch.manual_seed(0)
+    emb = torch.randn(200, 8) + torch.tensor([5.0] + [0.0] * 7)
+    labels = torch.arange(200) % 2
+    s = IntraClassSplitter(**base, accuracy_window=None)
+    plain = IntraClassSplitter(**base, adaptive=False).split(emb, labels)
+    split = s.split(emb, labels, class_accuracy=[0.9, 0.45], train_accuracy=0.6)
+    assert split.rule == "keep_originals" and split.hard.tolist() == [False, True]
+    share, base_share = split.minority_shares, plain.minority_shares
+    assert share[0] == pytest.approx(float(base_share[0]), abs=0.011)          # easy: unchanged
+    expected = min(0.5, 1 - (1 - float(base_share[1])) * 0.45 / 0.6)
+    assert share[1] == pytest.approx(expected, abs=0.011) and share[1] > base_share[1]
+    assert split.thresholds[1] > plain.thresholds[1]
+
+
+def test_keep_originals_is_capped_at_max_minority():
+    emb, labels = _one_class(SYMMETRIC)
+    split = IntraClassSplitter(quantile=0.2, accuracy_window=None, max_minority=0.4).split(
+        emb, labels, [0.05], 0.9)
+    assert split.minority_shares.tolist() == pytest.approx([0.4])
+
+
+def test_quantile_is_a_share_per_class_whatever_the_geometry():
+    torch.manual_seed(0)
+    tight = torch.randn(50, 16) * 0.01 + 1.0          # every cosine near 1: λ = 0.8 finds none
+    loose = torch.randn(30, 16)
+    emb, labels = torch.cat([tight, loose]), torch.tensor([0] * 50 + [1] * 30)
+    assert not IntraClassSplitter(threshold=0.8, adaptive=False).split(emb, labels).minority_mask[:50].any()
+    r = IntraClassSplitter(quantile=0.2, adaptive=False).split(emb, labels)
+    assert r.minority_counts.tolist() == [10, 6]
+    # the minority are each class's least typical images
+    for c, members in ((0, torch.arange(50)), (1, torch.arange(50, 80))):
+        sim, minority = r.similarity[members], r.minority_mask[members]
+        assert sim[minority].max() <= sim[~minority].min()
+    assert IntraClassSplitter().quantile == 0.2 and IntraClassSplitter().threshold is None
 
 
 def test_accuracy_window_gates_adaptive():
     s = IntraClassSplitter(0.8, accuracy_window=(0.6, 0.7))
+    emb, labels = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
     with pytest.warns(UserWarning, match=r"accuracy 0\.950 lies outside accuracy_window=\(0\.6, 0\.7\)"):
-        lam, applied = s.thresholds_for(2, [0.5, 0.9], train_accuracy=0.95)
-    assert not applied and lam.tolist() == pytest.approx([0.8, 0.8])
+        hard, applied = s.hard_classes(2, [0.5, 0.9], train_accuracy=0.95)
+    assert not applied and hard is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")                    # said once per splitter
-        assert not s.split(torch.randn(4, 3), torch.tensor([0, 0, 1, 1]), [0.5, 0.9], 0.9).adaptive_applied
-        assert s.thresholds_for(2, [0.5, 0.9], train_accuracy=0.65)[1]
-    lam, applied = IntraClassSplitter(0.8, accuracy_window=None).thresholds_for(2, [0.5, 0.99], 0.95)
-    assert applied and lam.tolist() == pytest.approx([0.5, 0.8])
+        assert not s.split(emb, labels, [0.5, 0.9], 0.9).adaptive_applied
+        assert s.hard_classes(2, [0.5, 0.9], train_accuracy=0.65)[1]
+    hard, applied = IntraClassSplitter(0.8, accuracy_window=None).hard_classes(2, [0.5, 0.99], 0.95)
+    assert applied and hard.tolist() == [True, False]
 
 
 def test_edge_classes_single_empty_and_no_minority():
@@ -118,7 +167,8 @@ def test_embed_restores_mode_and_measures_accuracy():
     x = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
     y = torch.tensor([0, 1, 1, 1])  # image 2 is misclassified
     loader = [(x[:2], y[:2]), (x[2:], y[2:])]
-    emb, labels, acc, train_acc = IntraClassSplitter().embed(model, loader, progress=False)
+    with pytest.warns(DeprecationWarning, match="run_inference"):
+        emb, labels, acc, train_acc = IntraClassSplitter().embed(model, loader, progress=False)
     assert model.training and model.drop.training
     assert torch.equal(emb, x)                                    # eval mode: no dropout
     assert labels.tolist() == y.tolist()
@@ -150,9 +200,15 @@ def test_split_bad_input(emb, labels, kwargs, exc, match):
 
 def test_bad_accuracy_and_construction():
     with pytest.raises(ValueError, match="class_accuracy has 1 entries"):
-        IntraClassSplitter().thresholds_for(2, [0.5], 0.65)
+        IntraClassSplitter().hard_classes(2, [0.5], 0.65)
     with pytest.raises(ValueError, match="train_accuracy"):
-        IntraClassSplitter().thresholds_for(2, [0.5, 0.5], 1.5)
+        IntraClassSplitter().hard_classes(2, [0.5, 0.5], 1.5)
+    with pytest.raises(ValueError, match="not both"):
+        IntraClassSplitter(threshold=0.8, quantile=0.2)
+    with pytest.raises(ValueError, match="quantile"):
+        IntraClassSplitter(quantile=1.0)
+    with pytest.raises(ValueError, match="adaptive_rule"):
+        IntraClassSplitter(adaptive_rule="backwards")
     with pytest.raises(ValueError, match="threshold"):
         IntraClassSplitter(threshold=1.5)
     with pytest.raises(ValueError, match="accuracy_window"):

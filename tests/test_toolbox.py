@@ -66,9 +66,9 @@ def test_effective_counts_give_the_issue_numbers_on_cifar10_lt():
     gain = (eff / torch.tensor(counts, dtype=torch.float64)).log()
     assert float(gain[-1]) == pytest.approx(1.52, abs=0.02)        # tail: about +1.5 nats
     assert float(gain[0]) == pytest.approx(-0.12, abs=0.01)        # head: -0.12
-    # no mixing, or a sampler that follows the counts (alpha 0): the counts themselves
+    # no mixing, or a sampler that follows the counts (exponent 0): the counts themselves
     assert torch.allclose(effective_class_counts(counts, p=0.0), torch.tensor(counts).double())
-    assert torch.allclose(effective_class_counts(counts, p=0.5, sampler_alpha=0.0),
+    assert torch.allclose(effective_class_counts(counts, p=0.5, exponent=0.0),
                           torch.tensor(counts).double())
     # by hand with lam_mean given
     two = effective_class_counts([3, 1], p=1.0, lam_mean=0.5)
@@ -76,6 +76,19 @@ def test_effective_counts_give_the_issue_numbers_on_cifar10_lt():
     BalancedSoftmaxLoss(eff.tolist())       # accepted as (fractional) counts
     with pytest.raises(ValueError, match="lam_mean"):
         effective_class_counts(counts, p=0.5, lam_mean=1.5)
+
+
+def test_effective_counts_and_area_keep_their_old_keywords():
+    counts = [500, 50, 5]
+    with pytest.warns(DeprecationWarning, match="'sampler_alpha' is deprecated, use 'exponent'"):
+        old = effective_class_counts(counts, p=0.5, sampler_alpha=0.5)
+    assert torch.equal(old, effective_class_counts(counts, p=0.5, exponent=0.5))
+    with pytest.warns(DeprecationWarning, match="'mix_alpha' is deprecated, use 'beta'"):
+        old = effective_class_counts(counts, p=0.5, mix_alpha=2.0)
+    assert torch.equal(old, effective_class_counts(counts, p=0.5, beta=2.0))
+    assert not torch.equal(old, effective_class_counts(counts, p=0.5))
+    with pytest.warns(DeprecationWarning, match="'alpha' is deprecated, use 'beta'"):
+        assert cutmix_area_mean(8, 8, alpha=2.0) == cutmix_area_mean(8, 8, beta=2.0)
 
 
 # --- calibration -------------------------------------------------------------------------------
@@ -120,7 +133,7 @@ def test_image_list_reads_lazily_and_feeds_the_sampler(tmp_path):
     assert x.shape == (3, 10, 12) and x.dtype == torch.float32 and y == 2
     assert float(x[0].max()) == pytest.approx(90 / 255)
     assert shot_groups(ds.class_counts, many=5, few=2) == ["many", "med", "few"]
-    sampler = LongTailSampler(ds.targets, alpha=1.0, seed=0)
+    sampler = LongTailSampler(ds.targets, exponent=1.0, seed=0)
     drawn = torch.bincount(torch.tensor(ds.targets)[torch.tensor(list(iter(sampler)))], minlength=3)
     assert drawn.min() >= 1                        # the one-image class is drawn too
     ds_t = ImageList(tmp_path, tmp_path / "ImageNet_LT_train.txt", transform=lambda im: im.size,

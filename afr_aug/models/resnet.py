@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import check_int
+
 __all__ = ["NormedLinear", "ResNet32", "resnet32"]
 
 
@@ -118,9 +120,7 @@ class ResNet32(nn.Module):
         normed_classifier: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = check_int(num_classes, "num_classes", minimum=1)
         self.normalize = normalize is not None
         if normalize is not None:
             mean, std = self._check_normalize(normalize)

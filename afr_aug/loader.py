@@ -1,0 +1,448 @@
+"""Your DataLoader, wrapped: ready-mixed batches for stage 1 (CMO) and stage 2 (AFR).
+
+Why: every loop that trains with a balanced source writes the same plumbing: a second loader
+beside the user's, the mixer's coin per batch, the running accuracy that §3.3 needs, and (in
+stage 2) the refresh every ``refresh_every`` epochs with that accuracy. The wrappers own that
+plumbing and nothing else: the user's loop keeps its model, loss, optimiser and schedule.
+
+- :class:`BalancedMixLoader` (stage 1): the user's loader, plus a class-balanced loader built
+  from it with :class:`~afr_aug.LongTailSampler` (CMO), mixed by a
+  :class:`~afr_aug.CutMixBalancer` (``p = 0.5``).
+- :class:`AFRLoader` (stage 2): the same, with :class:`~afr_aug.AFRBalancer`'s set as the
+  balanced source (``p = 0.25``), refreshed at the start of every ``refresh_every``-th epoch
+  with the running accuracy of the epoch before.
+
+Both yield :class:`MixedBatch` ``(x, y_a, y_b, lam)`` for
+:func:`~afr_aug.mixed_loss`, and take the logits back with :meth:`~BalancedMixLoader.observe`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from .checks import check_int, check_state
+from .balance import AFRBalancer
+from .distributed import all_reduce_sum, get_rank, get_world_size
+from .metrics import RunningAccuracy
+from .mixing import CutMixBalancer, MixUpBalancer
+from .sampler import LongTailSampler
+
+__all__ = ["MixedBatch", "BalancedMixLoader", "AFRLoader"]
+
+_STATE_VERSION = 1
+
+
+class MixedBatch(NamedTuple):
+    """One training batch: images, the two labels and the share ``lam`` of ``y_a``.
+
+    An unmixed batch has ``y_b is y_a`` and ``lam == 1.0``.
+    """
+
+    x: torch.Tensor
+    y_a: torch.Tensor
+    y_b: torch.Tensor
+    lam: float
+
+
+def dataset_labels(dataset: Any) -> Optional[torch.Tensor]:
+    """The labels a dataset declares without reading an image: ``.targets`` (torchvision's
+    datasets, ``ImageFolder``, ``cifar_lt``), looked through ``Subset``; ``None`` if it has none."""
+    if isinstance(dataset, Subset):
+        inner = dataset_labels(dataset.dataset)
+        return None if inner is None else inner[torch.as_tensor(dataset.indices, dtype=torch.long)]
+    targets = getattr(dataset, "targets", None)
+    return None if targets is None else torch.as_tensor(targets, dtype=torch.long)
+
+
+def _set_epoch(obj: Any, epoch: int) -> None:
+    """Pass the epoch to a loader's sampler (``DistributedSampler``, ``LongTailSampler``) and
+    to a batch sampler's inner sampler, wherever there is a ``set_epoch``."""
+    seen = set()
+    for s in (getattr(obj, "sampler", None), getattr(obj, "batch_sampler", None),
+              getattr(getattr(obj, "batch_sampler", None), "sampler", None)):
+        if s is not None and id(s) not in seen and callable(getattr(s, "set_epoch", None)):
+            seen.add(id(s))
+            s.set_epoch(epoch)
+
+
+def _loader_like(loader: DataLoader, dataset: Dataset, sampler, persistent: bool) -> DataLoader:
+    """A DataLoader over ``dataset`` with ``sampler`` and the user's loader's batch size, workers,
+    pinned memory and collate function; ``drop_last`` so every balanced batch is full."""
+    extra = {}
+    if loader.num_workers > 0:
+        extra = {"prefetch_factor": loader.prefetch_factor, "persistent_workers": persistent,
+                 "multiprocessing_context": loader.multiprocessing_context}
+    return DataLoader(dataset, batch_size=loader.batch_size, sampler=sampler, drop_last=True,
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+                      collate_fn=loader.collate_fn, worker_init_fn=loader.worker_init_fn,
+                      timeout=loader.timeout, **extra)
+
+
+class BalancedMixLoader:
+    """Stage 1 (inter-class): the user's batches, CutMixed with class-balanced ones (CMO).
+
+    Args:
+        loader: the user's loader: any iterable of ``(images, labels)`` batches with ``len``
+            (a ``DataLoader``, a DDP one included). Its order, workers and memory pinning are
+            left as they are.
+        mixer: a :class:`~afr_aug.CutMixBalancer` or :class:`~afr_aug.MixUpBalancer`;
+            default ``CutMixBalancer(p=0.5)`` (CMO). Its coin is tossed first, so a balanced
+            batch is fetched (and transformed) only for the batches that mix.
+        balanced: the balanced source, any iterable of ``(images, labels)`` batches at least
+            as large as the user's (restarted when it runs out). Default: a ``DataLoader``
+            over ``loader.dataset`` with a :class:`~afr_aug.LongTailSampler` and the loader's
+            batch size, workers, pinning and collate function.
+        labels: one label per item of ``loader.dataset``, for the default balanced source
+            (default: the dataset's ``.targets``, looked through ``Subset``).
+        num_classes: for the running accuracy; default ``max(labels) + 1``.
+        transform: a callable on a whole batch, applied on ``device`` to the user's images and
+            to the balanced ones before mixing (e.g. :class:`~afr_aug.augment.BatchAugment`
+            on uint8 batches).
+        device: where batches go (``non_blocking`` when the loader pins memory); ``None``:
+            left where the loader puts them.
+        seed: seed of the default balanced source's sampler.
+        mixing: whether batches are mixed; set the attribute between epochs to pause mixing
+            (CMO leaves the first and last epochs unmixed) without touching the mixer's coin.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> from afr_aug import mixed_loss
+        >>> data = TensorDataset(torch.rand(40, 3, 8, 8), torch.tensor([0] * 30 + [1] * 10))
+        >>> data.targets = data.tensors[1]                  # what a torchvision dataset has
+        >>> loader = BalancedMixLoader(DataLoader(data, batch_size=8, shuffle=True))
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+        >>> for epoch in range(2):
+        ...     loader.set_epoch(epoch)
+        ...     for x, y_a, y_b, lam in loader:
+        ...         logits = model(x)
+        ...         loss = mixed_loss(torch.nn.functional.cross_entropy, logits, y_a, y_b, lam)
+        ...         loader.observe(logits)                   # §3.3's running accuracy
+        >>> len(loader), loader.running.per_class().shape
+        (5, torch.Size([2]))
+    """
+
+    def __init__(self, loader: Iterable, mixer=None, *, balanced: Optional[Iterable] = None,
+                 labels=None, num_classes: Optional[int] = None, transform=None,
+                 device=None, seed: int = 0, mixing: bool = True):
+        if balanced is None and not isinstance(loader, DataLoader):
+            raise TypeError("without balanced=, the loader must be a torch DataLoader (the "
+                            "balanced loader is built from its dataset and settings)")
+        self.loader = loader
+        self.mixer = self._check_mixer(CutMixBalancer(p=0.5) if mixer is None else mixer)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be a callable on a batch, got {type(transform).__name__}")
+        self.transform = transform
+        self.device = None if device is None else torch.device(device)
+        self.seed = check_int(seed, "seed")
+        self.mixing = bool(mixing)
+        labels = self._labels(labels) if balanced is None or num_classes is None else None
+        if num_classes is None:
+            num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else None
+        if num_classes is None and balanced is None:
+            self._default_balanced(labels)                # raises: the dataset has no labels
+        if num_classes is None:
+            raise ValueError("num_classes is needed when the loader's dataset declares no "
+                             "labels (pass num_classes= or labels=)")
+        self.num_classes = int(num_classes)
+        self.balanced = balanced if balanced is not None else self._default_balanced(labels)
+        self.running = RunningAccuracy(self.num_classes, device=self.device)
+        self.epoch = 0                 # the epoch the next iteration runs
+        self._labels_of_batch: Optional[torch.Tensor] = None
+        self._balanced_iter: Optional[Iterator] = None
+
+    # -- construction ------------------------------------------------------------------------
+    @staticmethod
+    def _check_mixer(mixer):
+        if not isinstance(mixer, (CutMixBalancer, MixUpBalancer)):
+            raise TypeError(f"mixer must be a CutMixBalancer or MixUpBalancer, got "
+                            f"{type(mixer).__name__}")
+        return mixer
+
+    def _labels(self, labels) -> Optional[torch.Tensor]:
+        if labels is None:
+            labels = dataset_labels(getattr(self.loader, "dataset", None))
+            if labels is None:
+                return None
+        labels = torch.as_tensor(labels)
+        if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be 1-D integer class labels, got dtype {labels.dtype} "
+                             f"and shape {tuple(labels.shape)}")
+        if len(labels) and int(labels.min()) < 0:
+            raise ValueError(f"labels must be >= 0, got {int(labels.min())}")
+        return labels.long()
+
+    def _default_balanced(self, labels) -> DataLoader:
+        if labels is None:
+            raise ValueError(f"{type(self.loader.dataset).__name__} has no .targets: pass "
+                             f"labels= (one per item) or your own balanced= loader")
+        if len(labels) != len(self.loader.dataset):
+            raise ValueError(f"{len(labels)} labels for a dataset of {len(self.loader.dataset)} "
+                             f"items")
+        if self.loader.batch_size is None:
+            raise ValueError("the loader uses a batch_sampler; pass your own balanced= loader")
+        sampler = LongTailSampler(labels, seed=self.seed)
+        return _loader_like(self.loader, self.loader.dataset, sampler,
+                            persistent=getattr(self.loader, "persistent_workers", False))
+
+    # -- iteration ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    @property
+    def dataset(self):
+        """The user's loader's dataset."""
+        return getattr(self.loader, "dataset", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch the next iteration runs, and pass it on to the samplers of the user's
+        loader and of the balanced source (DDP shuffling, the balanced draw)."""
+        self.epoch = epoch = check_int(epoch, "epoch", minimum=0)
+        _set_epoch(self.loader, epoch)
+        _set_epoch(self.balanced, epoch)
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor):
+        if self.device is not None:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+        return x, y
+
+    def _next_balanced(self, size: int):
+        for _ in range(2):                 # at most one restart: a fresh pass, then give up
+            if self._balanced_iter is None:
+                self._balanced_iter = iter(self.balanced)
+            batch = next(self._balanced_iter, None)
+            if batch is None:
+                self._balanced_iter = None
+                continue
+            xb, yb = batch[0], batch[1]
+            if len(xb) >= size:
+                return xb[:size], yb[:size]
+            self._balanced_iter = None     # a short last batch: start a fresh pass
+        raise ValueError(f"the balanced source gives batches smaller than the loader's ({size} "
+                         f"images): give it at least the loader's batch size")
+
+    def _start_epoch(self) -> None:
+        self.running.reset()
+        self._balanced_iter = None
+
+    def __iter__(self) -> Iterator[MixedBatch]:
+        self._start_epoch()
+        for batch in self.loader:
+            x, y = self._to_device(batch[0], batch[1])
+            if self.transform is not None:
+                x = self.transform(x)
+            if self.mixing and self.mixer.decide():
+                xb, yb = self._to_device(*self._next_balanced(len(x)))
+                if self.transform is not None:
+                    xb = self.transform(xb)
+                x, y_a, y_b, lam = self.mixer(x, y, xb, yb)
+            else:
+                y_a, y_b, lam = y, y, 1.0
+            self._labels_of_batch = y_a
+            yield MixedBatch(x, y_a, y_b, lam)
+        self._labels_of_batch = None
+        self.epoch += 1
+
+    def observe(self, logits: torch.Tensor) -> None:
+        """Count the logits of the last batch against its long-tailed labels ``y_a`` (the
+        running accuracy §3.3 adapts to; it stays on the device, no host sync)."""
+        if self._labels_of_batch is None:
+            raise RuntimeError("observe() needs a batch: call it inside the loop over this loader")
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 \
+                or len(logits) != len(self._labels_of_batch):
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"logits must be [B, C] for the last batch's {len(self._labels_of_batch)} "
+                             f"images, got {shape}")
+        self.running.update(logits.detach(), self._labels_of_batch)
+
+    def accuracy(self):
+        """``(per-class [C], overall)`` running accuracy of the last epoch, summed over the
+        ranks under ``torch.distributed`` (NaN: not counted)."""
+        correct, seen = all_reduce_sum(self.running.correct), all_reduce_sum(self.running.seen)
+        acc = (correct / seen.clamp(min=1)).float().cpu()
+        acc[seen.cpu() == 0] = float("nan")
+        total = float(seen.sum())
+        return acc, (float(correct.sum()) / total if total else float("nan"))
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """The epoch, the mixer's random state and the running accuracy: save it between
+        epochs; a resumed run then mixes as an uninterrupted one."""
+        return {"type": type(self).__name__, "version": _STATE_VERSION,
+                "num_classes": self.num_classes, "epoch": self.epoch,
+                "mixer": self.mixer.state_dict(), "running": self.running.state_dict()}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        check_state(self, state_dict, {"version": _STATE_VERSION, "num_classes": self.num_classes},
+                    self._state_keys())
+        self.mixer.load_state_dict(state_dict["mixer"])
+        self.running.load_state_dict(state_dict["running"])
+        self.set_epoch(int(state_dict["epoch"]))
+
+    def _state_keys(self):
+        return ("epoch", "mixer", "running")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({len(self)} batches, {self.mixer!r}, "
+                f"epoch={self.epoch})")
+
+
+class AFRLoader(BalancedMixLoader):
+    """Stage 2 (intra-class): the user's batches, CutMixed with AFR's re-balanced set.
+
+    At the start of every ``refresh_every``-th epoch (0, 10, 20, … by default) the set is
+    refreshed with the running accuracy of the epoch before (for epoch 0: ``running``, the
+    stage-1 loader's, as §3.3 wants the accuracy "just before" the split): slots → embed →
+    split → attack. The refresh's :class:`~afr_aug.RefreshReport` is kept as :attr:`report`,
+    its wall time as :attr:`refresh_seconds`.
+
+    Args:
+        loader: the user's loader (see :class:`BalancedMixLoader`).
+        stage2: the :class:`~afr_aug.AFRBalancer` over a deterministic view of the same data.
+        model: the model being fine-tuned (a DDP wrapper is fine); :meth:`set_model` re-points.
+        mixer: default ``CutMixBalancer(p=0.25)`` (the paper's stage 2).
+        refresh_every: epochs between refreshes (paper: 10).
+        running: the running accuracy before stage 2 (a
+            :class:`~afr_aug.metrics.RunningAccuracy`, a :class:`BalancedMixLoader`, or a
+            ``(per-class accuracies, overall)`` pair): what the first refresh adapts to. Default: none, so the first refresh uses the
+            clean slots' accuracy.
+        balanced: the balanced source; default a ``DataLoader`` over ``stage2`` with the user
+            loader's batch size, workers, pinning and collate function, shuffled per epoch
+            (per rank under ``torch.distributed``) and without persistent workers, so every
+            epoch's workers see the latest refresh.
+        transform, device, seed, mixing: as in :class:`BalancedMixLoader`.
+        auto_refresh: refresh when an iteration starts and :meth:`due` says so; ``False``
+            leaves it to the caller (:meth:`refresh`), e.g. to time it apart from training.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> from afr_aug import mixed_loss
+        >>> from afr_aug.models import resnet32
+        >>> images, labels = torch.randint(0, 256, (30, 3, 32, 32), dtype=torch.uint8), \\
+        ...     torch.tensor([0] * 20 + [1] * 7 + [2] * 3)
+        >>> data = TensorDataset(images.float() / 255, labels)
+        >>> model = resnet32(num_classes=3)
+        >>> stage2 = AFRLoader(DataLoader(data, batch_size=6, shuffle=True, drop_last=True),
+        ...                    AFRBalancer(images, labels, progress=False), model,
+        ...                    refresh_every=2)
+        >>> for epoch in range(3):
+        ...     stage2.set_epoch(epoch)
+        ...     for x, y_a, y_b, lam in stage2:       # epochs 0 and 2 start with a refresh
+        ...         logits = model(x)
+        ...         loss = mixed_loss(torch.nn.functional.cross_entropy, logits, y_a, y_b, lam)
+        ...         stage2.observe(logits)
+        >>> stage2.refreshes, stage2.report.generation, len(stage2.report.attacked)
+        (2, 2, 3)
+    """
+
+    def __init__(self, loader: Iterable, stage2: AFRBalancer, model: torch.nn.Module,
+                 mixer=None, *, refresh_every: int = 10, running=None,
+                 balanced: Optional[Iterable] = None, transform=None, device=None, seed: int = 0,
+                 mixing: bool = True, auto_refresh: bool = True):
+        if not isinstance(stage2, AFRBalancer):
+            raise TypeError(f"stage2 must be an AFRBalancer, got {type(stage2).__name__}")
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.stage2, self.model, self.auto_refresh = stage2, model, bool(auto_refresh)
+        self.refresh_every = check_int(refresh_every, "refresh_every", minimum=1)
+        if mixer is None:
+            mixer = CutMixBalancer(p=0.25)
+        if balanced is None:
+            self._check_batching(loader)
+            sampler = DistributedSampler(stage2, num_replicas=get_world_size(), rank=get_rank(),
+                                         shuffle=True, seed=check_int(seed, "seed"), drop_last=True)
+            balanced = _loader_like(loader, stage2, sampler, persistent=False)
+        super().__init__(loader, mixer, balanced=balanced, num_classes=stage2.num_classes,
+                         transform=transform, device=device, seed=seed, mixing=mixing)
+        # the stage 2 mixer is the one the report's dose is computed for
+        if stage2.mixer is None:
+            stage2.mixer = self.mixer
+        self.report = stage2.report
+        self.refresh_seconds: Optional[float] = None
+        self.refreshes = 0
+        self._refreshed_epoch: Optional[int] = None
+        self._carry = self._running_from(running)
+
+    @staticmethod
+    def _check_batching(loader) -> None:
+        if not isinstance(loader, DataLoader):
+            raise TypeError("without balanced=, the loader must be a torch DataLoader (the "
+                            "stage-2 loader copies its batch size and workers)")
+        if loader.batch_size is None:
+            raise ValueError("the loader uses a batch_sampler; pass your own balanced= loader "
+                             "over the AFRBalancer")
+
+    def _running_from(self, running):
+        if running is None:
+            return None
+        if isinstance(running, BalancedMixLoader):
+            return running.accuracy()
+        if isinstance(running, RunningAccuracy):
+            if running.num_classes != self.num_classes:
+                raise ValueError(f"running counts {running.num_classes} classes, the stage-2 set "
+                                 f"{self.num_classes}")
+            return running.per_class(), running.overall()
+        if isinstance(running, (tuple, list)) and len(running) == 2:
+            per_class = torch.as_tensor(running[0], dtype=torch.float32).reshape(-1)
+            if len(per_class) != self.num_classes:
+                raise ValueError(f"running gives {len(per_class)} class accuracies, the stage-2 "
+                                 f"set has {self.num_classes} classes")
+            return per_class, float(running[1])
+        raise TypeError(f"running must be a RunningAccuracy, a BalancedMixLoader or a "
+                        f"(per-class, overall) pair, got {type(running).__name__}")
+
+    def set_model(self, model: torch.nn.Module) -> None:
+        """Point the refreshes at another model (e.g. a re-wrapped or compiled one)."""
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+
+    def refresh(self):
+        """Refresh the stage-2 set now, with the running accuracy of the epoch before; returns
+        the :class:`~afr_aug.RefreshReport`. Called by the iteration when it is due."""
+        if self._carry is not None and self.running.seen.sum() == 0:
+            class_accuracy, train_accuracy = self._carry
+        else:
+            class_accuracy, train_accuracy = self.accuracy()
+        start = time.perf_counter()
+        self.report = self.stage2.refresh(self.model, device=self.device,
+                                          class_accuracy=class_accuracy,
+                                          train_accuracy=train_accuracy)
+        self.refresh_seconds = time.perf_counter() - start
+        self.refreshes += 1
+        self._refreshed_epoch = self.epoch
+        return self.report
+
+    def due(self) -> bool:
+        """Whether the next iteration starts with a refresh."""
+        return self.epoch % self.refresh_every == 0 and self._refreshed_epoch != self.epoch
+
+    def _start_epoch(self) -> None:
+        if self.auto_refresh and self.due():
+            self.refresh()
+            self._carry = None
+        super()._start_epoch()
+
+    def state_dict(self) -> Dict[str, Any]:
+        """As :class:`BalancedMixLoader`'s, plus the stage-2 set and the refresh bookkeeping."""
+        state = super().state_dict()
+        state.update(stage2=self.stage2.state_dict(), refreshed_epoch=self._refreshed_epoch,
+                     refreshes=self.refreshes,
+                     carry=None if self._carry is None else
+                     (self._carry[0].clone(), float(self._carry[1])))
+        return state
+
+    def _state_keys(self):
+        return super()._state_keys() + ("stage2", "refreshed_epoch", "refreshes", "carry")
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.stage2.load_state_dict(state_dict["stage2"])
+        self._refreshed_epoch = state_dict["refreshed_epoch"]
+        self.refreshes = int(state_dict["refreshes"])
+        self._carry = state_dict["carry"]
+        self.report = self.stage2.report

@@ -1,0 +1,245 @@
+"""What one AFR refresh did, per class and in total: so a user can see whether AFR does
+anything on their data.
+
+AFR works only if three things hold, and each can silently fail: enough adversarial images
+reach the model (the *dose*), the attack moves majority images into their class's minority
+(the *crossing*, Eq. 2 with the same model), and the images keep their class (*labels
+kept*). :class:`RefreshReport` measures all three on every refresh.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+
+__all__ = ["RefreshReport"]
+
+
+def _mean(t: torch.Tensor) -> float:
+    return float(t.float().mean()) if len(t) else float("nan")
+
+
+@dataclass
+class RefreshReport:
+    """One refresh of :class:`~afr_aug.AFRBalancer` (returned by ``refresh``, kept as
+    ``balancer.report``).
+
+    Per class (lists of length C): ``originals``, ``slots`` (items of the set), ``minority``
+    (slots split minority), ``threshold`` (λ_c), ``hard`` (§3.3 treated the class as hard;
+    None when the rule did not apply), ``accuracy`` (the per-class accuracy the split used),
+    ``attacked``, ``adversarial_share``, and of the attacked slots: ``crossed`` (share whose
+    cosine to the class mean fell below λ_c), ``cos_before`` / ``cos_after`` (mean cosine to
+    the class mean), ``label_kept`` (accuracy after / accuracy before on those slots).
+
+    Totals: the same over all attacked slots, ``linf`` (mean L∞ distance, in [0, 1] units),
+    ``mix_p`` and ``mix_area`` (E[1 − lam] of the mixer), and :attr:`dose`.
+    ``similarity`` and ``adversarial_similarity`` keep the cosines of every slot and of every
+    adversarial image (with ``labels`` and ``adversarial_labels``) for :meth:`plot`.
+
+    Example:
+        >>> import warnings
+        >>> from afr_aug import AFRBalancer
+        >>> from afr_aug.models import resnet32
+        >>> images = torch.randint(0, 256, (30, 3, 32, 32), dtype=torch.uint8)
+        >>> stage2 = AFRBalancer(images, torch.tensor([0] * 20 + [1] * 10), progress=False)
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     report = stage2.refresh(resnet32(num_classes=2))
+        >>> report.attacked, report.adversarial_share, round(report.dose, 4)
+        ([8, 8], [0.4, 0.4], 0.0299)
+        >>> sorted(report.to_dict())[:3]                  # JSON-ready, for results files
+        ['accuracy', 'adversarial_accuracy', 'adversarial_share']
+    """
+
+    generation: int
+    target: str
+    layout: str
+    originals: List[int]
+    slots: List[int]
+    minority: List[int]
+    threshold: List[float]
+    hard: Optional[List[bool]]
+    accuracy: Optional[List[float]]
+    train_accuracy: Optional[float]
+    rule: Optional[str]
+    attacked: List[int]
+    crossed: List[float]
+    cos_before: List[float]
+    cos_after: List[float]
+    label_kept: List[float]
+    clean_accuracy: float
+    adversarial_accuracy: float
+    linf: float
+    mix_p: float
+    mix_area: float
+    similarity: torch.Tensor = field(repr=False)
+    labels: torch.Tensor = field(repr=False)
+    adversarial_similarity: torch.Tensor = field(repr=False)
+    adversarial_labels: torch.Tensor = field(repr=False)
+    cos_before_mean: float = float("nan")
+    head_accuracy: Optional[float] = None
+
+    @classmethod
+    def measure(cls, *, generation, target, layout, class_counts, slot_labels, split, attacked,
+                before_correct, after_similarity, after_correct, linf, mix_p, mix_area,
+                accuracy=None, train_accuracy=None, head_accuracy=None) -> "RefreshReport":
+        """Build the report from a refresh's split and the attacked slots' before/after."""
+        c = split.num_classes
+        lab = split.labels[attacked]
+        lam = split.thresholds
+        crossed = (after_similarity < lam[lab]).float()
+        before = split.similarity[attacked]
+
+        def per_class(values: torch.Tensor) -> List[float]:
+            return [_mean(values[lab == k]) for k in range(c)]
+
+        acc0, acc1 = per_class(before_correct.float()), per_class(after_correct.float())
+        kept = [a1 / a0 if a0 > 0 else float("nan") for a0, a1 in zip(acc0, acc1)]
+        slots = torch.bincount(slot_labels, minlength=c)
+        return cls(generation=generation, target=target, layout=layout,
+                   originals=[int(v) for v in class_counts],
+                   slots=slots.tolist(), minority=split.minority_counts.tolist(),
+                   threshold=[float(v) for v in lam],
+                   hard=None if split.hard is None else split.hard.tolist(),
+                   accuracy=None if accuracy is None else [float(v) for v in accuracy],
+                   train_accuracy=None if train_accuracy is None else float(train_accuracy),
+                   rule=split.rule,
+                   attacked=torch.bincount(lab, minlength=c).tolist(), crossed=per_class(crossed),
+                   cos_before=per_class(before), cos_after=per_class(after_similarity),
+                   label_kept=kept, clean_accuracy=_mean(before_correct),
+                   adversarial_accuracy=_mean(after_correct), linf=_mean(linf),
+                   mix_p=float(mix_p), mix_area=float(mix_area),
+                   similarity=split.similarity, labels=split.labels,
+                   adversarial_similarity=after_similarity, adversarial_labels=lab,
+                   cos_before_mean=_mean(before), head_accuracy=head_accuracy)
+
+    # -- totals -----------------------------------------------------------------------------
+    @property
+    def adversarial_share(self) -> List[float]:
+        """Adversarial items / items, per class."""
+        return [a / s if s else float("nan") for a, s in zip(self.attacked, self.slots)]
+
+    @property
+    def total_adversarial_share(self) -> float:
+        return sum(self.attacked) / max(sum(self.slots), 1)
+
+    @property
+    def total_crossed(self) -> float:
+        return _mean((self.adversarial_similarity
+                      < torch.tensor(self.threshold)[self.adversarial_labels]).float())
+
+    @property
+    def total_label_kept(self) -> float:
+        """Accuracy on the adversarial images / on the same images clean."""
+        if not self.clean_accuracy or math.isnan(self.clean_accuracy):
+            return float("nan")
+        return self.adversarial_accuracy / self.clean_accuracy
+
+    @property
+    def dose(self) -> float:
+        """The share of stage 2's pixel mass that is adversarial: mix p × E[1 − lam] ×
+        adversarial share of the set."""
+        return self.mix_p * self.mix_area * self.total_adversarial_share
+
+    def share_below(self, cosine: float = 0.8) -> float:
+        """Share of the split images (the slots, or the originals) with cosine to their class
+        mean below ``cosine``: what a fixed λ (the paper's 0.8) would label minority in this
+        model's embedding space."""
+        return _mean((self.similarity < cosine).float())
+
+    def warnings(self) -> List[str]:
+        """What suggests AFR does little on this data."""
+        out = []
+        if self.dose < 0.01:
+            out.append(f"AFR dose {self.dose:.2%} < 1%: adversarial images are {self.dose:.2%} of "
+                       f"stage 2's pixel mass (mix p {self.mix_p} x pasted area "
+                       f"{self.mix_area:.2f} x adversarial share "
+                       f"{self.total_adversarial_share:.1%})")
+        single = [k for k, m in enumerate(self.minority) if m == 1]
+        if single:
+            out.append(f"classes {single} have a single minority image: their attack target "
+                       f"is one image")
+        return out
+
+    # -- output -----------------------------------------------------------------------------
+    def to_dict(self) -> Dict:
+        """Everything but the per-slot cosines, JSON-ready."""
+        skip = {"similarity", "labels", "adversarial_similarity", "adversarial_labels"}
+        out = {k: v for k, v in self.__dict__.items() if k not in skip}
+        out.update(adversarial_share=self.adversarial_share, dose=self.dose,
+                   total_adversarial_share=self.total_adversarial_share,
+                   total_crossed=self.total_crossed, total_label_kept=self.total_label_kept,
+                   cos_after_mean=_mean(self.adversarial_similarity),
+                   share_below_0_8=self.share_below(0.8), warnings=self.warnings())
+        return out
+
+    def __str__(self) -> str:
+        head = (f"AFR refresh {self.generation} ({self.layout}, target {self.target}): "
+                f"§3.3 {'applied (' + self.rule + ')' if self.rule else 'not applied'}")
+        cols = ("class", "orig", "slots", "minor", "λ_c", "hard", "acc", "attacked", "adv%",
+                "crossed", "cos before→after", "kept")
+        lines = [head, "  ".join(f"{c:>8}" for c in cols)]
+        for k in range(len(self.slots)):
+            hard = "-" if self.hard is None else ("yes" if self.hard[k] else "no")
+            acc = "-" if self.accuracy is None else f"{self.accuracy[k]:.2f}"
+            cells = (k, self.originals[k], self.slots[k], self.minority[k],
+                     f"{self.threshold[k]:.3f}", hard, acc, self.attacked[k],
+                     f"{self.adversarial_share[k]:.1%}", f"{self.crossed[k]:.1%}",
+                     f"{self.cos_before[k]:.3f}→{self.cos_after[k]:.3f}",
+                     f"{self.label_kept[k]:.2f}")
+            lines.append("  ".join(f"{str(c):>8}" for c in cells))
+        lines.append(f"total: {sum(self.attacked)} adversarial of {sum(self.slots)} items "
+                     f"({self.total_adversarial_share:.1%}); cos to class mean "
+                     f"{self.cos_before_mean:.3f}→{_mean(self.adversarial_similarity):.3f}; crossed λ_c {self.total_crossed:.1%}; "
+                     f"labels kept {self.total_label_kept:.2f} (accuracy {self.clean_accuracy:.3f} "
+                     f"clean → {self.adversarial_accuracy:.3f}); mean L∞ {self.linf * 255:.2f}/255; "
+                     f"dose {self.dose:.2%} (p {self.mix_p} × area {self.mix_area:.3f} × share)")
+        split = "slots" if self.layout == "slots" else "originals"
+        lines.append(f"minority {sum(self.minority) / max(len(self.labels), 1):.1%} of the "
+                     f"{split} split; a fixed λ = 0.8 would give {self.share_below(0.8):.1%}")
+        lines += [f"warning: {w}" for w in self.warnings()]
+        return "\n".join(lines)
+
+    def warn(self) -> None:
+        for w in self.warnings():
+            warnings.warn(w, stacklevel=3)
+
+    def plot(self, path: Optional[str] = None, bins: int = 40):
+        """Fig. 1 style: per class, histograms of the cosine to the class mean of the clean
+        slots and of the adversarial images, with λ_c. Returns the figure (saved to ``path``)."""
+        import matplotlib
+        if path is not None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        c = len(self.slots)
+        cols = min(c, 5)
+        rows = math.ceil(c / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), squeeze=False)
+        for k in range(c):
+            ax = axes[k // cols][k % cols]
+            clean = self.similarity[self.labels == k].numpy()
+            adv = self.adversarial_similarity[self.adversarial_labels == k].numpy()
+            lo = float(min(clean.min() if len(clean) else 1, adv.min() if len(adv) else 1))
+            edges = torch.linspace(lo, 1, bins + 1).numpy()
+            ax.hist(clean, bins=edges, alpha=0.6, label="clean slots", density=True)
+            if len(adv):
+                ax.hist(adv, bins=edges, alpha=0.6, label="adversarial", density=True)
+            ax.axvline(self.threshold[k], color="k", ls="--", lw=1)
+            ax.set_title(f"class {k}: {self.adversarial_share[k]:.0%} adv, "
+                         f"{self.crossed[k]:.0%} crossed", fontsize=8)
+            ax.tick_params(labelsize=7)
+        for k in range(c, rows * cols):
+            axes[k // cols][k % cols].axis("off")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"cosine to the class mean, refresh {self.generation} (dashed: λ_c)",
+                     fontsize=9)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+        return fig

@@ -1,0 +1,93 @@
+"""benchmarks/ is a package of one-concept modules that import each other without a cycle.
+
+A cycle hides behind a function-level import (``common`` read packs through one, ``pack`` built
+them through another): it works until someone moves an import to the top, so the graph is read
+from the source, every import statement anywhere in a module counted.
+"""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+MODULES = sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem != "__init__")
+
+
+def import_graph(folder: Path, package: str = "benchmarks") -> dict:
+    """``{module: {modules of the package it imports}}`` from every ``import`` statement in
+    ``folder/*.py`` (those inside functions too): ``from .x import``, ``from . import x``,
+    ``from package.x import``, ``from package import x`` and ``import package.x``."""
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in sorted(modules):
+        edges = set()
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                absolute = node.level == 0 and (node.module or "").split(".")[0] == package
+                if node.level == 1 or absolute:
+                    parts = (node.module or "").split(".")[(1 if absolute else 0):]
+                    edges |= {parts[0]} if parts and parts[0] else {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                edges |= {a.name.split(".")[1] for a in node.names
+                          if a.name.startswith(package + ".")}
+        graph[name] = edges & modules
+    return graph
+
+
+def find_cycle(graph: dict):
+    """One import cycle as ``[a, b, ..., a]``, or ``None``."""
+    state, path = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        state[node] = "done"
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_the_checker_sees_a_cycle_through_a_function_level_import(tmp_path):
+    (tmp_path / "a.py").write_text("from .b import f\n")
+    (tmp_path / "b.py").write_text("def f():\n    from .a import g\n")
+    (tmp_path / "c.py").write_text("import benchmarks.a\nfrom benchmarks import b\nimport os\n")
+    graph = import_graph(tmp_path)
+    assert graph == {"a": {"b"}, "b": {"a"}, "c": {"a", "b"}}
+    assert find_cycle(graph) in (["a", "b", "a"], ["b", "a", "b"])
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_benchmarks_modules_import_without_a_cycle():
+    graph = import_graph(BENCHMARKS)
+    assert set(graph) == set(MODULES)
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_imports(name):
+    importlib.import_module(f"benchmarks.{name}")
+
+
+def test_afr_aug_modules_import_without_a_cycle():
+    package = BENCHMARKS.parent / "afr_aug"
+    for folder in (package, package / "data"):
+        graph = import_graph(folder, package="afr_aug")
+        assert "loader" in graph or folder.name == "data"
+        cycle = find_cycle(graph)
+        assert cycle is None, f"import cycle in {folder.name}: " + " -> ".join(cycle)

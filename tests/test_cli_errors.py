@@ -1,0 +1,70 @@
+"""The benchmark command lines answer a usage error the way argparse does: exit status 2 and a
+line ``prog: error: ...`` that names the fix; a missing data folder is one such line, never a
+traceback."""
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIS = ["reproduce", "throughput", "attack_balance", "refresh_scale", "sampler_scale", "plan",
+        "preflight", "pack", "bundle", "report"]
+
+
+def run_cli(module, args, tmp_path, **env):
+    """``python -m benchmarks.MODULE ARGS`` from an empty folder (no ./data to fall back on),
+    with ``AFR_DATA`` pointing at a folder that does not exist."""
+    environ = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        AFR_DATA=str(tmp_path / "no-such-folder"), OMP_NUM_THREADS="1", **env)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=cwd,
+                          env=environ, capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(proc, module):
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-1000:], proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"python -m benchmarks.{module}: error: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("module, args, fix", [
+    ("reproduce", ["--preset", "smoke", "--out", "{tmp}/out"], "--data-root"),
+    ("reproduce", ["--preset", "smoke", "--jobs", "2", "--out", "{tmp}/out"], "--download"),
+    ("reproduce", ["--preset", "smoke", "--data", "{tmp}/none.afrpack", "--out", "{tmp}/out"],
+     "python -m benchmarks.pack"),
+    ("throughput", [], "--data PACK"),
+    ("attack_balance", ["--checkpoint", "{tmp}/ckpt.pt"], "--data-root"),
+    ("attack_balance", ["--checkpoint", "{tmp}/none.pt"], "python -m benchmarks.reproduce"),
+    ("refresh_scale", ["--images", "40", "--size", "8"], "--skip-cifar"),
+    ("plan", ["--out", "{tmp}/plan.json"], "--data-root"),
+    ("pack", ["--out", "{tmp}/p.afrpack"], "--download"),
+    ("bundle", ["{tmp}/bundle"], "--pack PACK"),
+    ("report", ["{tmp}/nothing"], "results.json"),
+])
+def test_missing_data_is_one_line_naming_the_fix(tmp_path, module, args, fix):
+    (tmp_path / "ckpt.pt").write_bytes(b"")          # exists: the data are what is missing
+    proc = run_cli(module, [a.format(tmp=tmp_path) for a in args], tmp_path)
+    assert fix in one_line_error(proc, module)
+    assert not (tmp_path / "out" / "ckpt").exists()
+
+
+def test_a_value_out_of_range_is_one_line_too(tmp_path):
+    line = one_line_error(run_cli("sampler_scale", ["--labels", "0"], tmp_path), "sampler_scale")
+    assert "num_labels" in line
+
+
+@pytest.mark.parametrize("module", CLIS)
+def test_a_bad_flag_exits_2(module, capsys):
+    main = importlib.import_module(f"benchmarks.{module}").main
+    with pytest.raises(SystemExit) as exit_:
+        main(["--no-such-flag"])
+    assert exit_.value.code == 2
+    assert f"python -m benchmarks.{module}: error: " in capsys.readouterr().err
