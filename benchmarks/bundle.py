@@ -24,7 +24,12 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
-from .pack import file_sha256, pack_dataset, read_meta
+from .cli import fail, require_file
+from .data import FOLDER_FIX
+from .pack import pack_dataset
+from .pack_format import file_sha256, read_meta
+
+PROG = "python -m benchmarks.bundle"
 
 # What the lent image lacks: {distribution: version}. torchattacks 3.3.0 is pure Python and
 # declares no dependencies (setup.cfg says why not 3.4.0 to 3.5.1).
@@ -93,7 +98,7 @@ def make_bundle(out: str, dataset: str = "cifar10-lt", imbalance_ratio: float = 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bundle", description=__doc__,
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", help="the bundle folder (created or completed)")
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
@@ -105,10 +110,17 @@ def main(argv=None) -> int:
     p.add_argument("--wheel", action="append", default=[], metavar="FILE",
                    help="a wheel to take instead of fetching it (repeatable)")
     args = p.parse_args(argv)
+    require_file(PROG, "--pack", args.pack, "a pack written by python -m benchmarks.pack")
+    for wheel in args.wheel:
+        require_file(PROG, "--wheel", wheel, "a .whl file")
     try:
         m = make_bundle(args.out, args.dataset, args.imbalance_ratio, args.data_root,
                         args.download, args.wheel, args.pack)
-    except (RuntimeError, ValueError) as e:
+    except FileNotFoundError as e:      # no CIFAR folder to pack
+        fail(PROG, f"{e} From the command line: {FOLDER_FIX}, or --pack PACK.")
+    except ValueError as e:             # a --pack of another data set, or over the size limit
+        fail(PROG, e)
+    except RuntimeError as e:           # pip could not fetch a wheel
         print(f"bundle: {e}", file=sys.stderr)
         return 1
     for f in m["files"]:

@@ -24,7 +24,10 @@
 #
 # Budget: AFR_TABLE_BUDGET_S (default 540 s = 9 min) for the whole script, start to results;
 # AFR_TABLE_CALIBRATION_S (default 150) caps calibration; AFR_TABLE_REPORT_S (default 45) is
-# kept for the report. PYTHON (default python3) is the interpreter that has torch.
+# kept for the report.
+#
+# Interpreter: $PYTHON, the Python that has torch (default: python3 from PATH, else python);
+# every python step of this script runs with it, e.g. PYTHON=.venv/bin/python.
 set -uo pipefail
 
 if [ $# -lt 2 ]; then
@@ -60,7 +63,7 @@ RESULTS=$(cd "$RESULTS" && pwd)
 cd "$(dirname "$0")/.."
 exec > >(tee -a "$RESULTS/device_table.log") 2>&1
 export PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
+PY=${PYTHON:-$(command -v python3 || command -v python || echo python3)}
 elapsed() { echo $(( $(date +%s) - START )); }
 echo "== device_table.sh $(date -u +%FT%TZ): preset $PRESET, $SRC, budget ${BUDGET}s, python $PY"
 

@@ -4,152 +4,40 @@
     python -m benchmarks.reproduce --data cifar10lt.afrpack ...
 
 Why: a GPU run may carry only a few tens of MiB and has no internet, so the raw CIFAR folder
-(178 MB) cannot go along. The file holds exactly the arrays ``benchmarks.common.load_data``
+(178 MB) cannot go along. The file holds exactly the arrays ``benchmarks.data.load_data``
 builds (the long-tailed split of ``make_long_tailed(seed=0)`` and the full test set), so a run
-from a pack equals a run from the folder.
-
-Format (version 1): ``b"AFRPACK1"``, a 4-byte little-endian header length, a JSON header, then
-zlib streams whose offsets the header lists. Images are stored losslessly as the residual of
-the gradient predictor ``left + up - up_left`` (a 2-D difference) with green subtracted from
-red and blue, modulo 256: CIFAR-10-LT packs into 36.8 MB where plain zlib gives 63 MB (JPEG-LS's
-median predictor gave 38.7 MB and decodes pixel by pixel; this one decodes as two cumulative
-sums, a few seconds). The header carries the sha256 of the decoded arrays, checked on every
-read.
+from a pack equals a run from the folder. The format is described in ``benchmarks.pack_format``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import struct
 import sys
-import zlib
-from typing import Dict
 
-import numpy as np
+import torch
 
-MAGIC = b"AFRPACK1"
-VERSION = 1
+from .cli import fail
+from .data import FOLDER_FIX, read_cifar_lt
+from .pack_format import write_pack
 
-
-def encode_images(x: np.ndarray) -> np.ndarray:
-    """uint8 ``N, C, H, W`` -> uint8 residuals of the same shape (see the module docstring)."""
-    if x.dtype != np.uint8 or x.ndim != 4:
-        raise ValueError(f"expected uint8 images N x C x H x W, got {x.dtype} {x.shape}")
-    res = np.diff(np.diff(x, axis=3, prepend=np.uint8(0)), axis=2, prepend=np.uint8(0))
-    if x.shape[1] == 3:
-        res[:, 0] -= res[:, 1]
-        res[:, 2] -= res[:, 1]
-    return res
-
-
-def decode_images(res: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`encode_images`: cumulative sums along the rows and columns,
-    modulo 256 (uint8 arithmetic wraps)."""
-    res = res.copy()
-    if res.shape[1] == 3:
-        res[:, 0] += res[:, 1]
-        res[:, 2] += res[:, 1]
-    return np.cumsum(np.cumsum(res, axis=3, dtype=np.uint8), axis=2, dtype=np.uint8)
-
-
-def _digest(arrays: Dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for key in sorted(arrays):
-        h.update(key.encode())
-        h.update(np.ascontiguousarray(arrays[key]).tobytes())
-    return h.hexdigest()
-
-
-def write_pack(path, arrays: Dict[str, np.ndarray], meta: dict) -> str:
-    """Write ``arrays`` (uint8 images ``x_*`` as N x C x H x W, int labels ``y_*``) and ``meta``;
-    returns the file's sha256. Written to a temporary name first, then renamed."""
-    blocks, header = [], {"version": VERSION, "meta": meta, "arrays": {}, "sha256": _digest(arrays)}
-    offset = 0
-    for key, a in arrays.items():
-        a = np.ascontiguousarray(a)
-        if key.startswith("x_"):
-            payload, codec = encode_images(a).tobytes(), "grad-g"
-        else:
-            a = a.astype(np.int32)
-            payload, codec = a.tobytes(), "raw"
-        blob = zlib.compress(payload, 6)
-        header["arrays"][key] = {"dtype": str(a.dtype), "shape": list(a.shape), "codec": codec,
-                                 "offset": offset, "length": len(blob)}
-        blocks.append(blob)
-        offset += len(blob)
-    head = json.dumps(header).encode()
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(MAGIC + struct.pack("<I", len(head)) + head)
-        for blob in blocks:
-            f.write(blob)
-    os.replace(tmp, path)
-    return file_sha256(path)
-
-
-def read_meta(path) -> dict:
-    """The pack's ``meta`` (dataset, imbalance ratio, classes) from its header alone, without
-    decoding the arrays; raises ``ValueError`` on a file that is not a pack."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if head[:8] != MAGIC:
-            raise ValueError(f"{path} is not an afr-aug data pack (write one with "
-                             "python -m benchmarks.pack)")
-        (n,) = struct.unpack("<I", head[8:12])
-        return json.loads(f.read(n))["meta"]
-
-
-def read_pack(path):
-    """``(arrays, meta)`` from a pack; raises ``ValueError`` on a wrong or damaged file."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    if blob[:8] != MAGIC:
-        raise ValueError(f"{path} is not an afr-aug data pack (write one with "
-                         "python -m benchmarks.pack)")
-    (n,) = struct.unpack("<I", blob[8:12])
-    header = json.loads(blob[12:12 + n])
-    if header.get("version") != VERSION:
-        raise ValueError(f"{path}: pack version {header.get('version')}, this reader knows {VERSION}")
-    base, arrays = 12 + n, {}
-    for key, spec in header["arrays"].items():
-        start = base + spec["offset"]
-        try:
-            raw = zlib.decompress(blob[start:start + spec["length"]])
-        except zlib.error as e:
-            raise ValueError(f"{path}: array {key!r} is damaged ({e})") from None
-        a = np.frombuffer(raw, dtype=spec["dtype"]).reshape(spec["shape"])
-        arrays[key] = decode_images(a) if spec["codec"] == "grad-g" else a.astype(np.int64)
-    if _digest(arrays) != header["sha256"]:
-        raise ValueError(f"{path}: decoded data do not match the pack's checksum (damaged file)")
-    return arrays, header["meta"]
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+PROG = "python -m benchmarks.pack"
 
 
 def pack_dataset(dataset: str, out, root=None, imbalance_ratio: float = 100,
                  download: bool = False) -> str:
     """Pack what ``load_data(dataset, root, imbalance_ratio)`` returns; returns the sha256."""
-    from .common import load_data
-
-    d = load_data(dataset, root, imbalance_ratio, download=download)
-    arrays = {"x_train": d.x_train.numpy(), "y_train": d.y_train.numpy(),
-              "x_test": d.x_test.numpy(), "y_test": d.y_test.numpy()}
-    meta = {"dataset": dataset, "imbalance_ratio": imbalance_ratio, "classes": d.classes,
-            "class_counts": d.class_counts}
+    x_train, y_train, x_test, y_test, classes = read_cifar_lt(dataset, root, imbalance_ratio,
+                                                              download=download)
+    arrays = {"x_train": x_train.numpy(), "y_train": y_train.numpy(),
+              "x_test": x_test.numpy(), "y_test": y_test.numpy()}
+    meta = {"dataset": dataset, "imbalance_ratio": imbalance_ratio, "classes": classes,
+            "class_counts": torch.bincount(y_train, minlength=len(classes)).tolist()}
     return write_pack(out, arrays, meta)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.pack", description=__doc__,
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
     p.add_argument("--imbalance-ratio", type=float, default=100)
@@ -159,8 +47,13 @@ def main(argv=None) -> int:
                    help="fetch CIFAR with torchvision first when it is not found (needs internet)")
     p.add_argument("--out", required=True, help="the pack file to write")
     args = p.parse_args(argv)
-    digest = pack_dataset(args.dataset, args.out, args.data_root, args.imbalance_ratio,
-                          download=args.download)
+    try:
+        digest = pack_dataset(args.dataset, args.out, args.data_root, args.imbalance_ratio,
+                              download=args.download)
+    except FileNotFoundError as e:
+        fail(PROG, f"{e} From the command line: {FOLDER_FIX}.")
+    except ValueError as e:          # a damaged CIFAR file or an impossible --imbalance-ratio
+        fail(PROG, e)
     size = os.path.getsize(args.out)
     print(f"wrote {args.out}: {size / 1e6:.1f} MB, sha256 {digest}")
     return 0

@@ -31,10 +31,17 @@ from dataclasses import replace
 
 import torch
 
-from .common import (CMO_METHODS, DERIVED_METHODS, PAPER_METHODS, STAGE2_METHODS, add_speed_args,
-                     evaluate_run, load_data, new_run, save_atomic, speed_from, state_of)
-from .reproduce import PRESETS, grid, start_order
+from .checkpoints import save_atomic, state_of
+from .cli import data_or_fail
+from .data import load_data
+from .grid import grid, start_order
+from .loop import evaluate_run, new_run
+from .methods import AFR_METHODS, CMO_METHODS, DERIVED_METHODS, PAPER_METHODS, STAGE2_METHODS
+from .presets import PRESETS
+from .speed import add_speed_args, speed_from
 from .throughput import concurrent_rate, loop_rate, refresh_seconds
+
+PROG = "python -m benchmarks.plan"
 
 CORE = ("bs_cmo", "bs_cmo_ft", "afr")
 
@@ -85,7 +92,7 @@ def run_seconds(method: str, n_train: int, schedule, single: dict) -> float:
         epochs, rate = schedule.epochs, r["bs_cmo" if method in CMO_METHODS else "ce"]
     t = startup + epochs * (images / rate + single.get("checkpoint_s", 0.0))
     t += n_evaluations(epochs, schedule.eval_every) * eval_s
-    if method == "afr":
+    if method in AFR_METHODS:     # afr_old and afr_noise refresh more cheaply: an upper bound
         t += math.ceil(epochs / schedule.refresh_every) * single["refresh_s"]
     return t
 
@@ -216,13 +223,15 @@ def describe(plan: dict) -> str:
     return line
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.plan", description=__doc__,
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
     p.add_argument("--data", default=None, metavar="PACK")
     p.add_argument("--data-root", default=None)
+    p.add_argument("--download", action="store_true",
+                   help="fetch CIFAR with torchvision when it is not found (needs internet)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=None, help="default: the preset's paper rows")
     p.add_argument("--budget-s", type=float, default=480.0, help="wall time the grid may take")
@@ -245,7 +254,39 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="write the plan here as JSON")
     add_speed_args(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def _throughput_args(args, device, speed, iters: int) -> list:
+    """The flags a ``benchmarks.throughput`` process needs to measure as this calibration does."""
+    common = ["--dataset", args.dataset, "--iters", str(iters), "--warmup", str(max(3, iters // 10))]
+    common += ["--data", args.data] if args.data else []
+    common += ["--data-root", args.data_root] if args.data_root else []
+    common += ["--device", str(device)]
+    common += ["--amp" if speed.amp else "--no-amp"] if speed.amp is not None else []
+    common += [] if speed.channels_last else ["--no-channels-last"]
+    common += ["--compile"] if speed.compile else []
+    return common
+
+
+def _concurrency(args, device, speed, iters: int, candidates, single: dict) -> dict:
+    """``{J: aggregate bs_cmo img/s}`` of J concurrent processes per candidate J (1: ``single``'s
+    rate); raises ``single["startup_s"]`` to the slowest start-up seen."""
+    common = _throughput_args(args, device, speed, iters)
+    concurrency = {1: single["img_per_s"]["bs_cmo"]}
+    for j in sorted(set(candidates) - {1}):
+        threads = args.threads or max(1, (os.cpu_count() or 1) // j)
+        c = concurrent_rate(common, j, threads, timeout=args.concurrency_timeout)
+        concurrency[j] = c["aggregate"]
+        # the slowest start-up of J processes at once is what a --jobs worker pays
+        single["startup_s"] = max(single["startup_s"], c["startup_s"])
+        print(f"{j} concurrent bs_cmo loops: {c['aggregate']} img/s in all over a "
+              f"{c['window_s']} s window; start-up up to {c['startup_s']} s", flush=True)
+    return concurrency
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     methods = args.methods or list(PAPER_METHODS)
     if args.default_plan:
         kind = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -256,12 +297,12 @@ def main(argv=None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
     iters = args.iters or (200 if cuda else 3)
-    candidates = args.jobs_candidates or ([1, 4, 8] if cuda else [1, 2])
     preset = PRESETS[args.preset]
     schedule = preset["schedule"]
     start = time.perf_counter()
-    data = load_data(args.dataset, args.data_root, device=device, pack=args.data,
-                     train_fraction=preset.get("train_fraction"), test_limit=preset.get("test_limit"))
+    data = data_or_fail(PROG, load_data, args.dataset, args.data_root, device=device,
+                        pack=args.data, train_fraction=preset.get("train_fraction"),
+                        test_limit=preset.get("test_limit"), download=args.download)
     speed = speed_from(args)
     startup = time.time() - args.spawned_at if args.spawned_at else time.perf_counter() - start
     single = measure(data, device, schedule, speed, iters, max(3, iters // 10), args.refresh_share)
@@ -269,22 +310,8 @@ def main(argv=None) -> int:
     print(f"alone: {single['img_per_s']} img/s, refresh {single['refresh_s']} s; per run: start-up "
           f"{single['startup_s']} s, evaluation {single['eval_s']} s, checkpoint "
           f"{single['checkpoint_s']} s", flush=True)
-    common = ["--dataset", args.dataset, "--iters", str(iters), "--warmup", str(max(3, iters // 10))]
-    common += ["--data", args.data] if args.data else []
-    common += ["--data-root", args.data_root] if args.data_root else []
-    common += ["--device", str(device)]
-    common += ["--amp" if speed.amp else "--no-amp"] if speed.amp is not None else []
-    common += [] if speed.channels_last else ["--no-channels-last"]
-    common += ["--compile"] if speed.compile else []
-    concurrency = {1: single["img_per_s"]["bs_cmo"]}
-    for j in sorted(set(candidates) - {1}):
-        threads = args.threads or max(1, (os.cpu_count() or 1) // j)
-        c = concurrent_rate(common, j, threads, timeout=args.concurrency_timeout)
-        concurrency[j] = c["aggregate"]
-        # the slowest start-up of J processes at once is what a --jobs worker pays
-        single["startup_s"] = max(single["startup_s"], c["startup_s"])
-        print(f"{j} concurrent bs_cmo loops: {c['aggregate']} img/s in all over a "
-              f"{c['window_s']} s window; start-up up to {c['startup_s']} s", flush=True)
+    concurrency = _concurrency(args, device, speed, iters,
+                               args.jobs_candidates or ([1, 4, 8] if cuda else [1, 2]), single)
     budget = args.deadline - time.time() if args.deadline is not None else args.budget_s
     plan = make_plan(single, concurrency, len(data.y_train), schedule, args.seeds, budget, methods)
     plan.update(calibration_s=round(time.perf_counter() - start, 1), single=single,

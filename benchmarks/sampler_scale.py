@@ -18,6 +18,10 @@ import torch
 
 from afr_aug import LongTailSampler
 
+from .cli import fail
+
+PROG = "python -m benchmarks.sampler_scale"
+
 
 def long_tail_labels(num_labels: int, num_classes: int, imbalance_ratio: float = 100,
                      seed: int = 0) -> torch.Tensor:
@@ -65,14 +69,17 @@ def time_sampler(num_labels: int = 50_000_000, num_classes: int = 1000,
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--labels", type=int, default=50_000_000, help="dataset size")
     parser.add_argument("--classes", type=int, default=1000, help="number of classes")
     parser.add_argument("--imbalance-ratio", type=float, default=100.0,
                         help="largest / smallest class size")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    result = time_sampler(args.labels, args.classes, args.imbalance_ratio, args.seed)
+    try:
+        result = time_sampler(args.labels, args.classes, args.imbalance_ratio, args.seed)
+    except ValueError as e:                 # --labels, --classes or --imbalance-ratio out of range
+        fail(PROG, e)
     print(f"LongTailSampler, {result['labels']:,} labels in {result['classes']} classes "
           f"({torch.get_num_threads()} threads): build {result['construct_s']:.2f} s, "
           f"one epoch's draw {result['draw_s']:.2f} s")

@@ -9,18 +9,21 @@ Measures, in one run and with the same loop as ``benchmarks.reproduce``:
 - ``bs_cmo``: a stage-1 BS+CMO iteration: index the uint8 data, AutoAugment + crop + flip +
   Cutout on both batches, CutMix, Balanced Softmax;
 - ``afr_stage2``: a stage-2 AFR iteration (crop + flip, CutMix 25 % with the AFR set) with
-  the adversarial refresh (embed every training image, MinorityPGD on half the majority)
-  amortised over its 10-epoch period. The refresh is timed on a stratified share of the
+  the adversarial refresh (embed every slot, MinorityPGD on half of each class's majority
+  slots) amortised over its 10-epoch period. The refresh is timed on a stratified share of the
   training set (``--refresh-share``) and scaled to the whole set: its cost is linear in the
-  number of images (embedding) and of attacked images (a fixed share of each class).
+  number of slots (embedding) and of attacked slots (a fixed share of each class);
+- ``stage 2``: AFR's whole stage 2 (its epochs and refreshes) against its control's, the
+  same fine-tuning without refreshes (issue 16's target: at most 1.5x).
 
 All three run at the same speed settings (``--amp``, ``--channels-last``, ``--compile``; see
-``benchmarks.common.Speed``), so each pipeline's ratio to ``model_only`` is the share of the
+``benchmarks.speed.Speed``), so each pipeline's ratio to ``model_only`` is the share of the
 ceiling the loop reaches. ``--jobs N`` also measures the aggregate img/s of N concurrent
 ``bs_cmo`` loops (separate processes, each with its own CUDA context or CPU threads, timed over
 the same window), which is what ``reproduce --jobs N`` gets from one device.
 
-Targets: bs_cmo >= 0.9 x model_only; afr_stage2 >= bs_cmo / 1.3. The last line printed is
+Targets: bs_cmo >= 0.9 x model_only; afr_stage2 >= bs_cmo / 1.3; AFR's stage 2 <= 1.5 x the
+control's. The last line printed is
 one JSON object ``{"device", "speed", "model_only", "bs_cmo", "afr_stage2", "ratios", ...}``.
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -38,9 +42,16 @@ from dataclasses import asdict, replace
 import torch
 import torch.nn.functional as F
 
-from .common import (Schedule, Speed, add_speed_args, device_name, load_checkpoint, load_data,
-                     make_model, make_optimizer, maybe_refresh, new_run, speed_from, train_epoch,
-                     worker_env)
+from .checkpoints import load_checkpoint
+from .cli import CHECKPOINT, data_or_fail, require_file
+from .data import load_data
+from .factories import make_model, make_optimizer
+from .loop import maybe_refresh, new_run, train_epoch
+from .runtime import device_name, worker_env
+from .schedule import Schedule
+from .speed import Speed, add_speed_args, speed_from
+
+PROG = "python -m benchmarks.throughput"
 
 
 def _sync(device):
@@ -96,9 +107,9 @@ def refresh_seconds(data, schedule, device, base: dict, speed: Speed, share: flo
     part = new_run("afr", 0, schedule, sub, device, init_state=base, speed=speed)
     _sync(device)
     start = time.perf_counter()
-    split = maybe_refresh(part, progress=False)
+    report = maybe_refresh(part, progress=False)
     _sync(device)
-    return (time.perf_counter() - start) * len(data.y_train) / len(keep), split, part
+    return (time.perf_counter() - start) * len(data.y_train) / len(keep), report, part
 
 
 def _wait_for(barrier: str, n: int, timeout: float = 60.0) -> None:
@@ -165,8 +176,8 @@ def aggregate(stats) -> dict:
             "startup_s": round(max(s.get("startup_s", 0.0) for s in stats), 2)}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
     p.add_argument("--data-root", default=None)
@@ -191,67 +202,96 @@ def main(argv=None):
                    "the refresh then splits and attacks as on a trained model (default: random weights,"
                    " where every image is majority, the refresh's worst case)")
     add_speed_args(p)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    speed = speed_from(args)
-    data = load_data(args.dataset, args.data_root, device=device, pack=args.data,
-                     download=args.download)
-    s = Schedule(batch_size=args.batch_size, cmo_off_epochs=-1)  # CMO mixing on from epoch 0
+    return p
 
-    if args.only_bs_cmo:                      # one of --jobs N concurrent measurements
-        cmo = new_run("bs_cmo", 0, s, data, device, speed=speed)
-        loop_rate(cmo, 1, args.warmup)        # compile and warm up before the common window
-        startup = time.time() - args.spawned_at if args.spawned_at else 0.0
-        if args.barrier:
-            _wait_for(args.barrier, args.barrier_n, args.barrier_timeout)
-        t0 = time.time()
-        cmo_rate = loop_rate(cmo, args.iters, 1)
-        t1 = time.time()
-        # the window holds loop_rate's one warm-up step too
-        print(json.dumps({"bs_cmo": round(cmo_rate, 1), "images": (args.iters + 1) * args.batch_size,
-                          "t0": t0, "t1": t1, "startup_s": round(startup, 3)}))
-        return
 
-    mo = model_only(data, device, args.batch_size, args.iters, args.warmup, speed)
-
+def _one_of_concurrent(args, data, device, speed, s) -> None:
+    """--only-bs-cmo: one of ``--jobs N`` concurrent measurements; prints its images, window
+    and start-up as one JSON line for :func:`concurrent_rate`."""
     cmo = new_run("bs_cmo", 0, s, data, device, speed=speed)
-    cmo_rate = loop_rate(cmo, args.iters, args.warmup)
+    loop_rate(cmo, 1, args.warmup)        # compile and warm up before the common window
+    startup = time.time() - args.spawned_at if args.spawned_at else 0.0
+    if args.barrier:
+        _wait_for(args.barrier, args.barrier_n, args.barrier_timeout)
+    t0 = time.time()
+    cmo_rate = loop_rate(cmo, args.iters, 1)
+    t1 = time.time()
+    # the window holds loop_rate's one warm-up step too
+    print(json.dumps({"bs_cmo": round(cmo_rate, 1), "images": (args.iters + 1) * args.batch_size,
+                      "t0": t0, "t1": t1, "startup_s": round(startup, 3)}))
 
+
+def _measure(args, argv, data, device, speed, s) -> dict:
+    """Every rate the summary reports, and the refresh it timed."""
+    m = {"model_only": model_only(data, device, args.batch_size, args.iters, args.warmup, speed)}
+    cmo = new_run("bs_cmo", 0, s, data, device, speed=speed)
+    m["bs_cmo"] = loop_rate(cmo, args.iters, args.warmup)
     base = {"model": (load_checkpoint(args.checkpoint)["model"] if args.checkpoint
                       else cmo.model.state_dict())}
     afr = new_run("afr", 0, s, data, device, init_state=base, speed=speed)
-    afr_rate = loop_rate(afr, args.iters, args.warmup)
-
-    refresh_s, split, part = refresh_seconds(data, s, device, base, speed, args.refresh_share)
+    m["afr"] = loop_rate(afr, args.iters, args.warmup)
+    m["control"] = loop_rate(new_run("bs_cmo_ft", 0, s, data, device, init_state=base, speed=speed),
+                             args.iters, args.warmup)
+    m["refresh_s"], m["report"], m["part"] = refresh_seconds(data, s, device, base, speed,
+                                                             args.refresh_share)
     n, period = len(data.y_train), s.refresh_every
-    afr_amortised = period * n / (period * n / afr_rate + refresh_s)
-
-    concurrent = None
+    m["afr_amortised"] = period * n / (period * n / m["afr"] + m["refresh_s"])
+    # issue 16: AFR's whole stage 2 against its control's, the refreshes included
+    m["control_s"] = s.stage2_epochs * n / m["control"]
+    m["afr_s"] = s.stage2_epochs * n / m["afr"] + math.ceil(s.stage2_epochs / period) * m["refresh_s"]
+    m["concurrent"] = None
     if args.jobs > 1:
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-        concurrent = concurrent_rate(argv, args.jobs, threads)
+        m["concurrent"] = concurrent_rate(argv, args.jobs, threads)
+    return m
 
+
+def _summary(args, m: dict, device, speed, s, n: int) -> None:
+    """The human lines, then the one JSON line."""
+    mo, cmo, amortised = m["model_only"], m["bs_cmo"], m["afr_amortised"]
+    control_s, afr_s, concurrent = m["control_s"], m["afr_s"], m["concurrent"]
     resolved = asdict(speed.resolved(device))
     print(f"device: {device_name(device)}; speed settings {resolved}")
-    print(f"model_only {mo:.1f} img/s | bs_cmo {cmo_rate:.1f} img/s ({cmo_rate / mo:.2f} x model_only,"
+    print(f"model_only {mo:.1f} img/s | bs_cmo {cmo:.1f} img/s ({cmo / mo:.2f} x model_only,"
           f" target >= 0.9)")
-    print(f"afr stage-2 iterations {afr_rate:.1f} img/s; refresh {refresh_s:.1f} s for {n} images "
-          f"(timed on {len(part.data.y_train)}: {int(split.minority_mask.sum())} minority, "
-          f"{int(part.balancer.is_adversarial.sum())} attacked), every {period} epochs")
-    print(f"afr_stage2 {afr_amortised:.1f} img/s (bs_cmo / afr_stage2 = {cmo_rate / afr_amortised:.2f},"
+    print(f"afr stage-2 iterations {m['afr']:.1f} img/s; refresh {m['refresh_s']:.1f} s for {n} images "
+          f"(timed on {len(m['part'].data.y_train)} originals, {len(m['part'].balancer)} slots: "
+          f"{sum(m['report'].minority)} minority, {sum(m['report'].attacked)} attacked), "
+          f"every {s.refresh_every} epochs")
+    print(f"stage 2, {s.stage2_epochs} epochs: control {control_s:.0f} s, AFR {afr_s:.0f} s "
+          f"(AFR / control = {afr_s / control_s:.2f}, target <= 1.5)")
+    print(f"afr_stage2 {amortised:.1f} img/s (bs_cmo / afr_stage2 = {cmo / amortised:.2f},"
           f" target <= 1.3)")
     if concurrent is not None:
         print(f"--jobs {args.jobs}: bs_cmo {concurrent['aggregate']:.1f} img/s in all "
               f"({', '.join(f'{r:.1f}' for r in concurrent['per_job'])} per job)")
     print(json.dumps({"device": device_name(device), "speed": resolved,
-                      "model_only": round(mo, 1), "bs_cmo": round(cmo_rate, 1),
-                      "afr_stage2": round(afr_amortised, 1),
-                      "ratios": {"bs_cmo": round(cmo_rate / mo, 3),
-                                 "afr_stage2": round(afr_amortised / mo, 3)},
+                      "model_only": round(mo, 1), "bs_cmo": round(cmo, 1),
+                      "afr_stage2": round(amortised, 1), "control_stage2": round(m["control"], 1),
+                      "refresh_s": round(m["refresh_s"], 1),
+                      "stage2_seconds": {"control": round(control_s), "afr": round(afr_s),
+                                         "ratio": round(afr_s / control_s, 3)},
+                      "ratios": {"bs_cmo": round(cmo / mo, 3),
+                                 "afr_stage2": round(amortised / mo, 3)},
                       "concurrent": concurrent}))
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    require_file(PROG, "--checkpoint", args.checkpoint, CHECKPOINT)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    speed = speed_from(args)
+    data = data_or_fail(PROG, load_data, args.dataset, args.data_root, device=device,
+                        pack=args.data, download=args.download)
+    s = Schedule(batch_size=args.batch_size, cmo_off_epochs=-1)  # CMO mixing on from epoch 0
+    if args.only_bs_cmo:
+        _one_of_concurrent(args, data, device, speed, s)
+        return
+    _summary(args, _measure(args, argv, data, device, speed, s), device, speed, s,
+             len(data.y_train))
 
 
 if __name__ == "__main__":

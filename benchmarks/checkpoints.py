@@ -1,0 +1,71 @@
+"""A run's checkpoint: written every epoch, atomically, so that ``--resume`` finishes a killed
+run with the same result as an uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional
+
+import torch
+
+from afr_aug.distributed import barrier, get_rank
+
+from .loop import Run
+
+
+def state_of(run: Run, done: bool = False, result: Optional[Dict] = None) -> dict:
+    """Everything :func:`restore` needs to continue ``run`` as if it had never stopped."""
+    state = {
+        "method": run.method, "seed": run.seed, "stage": run.stage, "epoch": run.epoch,
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "order": run.order.get_state(),
+        "seconds": run.seconds, "images_seen": run.images_seen, "history": run.history,
+        "class_accuracy": run.class_accuracy, "train_accuracy": run.train_accuracy,
+        "torch_rng": torch.get_rng_state(), "done": done, "result": result,
+    }
+    if run.mixer is not None:
+        state["mixer"] = run.mixer.state_dict()
+    if run.balancer is not None and not done:   # a finished run is only evaluated: its
+        state["balancer"] = run.balancer.state_dict()   # adversarial rows (MBs) stay out
+    return state
+
+
+def restore(run: Run, state: dict) -> None:
+    """Put a checkpoint of :func:`state_of` back into a fresh :func:`~benchmarks.loop.new_run`."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.order.set_state(state["order"])
+    run.epoch, run.seconds, run.images_seen = state["epoch"], state["seconds"], state["images_seen"]
+    run.history = list(state["history"])
+    run.class_accuracy, run.train_accuracy = state["class_accuracy"], state["train_accuracy"]
+    torch.set_rng_state(state["torch_rng"])
+    if run.mixer is not None:
+        run.mixer.load_state_dict(state["mixer"])
+    if run.balancer is not None:
+        run.balancer.load_state_dict(state["balancer"])
+
+
+def save_atomic(state: dict, path: str) -> None:
+    """Write to a temporary file, then rename: a kill mid-write leaves the old checkpoint.
+    Under DDP only rank 0 writes; the others wait for it."""
+    if get_rank() == 0:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    barrier()
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint on the CPU, tensors and plain data only (``weights_only``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def is_finished(path: str) -> bool:
+    """Whether ``path`` is a finished checkpoint; a corrupt one is left for its worker to report."""
+    if not os.path.exists(path):
+        return False
+    try:
+        return bool(load_checkpoint(path)["done"])
+    except Exception:   # noqa: BLE001 - any unreadable file counts as not finished
+        return False

@@ -1,0 +1,37 @@
+"""What the benchmark's command lines share: a usage error is one line and exit status 2.
+
+argparse already answers a bad flag that way (its usage, then ``prog: error: ...``); a missing
+data folder or pack is a usage error too, found only once the flags are read, and must not end
+in a traceback that hides the one line that says what to pass instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+
+def fail(prog: str, message) -> NoReturn:
+    """Print ``prog: error: message`` as one line on stderr and exit with status 2."""
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def require_file(prog: str, flag: str, path, what: str) -> None:
+    """:func:`fail` unless ``path`` (given with ``flag``) is a file; ``what`` says what it should
+    be and where one comes from."""
+    if path is not None and not os.path.isfile(path):
+        fail(prog, f"{flag} {path}: no such file ({what})")
+
+
+CHECKPOINT = "a bs_cmo checkpoint written by python -m benchmarks.reproduce, in --out/ckpt/"
+
+
+def data_or_fail(prog: str, read, *args, **kwargs):
+    """``read(*args, **kwargs)`` (``benchmarks.data.load_data`` or ``check_data``), or
+    :func:`fail` with its message when the data are missing, mismatched or damaged."""
+    try:
+        return read(*args, **kwargs)
+    except (FileNotFoundError, ValueError) as e:
+        fail(prog, e)

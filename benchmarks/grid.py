@@ -1,0 +1,93 @@
+"""The (method, seed) runs of a benchmark grid: what each starts from, in what order they
+start, what each is called in the report and where its checkpoint lives.
+
+``reproduce`` runs the grid, its ``--jobs`` runner (``benchmarks.jobs``) schedules it and
+``benchmarks.plan`` replays that schedule, so the three agree on one definition.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from .methods import ALL_METHODS, DERIVED_METHODS, STAGE2_METHODS
+from .schedule import Schedule
+
+
+def source_of(method: str, seed: int, stage1_seed: Optional[int] = None) -> Optional[tuple]:
+    """The (method, seed) run whose finished model the run of ``method`` starts from, if any:
+    a stage-2 run's bs_cmo (of --stage1-seed when given), a derived row's source."""
+    source = "bs_cmo" if method in STAGE2_METHODS else DERIVED_METHODS.get(method)
+    if source is None:
+        return None
+    return (source, stage1_seed if source == "bs_cmo" and stage1_seed is not None else seed)
+
+
+def from_bs_cmo(method: str) -> bool:
+    """Whether ``method``'s run starts from a finished bs_cmo model (directly or through afr)."""
+    source = source_of(method, 0)
+    while source is not None and source[0] != "bs_cmo":
+        source = source_of(source[0], 0)
+    return source is not None
+
+
+def grid(methods, seeds, stage1_seed: Optional[int] = None):
+    """The (method, seed) runs to do, in report order, and the run each one starts from (a
+    dependency missing from the grid is added before it: trained but not reported)."""
+    order = [m for m in ALL_METHODS if m in methods]
+    tasks, deps = [], {}
+
+    def add(task):
+        dep = source_of(*task, stage1_seed)
+        if dep is not None:
+            deps[task] = dep
+            add(dep)
+        if task not in tasks:
+            tasks.append(task)
+
+    for seed in seeds:
+        for method in order:
+            add((method, seed))
+    return tasks, deps
+
+
+def start_order(tasks):
+    """The order --jobs starts runs in: bs_cmo first (the stage-2 runs wait for it and it is
+    the longest), then each run that starts from another as soon as it may, then the other
+    stage-1 runs."""
+    rank = {"bs_cmo": 0, **{m: 1 for m in STAGE2_METHODS}, **{m: 1 for m in DERIVED_METHODS}}
+    return sorted(tasks, key=lambda t: rank.get(t[0], 2))
+
+
+def run_label(method: str, s: Schedule) -> str:
+    """Variants get their own row: afr[mixup,0.5] (Table 2), bs_cmo_tau[tau=0.5], la[tau=2]."""
+    tags = []
+    if (method in STAGE2_METHODS or DERIVED_METHODS.get(method) in STAGE2_METHODS) \
+            and (s.mix, s.mix_p) != ("cutmix", 0.25):
+        tags.append(f"{s.mix},{s.mix_p:g}")
+    if method.endswith("_tau") and s.tau != 1:
+        tags.append(f"tau={s.tau:g}")
+    if method in ("la", "ce_posthoc") and s.la_tau != 1:
+        tags.append(f"tau={s.la_tau:g}")
+    if method in ("afr", "afr_noise", "afr_tau"):     # an attack other than the default
+        default = Schedule()
+        for key, short in (("attack_target", "target"), ("attack_steps", "steps"),
+                           ("attack_step", "step"), ("label_weight", "w"),
+                           ("grad_scale", "scale"), ("minority_quantile", "q")):
+            value = getattr(s, key)
+            if value != getattr(default, key) and not (method == "afr_noise" and short in
+                                                       ("target", "w", "scale")):
+                shown = f"{value * 255:g}/255" if key == "attack_step" else (
+                    value if isinstance(value, str) else f"{value:g}")
+                tags.append(f"{short}={shown}")
+    return f"{method}[{','.join(tags)}]" if tags else method
+
+
+def ckpt_path(args, schedule: Schedule, label: str, seed: int) -> str:
+    """``--out/ckpt/{label}-seed{seed}.pt``; a run that starts from another seed's bs_cmo model
+    (--stage1-seed) says so in its name, so it never resumes a run of the other kind."""
+    stem = f"{label}-seed{seed}"
+    s1 = args.stage1_seed
+    if s1 is not None and s1 != seed and from_bs_cmo(label.split("[")[0]):
+        stem += f"-from{s1}"
+    return os.path.join(args.out, "ckpt", stem + ".pt")

@@ -1,0 +1,274 @@
+"""The one training loop behind ``benchmarks.reproduce``, ``benchmarks.throughput`` and
+``benchmarks.plan``: a run's state, one epoch of training, the AFR refresh and evaluation.
+
+Every source of randomness has its own generator whose state is checkpointed
+(``benchmarks.checkpoints``), so a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+
+from afr_aug import (AFRBalancer, AFRLoader, BalancedMixLoader, CutMixBalancer, LongTailSampler,
+                     MixUpBalancer, mixed_loss)
+from afr_aug.augment import BatchAugment, to_device
+from afr_aug.distributed import all_reduce_sum, get_rank, get_world_size, is_distributed
+from afr_aug.losses import drw_weights
+from afr_aug.metrics import RunningAccuracy, evaluate
+
+from .data import Data, sampler_batches, test_batches
+from .factories import make_balancer, make_criterion, make_model, make_optimizer
+from .methods import AFR_METHODS, CMO_METHODS, DERIVED_METHODS, STAGE2_METHODS, TRAINED_METHODS
+from .schedule import Schedule
+from .speed import Speed
+
+
+@dataclass
+class Run:
+    """Everything that changes during a run and is checkpointed each epoch."""
+
+    method: str
+    seed: int
+    schedule: Schedule
+    data: Data
+    device: torch.device
+    model: torch.nn.Module = None
+    ddp: Optional[torch.nn.Module] = None  # the DistributedDataParallel wrapper under torchrun
+    optimizer: torch.optim.Optimizer = None
+    criterion: torch.nn.Module = None
+    augment: BatchAugment = None
+    order: torch.Generator = None
+    mixer: object = None
+    sampler: Optional[LongTailSampler] = None
+    balancer: Optional[AFRBalancer] = None
+    stage: int = 1
+    epoch: int = 0                      # epochs completed in the current stage
+    seconds: float = 0.0                # training time (no evaluation)
+    images_seen: int = 0
+    history: List[Dict] = field(default_factory=list)
+    class_accuracy: Optional[List[float]] = None   # running training accuracy, last epoch
+    train_accuracy: Optional[float] = None
+    speed: "Speed" = None
+    compiled: Optional[torch.nn.Module] = None     # torch.compile'd forward (--compile)
+    loader: Optional[BalancedMixLoader] = None     # this epoch's wrapped loader (not saved)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.schedule.stage2_epochs if self.stage == 2 else self.schedule.epochs
+
+
+def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
+            init_state: Optional[dict] = None, speed: Optional[Speed] = None) -> Run:
+    """A fresh run; stage-2 methods start from ``init_state`` (a finished ``bs_cmo`` checkpoint)."""
+    if method not in TRAINED_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(TRAINED_METHODS)} "
+                         f"(the rows {', '.join(DERIVED_METHODS)} come from derive_model)")
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    run = Run(method=method, seed=seed, schedule=schedule, data=data, device=device)
+    run.speed = (speed or Speed()).resolved(device)
+    run.model = make_model(data, device, method)
+    if run.speed.channels_last:
+        run.model = run.model.to(memory_format=torch.channels_last)
+    run.criterion = make_criterion(method, data, device, schedule)
+    run.order = torch.Generator().manual_seed(seed)
+    run.stage = 2 if method in STAGE2_METHODS else 1
+    if run.stage == 1:
+        run.augment = BatchAugment(crop=True, flip=True, auto_augment=True, cutout=True, seed=seed)
+        if method in CMO_METHODS:
+            run.sampler = LongTailSampler(data.y_train.cpu(), exponent=1.0, seed=seed)
+            run.mixer = CutMixBalancer(p=schedule.cmo_p, seed=seed)
+        lr = schedule.lr
+    else:
+        if init_state is None:
+            raise ValueError(f"{method} fine-tunes a finished bs_cmo model: init_state is required")
+        run.model.load_state_dict(init_state["model"])
+        run.class_accuracy = init_state.get("class_accuracy")
+        run.train_accuracy = init_state.get("train_accuracy")
+        run.augment = BatchAugment(crop=True, flip=True, seed=seed)
+        mixer_cls = {"cutmix": CutMixBalancer, "mixup": MixUpBalancer}[schedule.mix]
+        run.mixer = mixer_cls(p=schedule.mix_p, seed=seed)
+        run.balancer = make_balancer(method, data, schedule, run.model, run.mixer, seed,
+                                     autocast=torch.bfloat16 if run.speed.amp else None)
+        lr = schedule.stage2_lr
+    if is_distributed():
+        run.ddp = torch.nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[device.index] if device.type == "cuda" else None)
+    run.optimizer = make_optimizer(run.model.parameters(), lr, schedule, device)
+    if run.speed.compile:
+        run.compiled = torch.compile(run.ddp if run.ddp is not None else run.model)
+    return run
+
+
+def _mixing_on(run: Run) -> bool:
+    s = run.schedule
+    if run.method in CMO_METHODS:
+        return s.cmo_off_epochs < run.epoch < s.epochs - s.cmo_off_epochs
+    return run.stage == 2
+
+
+class _LongTailedBatches:
+    """The epoch's long-tailed batches of the in-memory training set: what a shuffled
+    ``DataLoader`` gives a user, but indexed on the device. The order goes to the device once
+    per epoch; a step then copies only its indices, so the host never waits for the GPU.
+    Under DDP every rank draws the same global batches and keeps its slice of each."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def __len__(self) -> int:
+        s, n = self.run.schedule, len(self.run.data.y_train)
+        batches = -(-n // s.batch_size)
+        return batches if s.max_iters is None else min(batches, s.max_iters)
+
+    def __iter__(self):
+        run, rank, world = self.run, get_rank(), get_world_size()
+        order = to_device(torch.randperm(len(run.data.y_train), generator=run.order), run.device)
+        for idx in order.split(run.schedule.batch_size)[:len(self)]:
+            idx = idx[rank::world]
+            yield run.data.x_train[idx], run.data.y_train[idx]
+
+
+class _BalancedBatches:
+    """The epoch's balanced batches, taken in order only when the mixer's coin says mix: the
+    ``LongTailSampler``'s draw (stage 1, CMO) or the stage-2 set's items (uint8, from
+    ``AFRBalancer.get_batch``)."""
+
+    def __init__(self, run: Run, n_batches: int):
+        self.run, self.n_batches = run, n_batches
+
+    def __iter__(self):
+        run, rank, world = self.run, get_rank(), get_world_size()
+        size = run.schedule.batch_size
+        if run.sampler is not None:       # indices on the training device, one copy per epoch
+            rows = to_device(sampler_batches(run.sampler, run.epoch, self.n_batches, size), run.device)
+        else:                              # the stage-2 set lives on the CPU
+            g = torch.Generator().manual_seed(run.seed * 100003 + run.epoch)
+            rows = torch.randint(len(run.balancer), (self.n_batches, size), generator=g)
+        for row in rows:
+            row = row[rank::world]
+            if run.sampler is not None:
+                yield run.data.x_train[row], run.data.y_train[row]
+            else:
+                xb, yb = run.balancer.get_batch(row)
+                yield to_device(xb, run.device), to_device(yb, run.device)
+
+
+def epoch_loader(run: Run):
+    """The wrapped loader of the run's current epoch (``afr_aug.BalancedMixLoader``, for AFR
+    ``afr_aug.AFRLoader``): built once per epoch, the refresh and the training epoch share it.
+    The refresh is the caller's (:func:`maybe_refresh`), so it is timed apart from training."""
+    loader = run.loader
+    if loader is not None and loader.epoch == run.epoch:
+        return loader
+    batches = _LongTailedBatches(run)
+    # no device=: the batches are on the training device already (one copy per step, counted)
+    common = dict(balanced=_BalancedBatches(run, len(batches)), transform=run.augment,
+                  mixing=run.mixer is not None and _mixing_on(run))
+    if run.method in AFR_METHODS:
+        running = None if run.class_accuracy is None else (run.class_accuracy, run.train_accuracy)
+        loader = AFRLoader(batches, run.balancer, run.model, run.mixer,
+                           refresh_every=run.schedule.refresh_every, running=running,
+                           auto_refresh=False, **common)
+    else:
+        loader = BalancedMixLoader(batches, run.mixer, num_classes=run.data.num_classes, **common)
+    loader.set_epoch(run.epoch)
+    run.loader = loader
+    return loader
+
+
+def maybe_refresh(run: Run, progress: bool = True) -> Optional[object]:
+    """AFR: regenerate the adversarial images at the start of every ``refresh_every``-th epoch
+    (``AFRLoader``'s schedule); returns the refresh's report."""
+    if run.method not in AFR_METHODS:
+        return None
+    loader = epoch_loader(run)
+    if not loader.due():
+        return None
+    run.balancer.progress = progress
+    return loader.refresh()
+
+
+def _reweight_drw(run: Run) -> None:
+    """DRW: the loss of ce_drw and ldam_drw takes this epoch's class weights
+    (``afr_aug.losses.drw_weights``: deferred until the first milestone)."""
+    if run.method not in ("ce_drw", "ldam_drw"):
+        return
+    s, d, dev = run.schedule, run.data, run.device
+    w = drw_weights(d.class_counts, run.epoch, start_epoch=s.milestone_epochs()[0]).to(dev)
+    if run.method == "ce_drw":
+        run.criterion = torch.nn.CrossEntropyLoss(weight=w)
+    else:
+        run.criterion.weight = w
+
+
+def _end_epoch(run: Run, running: RunningAccuracy, loss_sum: torch.Tensor, n_img: int,
+               seconds: float) -> Dict:
+    """Sum the epoch's running metrics over the ranks (one host sync, after the loop), record
+    them on ``run`` and count the epoch done; the epoch's stats."""
+    correct, seen = all_reduce_sum(running.correct), all_reduce_sum(running.seen)
+    loss_sum, n_img = all_reduce_sum(torch.stack([loss_sum.cpu().double(),
+                                                  torch.tensor(float(n_img), dtype=torch.float64)])).tolist()
+    n_img = int(n_img)
+    run.seconds += seconds
+    run.images_seen += n_img
+    acc = (correct / seen.clamp(min=1)).cpu()
+    acc[seen.cpu() == 0] = float("nan")
+    run.class_accuracy = acc.tolist()
+    run.train_accuracy = float(correct.sum() / seen.sum().clamp(min=1))
+    run.epoch += 1
+    return {"epoch": run.epoch, "loss": loss_sum / max(n_img, 1), "train_acc": run.train_accuracy,
+            "seconds": seconds, "img_per_s": n_img / max(seconds, 1e-9)}
+
+
+def train_epoch(run: Run, progress: bool = True) -> Dict:
+    """One epoch over the long-tailed set; returns running loss/accuracy and timing."""
+    from tqdm.auto import tqdm
+
+    s, d, dev = run.schedule, run.data, run.device
+    _reweight_drw(run)
+    loader = epoch_loader(run)
+    if run.method == "bs_cmo_eff":
+        run.criterion = make_criterion(run.method, d, dev, s, mixing=loader.mixing)
+    # the augmentation is reseeded per (seed, stage, epoch, rank) so a resumed epoch repeats
+    run.augment.generator.manual_seed(((run.seed * 1009 + run.stage) * 100003 + run.epoch) * 64
+                                      + get_rank())
+    net = run.compiled or (run.ddp if run.ddp is not None else run.model)
+    fmt = torch.channels_last if run.speed.channels_last else torch.contiguous_format
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.speed.amp)
+    run.model.train()
+    loss_sum, n_img = torch.zeros((), device=dev), 0
+    start = time.perf_counter()
+    for step, (x, y_a, y_b, lam) in enumerate(tqdm(
+            loader, desc=f"{run.method} s{run.stage} ep{run.epoch + 1}/{run.total_epochs}",
+            disable=not progress, leave=False)):
+        for group in run.optimizer.param_groups:
+            group["lr"] = s.lr_at(run.epoch, step, len(loader), run.stage)
+        with autocast:
+            logits = net(x.contiguous(memory_format=fmt))
+        loss = mixed_loss(run.criterion, logits.float(), y_a, y_b, lam)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        loader.observe(logits)  # on the device, read once after the epoch: no host sync per step
+        with torch.no_grad():
+            loss_sum += loss.detach() * len(y_a)
+        n_img += len(y_a)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    run.loader = None                  # the next epoch gets its own
+    return _end_epoch(run, loader.running, loss_sum, n_img, time.perf_counter() - start)
+
+
+def evaluate_run(run: Run) -> Dict:
+    return evaluate_model(run.model, run.data, run.device)
+
+
+def evaluate_model(model: torch.nn.Module, data: Data, device) -> Dict:
+    batch = 5000 if torch.device(device).type == "cuda" else 1000
+    return evaluate(model, test_batches(data, batch), num_classes=data.num_classes,
+                    class_counts=data.class_counts, device=device, progress=False)

@@ -1,0 +1,217 @@
+"""Train, derive, resume and evaluate the runs of ``python -m benchmarks.reproduce`` in this
+process, and turn each into its ``results.json`` row."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Dict, List, Optional
+
+import torch
+
+from afr_aug import IntraClassSplitter
+from afr_aug.distributed import get_rank
+from afr_aug.embedding import run_inference
+
+from .checkpoints import is_finished, load_checkpoint, restore, save_atomic, state_of
+from .data import Data, train_batches
+from .derived import derive_model
+from .factories import make_model
+from .grid import ckpt_path, from_bs_cmo, run_label, source_of
+from .loop import evaluate_model, evaluate_run, maybe_refresh, new_run, train_epoch
+from .methods import DERIVED_METHODS, STAGE2_METHODS
+from .presets import schedule_from
+from .speed import speed_from
+
+
+class Interrupted(SystemExit):
+    """Raised by --stop-after-epochs to simulate a killed run (exit status 75)."""
+
+
+class Benchmark:
+    """The runs of ``reproduce``'s grid done in this process (under torchrun: by every rank
+    together), each resumed from or saved to its checkpoint; ``args`` are reproduce's flags."""
+
+    def __init__(self, args, device: torch.device, data: Data):
+        self.args, self.device, self.data = args, device, data
+        self.schedule = schedule_from(args)
+        self.ckpt_dir = os.path.join(args.out, "ckpt")
+        self.epochs_this_call = 0
+        self.finished: Dict[str, dict] = {}
+
+    @staticmethod
+    def log(message: str) -> None:
+        if get_rank() == 0:
+            print(message, flush=True)
+
+    def stage1_seed(self, seed: int) -> int:
+        return seed if self.args.stage1_seed is None else self.args.stage1_seed
+
+    def ckpt_path(self, label: str, seed: int) -> str:
+        return ckpt_path(self.args, self.schedule, label, seed)
+
+    def source_state(self, method: str, seed: int) -> dict:
+        """The finished checkpoint the run of ``method`` and ``seed`` starts from (a stage-2 run:
+        its bs_cmo model; a derived row: its source's). A --jobs worker never trains it itself:
+        the parent starts the worker only once that file is finished."""
+        source, s = source_of(method, seed, self.args.stage1_seed)
+        if not self.args.worker:
+            return self.run(source, s)
+        path = self.ckpt_path(run_label(source, self.schedule), s)
+        state = load_checkpoint(path) if os.path.exists(path) else None
+        if state is None or not state["done"]:
+            raise RuntimeError(f"{path} is missing or unfinished: run {source} seed {s} first")
+        return state
+
+    def run(self, method: str, seed: int) -> dict:
+        """Train (or resume, or reuse) one method for one seed; the finished checkpoint."""
+        label = run_label(method, self.schedule)
+        path = self.ckpt_path(label, seed)
+        if path in self.finished:
+            return self.finished[path]
+        state = load_checkpoint(path) if self.args.resume and os.path.exists(path) else None
+        if state is not None and state["done"]:
+            self.finished[path] = state
+            return state
+        if method in DERIVED_METHODS:
+            return self.derive(method, seed, label, path)
+        init = self.source_state(method, seed) if method in STAGE2_METHODS else None
+        run = new_run(method, seed, self.schedule, self.data, self.device, init_state=init,
+                      speed=speed_from(self.args))
+        if state is not None:
+            restore(run, state)
+            self.log(f"[{label} seed {seed}] resumed after epoch {run.epoch}")
+        progress = not self.args.no_progress and get_rank() == 0
+        while run.epoch < run.total_epochs:
+            start = time.perf_counter()
+            report = maybe_refresh(run, progress=progress)
+            run.seconds += time.perf_counter() - start
+            if report is not None:
+                self.show_refresh(report, label, seed, time.perf_counter() - start)
+            stats = train_epoch(run, progress=progress)
+            if report is not None:
+                stats["refresh"] = {**report.to_dict(), "seconds": time.perf_counter() - start
+                                    - stats["seconds"]}
+            if run.epoch % self.schedule.eval_every == 0 or run.epoch == run.total_epochs:
+                stats["top1"] = evaluate_run(run)["top1"]
+            run.history.append(stats)
+            self.log(f"[{label} seed {seed}] epoch {run.epoch}/{run.total_epochs} "
+                     + " ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float)))
+            save_atomic(state_of(run), path)
+            self.epochs_this_call += 1
+            if self.args.stop_after_epochs and self.epochs_this_call >= self.args.stop_after_epochs:
+                raise Interrupted(75)
+        final = evaluate_run(run)
+        evaluated = [h["top1"] for h in run.history if "top1" in h]
+        epochs = self.schedule.epochs + (self.schedule.stage2_epochs if run.stage == 2 else 0)
+        result = trained_row(label, seed, final, evaluated, run.seconds, run.images_seen,
+                             self.schedule.epochs, epochs - self.schedule.epochs, run.history)
+        if run.stage == 2:
+            result["stage1_seed"] = self.stage1_seed(seed)
+        state = state_of(run, done=True, result=result)
+        save_atomic(state, path)
+        self.finished[path] = state
+        return state
+
+    def show_refresh(self, report, label: str, seed: int, seconds: float) -> None:
+        """The refresh's table in the log, and its Fig. 1-style histograms under refresh/."""
+        if get_rank() != 0:
+            return
+        self.log(f"[{label} seed {seed}] refresh {report.generation} ({seconds:.1f} s)\n{report}")
+        try:
+            folder = os.path.join(self.args.out, "refresh")
+            os.makedirs(folder, exist_ok=True)
+            report.plot(os.path.join(folder, f"{label}-seed{seed}-r{report.generation}.png"))
+        except ImportError:
+            pass
+
+    def derive(self, method: str, seed: int, label: str, path: str) -> dict:
+        """A row made from a finished model (post-hoc, tau-normalised, cRT): one step, so its
+        checkpoint is written once, finished."""
+        source = self.source_state(method, seed)
+        start = time.perf_counter()
+        model, images = derive_model(method, source, self.data, self.device, self.schedule, seed,
+                                     progress=not self.args.no_progress and get_rank() == 0)
+        seconds = time.perf_counter() - start
+        final = evaluate_model(model, self.data, self.device)
+        src = source["result"]
+        crt = self.schedule.crt_epochs if images else 0
+        result = {"method": label, "epochs": src["epochs"] + crt, "seed": seed,
+                  "top1": final["top1"], "many": final["many"], "med": final["med"],
+                  "few": final["few"], "ece": final["ece"], "calibration": final["calibration"],
+                  "per_class": final["per_class"], "seconds": seconds,
+                  "img_per_s": images / seconds if images else None,
+                  "derived_from": src["method"],
+                  "stage1_epochs": src.get("stage1_epochs", src["epochs"]),
+                  "stage2_epochs": crt or src.get("stage2_epochs", 0)}
+        if from_bs_cmo(method):
+            result["stage1_seed"] = self.stage1_seed(seed)
+        self.log(f"[{label} seed {seed}] from {src['method']}: top1={final['top1']:.4g} "
+                 f"ece={final['ece']:.4g} ({seconds:.1f}s)")
+        state = {"method": method, "seed": seed, "done": True, "result": result,
+                 "model": model.state_dict(), "history": []}
+        save_atomic(state, path)
+        self.finished[path] = state
+        return state
+
+    def partial_result(self, method: str, seed: int, path: str) -> Optional[dict]:
+        """The row of an unfinished run, evaluated at its last checkpoint (a time budget cut
+        it); ``None`` when it never finished an epoch or is a derived row (made in one step)."""
+        if method in DERIVED_METHODS or not os.path.exists(path):
+            return None
+        try:
+            state = load_checkpoint(path)
+        except Exception:   # noqa: BLE001 - a checkpoint cut mid-write is not a row
+            return None
+        done, label = int(state["epoch"]), run_label(method, self.schedule)
+        if done == 0:
+            return None
+        total = self.schedule.stage2_epochs if method in STAGE2_METHODS else self.schedule.epochs
+        base, _, tags = label.partition("[")
+        tags = tags.rstrip("]")
+        label = f"{base}[{tags + ',' if tags else ''}partial {done}/{total}]"
+        model = make_model(self.data, self.device, method)
+        model.load_state_dict(state["model"])
+        final = evaluate_model(model, self.data, self.device)
+        evaluated = [h["top1"] for h in state["history"] if "top1" in h] + [final["top1"]]
+        stage2 = method in STAGE2_METHODS
+        result = trained_row(label, seed, final, evaluated, state["seconds"], state["images_seen"],
+                             self.schedule.epochs if stage2 else done, done if stage2 else 0,
+                             state["history"])
+        result["partial"] = {"epochs_done": done, "epochs": total}
+        if stage2:
+            result["stage1_seed"] = self.stage1_seed(seed)
+        return result
+
+    def class_distribution(self, seed: int) -> Optional[dict]:
+        """Fig. 1: cosine similarity to the class mean under the finished bs_cmo model."""
+        path = self.ckpt_path("bs_cmo", self.stage1_seed(seed))
+        if path not in self.finished and is_finished(path):   # e.g. only stage-2 runs were asked
+            self.finished[path] = load_checkpoint(path)
+        if path not in self.finished:
+            return None
+        state = self.finished[path]
+        model = make_model(self.data, self.device)
+        model.load_state_dict(state["model"])
+        out = run_inference(model, train_batches(self.data), embed=True, device=self.device,
+                            progress=not self.args.no_progress and get_rank() == 0)
+        d = self.data
+        split = IntraClassSplitter().split(out.embeddings, out.labels, state["class_accuracy"],
+                                           state["train_accuracy"], num_classes=d.num_classes)
+        return {"similarity": split.similarity, "labels": split.labels,
+                "thresholds": split.thresholds.tolist()}
+
+
+def trained_row(label: str, seed: int, final: dict, evaluated: List[float], seconds: float,
+                images: int, stage1_epochs: int, stage2_epochs: int, history=()) -> dict:
+    """The ``results.json`` row of a trained run (finished or cut) from its final evaluation,
+    the top-1 of its earlier evaluations, its training time and, for AFR, the report of every
+    refresh (from its ``history``)."""
+    refreshes = [h["refresh"] for h in history if "refresh" in h]
+    return {**({"refreshes": refreshes} if refreshes else {}), "method": label, "epochs": stage1_epochs + stage2_epochs, "seed": seed,
+            "top1": final["top1"], "best_top1": max(evaluated) if evaluated else final["top1"],
+            "many": final["many"], "med": final["med"], "few": final["few"],
+            "ece": final.get("ece"), "calibration": final.get("calibration"),
+            "per_class": final["per_class"], "seconds": seconds,
+            "img_per_s": images / max(seconds, 1e-9),
+            "stage1_epochs": stage1_epochs, "stage2_epochs": stage2_epochs}

@@ -1,0 +1,46 @@
+"""Where a benchmark runs: the device it names in its results, the process group under
+torchrun, and the environment of the worker processes it starts."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Optional
+
+import torch
+
+
+def device_name(device: torch.device) -> str:
+    """``cuda (NAME)`` or ``cpu (MODEL, N threads)``: what a results file says it ran on."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
+
+
+def worker_env(threads: int) -> dict:
+    """Environment for a benchmark worker process: unbuffered output, its own thread count, and
+    this repository on the path so ``python -m benchmarks.*`` resolves from any directory."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds benchmarks/
+    return dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads),
+                PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+
+
+def setup_distributed(requested_device: Optional[str]) -> torch.device:
+    """Under torchrun (WORLD_SIZE > 1): join the process group (NCCL on GPUs, gloo on CPU) and
+    use this process's GPU; otherwise the requested device, else CUDA when present."""
+    cuda = torch.cuda.is_available() and (requested_device or "cuda").startswith("cuda")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+        if cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return torch.device("cuda", local)
+        return torch.device("cpu")
+    return torch.device(requested_device or ("cuda" if cuda else "cpu"))
