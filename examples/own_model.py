@@ -4,11 +4,12 @@ What it shows: nothing of afr-aug's CIFAR tooling is needed. The data is an ordi
 ``torchvision.datasets.ImageFolder`` (read in two views: augmented for training, deterministic
 for AFR's stage-2 set and evaluation), the model an unmodified ``torchvision.models.resnet18``.
 
-- Stage 1 (inter-class): long-tailed batches CutMixed (p = 0.5) with class-balanced batches
-  from ``LongTailSampler``, Balanced Softmax loss.
-- Stage 2 (intra-class): fine-tuning at a smaller learning rate with ``AFRBalancer`` over the
-  deterministic view (read lazily, by index), refreshed every ``--refresh-every`` epochs with
-  the running accuracy on the mixed batches (§3.3), CutMixed onto 25 % of the batches.
+- Stage 1 (inter-class): ``BalancedMixLoader`` wraps the long-tailed loader and CutMixes
+  (p = 0.5) class-balanced batches from ``LongTailSampler`` onto it; Balanced Softmax loss.
+- Stage 2 (intra-class): fine-tuning at a smaller learning rate; ``AFRLoader`` wraps the same
+  loader around ``AFRBalancer`` over the deterministic view (read lazily, by index), refreshed
+  every ``--refresh-every`` epochs with the running accuracy on the mixed batches (§3.3),
+  CutMixed onto 25 % of the batches.
 
 Without ``--root`` it first writes a long-tailed ImageFolder of PNG files from CIFAR-10
 (``$AFR_DATA`` or ``./data`` must hold ``cifar-10-batches-py/``) into ``<out>/imagefolder``:
@@ -39,9 +40,9 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from afr_aug import AFRBalancer, CutMixBalancer, LongTailSampler, MinorityPGD, mixed_loss
+from afr_aug import (AFRBalancer, AFRLoader, BalancedMixLoader, CutMixBalancer, Embedder,
+                     MinorityPGD, mixed_loss)
 from afr_aug.data import load_cifar, long_tailed_counts
-from afr_aug.embedding import Embedder
 from afr_aug.losses import BalancedSoftmaxLoss
 from afr_aug.metrics import evaluate
 
@@ -95,27 +96,42 @@ def write_imagefolder(out: Path, classes: int, per_class_max: int, ratio: float,
     return root
 
 
-def train_epoch(model, loader, balanced, mix, criterion, opt, args, desc):
-    """One epoch of long-tailed batches mixed with balanced ones. Returns the running accuracy
-    on the mixed batches (argmax vs. the long-tailed label), per class and overall: what
-    AFRBalancer.refresh wants for §3.3's per-class thresholds."""
-    num_classes = criterion.num_classes
-    correct, seen = torch.zeros(num_classes), torch.zeros(num_classes)
-    steps = min(len(loader), args.max_iters or len(loader))
+def train_epoch(model, mixed, criterion, opt, args, desc):
+    """One epoch of the wrapped loader's ready-mixed batches; the loader counts the running
+    accuracy from the logits handed back (what AFRLoader's refresh adapts to, §3.3)."""
+    steps = min(len(mixed), args.max_iters or len(mixed))
     model.train()
-    for (x, y), (xb, yb) in tqdm(islice(zip(loader, balanced), steps), total=steps, desc=desc,
-                                 leave=False, disable=args.no_progress):
-        x, y, xb, yb = x.to(args.device), y.to(args.device), xb.to(args.device), yb.to(args.device)
-        x, y_a, y_b, lam = mix(x, y, xb, yb)
+    for x, y_a, y_b, lam in tqdm(islice(mixed, steps), total=steps, desc=desc, leave=False,
+                                 disable=args.no_progress):
         logits = model(x)
         loss = mixed_loss(criterion, logits, y_a, y_b, lam)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        y_a = y_a.cpu()
-        correct.index_add_(0, y_a, (logits.argmax(1).cpu() == y_a).float())
-        seen.index_add_(0, y_a, torch.ones(len(y_a)))
-    return (correct / seen).tolist(), float(correct.sum() / seen.sum())   # NaN: class not seen
+        mixed.observe(logits)
+    return mixed.accuracy()[1]
+
+
+def run_stage(name, model, mixed, criterion, lr, epochs, args) -> None:
+    """``epochs`` of the wrapped loader ``mixed`` with SGD + cosine decay from ``lr``; prints
+    the running accuracy per epoch and, for AFRLoader, each refresh's report."""
+    start, refresh_s = time.perf_counter(), 0.0
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1))
+    for epoch in range(epochs):
+        mixed.set_epoch(epoch)
+        refreshes = getattr(mixed, "refreshes", 0)
+        acc = train_epoch(model, mixed, criterion, opt, args, f"{name} epoch {epoch + 1}")
+        if getattr(mixed, "refreshes", 0) > refreshes:
+            report, refresh_s = mixed.report, refresh_s + mixed.refresh_seconds
+            print(f"{name} refresh: {sum(report.attacked)} adversarial images in "
+                  f"{len(mixed.stage2)}; crossed λ_c {report.total_crossed:.0%}, "
+                  f"dose {report.dose:.2%}")
+            print(report)
+        sched.step()
+        print(f"{name} epoch {epoch + 1}: running accuracy on mixed batches {acc:.1%}")
+    refreshes = f" ({refresh_s:.0f} s of it in AFR refreshes)" if isinstance(mixed, AFRLoader) else ""
+    print(f"{name}: {epochs} epochs in {time.perf_counter() - start:.0f} s{refreshes}")
 
 
 def main(argv=None) -> int:
@@ -150,50 +166,26 @@ def main(argv=None) -> int:
                         num_workers=W)
     criterion = BalancedSoftmaxLoss(counts).to(args.device)
 
-    # Stage 1: CMO's class-balanced batch CutMixed onto half of the long-tailed batches.
-    start = time.perf_counter()
-    balanced = DataLoader(train, batch_size=args.batch_size, drop_last=True, num_workers=W,
-                          sampler=LongTailSampler(train.targets))
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(args.stage1_epochs, 1))
-    mix, class_acc, train_acc = CutMixBalancer(p=0.5), None, None
-    for epoch in range(args.stage1_epochs):
-        balanced.sampler.set_epoch(epoch)
-        class_acc, train_acc = train_epoch(model, loader, balanced, mix, criterion, opt, args,
-                                           f"stage 1 epoch {epoch + 1}")
-        sched.step()
-        print(f"stage 1 epoch {epoch + 1}: running accuracy on mixed batches {train_acc:.1%}")
-    print(f"stage 1: {args.stage1_epochs} epochs in {time.perf_counter() - start:.0f} s")
+    # Stage 1: CMO's class-balanced batch (LongTailSampler, built by the wrapper from the
+    # loader's dataset and settings) CutMixed onto half of the long-tailed batches.
+    stage1 = BalancedMixLoader(loader, CutMixBalancer(p=0.5), device=args.device)
+    run_stage("stage 1", model, stage1, criterion, args.lr, args.stage1_epochs, args)
 
     # Stage 2: AFR's set over the deterministic view. Built lazily: ImageFolder has .targets,
-    # so no image is read here; each refresh streams the folder once (W workers) to embed it,
-    # then reads and attacks half of each class's majority. MinorityPGD's defaults are the
-    # paper's (eps 0.6, 3 steps of 1/255), embedding at the same layer as Embedder(model).
-    start, refresh_s = time.perf_counter(), 0.0
-    stage2 = AFRBalancer(eval_view, attack=MinorityPGD(model), batch_size=2 * args.batch_size,
-                         num_workers=W, storage=args.storage or str(args.out / "afr"),
-                         transform=v2.Compose([v2.RandomCrop(S, padding=S // 8),
-                                               v2.RandomHorizontalFlip()]),
-                         progress=not args.no_progress)
-    # No persistent_workers: each epoch's workers must see the latest refresh.
-    balanced = DataLoader(stage2, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                          num_workers=W)
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr / 10, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(args.stage2_epochs, 1))
-    mix = CutMixBalancer(p=0.25)
-    for epoch in range(args.stage2_epochs):
-        if epoch % args.refresh_every == 0:
-            t = time.perf_counter()
-            split = stage2.refresh(model, class_accuracy=class_acc, train_accuracy=train_acc)
-            refresh_s += time.perf_counter() - t
-            print(f"stage 2 refresh: {split}; {int(stage2.is_adversarial.sum())} adversarial "
-                  f"images in {len(stage2)}")
-        class_acc, train_acc = train_epoch(model, loader, balanced, mix, criterion, opt, args,
-                                           f"stage 2 epoch {epoch + 1}")
-        sched.step()
-        print(f"stage 2 epoch {epoch + 1}: running accuracy on mixed batches {train_acc:.1%}")
-    print(f"stage 2: {args.stage2_epochs} epochs in {time.perf_counter() - start:.0f} s "
-          f"({refresh_s:.0f} s of it in AFR refreshes)")
+    # so no image is read here. Each refresh over-samples every class to the largest one's
+    # size with crop + flip (the slots), streams them once (W workers) to embed them, splits
+    # each class (20 % minority), and attacks half of each class's majority slots toward
+    # "(class, minority)", embedding at the same layer as Embedder(model). AFRLoader refreshes
+    # it every --refresh-every epochs with the running accuracy of the epoch before (the first
+    # time: stage 1's last), and CutMixes it onto 25 % of the batches.
+    afr_set = AFRBalancer(eval_view, attack=MinorityPGD(model), batch_size=2 * args.batch_size,
+                          num_workers=W, storage=args.storage or str(args.out / "afr"),
+                          transform=v2.Compose([v2.RandomCrop(S, padding=S // 8),
+                                                v2.RandomHorizontalFlip()]),
+                          progress=not args.no_progress)
+    stage2 = AFRLoader(loader, afr_set, model, refresh_every=args.refresh_every,
+                       running=stage1, device=args.device)
+    run_stage("stage 2", model, stage2, criterion, args.lr / 10, args.stage2_epochs, args)
 
     result = evaluate(model, DataLoader(val, batch_size=256, num_workers=W),
                       class_counts=counts, progress=not args.no_progress)
