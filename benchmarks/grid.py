@@ -14,31 +14,35 @@ from .methods import ALL_METHODS, DERIVED_METHODS, STAGE2_METHODS
 from .schedule import Schedule
 
 
-def source_of(method: str, seed: int, stage1_seed: Optional[int] = None) -> Optional[tuple]:
+def source_of(method: str, seed: int, stage1_seed: Optional[int] = None,
+              stage1_method: str = "bs_cmo") -> Optional[tuple]:
     """The (method, seed) run whose finished model the run of ``method`` starts from, if any:
-    a stage-2 run's bs_cmo (of --stage1-seed when given), a derived row's source."""
-    source = "bs_cmo" if method in STAGE2_METHODS else DERIVED_METHODS.get(method)
+    a stage-2 run's stage-1 model (``stage1_method``, --stage1-method; of --stage1-seed when
+    given), a derived row's source."""
+    source = stage1_method if method in STAGE2_METHODS else DERIVED_METHODS.get(method)
     if source is None:
         return None
-    return (source, stage1_seed if source == "bs_cmo" and stage1_seed is not None else seed)
+    shared = stage1_seed is not None and source in ("bs_cmo", stage1_method)
+    return (source, stage1_seed if shared else seed)
 
 
-def from_bs_cmo(method: str) -> bool:
-    """Whether ``method``'s run starts from a finished bs_cmo model (directly or through afr)."""
-    source = source_of(method, 0)
-    while source is not None and source[0] != "bs_cmo":
-        source = source_of(source[0], 0)
+def from_bs_cmo(method: str, stage1_method: str = "bs_cmo") -> bool:
+    """Whether ``method``'s run starts from a finished bs_cmo model, or the stage-1 model of
+    --stage1-method (directly or through afr): the runs --stage1-seed re-points."""
+    source = source_of(method, 0, stage1_method=stage1_method)
+    while source is not None and source[0] not in ("bs_cmo", stage1_method):
+        source = source_of(source[0], 0, stage1_method=stage1_method)
     return source is not None
 
 
-def grid(methods, seeds, stage1_seed: Optional[int] = None):
+def grid(methods, seeds, stage1_seed: Optional[int] = None, stage1_method: str = "bs_cmo"):
     """The (method, seed) runs to do, in report order, and the run each one starts from (a
     dependency missing from the grid is added before it: trained but not reported)."""
     order = [m for m in ALL_METHODS if m in methods]
     tasks, deps = [], {}
 
     def add(task):
-        dep = source_of(*task, stage1_seed)
+        dep = source_of(*task, stage1_seed, stage1_method)
         if dep is not None:
             deps[task] = dep
             add(dep)
@@ -51,20 +55,24 @@ def grid(methods, seeds, stage1_seed: Optional[int] = None):
     return tasks, deps
 
 
-def start_order(tasks):
-    """The order --jobs starts runs in: bs_cmo first (the stage-2 runs wait for it and it is
-    the longest), then each run that starts from another as soon as it may, then the other
-    stage-1 runs."""
-    rank = {"bs_cmo": 0, **{m: 1 for m in STAGE2_METHODS}, **{m: 1 for m in DERIVED_METHODS}}
+def start_order(tasks, stage1_method: str = "bs_cmo"):
+    """The order --jobs starts runs in: bs_cmo (and --stage1-method's model) first (the stage-2
+    runs wait for it and it is the longest), then each run that starts from another as soon as
+    it may, then the other stage-1 runs."""
+    rank = {"bs_cmo": 0, stage1_method: 0, **{m: 1 for m in STAGE2_METHODS},
+            **{m: 1 for m in DERIVED_METHODS}}
     return sorted(tasks, key=lambda t: rank.get(t[0], 2))
 
 
 def run_label(method: str, s: Schedule) -> str:
-    """Variants get their own row: afr[mixup,0.5] (Table 2), bs_cmo_tau[tau=0.5], la[tau=2]."""
+    """Variants get their own row: afr[mixup,0.5] (Table 2), bs_cmo_tau[tau=0.5], la[tau=2],
+    afr[from=bs_cmo_eff] (stage 2 from another stage-1 model)."""
     tags = []
-    if (method in STAGE2_METHODS or DERIVED_METHODS.get(method) in STAGE2_METHODS) \
-            and (s.mix, s.mix_p) != ("cutmix", 0.25):
+    stage2 = method in STAGE2_METHODS or DERIVED_METHODS.get(method) in STAGE2_METHODS
+    if stage2 and (s.mix, s.mix_p) != ("cutmix", 0.25):
         tags.append(f"{s.mix},{s.mix_p:g}")
+    if stage2 and s.stage1_method != "bs_cmo":
+        tags.append(f"from={s.stage1_method}")
     if method.endswith("_tau") and s.tau != 1:
         tags.append(f"tau={s.tau:g}")
     if method in ("la", "ce_posthoc") and s.la_tau != 1:
@@ -88,6 +96,6 @@ def ckpt_path(args, schedule: Schedule, label: str, seed: int) -> str:
     (--stage1-seed) says so in its name, so it never resumes a run of the other kind."""
     stem = f"{label}-seed{seed}"
     s1 = args.stage1_seed
-    if s1 is not None and s1 != seed and from_bs_cmo(label.split("[")[0]):
+    if s1 is not None and s1 != seed and from_bs_cmo(label.split("[")[0], schedule.stage1_method):
         stem += f"-from{s1}"
     return os.path.join(args.out, "ckpt", stem + ".pt")

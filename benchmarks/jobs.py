@@ -22,13 +22,15 @@ from .runtime import worker_env
 
 class JobRunner:
     """--jobs N: each (method, seed) in its own worker process, N at a time, a stage-2 run only
-    once the bs_cmo checkpoint it fine-tunes is finished. Worker output goes to --out/logs/ and
+    once the stage-1 checkpoint it fine-tunes is finished. Worker output goes to --out/logs/ and
     to the screen; SIGTERM (e.g. from ``timeout``) stops the workers too."""
 
     def __init__(self, args, argv: List[str]):
         self.args, self.argv = args, argv
-        self.tasks, self.deps = grid(args.methods, args.seeds, args.stage1_seed)
         schedule = schedule_from(args)
+        self.stage1_method = schedule.stage1_method
+        self.tasks, self.deps = grid(args.methods, args.seeds, args.stage1_seed,
+                                     schedule.stage1_method)
         self.path = {t: ckpt_path(args, schedule, run_label(t[0], schedule), t[1])
                      for t in self.tasks}
         self.done = {t for t in self.tasks if args.resume and is_finished(self.path[t])}
@@ -71,7 +73,7 @@ class JobRunner:
     def run(self) -> int:
         """Run the grid; the number of runs that failed or could not start."""
         os.makedirs(self.logs, exist_ok=True)
-        pending = [t for t in start_order(self.tasks) if t not in self.done]
+        pending = [t for t in start_order(self.tasks, self.stage1_method) if t not in self.done]
         self.say(f"--jobs {self.args.jobs}: {len(pending)} runs to do ({len(self.done)} already "
                  f"finished), {self.threads} thread(s) each; logs in {self.logs}")
         previous = signal.signal(signal.SIGTERM, self._stop)

@@ -6,6 +6,9 @@ without importing the training code."""
 PAPER_METHODS = ("ce", "ce_drw", "ldam_drw", "bs", "bs_cmo", "bs_cmo_ft", "afr")
 STAGE1_METHODS = ("ce", "ce_drw", "ldam_drw", "la", "bs", "bs_cmo", "bs_cmo_eff")
 STAGE2_METHODS = ("bs_cmo_ft", "afr", "afr_old", "afr_noise")
+# The stage-1 rows whose model stage 2 may fine-tune (--stage1-method; the paper's is bs_cmo):
+# not ldam_drw, whose cosine classifier is not the stage-2 model's linear one
+STAGE1_BASES = tuple(m for m in STAGE1_METHODS if m != "ldam_drw")
 # Issue 16's screen: AFR as before (originals layout, minority-centroid target, λ = 0.8) and a
 # noise control (AFR's slots, random ±step sign steps of the same budget)
 AFR_METHODS = ("afr", "afr_old", "afr_noise")

@@ -38,6 +38,7 @@ def schedule_from(args) -> Schedule:
                                      else args.attack_step / 255,
                                      label_weight=args.label_weight,
                                      grad_scale=args.grad_scale,
-                                     minority_quantile=args.minority_quantile).items()
+                                     minority_quantile=args.minority_quantile,
+                                     stage1_method=getattr(args, "stage1_method", None)).items()
                if v is not None}
     return replace(s, **changes)

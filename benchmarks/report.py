@@ -38,6 +38,29 @@ _NOTES = """\
 """
 
 
+# The paired differences the report shows: (method, baseline)
+_PAIRS = (("afr", "bs_cmo_ft"), ("afr", "afr_noise"), ("afr", "afr_old"),
+          ("afr_old", "bs_cmo_ft"), ("afr_noise", "bs_cmo_ft"))
+
+
+def variant_pairs(runs, pairs=_PAIRS):
+    """The row labels to pair: each (method, baseline) as named, and each variant that both
+    rows share (``afr[from=bs_cmo_eff]`` with ``bs_cmo_ft[from=bs_cmo_eff]``), when both ran.
+
+    >>> runs = [{"method": m} for m in ("afr", "bs_cmo_ft", "afr[from=bs_cmo_eff]",
+    ...                                 "bs_cmo_ft[from=bs_cmo_eff]", "afr[steps=5]")]
+    >>> variant_pairs(runs)     # afr[steps=5] has no control of its own
+    [('afr', 'bs_cmo_ft'), ('afr[from=bs_cmo_eff]', 'bs_cmo_ft[from=bs_cmo_eff]')]
+    """
+    labels = {str(r["method"]) for r in runs}
+    out = []
+    for method, baseline in pairs:
+        tags = sorted({label[len(method):] for label in labels
+                       if label == method or label.startswith(method + "[")})
+        out += [(method + t, baseline + t) for t in tags if baseline + t in labels]
+    return out
+
+
 def write_report(results, out_dir, class_counts=None):
     """Write ``results.md`` and, when matplotlib is installed, ``shot_accuracy.png`` and (given
     ``class_counts``, or a ``class_counts`` entry in ``results``) ``per_class.png``.
@@ -63,8 +86,7 @@ def write_report(results, out_dir, class_counts=None):
 
     table = markdown_table(results)
     md = out / "results.md"
-    for method, baseline in (("afr", "bs_cmo_ft"), ("afr", "afr_noise"), ("afr", "afr_old"),
-                             ("afr_old", "bs_cmo_ft"), ("afr_noise", "bs_cmo_ft")):
+    for method, baseline in variant_pairs(results["runs"], _PAIRS):
         paired = paired_table(results, method, baseline)
         if paired:
             table += "\n\n" + paired

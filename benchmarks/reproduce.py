@@ -24,6 +24,9 @@ only once the bs_cmo checkpoint it fine-tunes is finished; each worker's output 
 --out/logs/ and to the screen, and the parent merges every finished checkpoint into one report.
 --stage1-seed S makes the stage-2 runs of every seed fine-tune the one bs_cmo model of seed S,
 which isolates the stage-2 spread (the seeds then vary only the stage-2 randomness).
+--stage1-method M makes them fine-tune the model of another stage-1 row instead of bs_cmo (e.g.
+bs_cmo_eff: does AFR need a base without CMO's tail bias?); their rows are named
+afr[from=M], bs_cmo_ft[from=M], and the report pairs those with each other.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from .cli import data_or_fail
 from .data import check_data, load_data
 from .grid import grid, run_label
 from .jobs import JobRunner
-from .methods import ALL_METHODS, METHOD_GROUPS
+from .methods import ALL_METHODS, METHOD_GROUPS, STAGE1_BASES
 from .plots import plot_class_distribution
 from .presets import PRESETS
 from .report import write_report
@@ -113,6 +116,9 @@ def _process_args(p) -> None:
     p.add_argument("--stage1-seed", type=int, default=None,
                    help="stage-2 runs of every seed fine-tune the bs_cmo model of this seed "
                         "(default: the bs_cmo model of their own seed)")
+    p.add_argument("--stage1-method", choices=STAGE1_BASES, default=None,
+                   help="the stage-1 row whose finished model the stage-2 runs fine-tune "
+                        "(default bs_cmo, the paper's; their rows are then named afr[from=M])")
     p.add_argument("--jobs", type=int, default=1,
                    help="run the (method, seed) grid in this many worker processes")
     p.add_argument("--isolate", action="store_true",
@@ -234,7 +240,7 @@ def main(argv=None) -> int:
                         test_limit=preset.get("test_limit"), pack=args.data,
                         download=args.download)
     bench = Benchmark(args, device, data)
-    tasks, _ = grid(args.methods, args.seeds, args.stage1_seed)
+    tasks, _ = grid(args.methods, args.seeds, args.stage1_seed, bench.schedule.stage1_method)
     wanted = [t for t in tasks if t[0] in args.methods and t[1] in args.seeds]
     try:
         if args.report_only:

@@ -54,7 +54,7 @@ class Benchmark:
         """The finished checkpoint the run of ``method`` and ``seed`` starts from (a stage-2 run:
         its bs_cmo model; a derived row: its source's). A --jobs worker never trains it itself:
         the parent starts the worker only once that file is finished."""
-        source, s = source_of(method, seed, self.args.stage1_seed)
+        source, s = source_of(method, seed, self.args.stage1_seed, self.schedule.stage1_method)
         if not self.args.worker:
             return self.run(source, s)
         path = self.ckpt_path(run_label(source, self.schedule), s)
@@ -144,7 +144,7 @@ class Benchmark:
                   "derived_from": src["method"],
                   "stage1_epochs": src.get("stage1_epochs", src["epochs"]),
                   "stage2_epochs": crt or src.get("stage2_epochs", 0)}
-        if from_bs_cmo(method):
+        if from_bs_cmo(method, self.schedule.stage1_method):
             result["stage1_seed"] = self.stage1_seed(seed)
         self.log(f"[{label} seed {seed}] from {src['method']}: top1={final['top1']:.4g} "
                  f"ece={final['ece']:.4g} ({seconds:.1f}s)")
@@ -184,8 +184,9 @@ class Benchmark:
         return result
 
     def class_distribution(self, seed: int) -> Optional[dict]:
-        """Fig. 1: cosine similarity to the class mean under the finished bs_cmo model."""
-        path = self.ckpt_path("bs_cmo", self.stage1_seed(seed))
+        """Fig. 1: cosine similarity to the class mean under the finished stage-1 model that
+        stage 2 fine-tunes (bs_cmo, or --stage1-method's)."""
+        path = self.ckpt_path(self.schedule.stage1_method, self.stage1_seed(seed))
         if path not in self.finished and is_finished(path):   # e.g. only stage-2 runs were asked
             self.finished[path] = load_checkpoint(path)
         if path not in self.finished:

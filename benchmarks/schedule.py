@@ -34,6 +34,9 @@ class Schedule:
     mix: str = "cutmix"                             # stage-2 mixer: cutmix | mixup
     mix_p: float = 0.25                             # stage-2 mixing probability
     refresh_every: int = 10                         # AFR adversarial refresh period (epochs)
+    # the stage-1 model the stage-2 runs fine-tune: the paper's bs_cmo, or another stage-1 row
+    # (issue 17: bs_cmo_eff, whose prior removes CMO's tail bias)
+    stage1_method: str = "bs_cmo"
     attack_share: float = 0.5
     # The attack (issue 16, measured in benchmarks/results/cpu-cifar10lt-30+10-screen): the
     # 2C-way head's "(class, minority)" target; steps x step size; the keep-the-label weight

@@ -140,6 +140,31 @@ def test_grid_orders_rows_after_what_they_start_from():
     assert grid.from_bs_cmo("afr_tau") and not grid.from_bs_cmo("ce_posthoc")
 
 
+def test_stage2_from_another_stage1_model_is_a_row_of_its_own(tmp_path):
+    tasks, deps = grid.grid(["bs_cmo_ft", "afr_tau", "bs_cmo_crt"], [1], stage1_seed=0,
+                            stage1_method="bs_cmo_eff")
+    assert deps[("bs_cmo_ft", 1)] == deps[("afr", 1)] == ("bs_cmo_eff", 0)
+    assert deps[("afr_tau", 1)] == ("afr", 1) and deps[("bs_cmo_crt", 1)] == ("bs_cmo", 0)
+    assert tasks.index(("bs_cmo_eff", 0)) < tasks.index(("afr", 1))
+    assert grid.start_order([("ce", 0), ("afr", 0), ("bs_cmo_eff", 0)], "bs_cmo_eff")[0] \
+        == ("bs_cmo_eff", 0)
+    eff = Schedule(stage1_method="bs_cmo_eff")
+    assert [grid.run_label(m, eff) for m in ("afr", "bs_cmo_ft", "afr_tau", "bs_cmo_eff",
+                                             "bs_cmo_tau")] == [
+        "afr[from=bs_cmo_eff]", "bs_cmo_ft[from=bs_cmo_eff]", "afr_tau[from=bs_cmo_eff]",
+        "bs_cmo_eff", "bs_cmo_tau"]
+    assert presets.schedule_from(reproduce.parse_args([])).stage1_method == "bs_cmo"
+    args = reproduce.parse_args(["--stage1-method", "bs_cmo_eff", "--stage1-seed", "0",
+                                 "--out", str(tmp_path)])
+    s = presets.schedule_from(args)
+    assert s.stage1_method == "bs_cmo_eff"
+    assert grid.ckpt_path(args, s, grid.run_label("afr", s), 1).endswith(
+        "afr[from=bs_cmo_eff]-seed1-from0.pt")
+    assert grid.ckpt_path(args, s, "bs_cmo_eff", 1).endswith("bs_cmo_eff-seed1.pt")
+    with pytest.raises(SystemExit):     # its cosine classifier is not the stage-2 model's
+        reproduce.parse_args(["--stage1-method", "ldam_drw"])
+
+
 def test_methods_groups_labels_and_paths(tmp_path):
     paper = reproduce.parse_args(["--preset", "paper"])
     assert paper.methods == list(PAPER_METHODS)

@@ -122,6 +122,31 @@ def test_stage1_seed_shares_one_bs_cmo_model_and_reports_paired_differences(tmp_
     assert f"| 0 | {100 * diff:+.2f} |" in md
 
 
+def test_stage1_method_fine_tunes_that_model_and_pairs_its_rows(tmp_path, monkeypatch):
+    from benchmarks import runner
+    started_from, real = [], runner.new_run
+
+    def new_run(method, seed, *args, init_state=None, **kwargs):
+        started_from.append((method, init_state and init_state["method"]))
+        return real(method, seed, *args, init_state=init_state, **kwargs)
+
+    monkeypatch.setattr(runner, "new_run", new_run)
+    assert smoke(tmp_path, "--methods", "bs_cmo_ft", "afr", "--stage1-method", "bs_cmo_eff",
+                 "--max-iters", "1") == 0
+    assert started_from == [("bs_cmo_eff", None), ("bs_cmo_ft", "bs_cmo_eff"),
+                            ("afr", "bs_cmo_eff")]
+    ckpts = sorted(p.name for p in (tmp_path / "ckpt").glob("*.pt"))   # no bs_cmo model
+    assert ckpts == ["afr[from=bs_cmo_eff]-seed0.pt", "bs_cmo_eff-seed0.pt",
+                     "bs_cmo_ft[from=bs_cmo_eff]-seed0.pt"]
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [r["method"] for r in runs] == ["bs_cmo_ft[from=bs_cmo_eff]", "afr[from=bs_cmo_eff]"]
+    md = (tmp_path / "results.md").read_text()
+    assert ("Paired difference AFR (ours) [from=bs_cmo_eff] − BS+CMO + fine-tune (control) "
+            "[from=bs_cmo_eff]") in md
+    diff = runs[1]["top1"] - runs[0]["top1"]
+    assert f"| 0 | {100 * diff:+.2f} |" in md
+
+
 def test_jobs_resume_skips_finished_runs_and_reports_failures(tmp_path, capsys):
     args = ("--methods", "bs_cmo", "--seeds", "0", "1", "--max-iters", "1", "--jobs", "2")
     assert smoke(tmp_path, *args) == 0
