@@ -51,8 +51,8 @@ from .plots import plot_class_distribution
 from .presets import PRESETS
 from .report import write_report
 from .runner import Benchmark, Interrupted
-from .runtime import device_name, setup_distributed
-from .speed import add_speed_args
+from .runtime import setup_distributed, training_device
+from .speed import add_speed_args, speed_from
 from .tables import markdown_table
 
 PROG = "python -m benchmarks.reproduce"
@@ -198,8 +198,9 @@ def _gather(bench: Benchmark, args, tasks, wanted):
 def _write_results(args, bench: Benchmark, runs, missing, partial, fig1: Optional[dict]) -> None:
     """results.json, the report and Fig. 1 into --out; the table on the screen."""
     d = bench.data
+    amp = speed_from(args).resolved(bench.device).amp
     results = {"dataset": args.dataset, "imbalance_ratio": args.imbalance_ratio,
-               "device": device_name(bench.device), "world_size": get_world_size(),
+               "device": training_device(bench.device, amp), "world_size": get_world_size(),
                "preset": args.preset,
                "class_counts": d.class_counts, "runs": runs}
     if missing:

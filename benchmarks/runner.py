@@ -21,6 +21,7 @@ from .grid import ckpt_path, from_bs_cmo, run_label, source_of
 from .loop import evaluate_model, evaluate_run, maybe_refresh, new_run, train_epoch
 from .methods import DERIVED_METHODS, STAGE2_METHODS
 from .presets import schedule_from
+from .runtime import training_device
 from .speed import speed_from
 
 
@@ -108,6 +109,9 @@ class Benchmark:
                              self.schedule.epochs, epochs - self.schedule.epochs, run.history)
         if run.stage == 2:
             result["stage1_seed"] = self.stage1_seed(seed)
+        # the machine that finished the run: a report may be written elsewhere, from runs of
+        # several machines, and its header names only the machine that wrote it
+        result["device"] = training_device(self.device, run.speed.amp)
         state = state_of(run, done=True, result=result)
         save_atomic(state, path)
         self.finished[path] = state

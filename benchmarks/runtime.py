@@ -23,6 +23,11 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
 
 
+def training_device(device: torch.device, amp: bool) -> str:
+    """:func:`device_name` and the precision the runs trained in."""
+    return device_name(device) + (", bf16 autocast" if amp else "")
+
+
 def worker_env(threads: int) -> dict:
     """Environment for a benchmark worker process: unbuffered output, its own thread count, and
     this repository on the path so ``python -m benchmarks.*`` resolves from any directory."""

@@ -268,7 +268,30 @@ def markdown_table(results):
             cells.append(_cell(row["ece_mean"], row["ece_std"], row["ece_n"]))
         cells.append(", ".join("?" if s is None else _md(s) for s in row["seeds"]))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    machines = devices_line(runs, device)
+    return "\n".join(lines + ["", machines] if machines else lines)
+
+
+def devices_line(runs, device):
+    """Where the runs were trained, when any run records a machine other than the report's
+    ``device`` (the one that wrote it); ``""`` otherwise.
+
+    >>> runs = [{"method": "afr", "seed": 0, "device": "cpu (A)"},
+    ...         {"method": "afr", "seed": 1, "device": "cpu (B)"}, {"method": "ce", "seed": 0}]
+    >>> devices_line(runs, "cpu (B)")
+    'Trained on: cpu (A): AFR (ours) seed 0; cpu (B): AFR (ours) seed 1.'
+    """
+    where = {}
+    for r in runs:
+        if r.get("device") is not None:
+            where.setdefault(r["device"], {}).setdefault(method_name(r["method"]), []).append(
+                "?" if r.get("seed") is None else str(r["seed"]))
+    if not where or set(where) == {device}:
+        return ""
+    return "Trained on: " + "; ".join(
+        f"{_md(d)}: " + ", ".join(f"{_md(m)} seed{'s' if len(s) > 1 else ''} {' '.join(s)}"
+                                  for m, s in by_method.items())
+        for d, by_method in where.items()) + "."
 
 
 def paired_differences(runs, method="afr", baseline="bs_cmo_ft"):

@@ -138,9 +138,13 @@ def test_stage1_method_fine_tunes_that_model_and_pairs_its_rows(tmp_path, monkey
     ckpts = sorted(p.name for p in (tmp_path / "ckpt").glob("*.pt"))   # no bs_cmo model
     assert ckpts == ["afr[from=bs_cmo_eff]-seed0.pt", "bs_cmo_eff-seed0.pt",
                      "bs_cmo_ft[from=bs_cmo_eff]-seed0.pt"]
-    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    runs = results["runs"]
     assert [r["method"] for r in runs] == ["bs_cmo_ft[from=bs_cmo_eff]", "afr[from=bs_cmo_eff]"]
+    # each row records the machine that trained it; the report lists machines only when they differ
+    assert [r["device"] for r in runs] == [results["device"]] * 2
     md = (tmp_path / "results.md").read_text()
+    assert "Trained on" not in md
     assert ("Paired difference AFR (ours) [from=bs_cmo_eff] − BS+CMO + fine-tune (control) "
             "[from=bs_cmo_eff]") in md
     diff = runs[1]["top1"] - runs[0]["top1"]
