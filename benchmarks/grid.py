@@ -14,6 +14,12 @@ from .methods import ALL_METHODS, DERIVED_METHODS, STAGE2_METHODS
 from .schedule import Schedule
 
 
+def _seeded_by_stage1(source: str, stage1_method: str) -> bool:
+    """Whether ``source`` is a stage-1 model that --stage1-seed re-points: bs_cmo (the derived
+    rows' source) or the model the stage-2 runs fine-tune."""
+    return source in ("bs_cmo", stage1_method)
+
+
 def source_of(method: str, seed: int, stage1_seed: Optional[int] = None,
               stage1_method: str = "bs_cmo") -> Optional[tuple]:
     """The (method, seed) run whose finished model the run of ``method`` starts from, if any:
@@ -22,7 +28,7 @@ def source_of(method: str, seed: int, stage1_seed: Optional[int] = None,
     source = stage1_method if method in STAGE2_METHODS else DERIVED_METHODS.get(method)
     if source is None:
         return None
-    shared = stage1_seed is not None and source in ("bs_cmo", stage1_method)
+    shared = stage1_seed is not None and _seeded_by_stage1(source, stage1_method)
     return (source, stage1_seed if shared else seed)
 
 
@@ -30,7 +36,7 @@ def from_bs_cmo(method: str, stage1_method: str = "bs_cmo") -> bool:
     """Whether ``method``'s run starts from a finished bs_cmo model, or the stage-1 model of
     --stage1-method (directly or through afr): the runs --stage1-seed re-points."""
     source = source_of(method, 0, stage1_method=stage1_method)
-    while source is not None and source[0] not in ("bs_cmo", stage1_method):
+    while source is not None and not _seeded_by_stage1(source[0], stage1_method):
         source = source_of(source[0], 0, stage1_method=stage1_method)
     return source is not None
 

@@ -27,8 +27,7 @@ class JobRunner:
 
     def __init__(self, args, argv: List[str]):
         self.args, self.argv = args, argv
-        schedule = schedule_from(args)
-        self.stage1_method = schedule.stage1_method
+        self.schedule = schedule = schedule_from(args)
         self.tasks, self.deps = grid(args.methods, args.seeds, args.stage1_seed,
                                      schedule.stage1_method)
         self.path = {t: ckpt_path(args, schedule, run_label(t[0], schedule), t[1])
@@ -73,7 +72,7 @@ class JobRunner:
     def run(self) -> int:
         """Run the grid; the number of runs that failed or could not start."""
         os.makedirs(self.logs, exist_ok=True)
-        pending = [t for t in start_order(self.tasks, self.stage1_method) if t not in self.done]
+        pending = [t for t in start_order(self.tasks, self.schedule.stage1_method) if t not in self.done]
         self.say(f"--jobs {self.args.jobs}: {len(pending)} runs to do ({len(self.done)} already "
                  f"finished), {self.threads} thread(s) each; logs in {self.logs}")
         previous = signal.signal(signal.SIGTERM, self._stop)

@@ -39,6 +39,6 @@ def schedule_from(args) -> Schedule:
                                      label_weight=args.label_weight,
                                      grad_scale=args.grad_scale,
                                      minority_quantile=args.minority_quantile,
-                                     stage1_method=getattr(args, "stage1_method", None)).items()
+                                     stage1_method=args.stage1_method).items()
                if v is not None}
     return replace(s, **changes)

@@ -86,7 +86,7 @@ def write_report(results, out_dir, class_counts=None):
 
     table = markdown_table(results)
     md = out / "results.md"
-    for method, baseline in variant_pairs(results["runs"], _PAIRS):
+    for method, baseline in variant_pairs(results["runs"]):
         paired = paired_table(results, method, baseline)
         if paired:
             table += "\n\n" + paired

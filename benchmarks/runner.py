@@ -53,7 +53,7 @@ class Benchmark:
 
     def source_state(self, method: str, seed: int) -> dict:
         """The finished checkpoint the run of ``method`` and ``seed`` starts from (a stage-2 run:
-        its bs_cmo model; a derived row: its source's). A --jobs worker never trains it itself:
+        its stage-1 model, bs_cmo or --stage1-method's; a derived row: its source's). A --jobs worker never trains it itself:
         the parent starts the worker only once that file is finished."""
         source, s = source_of(method, seed, self.args.stage1_seed, self.schedule.stage1_method)
         if not self.args.worker:

@@ -24,7 +24,11 @@ def device_name(device: torch.device) -> str:
 
 
 def training_device(device: torch.device, amp: bool) -> str:
-    """:func:`device_name` and the precision the runs trained in."""
+    """:func:`device_name` and the precision the runs trained in (a results row says which).
+
+    >>> training_device(torch.device("cpu"), amp=True).endswith(" threads), bf16 autocast")
+    True
+    """
     return device_name(device) + (", bf16 autocast" if amp else "")
 
 
