@@ -22,6 +22,7 @@ def state_of(run: Run, done: bool = False, result: Optional[Dict] = None) -> dic
         "seconds": run.seconds, "images_seen": run.images_seen, "history": run.history,
         "class_accuracy": run.class_accuracy, "train_accuracy": run.train_accuracy,
         "torch_rng": torch.get_rng_state(), "done": done, "result": result,
+        "recipe": run.schedule.recipe,
     }
     if run.mixer is not None:
         state["mixer"] = run.mixer.state_dict()
@@ -31,7 +32,12 @@ def state_of(run: Run, done: bool = False, result: Optional[Dict] = None) -> dic
 
 
 def restore(run: Run, state: dict) -> None:
-    """Put a checkpoint of :func:`state_of` back into a fresh :func:`~benchmarks.loop.new_run`."""
+    """Put a checkpoint of :func:`state_of` back into a fresh :func:`~benchmarks.loop.new_run`;
+    a checkpoint of another recipe is refused (checkpoints before recipes were "paper")."""
+    recipe = state.get("recipe", "paper")
+    if recipe != run.schedule.recipe:
+        raise ValueError(f"{run.method} seed {run.seed}: the checkpoint was trained with "
+                         f"--recipe {recipe}, not {run.schedule.recipe}; use another --out")
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.order.set_state(state["order"])

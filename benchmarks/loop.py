@@ -22,7 +22,8 @@ from afr_aug.metrics import RunningAccuracy, evaluate
 
 from .data import Data, sampler_batches, test_batches
 from .factories import make_balancer, make_criterion, make_model, make_optimizer
-from .methods import AFR_METHODS, CMO_METHODS, DERIVED_METHODS, STAGE2_METHODS, TRAINED_METHODS
+from .methods import (AFR_METHODS, CMO_METHODS, DERIVED_METHODS, STAGE2_METHODS, TRAINED_METHODS,
+                      stage1_augmentation)
 from .schedule import Schedule
 from .speed import Speed
 
@@ -78,7 +79,7 @@ def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
     run.order = torch.Generator().manual_seed(seed)
     run.stage = 2 if method in STAGE2_METHODS else 1
     if run.stage == 1:
-        run.augment = BatchAugment(crop=True, flip=True, auto_augment=True, cutout=True, seed=seed)
+        run.augment = BatchAugment(**stage1_augmentation(method, schedule.recipe), seed=seed)
         if method in CMO_METHODS:
             run.sampler = LongTailSampler(data.y_train.cpu(), exponent=1.0, seed=seed)
             run.mixer = CutMixBalancer(p=schedule.cmo_p, seed=seed)

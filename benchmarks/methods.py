@@ -24,3 +24,16 @@ ALL_METHODS = ("ce", "ce_posthoc", "ce_drw", "ldam_drw", "la", "bs", "bs_cmo", "
 TRAINED_METHODS = STAGE1_METHODS + STAGE2_METHODS
 # Names --methods accepts for a whole list of rows
 METHOD_GROUPS = {"paper": PAPER_METHODS, "all": ALL_METHODS}
+
+RECIPES = ("paper", "authors")
+
+
+def stage1_augmentation(method: str, recipe: str) -> dict:
+    """The ``BatchAugment`` flags of ``method``'s stage 1 under ``recipe``: the AFR paper's
+    (crop, flip, AutoAugment, Cutout) for every row under "paper"; under "authors" what the
+    row's official code uses, crop and flip for every stage-1 row here (LDAM-DRW's code, on
+    which the CE, DRW, Balanced Softmax and CMO CIFAR codes are built)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+    heavy = recipe == "paper"
+    return dict(crop=True, flip=True, auto_augment=heavy, cutout=heavy)

@@ -39,6 +39,7 @@ def schedule_from(args) -> Schedule:
                                      label_weight=args.label_weight,
                                      grad_scale=args.grad_scale,
                                      minority_quantile=args.minority_quantile,
-                                     stage1_method=args.stage1_method).items()
+                                     stage1_method=args.stage1_method,
+                                     recipe=args.recipe).items()
                if v is not None}
     return replace(s, **changes)

@@ -46,7 +46,7 @@ from .cli import data_or_fail
 from .data import check_data, load_data
 from .grid import grid, run_label
 from .jobs import JobRunner
-from .methods import ALL_METHODS, METHOD_GROUPS, STAGE1_BASES
+from .methods import ALL_METHODS, METHOD_GROUPS, RECIPES, STAGE1_BASES
 from .plots import plot_class_distribution
 from .presets import PRESETS
 from .report import write_report
@@ -105,6 +105,10 @@ def _schedule_args(p) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-iters", type=int, default=None, help="cap iterations per epoch")
     p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--recipe", choices=list(RECIPES), default=None,
+                   help="paper (default): the AFR paper's stage-1 augmentation for every row; "
+                        "authors: each row as its official code trains it (compare with "
+                        "published numbers); recorded in results.json")
 
 
 def _process_args(p) -> None:

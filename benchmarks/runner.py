@@ -93,7 +93,7 @@ class Benchmark:
             if report is not None:
                 stats["refresh"] = {**report.to_dict(), "seconds": time.perf_counter() - start
                                     - stats["seconds"]}
-            if run.epoch % self.schedule.eval_every == 0 or run.epoch == run.total_epochs:
+            if self.schedule.evaluates(run.epoch, run.stage):
                 stats["top1"] = evaluate_run(run)["top1"]
             run.history.append(stats)
             self.log(f"[{label} seed {seed}] epoch {run.epoch}/{run.total_epochs} "
@@ -112,6 +112,7 @@ class Benchmark:
         # the machine that finished the run: a report may be written elsewhere, from runs of
         # several machines, and its header names only the machine that wrote it
         result["device"] = training_device(self.device, run.speed.amp)
+        result["recipe"] = self.schedule.recipe
         state = state_of(run, done=True, result=result)
         save_atomic(state, path)
         self.finished[path] = state

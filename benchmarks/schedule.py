@@ -60,6 +60,18 @@ class Schedule:
     crt_lr: float = 0.1
     max_iters: Optional[int] = None                 # cap on iterations per epoch (smoke runs)
     eval_every: int = 10
+    # "paper": every stage-1 row trains with the AFR paper's augmentation (crop, flip,
+    # AutoAugment, Cutout), the equal footing of the AFR comparison; "authors": each row as its
+    # official code trains it (crop and flip for the LDAM-DRW-based codes), the recipe to compare
+    # with published numbers. The authors' codes evaluate on the test set every epoch and report
+    # the best one: under "authors" every stage-1 epoch from the first milestone on is evaluated.
+    recipe: str = "paper"
+
+    def evaluates(self, epoch: int, stage: int) -> bool:
+        """Whether the run evaluates on the test set after ``epoch`` (1-based) of ``stage``."""
+        total = self.stage2_epochs if stage == 2 else self.epochs
+        dense = self.recipe == "authors" and stage == 1 and epoch > self.milestone_epochs()[0]
+        return dense or epoch % max(self.eval_every, 1) == 0 or epoch == total
 
     def milestone_epochs(self) -> List[int]:
         return [int(round(f * self.epochs)) for f in self.milestones]

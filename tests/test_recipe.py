@@ -1,0 +1,50 @@
+"""``--recipe``: the authors' recipe trains stage-1 rows with crop and flip only, evaluates
+every epoch after the first milestone, is recorded in results.json, and a checkpoint of one
+recipe never resumes a run of the other."""
+
+import pytest
+
+from benchmarks import presets, reproduce
+from benchmarks.checkpoints import restore, state_of
+from benchmarks.loop import new_run
+from benchmarks.methods import stage1_augmentation
+from benchmarks.schedule import Schedule
+
+from conftest import fabricated_lt
+
+
+def test_recipe_flag_reaches_the_schedule():
+    assert presets.schedule_from(reproduce.parse_args([])).recipe == "paper"
+    args = reproduce.parse_args(["--recipe", "authors"])
+    assert presets.schedule_from(args).recipe == "authors"
+    with pytest.raises(SystemExit):
+        reproduce.parse_args(["--recipe", "mine"])
+
+
+def test_authors_recipe_drops_autoaugment_and_cutout():
+    data = fabricated_lt([20, 6])
+    paper = new_run("ce", 0, Schedule(epochs=2), data, "cpu").augment
+    authors = new_run("ldam_drw", 0, Schedule(epochs=2, recipe="authors"), data, "cpu").augment
+    assert (paper.crop, paper.flip, paper.auto_augment, paper.cutout) == (True, True, True, True)
+    assert (authors.crop, authors.flip, authors.auto_augment, authors.cutout) == (
+        True, True, False, False)
+    with pytest.raises(ValueError, match="unknown recipe 'x'"):
+        stage1_augmentation("ce", "x")
+
+
+def test_authors_recipe_evaluates_every_epoch_after_the_first_milestone():
+    paper, authors = Schedule(), Schedule(recipe="authors")
+    assert [e for e in range(1, 201) if paper.evaluates(e, 1)] == list(range(10, 201, 10))
+    dense = [e for e in range(1, 201) if authors.evaluates(e, 1)]
+    assert dense == list(range(10, 161, 10)) + list(range(161, 201))
+    assert [e for e in range(1, 51) if authors.evaluates(e, 2)] == list(range(10, 51, 10))
+
+
+def test_a_checkpoint_of_another_recipe_is_refused():
+    data = fabricated_lt([20, 6])
+    state = state_of(new_run("ce", 0, Schedule(epochs=2, recipe="authors"), data, "cpu"))
+    assert state["recipe"] == "authors"
+    with pytest.raises(ValueError, match="trained with --recipe authors, not paper"):
+        restore(new_run("ce", 0, Schedule(epochs=2), data, "cpu"), state)
+    del state["recipe"]                        # checkpoints from before recipes: "paper"
+    restore(new_run("ce", 0, Schedule(epochs=2), data, "cpu"), state)
