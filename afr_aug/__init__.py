@@ -7,13 +7,15 @@ The pieces, each usable alone in an existing training loop:
 - :class:`IntraClassSplitter` — each class's minority images in embedding space (§3.1, §3.3).
 - :class:`MinorityPGD` — a ``torchattacks.PGD`` that turns majority images into their class's
   minority, keeping the label (§3.2).
-- :class:`CutMixBalancer` / :class:`MixUpBalancer` — mix a long-tailed batch with a balanced one.
+- :class:`CutMixBalancer` / :class:`MixUpBalancer` — mix a long-tailed batch with a balanced one
+  (or, ``in_batch=True``, with itself: mixup); :class:`Remix` — mixup whose label favours the
+  rarer class.
 - :class:`BalancedMixLoader` / :class:`AFRLoader` — your DataLoader wrapped for stage 1 / 2:
   ready-mixed batches, the running accuracy, the refresh on schedule.
 - :class:`AFRBalancer` — the stage-2 set: balanced classes with adversarial images; its
   ``refresh`` returns a :class:`RefreshReport` (dose, crossing, labels kept per class).
 - ``afr_aug.data``, ``afr_aug.losses``, ``afr_aug.models``, ``afr_aug.metrics``,
-  ``afr_aug.augment``, ``afr_aug.decouple`` (cRT, tau-normalisation, LWS).
+  ``afr_aug.augment``, ``afr_aug.decouple`` (cRT, tau-normalisation, LWS, MiSLAS's stage 2).
 """
 
 __version__ = "0.1.0"
@@ -22,7 +24,7 @@ from .attack import MinorityPGD
 from .balance import AFRBalancer
 from .embedding import Embedder
 from .loader import AFRLoader, BalancedMixLoader
-from .mixing import CutMixBalancer, MixUpBalancer, mixed_loss
+from .mixing import CutMixBalancer, MixUpBalancer, Remix, mixed_loss
 from .refresh_report import RefreshReport
 from .sampler import LongTailSampler
 from .split import IntraClassSplitter, SplitResult
@@ -38,6 +40,7 @@ __all__ = [
     "MinorityPGD",
     "MixUpBalancer",
     "RefreshReport",
+    "Remix",
     "SplitResult",
     "mixed_loss",
 ]

@@ -1,4 +1,5 @@
-"""Decoupled classifier re-training (Kang et al., ICLR 2020): cRT, tau-normalisation, LWS.
+"""Decoupled classifier re-training (Kang et al., ICLR 2020): cRT, tau-normalisation, LWS, and
+MiSLAS's stage 2 (Zhong et al., CVPR 2021).
 
 Why: on long-tailed data the features of a plainly trained network are good, but its last
 layer is biased toward the head classes (head classes get larger weight norms). Kang et al.
@@ -15,6 +16,7 @@ The classifier is found as ``afr_aug.Embedder`` finds it without a forward pass:
 from __future__ import annotations
 
 import copy
+import math
 from typing import Iterable, Optional
 
 import torch
@@ -23,9 +25,11 @@ import torch.nn.functional as F
 
 from .checks import check_int, check_number
 from .embedding import is_classifier, logits_of, model_device, unwrap_model
-from .model_mode import eval_mode
+from .losses import LabelAwareSmoothingLoss
+from .model_mode import eval_mode, preserved_modes
 
-__all__ = ["find_classifier", "tau_normalize", "LearnableWeightScaling", "retrain_classifier"]
+__all__ = ["find_classifier", "tau_normalize", "LearnableWeightScaling", "retrain_classifier",
+           "retrain_mislas"]
 
 
 def find_classifier(model: nn.Module, classifier: Optional[str] = None) -> str:
@@ -170,6 +174,91 @@ def retrain_classifier(model: nn.Module, loader: Iterable, epochs: int, lr: floa
     return model
 
 
+def retrain_mislas(model: nn.Module, loader: Iterable, class_counts, epochs: int = 10,
+                   lr: float = 0.1, sampler=None, *, lr_factor: float = 0.5,
+                   smooth_head: float = 0.3, smooth_tail: float = 0.0, shape: str = "concave",
+                   shift_bn: bool = False, classifier: Optional[str] = None,
+                   momentum: float = 0.9, weight_decay: float = 2e-4, device=None,
+                   progress: bool = True) -> nn.Module:
+    """MiSLAS's stage 2: the classifier re-trained with label-aware smoothing and a per-class
+    scale on a class-balanced stream, the batch-norm statistics optionally shifted to it.
+
+    Why: after a mixup-trained stage 1, MiSLAS keeps the features and fixes what the long tail
+    did to the last layer and to the calibration. Unlike cRT the classifier is *not*
+    re-initialised: it goes on training (at ``lr_factor * lr``) together with one learnable
+    scale per class (LWS, at ``lr``), under :class:`~afr_aug.losses.LabelAwareSmoothingLoss`
+    (``smooth_head`` .. ``smooth_tail`` along ``shape``). With ``shift_bn`` the frozen network
+    runs in training mode, so its batch-norm statistics move to the balanced stream (the BN
+    affine parameters stay frozen, as in the authors' code). The learning rate follows a cosine
+    per epoch, ``0.5 * lr * (1 + cos(pi * epoch / epochs))``, as their code. At the end the
+    scales are folded into the classifier (``w_c *= s_c``, ``b_c *= s_c``), so the returned
+    model has the same layers as before: save, load and evaluate it as usual.
+
+    The authors' settings at imbalance 100 (10 epochs, lr 0.1, weight decay 2e-4): CIFAR-10
+    ``smooth_head=0.3, smooth_tail=0.0, lr_factor=0.5, shift_bn=False``; CIFAR-100
+    ``0.4, 0.1, 0.2, True``. The backbone's parameters are left frozen (``requires_grad=False``)
+    as in :func:`retrain_classifier`; every module's train/eval mode is put back. ``loader`` and
+    ``sampler`` are as in :func:`retrain_classifier`. The classifier must be an ``nn.Linear``
+    (the scale is folded into it). Modifies and returns ``model``.
+
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> from afr_aug import LongTailSampler
+    >>> x, y = torch.randn(60, 5), torch.tensor([0] * 50 + [1] * 10)
+    >>> net = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    >>> loader = DataLoader(TensorDataset(x, y), batch_size=20)
+    >>> net = retrain_mislas(net, loader, [50, 10], epochs=2, shift_bn=True,
+    ...                      sampler=LongTailSampler(y, exponent=1.0), progress=False)
+    >>> [p.requires_grad for p in net.parameters()]          # only the classifier trained
+    [False, False, False, False, True, True]
+    """
+    epochs = check_int(epochs, "epochs", minimum=1)
+    lr = check_number(lr, "lr", minimum=0, strict=True)
+    lr_factor = check_number(lr_factor, "lr_factor", minimum=0)
+    criterion = LabelAwareSmoothingLoss(class_counts, smooth_head, smooth_tail, shape)
+    name = find_classifier(model, classifier)
+    layer = dict(unwrap_model(model).named_modules())[name]
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"retrain_mislas folds its per-class scale into an nn.Linear classifier; "
+                        f"{name!r} is a {type(layer).__name__}")
+    if layer.out_features != criterion.num_classes:
+        raise ValueError(f"class_counts has {criterion.num_classes} classes but the classifier "
+                         f"{name!r} has {layer.out_features} outputs")
+    trainable = _classifier_params(model, name, reinit=False)
+    if sampler is not None:
+        loader = _resampled(loader, sampler)
+    device = torch.device(device) if device is not None else model_device(model)
+    scales = nn.Parameter(torch.ones(layer.out_features, device=layer.weight.device))
+    opt = torch.optim.SGD([{"params": trainable}, {"params": [scales]}], lr=lr,
+                          momentum=momentum, weight_decay=weight_decay)
+    with preserved_modes(model):
+        model.train(bool(shift_bn))       # shift_bn: BN statistics follow the balanced stream
+        for epoch in range(epochs):
+            if sampler is not None and hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            cosine = 0.5 * lr * (1 + math.cos(math.pi * epoch / epochs))
+            opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr_factor * cosine, cosine
+            for x, y in _batches(loader, device, f"MiSLAS epoch {epoch + 1}/{epochs}", progress):
+                loss = criterion(logits_of(model(x)) * scales, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    with torch.no_grad():
+        layer.weight.mul_(scales.detach().unsqueeze(1))
+        if layer.bias is not None:
+            layer.bias.mul_(scales.detach())
+    return model
+
+
+def _batches(loader: Iterable, device, desc: str, progress: bool):
+    """``(images, labels)`` of each batch on ``device``, under a progress bar."""
+    from tqdm.auto import tqdm
+
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ValueError("the loader must yield (images, labels) or (images, labels, index)")
+        yield batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+
+
 def _classifier_params(model: nn.Module, classifier: Optional[str], reinit: bool):
     """Freeze ``model``, re-initialise its classifier (``reinit``) and unfreeze only that:
     the classifier's parameters."""
@@ -201,12 +290,7 @@ def _resampled(loader, sampler):
 def _train_epoch(model: nn.Module, loader: Iterable, opt, sched, device, desc: str,
                  progress: bool) -> None:
     """One epoch of cross-entropy steps (the scheduler steps per batch)."""
-    from tqdm.auto import tqdm
-
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-            raise ValueError("the loader must yield (images, labels) or (images, labels, index)")
-        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+    for x, y in _batches(loader, device, desc, progress):
         loss = F.cross_entropy(logits_of(model(x)), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -19,7 +19,7 @@ Both yield :class:`MixedBatch` ``(x, y_a, y_b, lam)`` for
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional
+from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional, Union
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
@@ -28,7 +28,7 @@ from .checks import check_int, check_state
 from .balance import AFRBalancer
 from .distributed import all_reduce_sum, get_rank, get_world_size
 from .metrics import RunningAccuracy
-from .mixing import CutMixBalancer, MixUpBalancer
+from .mixing import CutMixBalancer, MixUpBalancer, Remix
 from .sampler import LongTailSampler
 
 __all__ = ["MixedBatch", "BalancedMixLoader", "AFRLoader"]
@@ -45,7 +45,7 @@ class MixedBatch(NamedTuple):
     x: torch.Tensor
     y_a: torch.Tensor
     y_b: torch.Tensor
-    lam: float
+    lam: Union[float, torch.Tensor]     # a tensor [N] of per-sample shares from Remix
 
 
 def dataset_labels(dataset: Any) -> Optional[torch.Tensor]:
@@ -89,9 +89,11 @@ class BalancedMixLoader:
         loader: the user's loader: any iterable of ``(images, labels)`` batches with ``len``
             (a ``DataLoader``, a DDP one included). Its order, workers and memory pinning are
             left as they are.
-        mixer: a :class:`~afr_aug.CutMixBalancer` or :class:`~afr_aug.MixUpBalancer`;
-            default ``CutMixBalancer(p=0.5)`` (CMO). Its coin is tossed first, so a balanced
-            batch is fetched (and transformed) only for the batches that mix.
+        mixer: a :class:`~afr_aug.CutMixBalancer`, :class:`~afr_aug.MixUpBalancer` or
+            :class:`~afr_aug.Remix`; default ``CutMixBalancer(p=0.5)`` (CMO). Its coin is
+            tossed first, so a balanced batch is fetched (and transformed) only for the
+            batches that mix. A mixer built with ``in_batch=True`` (mixup, Remix's default)
+            mixes each batch with itself and never reads the balanced source.
         balanced: the balanced source, any iterable of ``(images, labels)`` batches at least
             as large as the user's (restarted when it runs out). Default: a ``DataLoader``
             over ``loader.dataset`` with a :class:`~afr_aug.LongTailSampler` and the loader's
@@ -128,27 +130,28 @@ class BalancedMixLoader:
     def __init__(self, loader: Iterable, mixer=None, *, balanced: Optional[Iterable] = None,
                  labels=None, num_classes: Optional[int] = None, transform=None,
                  device=None, seed: int = 0, mixing: bool = True):
-        if balanced is None and not isinstance(loader, DataLoader):
+        self.mixer = self._check_mixer(CutMixBalancer(p=0.5) if mixer is None else mixer)
+        needs_balanced = balanced is None and not self.mixer.in_batch
+        if needs_balanced and not isinstance(loader, DataLoader):
             raise TypeError("without balanced=, the loader must be a torch DataLoader (the "
                             "balanced loader is built from its dataset and settings)")
         self.loader = loader
-        self.mixer = self._check_mixer(CutMixBalancer(p=0.5) if mixer is None else mixer)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be a callable on a batch, got {type(transform).__name__}")
         self.transform = transform
         self.device = None if device is None else torch.device(device)
         self.seed = check_int(seed, "seed")
         self.mixing = bool(mixing)
-        labels = self._labels(labels) if balanced is None or num_classes is None else None
+        labels = self._labels(labels) if needs_balanced or num_classes is None else None
         if num_classes is None:
             num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else None
-        if num_classes is None and balanced is None:
+        if num_classes is None and needs_balanced:
             self._default_balanced(labels)                # raises: the dataset has no labels
         if num_classes is None:
             raise ValueError("num_classes is needed when the loader's dataset declares no "
                              "labels (pass num_classes= or labels=)")
         self.num_classes = int(num_classes)
-        self.balanced = balanced if balanced is not None else self._default_balanced(labels)
+        self.balanced = self._default_balanced(labels) if needs_balanced else balanced
         self.running = RunningAccuracy(self.num_classes, device=self.device)
         self.epoch = 0                 # the epoch the next iteration runs
         self._labels_of_batch: Optional[torch.Tensor] = None
@@ -157,8 +160,8 @@ class BalancedMixLoader:
     # -- construction ------------------------------------------------------------------------
     @staticmethod
     def _check_mixer(mixer):
-        if not isinstance(mixer, (CutMixBalancer, MixUpBalancer)):
-            raise TypeError(f"mixer must be a CutMixBalancer or MixUpBalancer, got "
+        if not isinstance(mixer, (CutMixBalancer, MixUpBalancer, Remix)):
+            raise TypeError(f"mixer must be a CutMixBalancer, MixUpBalancer or Remix, got "
                             f"{type(mixer).__name__}")
         return mixer
 
@@ -236,10 +239,13 @@ class BalancedMixLoader:
             if self.transform is not None:
                 x = self.transform(x)
             if self.mixing and self.mixer.decide():
-                xb, yb = self._to_device(*self._next_balanced(len(x)))
-                if self.transform is not None:
-                    xb = self.transform(xb)
-                x, y_a, y_b, lam = self.mixer(x, y, xb, yb)
+                if self.mixer.in_batch:        # mixup, Remix: the partner is the batch itself
+                    x, y_a, y_b, lam = self.mixer(x, y)
+                else:
+                    xb, yb = self._to_device(*self._next_balanced(len(x)))
+                    if self.transform is not None:
+                        xb = self.transform(xb)
+                    x, y_a, y_b, lam = self.mixer(x, y, xb, yb)
             else:
                 y_a, y_b, lam = y, y, 1.0
             self._labels_of_batch = y_a

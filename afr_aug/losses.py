@@ -1,4 +1,5 @@
-"""Long-tail losses: Balanced Softmax, logit adjustment, LDAM and the DRW re-weighting schedule.
+"""Long-tail losses: Balanced Softmax, logit adjustment, LDAM, the DRW re-weighting schedule,
+the influence-balanced loss (IB) and label-aware smoothing (MiSLAS).
 
 All three take the per-class training counts ``class_counts`` (a plain
 sequence of positive ints, e.g. ``[5000, 2997, ..., 50]``) because each one
@@ -17,9 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import check_class_counts, check_int, check_number
+from .checks import check_class_counts, check_int, check_number, check_probability
 
-__all__ = ["BalancedSoftmaxLoss", "LogitAdjustedLoss", "adjust_logits", "LDAMLoss", "drw_weights"]
+__all__ = ["BalancedSoftmaxLoss", "LogitAdjustedLoss", "adjust_logits", "LDAMLoss", "drw_weights",
+           "class_weights", "IBLoss", "LabelAwareSmoothingLoss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -280,16 +282,205 @@ def drw_weights(
     """
     counts = check_class_counts(class_counts)
     epoch, start_epoch = check_int(epoch, "epoch"), check_int(start_epoch, "start_epoch")
+    if epoch < start_epoch:
+        _check_beta(beta)
+        return torch.ones(counts.numel(), dtype=torch.float32)
+    return class_weights(counts, "effective", beta)
+
+
+def _check_beta(beta) -> float:
     if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not (0.0 <= beta < 1.0):
         raise ValueError(f"beta must be a number in [0, 1), got {beta!r}")
-    num_classes = counts.numel()
-    if epoch < start_epoch:
-        return torch.ones(num_classes, dtype=torch.float32)
-    # 1 - beta**n computed as -expm1(n * log(beta)) keeps precision for beta close to 1.
-    if beta == 0.0:
-        effective = torch.ones_like(counts)
+    return float(beta)
+
+
+_WEIGHT_RULES = ("effective", "inverse")
+
+
+def class_weights(class_counts: Sequence[float], rule: str = "effective",
+                  beta: float = 0.9999) -> torch.Tensor:
+    """Per-class loss weights that up-weight the rare classes, normalised to sum to C.
+
+    Why: re-weighting is the other half of most long-tail recipes (DRW, IB). Two rules:
+
+    - ``"effective"``: Cui et al.'s class-balanced weights ``(1 - beta) / (1 - beta ** n_c)``
+      ("effective number" of samples; what DRW switches on, and IB's ``CBReweight``);
+    - ``"inverse"``: ``1 / n_c`` (IB's ``IBReweight``, the weighting of the IB rows).
+
+    Returns a float32 CPU tensor [C] for any ``weight=`` argument.
+
+    >>> class_weights([100, 10, 1], "inverse").tolist()          # 3 * (1/n) / sum(1/n)
+    [0.027027027681469917, 0.2702702581882477, 2.702702760696411]
+    >>> round(float(class_weights([100, 10, 1]).sum()), 4)
+    3.0
+    >>> class_weights([3, 1], "median")
+    Traceback (most recent call last):
+    ...
+    ValueError: rule must be one of ('effective', 'inverse'), got 'median'
+    """
+    counts = check_class_counts(class_counts)
+    if rule not in _WEIGHT_RULES:
+        raise ValueError(f"rule must be one of {_WEIGHT_RULES}, got {rule!r}")
+    if rule == "inverse":
+        weights = 1.0 / counts
     else:
-        effective = -torch.expm1(counts * math.log(beta))
-    weights = (1.0 - beta) / effective
-    weights = weights / weights.sum() * num_classes
-    return weights.float()
+        beta = _check_beta(beta)
+        # 1 - beta**n computed as -expm1(n * log(beta)) keeps precision for beta close to 1.
+        effective = torch.ones_like(counts) if beta == 0.0 else -torch.expm1(counts * math.log(beta))
+        weights = (1.0 - beta) / effective
+    return (weights / weights.sum() * counts.numel()).float()
+
+
+class IBLoss(nn.Module):
+    """Influence-balanced loss (Park et al., ICCV 2021), switched on part-way through training.
+
+    Why: on long-tailed data a few head-class samples near the decision boundary have a large
+    influence on it and over-fit it. IB down-weights each sample by its influence, approximated
+    by ``||softmax(z) - onehot(y)||_1 * ||h||_1`` with ``h`` the sample's embedding (the input of
+    the classifier): ``loss_i = w_y * CE_i * alpha / (influence_i + eps)``, averaged over the
+    batch. As in the authors' code the influence stays in the graph, the class weights ``w``
+    default to ``1 / n_c`` (``weighting="inverse"``; ``"effective"`` gives their IB + CB
+    variant, ``None`` none), ``gamma > 0`` gives IB + Focal (``(1 - e^-CE)^gamma`` times the
+    weighted CE), and before ``start_epoch`` the loss is plain, unweighted cross-entropy: the
+    authors train 100 of 200 epochs with CE and only then switch IB on (their code also drops
+    the learning rate to a hundredth there: that is the schedule's business, not the loss's).
+
+    Call it with the embedding: ``loss_fn(logits, targets, embedding)``; get both from one
+    forward with :class:`afr_aug.Embedder` (any classifier). ``needs_embedding`` tells a
+    generic loop so. Advance it with ``set_epoch(epoch)`` each epoch.
+
+    Args:
+        class_counts: training samples per class (needed for ``weighting``).
+        alpha: the scale of the influence weight (1000 in the authors' CIFAR runs).
+        eps: added to the influence before dividing (1e-3 in the paper).
+        gamma: focal exponent; 0 is plain IB.
+        weighting: ``"inverse"`` (default), ``"effective"`` or ``None`` (see :func:`class_weights`).
+        start_epoch: the first epoch (0-based) of IB; earlier epochs use plain cross-entropy.
+
+    >>> import torch
+    >>> loss_fn = IBLoss([100, 10, 1], start_epoch=1)
+    >>> logits, emb = torch.randn(4, 3, requires_grad=True), torch.rand(4, 8)
+    >>> y = torch.tensor([0, 1, 2, 2])
+    >>> bool(torch.isclose(loss_fn(logits, y, emb), torch.nn.functional.cross_entropy(logits, y)))
+    True
+    >>> loss_fn.set_epoch(1); loss_fn.active          # from now on: influence-balanced
+    True
+    >>> loss_fn(logits, y, emb).backward()
+    >>> loss_fn(logits, y, emb[:2])
+    Traceback (most recent call last):
+    ...
+    ValueError: embedding must have shape [4, D] (one row per logit row), got (2, 8)
+    """
+
+    needs_embedding = True
+
+    def __init__(self, class_counts: Optional[Sequence[int]] = None, alpha: float = 1000.0,
+                 eps: float = 1e-3, gamma: float = 0.0, weighting: Optional[str] = "inverse",
+                 start_epoch: int = 0) -> None:
+        super().__init__()
+        self.alpha = check_number(alpha, "alpha", minimum=0, strict=True)
+        self.eps = check_number(eps, "eps", minimum=0, strict=True)
+        self.gamma = check_number(gamma, "gamma", minimum=0)
+        self.start_epoch = check_int(start_epoch, "start_epoch", minimum=0)
+        if weighting is not None and class_counts is None:
+            raise ValueError(f"weighting={weighting!r} needs class_counts (or pass weighting=None)")
+        self.num_classes = None if class_counts is None else len(check_class_counts(class_counts))
+        self.weighting = weighting
+        weight = None if weighting is None else class_weights(class_counts, weighting)
+        self.register_buffer("weight", weight)
+        self.epoch = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether the influence-balanced term is on (``epoch >= start_epoch``)."""
+        return self.epoch >= self.start_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """The 0-based epoch about to be trained: IB is on from ``start_epoch``."""
+        self.epoch = check_int(epoch, "epoch", minimum=0)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                embedding: torch.Tensor) -> torch.Tensor:
+        """The loss of ``logits`` [N, C] for ``targets`` [N], given the embedding [N, D]."""
+        targets = _check_inputs(logits, targets, self.num_classes or logits.shape[1])
+        if not isinstance(embedding, torch.Tensor) or embedding.ndim != 2 \
+                or embedding.shape[0] != logits.shape[0]:
+            got = tuple(embedding.shape) if isinstance(embedding, torch.Tensor) else \
+                type(embedding).__name__
+            raise ValueError(f"embedding must have shape [{logits.shape[0]}, D] (one row per "
+                             f"logit row), got {got}")
+        if not self.active:
+            return F.cross_entropy(logits, targets)
+        one_hot = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+        influence = (logits.softmax(1) - one_hot).abs().sum(1) * embedding.abs().sum(1)
+        weight = None if self.weight is None else _like(self.weight, logits)
+        ce = F.cross_entropy(logits, targets, weight=weight, reduction="none")
+        if self.gamma > 0:
+            ce = (1.0 - torch.exp(-ce)) ** self.gamma * ce
+        return (ce * (self.alpha / (influence + self.eps))).mean()
+
+    def extra_repr(self) -> str:
+        return (f"alpha={self.alpha}, eps={self.eps}, gamma={self.gamma}, "
+                f"weighting={self.weighting!r}, start_epoch={self.start_epoch}")
+
+
+_SHAPES = ("concave", "linear", "convex", "exp")
+
+
+class LabelAwareSmoothingLoss(nn.Module):
+    """Label-aware smoothing (Zhong et al., CVPR 2021, MiSLAS): cross-entropy with a label
+    smoothing that is strong for the head classes and weak for the tail.
+
+    Why: a long-tailed model is over-confident on the head; smoothing every class alike also
+    flattens the tail, whose predictions are under-confident already. MiSLAS gives class ``y``
+    the smoothing ``eps_y`` between ``smooth_head`` (the largest class) and ``smooth_tail``
+    (the smallest), along ``shape`` over the counts (``"concave"``: a sine, the authors'
+    default; ``"linear"``, ``"convex"``, ``"exp"`` with ``power``), and the loss
+    ``(1 - eps_y) * (-log p_y) + eps_y * mean_k(-log p_k)``, averaged over the batch. Used in
+    MiSLAS's classifier re-training (:func:`afr_aug.decouple.retrain_mislas`); the authors'
+    settings at imbalance 100 are 0.3 / 0.0 on CIFAR-10 and 0.4 / 0.1 on CIFAR-100.
+
+    >>> import torch
+    >>> loss_fn = LabelAwareSmoothingLoss([100, 10, 1], smooth_head=0.3, smooth_tail=0.0,
+    ...                                   shape="linear")
+    >>> [round(e, 4) for e in loss_fn.smoothing.tolist()]       # 0.3 * (n - 1) / 99
+    [0.3, 0.0273, 0.0]
+    >>> loss = loss_fn(torch.zeros(2, 3), torch.tensor([0, 2]))   # uniform logits: log 3
+    >>> round(loss.item(), 4)
+    1.0986
+    """
+
+    def __init__(self, class_counts: Sequence[int], smooth_head: float = 0.3,
+                 smooth_tail: float = 0.0, shape: str = "concave",
+                 power: Optional[float] = None) -> None:
+        super().__init__()
+        counts = check_class_counts(class_counts)
+        head = check_probability(smooth_head, "smooth_head")
+        tail = check_probability(smooth_tail, "smooth_tail")
+        if shape not in _SHAPES:
+            raise ValueError(f"shape must be one of {_SHAPES}, got {shape!r}")
+        if shape == "exp":
+            power = check_number(power, "power", minimum=0, strict=True)
+        self.num_classes, self.shape = int(counts.numel()), shape
+        span = counts.max() - counts.min()
+        t = (counts - counts.min()) / span if span > 0 else torch.ones_like(counts)
+        if shape == "concave":
+            smoothing = tail + (head - tail) * torch.sin(t * math.pi / 2)
+        elif shape == "linear":
+            smoothing = tail + (head - tail) * t
+        elif shape == "convex":
+            smoothing = head + (head - tail) * torch.sin(1.5 * math.pi + t * math.pi / 2)
+        else:
+            smoothing = tail + (head - tail) * t.pow(power)
+        self.register_buffer("smoothing", smoothing.float())
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of ``logits`` [N, C] for ``targets`` [N] (mean over the batch)."""
+        targets = _check_inputs(logits, targets, self.num_classes)
+        log_p = F.log_softmax(logits, dim=1)
+        eps = _like(self.smoothing, logits)[targets]
+        nll = -log_p.gather(1, targets.unsqueeze(1)).squeeze(1)
+        return ((1.0 - eps) * nll + eps * (-log_p.mean(1))).mean()
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, shape={self.shape!r}"

@@ -1,14 +1,18 @@
-"""Mixing a long-tailed batch with a balanced one (CMO; AFR §3.2 and Table 2).
+"""Mixing a long-tailed batch with a balanced one (CMO; AFR §3.2 and Table 2), or with itself
+(mixup, Remix).
 
 CMO pastes a patch of a class-balanced batch onto an ordinary (long-tailed) batch, so tail
 classes appear on the rich backgrounds of head-class images. AFR's stage 2 does the same with
-its re-balanced set, on 25 % of the batches. Both mixers are callables on a batch, like
-``torchvision.transforms.v2.CutMix``, but take the second batch explicitly.
+its re-balanced set, on 25 % of the batches. Remix (Chou et al., 2020) mixes a batch with a
+shuffled copy of itself and gives the mixed label to the rarer class. The mixers are callables
+on a batch, like ``torchvision.transforms.v2.CutMix``; a mixer built with ``in_batch=True``
+pairs each image with another of the same batch, otherwise it takes the second batch
+explicitly.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
@@ -17,10 +21,10 @@ from .checks import (check_class_counts, check_generator_state, check_image_batc
                      check_number, check_probability, check_seed, check_state)
 from .random_variates import beta_draw
 
-__all__ = ["CutMixBalancer", "MixUpBalancer", "mixed_loss", "cutmix_area_mean",
+__all__ = ["CutMixBalancer", "MixUpBalancer", "Remix", "mixed_loss", "cutmix_area_mean",
            "effective_class_counts"]
 
-Mixed = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]
+Mixed = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Union[float, torch.Tensor]]
 
 
 class _Balancer:
@@ -29,9 +33,12 @@ class _Balancer:
 
     alpha = renamed_attribute("alpha", "beta")
 
-    def __init__(self, p: float, beta: float, seed: Optional[int]):
+    def __init__(self, p: float, beta: float, seed: Optional[int], in_batch: bool = False):
         self.p = check_probability(p, "p")
         self.beta = check_number(beta, "beta", minimum=0, strict=True)
+        if not isinstance(in_batch, bool):
+            raise TypeError(f"in_batch must be True or False, got {type(in_batch).__name__}")
+        self.in_batch = in_batch
         seed = check_seed(seed)
         self.generator = torch.Generator()
         if seed is None:
@@ -71,6 +78,32 @@ class _Balancer:
         """One ``Beta(beta, beta)`` draw."""
         return beta_draw(self.beta, self.beta, self.generator)
 
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_bal: Optional[torch.Tensor] = None,
+                 y_bal: Optional[torch.Tensor] = None) -> Mixed:
+        x_bal, y_bal = self._partner(x, y, x_bal, y_bal)
+        self._check(x, y, x_bal, y_bal)
+        if not self._coin():
+            return x, y, y, 1.0
+        return self._mix(x, y, x_bal, y_bal)
+
+    def _mix(self, x, y, x_bal, y_bal) -> Mixed:
+        """Mix a batch the coin said to mix."""
+        raise NotImplementedError
+
+    def _partner(self, x, y, x_bal, y_bal):
+        """The second batch: ``(x_bal, y_bal)`` as given, or with ``in_batch`` a shuffled copy
+        of ``(x, y)`` (one permutation from the mixer's stream)."""
+        if x_bal is None and y_bal is None:
+            if not self.in_batch:
+                raise TypeError(f"{type(self).__name__} mixes with a second batch: pass x_bal "
+                                f"and y_bal, or build it with in_batch=True")
+            check_image_batch(x, "x")
+            perm = torch.randperm(len(x), generator=self.generator).to(x.device)
+            return x[perm], y[perm]
+        if x_bal is None or y_bal is None:
+            raise TypeError("pass both x_bal and y_bal, or neither (in_batch=True)")
+        return x_bal, y_bal
+
     @staticmethod
     def _check(x, y, x_bal, y_bal):
         check_image_batch(x, "x")
@@ -87,7 +120,7 @@ class _Balancer:
     def state_dict(self) -> Dict[str, Any]:
         """The random state (plus type, ``p`` and ``beta`` to check on load), so a resumed
         run mixes exactly like an uninterrupted one."""
-        state = {"type": type(self).__name__, "p": self.p, "beta": self.beta,
+        state = {"type": type(self).__name__, **self._config(),
                  "generator": self.generator.get_state()}
         if self._pending:              # saved between decide() and the call it announced
             state["pending"] = True
@@ -105,14 +138,21 @@ class _Balancer:
                              f"state under 'rng'; mixers now draw from a torch.Generator): it "
                              f"cannot resume the same stream; start the mixer from a seed")
         pending = isinstance(state_dict, dict) and "pending" in state_dict
-        check_state(self, state_dict, {"p": self.p, "beta": self.beta},
+        if isinstance(state_dict, dict) and "in_batch" not in state_dict:
+            state_dict = {**state_dict, "in_batch": False}      # saved before in_batch existed
+        check_state(self, state_dict, self._config(),
                     ("generator", "pending") if pending else ("generator",))
         self.generator.set_state(check_generator_state(state_dict["generator"],
                                                        f"{name} state: 'generator'"))
         self._pending = bool(state_dict.get("pending", False))
 
+    def _config(self) -> Dict[str, Any]:
+        """The settings a state is checked against on load."""
+        return {"p": self.p, "beta": self.beta, "in_batch": self.in_batch}
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(p={self.p}, beta={self.beta})"
+        extra = ", in_batch=True" if self.in_batch else ""
+        return f"{type(self).__name__}(p={self.p}, beta={self.beta}{extra})"
 
 
 class CutMixBalancer(_Balancer):
@@ -146,8 +186,9 @@ class CutMixBalancer(_Balancer):
     """
 
     @renamed_keywords(alpha="beta")
-    def __init__(self, p: float = 0.25, beta: float = 1.0, seed: Optional[int] = 0):
-        super().__init__(p, beta, seed)
+    def __init__(self, p: float = 0.25, beta: float = 1.0, seed: Optional[int] = 0,
+                 in_batch: bool = False):
+        super().__init__(p, beta, seed, in_batch)
 
     def box(self, height: int, width: int) -> Tuple[int, int, int, int]:
         """A random box ``(y0, y1, x0, x1)`` for one mix (CutMix's rule, clipped)."""
@@ -160,11 +201,7 @@ class CutMixBalancer(_Balancer):
         x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
         return y0, y1, x0, x1
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_bal: torch.Tensor,
-                 y_bal: torch.Tensor) -> Mixed:
-        self._check(x, y, x_bal, y_bal)
-        if not self._coin():
-            return x, y, y, 1.0
+    def _mix(self, x, y, x_bal, y_bal) -> Mixed:
         h, w = x.shape[-2:]
         y0, y1, x0, x1 = self.box(h, w)
         out = x.clone()
@@ -178,7 +215,9 @@ class MixUpBalancer(_Balancer):
 
     ``lam ~ Beta(beta, beta)`` weighs ``x``; the output is ``lam * x + (1 - lam) * x_bal``.
     Arguments, ``seed`` (default 0; ``None``: nondeterministic) and ``state_dict()`` /
-    ``load_state_dict()`` are as in :class:`CutMixBalancer`.
+    ``load_state_dict()`` are as in :class:`CutMixBalancer`. With ``in_batch=True`` and
+    ``p=1`` it is plain mixup (Zhang et al., 2018; MiSLAS's stage 1): ``mixer(x, y)`` blends
+    each image with another of the same batch.
 
     Example:
         >>> mixer = MixUpBalancer(p=1.0, seed=0)
@@ -190,33 +229,158 @@ class MixUpBalancer(_Balancer):
         Traceback (most recent call last):
         ...
         ValueError: state was saved by 'MixUpBalancer', cannot load it into a CutMixBalancer
+        >>> mixup = MixUpBalancer(p=1.0, in_batch=True)      # mixup within the batch
+        >>> mixed, y_a, y_b, lam = mixup(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
+        >>> sorted(y_b.tolist())
+        [0, 1, 2, 3]
     """
 
     @renamed_keywords(alpha="beta")
-    def __init__(self, p: float = 0.25, beta: float = 1.0, seed: Optional[int] = 0):
-        super().__init__(p, beta, seed)
+    def __init__(self, p: float = 0.25, beta: float = 1.0, seed: Optional[int] = 0,
+                 in_batch: bool = False):
+        super().__init__(p, beta, seed, in_batch)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_bal: torch.Tensor,
-                 y_bal: torch.Tensor) -> Mixed:
-        self._check(x, y, x_bal, y_bal)
-        if not self._coin():
-            return x, y, y, 1.0
+    def _mix(self, x, y, x_bal, y_bal) -> Mixed:
         lam = self._lam()
         return lam * x + (1.0 - lam) * x_bal.to(x.dtype), y, y_bal, lam
 
 
+class Remix(_Balancer):
+    """Remix (Chou et al., ECCV 2020 workshops): mixup or CutMix whose label favours the rarer
+    class.
+
+    Why: plain mixup gives a mixed image the labels in proportion to the pixels, so the head
+    keeps dominating. Remix mixes the images as usual (``lam ~ Beta(beta, beta)``, one draw per
+    batch; with ``mode="cutmix"`` the pasted box, ``lam`` its exact share) but sets each
+    sample's *label* share ``lam_y`` (Eq. 10 of the paper): with ``n_i`` and ``n_j`` the counts
+    of the two classes,
+
+    - ``lam_y = 0`` if ``n_i / n_j >= kappa`` and ``lam < tau`` (the label is all the rare j);
+    - ``lam_y = 1`` if ``n_i / n_j <= 1 / kappa`` and ``1 - lam < tau`` (all the rare i);
+    - ``lam_y = lam`` otherwise.
+
+    The paper's ``kappa = 3``, ``tau = 0.5`` are the defaults. By default (``in_batch=True``,
+    ``p=1``) every batch is mixed with a shuffled copy of itself, as in the paper:
+    ``mixer(x, y)``. Inside :class:`~afr_aug.BalancedMixLoader` with ``in_batch=False`` the
+    partner is the loader's class-balanced batch instead. The call returns
+    ``(x_mixed, y_a, y_b, lam_y)`` with ``lam_y`` a float tensor [N] (one share per sample):
+    :func:`mixed_loss` weighs each sample's two labels with it. With DRW (the paper's best,
+    Remix-DRW), switch on class weights late in training as usual (:func:`afr_aug.losses.drw_weights`).
+
+    Args:
+        class_counts: training samples per class (the labels' classes).
+        kappa: the count ratio (>= 1) from which a pair counts as imbalanced.
+        tau: the share below which the rarer image's pixels still win its label, in [0, 1].
+        mode: ``"mixup"`` (the paper's) or ``"cutmix"`` (its Remix-CM).
+        p, beta, seed, in_batch: as in :class:`MixUpBalancer` (here ``p=1``, ``in_batch=True``).
+
+    >>> remix = Remix([300, 100, 10], seed=0)
+    >>> x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 0, 1, 2])
+    >>> mixed, y_a, y_b, lam_y = remix(x, y)
+    >>> lam_y.shape, bool(((lam_y == 0) | (lam_y == 1) | (lam_y == remix.last_lam)).all())
+    (torch.Size([4]), True)
+    >>> loss = mixed_loss(torch.nn.CrossEntropyLoss(), torch.randn(4, 3), y_a, y_b, lam_y)
+    >>> Remix([300, 100, 10], kappa=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: kappa must be a finite number >= 1, got 0.5
+    """
+
+    def __init__(self, class_counts, kappa: float = 3.0, tau: float = 0.5, mode: str = "mixup",
+                 p: float = 1.0, beta: float = 1.0, seed: Optional[int] = 0,
+                 in_batch: bool = True):
+        super().__init__(p, beta, seed, in_batch)
+        self.counts = check_class_counts(class_counts).float()
+        self.kappa = check_number(kappa, "kappa", minimum=1)
+        self.tau = check_probability(tau, "tau")
+        if mode not in ("mixup", "cutmix"):
+            raise ValueError(f"mode must be 'mixup' or 'cutmix', got {mode!r}")
+        self.mode = mode
+        self._box = CutMixBalancer(p=1.0, beta=beta, seed=None) if mode == "cutmix" else None
+        if self._box is not None:
+            self._box.generator = self.generator      # one random stream for the whole mixer
+        self.last_lam: Optional[float] = None         # the image share of the last mixed batch
+
+    def label_share(self, y: torch.Tensor, y_partner: torch.Tensor, lam: float) -> torch.Tensor:
+        """``lam_y`` per sample (Eq. 10) for images mixed with share ``lam`` of ``y``'s."""
+        n = self.counts.to(y.device)
+        if bool(((y < 0) | (y >= len(n)) | (y_partner < 0) | (y_partner >= len(n))).any()):
+            raise ValueError(f"labels must lie in [0, {len(n) - 1}] for the {len(n)} class "
+                             f"counts Remix was given")
+        ratio = n[y] / n[y_partner]
+        share = torch.full(y.shape, float(lam), device=y.device)
+        share[(ratio >= self.kappa) & (lam < self.tau)] = 0.0
+        share[(ratio <= 1.0 / self.kappa) & (1.0 - lam < self.tau)] = 1.0
+        return share
+
+    def _mix(self, x, y, x_bal, y_bal) -> Mixed:
+        if self._box is None:
+            lam = self._lam()
+            mixed = lam * x + (1.0 - lam) * x_bal.to(x.dtype)
+        else:
+            mixed, _, _, lam = self._box._mix(x, y, x_bal, y_bal)
+        self.last_lam = float(lam)
+        return mixed, y, y_bal, self.label_share(y, y_bal, lam)
+
+    def _config(self) -> Dict[str, Any]:
+        return {**super()._config(), "kappa": self.kappa, "tau": self.tau, "mode": self.mode}
+
+    def __repr__(self) -> str:
+        return (f"Remix(kappa={self.kappa}, tau={self.tau}, mode={self.mode!r}, p={self.p}, "
+                f"beta={self.beta}, in_batch={self.in_batch})")
+
+
+def _per_sample(criterion, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``criterion``'s loss per sample: a loss module with a ``reduction`` attribute is called
+    through a shallow copy with ``reduction="none"``, a function with ``reduction="none"``."""
+    if isinstance(criterion, torch.nn.Module):
+        if not hasattr(criterion, "reduction"):
+            raise TypeError(f"per-sample lam needs per-sample losses: {type(criterion).__name__} "
+                            f"has no 'reduction' attribute to set to 'none'")
+        import copy
+
+        per = copy.copy(criterion)
+        per.reduction = "none"
+        out = per(logits, y)
+    else:
+        out = criterion(logits, y, reduction="none")
+    if out.shape != y.shape:
+        raise ValueError(f"criterion with reduction='none' gave shape {tuple(out.shape)}, "
+                         f"expected one loss per sample {tuple(y.shape)}")
+    return out
+
+
 def mixed_loss(criterion, logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor,
-               lam: float) -> torch.Tensor:
+               lam: Union[float, torch.Tensor]) -> torch.Tensor:
     """``lam * criterion(logits, y_a) + (1 - lam) * criterion(logits, y_b)``.
 
     Why a function: with ``lam == 1`` it skips the second term, so unmixed batches cost one
-    loss evaluation, and every training loop weighs the two labels the same way.
+    loss evaluation, and every training loop weighs the two labels the same way. ``lam`` may
+    be one share per sample (a tensor [N], from :class:`Remix`): the loss is then the batch
+    mean of ``lam_i * l(y_a_i) + (1 - lam_i) * l(y_b_i)``, with per-sample losses taken from
+    ``criterion`` with ``reduction="none"`` (a class-weighted loss then averages over the
+    samples, not over their weights).
 
     >>> ce = torch.nn.functional.cross_entropy
     >>> logits, y = torch.randn(3, 4), torch.tensor([0, 1, 2])
     >>> bool(torch.isclose(mixed_loss(ce, logits, y, y, 1.0), ce(logits, y)))
     True
+    >>> y_b = torch.tensor([3, 3, 3])
+    >>> per = mixed_loss(ce, logits, y, y_b, torch.tensor([1.0, 0.0, 0.5]))
+    >>> ref = (ce(logits[:1], y[:1]) + ce(logits[1:2], y_b[1:2])
+    ...        + 0.5 * (ce(logits[2:], y[2:]) + ce(logits[2:], y_b[2:]))) / 3
+    >>> bool(torch.isclose(per, ref))
+    True
     """
+    if isinstance(lam, torch.Tensor):
+        if lam.shape != y_a.shape or not lam.is_floating_point():
+            raise ValueError(f"a per-sample lam must be a float tensor of shape "
+                             f"{tuple(y_a.shape)}, got {lam.dtype} {tuple(lam.shape)}")
+        if bool(((lam < 0) | (lam > 1)).any()):
+            raise ValueError("a per-sample lam must lie in [0, 1]")
+        lam = lam.to(logits.dtype)
+        return (lam * _per_sample(criterion, logits, y_a)
+                + (1.0 - lam) * _per_sample(criterion, logits, y_b)).mean()
     check_probability(lam, "lam")
     loss = criterion(logits, y_a)
     if lam < 1.0:

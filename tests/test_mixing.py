@@ -57,7 +57,7 @@ def test_state_round_trip_continues_the_stream(cls):
         straight(x, y, xb, yb)
         stopped(x, y, xb, yb)
     state = stopped.state_dict()
-    assert set(state) == {"type", "p", "beta", "generator"} and state["type"] == cls.__name__
+    assert set(state) == {"type", "p", "beta", "in_batch", "generator"} and state["type"] == cls.__name__
     resumed = cls(p=0.5, seed=123)
     resumed.load_state_dict(state)
     for _ in range(20):
