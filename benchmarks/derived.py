@@ -1,5 +1,6 @@
-"""Rows made from another row's finished model without training its features (issue 10):
-post-hoc logit adjustment, tau-normalisation and cRT (``methods.DERIVED_METHODS``)."""
+"""Rows made from another row's finished model without training its features: post-hoc logit
+adjustment, tau-normalisation, cRT and MiSLAS's stage 2 (the ``stage=0`` rows of
+``benchmarks.methods``), one builder per ``derive`` name."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import torch
 
 from afr_aug import LongTailSampler
 from afr_aug.augment import BatchAugment, to_device
-from afr_aug.decouple import retrain_classifier, tau_normalize
+from afr_aug.decouple import retrain_classifier, retrain_mislas, tau_normalize
 from afr_aug.losses import adjust_logits
 
 from .data import Data, sampler_batches
 from .factories import cmo_prior, make_model
-from .methods import DERIVED_METHODS
+from .methods import DERIVED_METHODS, METHODS, MISLAS_STAGE2
 from .schedule import Schedule
 
 
@@ -57,32 +58,60 @@ class BalancedStream:
             yield self.augment(self.data.x_train[idx]), self.data.y_train[idx]
 
 
-def derive_model(method: str, source_state: dict, data: Data, device, schedule: Schedule,
-                 seed: int, progress: bool = False):
-    """The model of a ``DERIVED_METHODS`` row made from the finished checkpoint of the run it
-    starts from, and the number of images it trained on (cRT only).
+def _posthoc(model, source_state, data, device, schedule, seed, progress):
+    return PosthocAdjusted(model, data.class_counts, schedule.la_tau), 0
 
-    ``ce_posthoc``: CE's logits minus ``la_tau * log prior`` (Menon et al.'s post-hoc form).
-    ``bs_cmo_posthoc``: BS+CMO's logits minus ``log(effective prior / counts)``: the share of
-    the prior Balanced Softmax left uncorrected because CMO's mixed stream is not distributed as
-    the counts. ``*_tau``: tau-normalised classifier (``schedule.tau``, bias dropped).
-    ``bs_cmo_crt``: the classifier re-initialised and re-trained on :class:`BalancedStream` for
-    ``crt_epochs`` with the features frozen."""
-    if method not in DERIVED_METHODS:
-        raise ValueError(f"unknown derived row {method!r}; choose from {', '.join(DERIVED_METHODS)}")
-    device = torch.device(device)
-    model = make_model(data, device, DERIVED_METHODS[method])
-    model.load_state_dict(source_state["model"])
-    if method.endswith("_tau"):
-        return tau_normalize(model, schedule.tau), 0
-    if method == "ce_posthoc":
-        return PosthocAdjusted(model, data.class_counts, schedule.la_tau), 0
-    if method == "bs_cmo_posthoc":
-        counts = torch.tensor(data.class_counts, dtype=torch.float64)
-        return PosthocAdjusted(model, cmo_prior(data, schedule) / counts), 0
+
+def _posthoc_cmo(model, source_state, data, device, schedule, seed, progress):
+    counts = torch.tensor(data.class_counts, dtype=torch.float64)
+    return PosthocAdjusted(model, cmo_prior(data, schedule) / counts), 0
+
+
+def _tau(model, source_state, data, device, schedule, seed, progress):
+    return tau_normalize(model, schedule.tau), 0
+
+
+def _crt(model, source_state, data, device, schedule, seed, progress):
     torch.manual_seed(seed)                       # the classifier's re-initialisation
     stream = BalancedStream(data, schedule, seed, device)
     retrain_classifier(model, stream, epochs=schedule.crt_epochs, lr=schedule.crt_lr,
                        momentum=schedule.momentum, weight_decay=schedule.weight_decay,
                        device=device, progress=progress)
     return model, schedule.crt_epochs * len(stream) * stream.batch_size
+
+
+def _mislas(model, source_state, data, device, schedule, seed, progress):
+    settings = MISLAS_STAGE2.get(data.name, MISLAS_STAGE2["cifar10-lt"])
+    stream = BalancedStream(data, schedule, seed, device)
+    retrain_mislas(model, stream, data.class_counts, epochs=schedule.crt_epochs, lr=0.1,
+                   momentum=schedule.momentum, weight_decay=schedule.weight_decay,
+                   device=device, progress=progress, **settings)
+    return model, schedule.crt_epochs * len(stream) * stream.batch_size
+
+
+# derive name (``Method.derive``) -> (model, source_state, data, device, schedule, seed,
+# progress) -> (the model, images trained on)
+DERIVES = {"posthoc": _posthoc, "posthoc_cmo": _posthoc_cmo, "tau": _tau, "crt": _crt,
+           "mislas": _mislas}
+
+
+def derive_model(name: str, source_state: dict, data: Data, device, schedule: Schedule,
+                 seed: int, progress: bool = False):
+    """The model of a derived row (``stage=0`` in ``benchmarks.methods``) made from the
+    finished checkpoint of the run it starts from, and the number of images it trained on.
+
+    ``posthoc`` (ce_posthoc): CE's logits minus ``la_tau * log prior`` (Menon et al.'s post-hoc
+    form). ``posthoc_cmo`` (bs_cmo_posthoc): BS+CMO's logits minus ``log(effective prior /
+    counts)``: the share of the prior Balanced Softmax left uncorrected because CMO's mixed
+    stream is not distributed as the counts. ``tau`` (``*_tau``): tau-normalised classifier
+    (``schedule.tau``, bias dropped). ``crt`` (bs_cmo_crt): the classifier re-initialised and
+    re-trained on :class:`BalancedStream` for ``crt_epochs`` with the features frozen.
+    ``mislas``: MiSLAS's stage 2 (``afr_aug.decouple.retrain_mislas``, the authors' settings
+    for the data set) on :class:`BalancedStream` for ``crt_epochs`` (their 10)."""
+    if name not in DERIVED_METHODS:
+        raise ValueError(f"unknown derived row {name!r}; choose from {', '.join(DERIVED_METHODS)}")
+    entry = METHODS[name]
+    device = torch.device(device)
+    model = make_model(data, device, METHODS[entry.starts_from])
+    model.load_state_dict(source_state["model"])
+    return DERIVES[entry.derive](model, source_state, data, device, schedule, seed, progress)

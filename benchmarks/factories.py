@@ -1,19 +1,25 @@
-"""The parts of a run, built from its method name: model, loss, optimiser and AFR's stage-2 set.
+"""The parts of a run, built from its row's entry (``benchmarks.methods.Method``): model, loss,
+stage-1 mixer, optimiser and the stage-2 set.
 
-One place decides what "ldam_drw" or "afr_old" means, so the training loop, the derived rows
-and the throughput probes all build the same objects.
+Each kind of loss, mixer and stage-2 set has one builder in a table here, keyed by the name
+the registry gives it, so the training loop, the derived rows and the throughput probes all
+build the same objects and no one compares row names.
 """
 
 from __future__ import annotations
 
+from typing import Union
+
 import torch
 
-from afr_aug import AFRBalancer, IntraClassSplitter, MinorityPGD
-from afr_aug.losses import BalancedSoftmaxLoss, LDAMLoss, LogitAdjustedLoss
+from afr_aug import (AFRBalancer, CutMixBalancer, IntraClassSplitter, MinorityPGD,
+                     MixUpBalancer, Remix)
+from afr_aug.losses import BalancedSoftmaxLoss, IBLoss, LDAMLoss, LogitAdjustedLoss
 from afr_aug.mixing import effective_class_counts
 from afr_aug.models import resnet32
 
 from .data import Data
+from .methods import Method, method as method_entry
 from .schedule import Schedule
 
 CIFAR_MEAN_STD = {
@@ -22,12 +28,18 @@ CIFAR_MEAN_STD = {
 }
 
 
-def make_model(data: Data, device, method: str = "") -> torch.nn.Module:
-    """ResNet32 with CIFAR normalisation inside (attacks then see [0, 1] images); LDAM gets
-    the cosine classifier its margins and scale assume."""
+def _entry(method: Union[str, Method]) -> Method:
+    """A row's registry entry, from the entry or its name."""
+    return method if isinstance(method, Method) else method_entry(method)
+
+
+def make_model(data: Data, device, method: Union[str, Method, None] = None) -> torch.nn.Module:
+    """ResNet32 with CIFAR normalisation inside (attacks then see [0, 1] images); a row with
+    ``classifier="cosine"`` (LDAM) gets the cosine classifier its margins and scale assume."""
     mean, std = CIFAR_MEAN_STD.get(data.name.replace("-lt", ""), CIFAR_MEAN_STD["cifar10"])
+    cosine = method is not None and _entry(method).classifier == "cosine"
     return resnet32(num_classes=data.num_classes, normalize=(mean, std),
-                    normed_classifier=method == "ldam_drw").to(device)
+                    normed_classifier=cosine).to(device)
 
 
 def cmo_prior(data: Data, schedule: Schedule) -> torch.Tensor:
@@ -36,20 +48,48 @@ def cmo_prior(data: Data, schedule: Schedule) -> torch.Tensor:
                                   image_size=tuple(data.x_train.shape[-2:]))
 
 
-def make_criterion(method: str, data: Data, device, schedule: Schedule,
+def _ib(gamma: float):
+    def build(data: Data, schedule: Schedule, mixing: bool):
+        start = 0 if schedule.switch_from is None else schedule.at(schedule.switch_from)
+        return IBLoss(data.class_counts, alpha=1000.0, gamma=gamma, weighting="inverse",
+                      start_epoch=start)
+    return build
+
+
+# loss name -> (data, schedule, mixing) -> the criterion. bs_eff's Balanced Softmax uses CMO's
+# effective prior while CMO mixes (``mixing``) and the plain counts in the epochs it does not.
+LOSSES = {
+    "ce": lambda data, s, mixing: torch.nn.CrossEntropyLoss(),
+    "ldam": lambda data, s, mixing: LDAMLoss(data.class_counts),
+    "la": lambda data, s, mixing: LogitAdjustedLoss(data.class_counts, tau=s.la_tau),
+    "bs": lambda data, s, mixing: BalancedSoftmaxLoss(data.class_counts),
+    "bs_eff": lambda data, s, mixing: BalancedSoftmaxLoss(
+        cmo_prior(data, s) if mixing else data.class_counts),
+    "ib": _ib(0.0),
+    "ib_focal": _ib(1.0),
+}
+
+
+def make_criterion(method: Union[str, Method], data: Data, device, schedule: Schedule,
                    mixing: bool = True) -> torch.nn.Module:
-    """The loss of ``method``; bs_cmo_eff's Balanced Softmax uses CMO's effective prior while
-    CMO mixes (``mixing``) and the plain counts in the epochs it does not."""
-    counts = data.class_counts
-    if method in ("ce", "ce_drw"):
-        return torch.nn.CrossEntropyLoss().to(device)
-    if method == "ldam_drw":
-        return LDAMLoss(counts).to(device)
-    if method == "la":
-        return LogitAdjustedLoss(counts, tau=schedule.la_tau).to(device)
-    if method == "bs_cmo_eff" and mixing:
-        return BalancedSoftmaxLoss(cmo_prior(data, schedule)).to(device)
-    return BalancedSoftmaxLoss(counts).to(device)
+    """The loss of ``method`` (its ``loss`` builder in :data:`LOSSES`)."""
+    return LOSSES[_entry(method).loss](data, schedule, mixing).to(device)
+
+
+# stage-1 mixer name -> (data, schedule, seed) -> the mixer. CMO pastes a balanced batch onto
+# half the batches (p = 0.5); Remix (kappa 3, tau 0.5) and MiSLAS's mixup mix every batch with
+# itself, mixup's Beta(1, 1).
+MIXERS = {
+    "cmo": lambda data, s, seed: CutMixBalancer(p=s.cmo_p, seed=seed),
+    "remix": lambda data, s, seed: Remix(data.class_counts, kappa=3.0, tau=0.5, seed=seed),
+    "mixup": lambda data, s, seed: MixUpBalancer(p=1.0, in_batch=True, seed=seed),
+}
+
+
+def make_mixer(method: Union[str, Method], data: Data, schedule: Schedule, seed: int):
+    """The stage-1 mixer of ``method`` (``None`` for a row that does not mix)."""
+    name = _entry(method).mixer
+    return None if name is None else MIXERS[name](data, schedule, seed)
 
 
 def make_optimizer(params, lr: float, s: Schedule, device: torch.device) -> torch.optim.Optimizer:
@@ -58,23 +98,27 @@ def make_optimizer(params, lr: float, s: Schedule, device: torch.device) -> torc
     return torch.optim.SGD(params, lr=lr, momentum=s.momentum, weight_decay=s.weight_decay, **fast)
 
 
-def make_balancer(method: str, data: Data, schedule: Schedule, model, mixer, seed: int,
-                  autocast=None) -> AFRBalancer:
-    """The stage-2 set of ``method``. The control gets AFR's set of slots, only never
-    refreshed: plain over-sampling with augmentation."""
-    old = method == "afr_old"
-    if old:     # AFR before issue 16: originals attacked toward the minority centroid, λ = 0.8
+def _attack_and_splitter(method: Method, model, schedule: Schedule):
+    if method.stage2_set == "afr_old":  # AFR before issue 16: originals attacked toward the
+        # minority centroid, λ = 0.8
         attack = MinorityPGD(model, target="centroid", steps=3, alpha=1 / 255, label_weight=1.0,
                              grad_scale="pixels", keep_when="always")
-        splitter = IntraClassSplitter(threshold=0.8, adaptive_rule="literal")
-    else:
-        target = "noise" if method == "afr_noise" else schedule.attack_target
-        attack = MinorityPGD(model, target=target, steps=schedule.attack_steps,
-                             alpha=schedule.attack_step, label_weight=schedule.label_weight,
-                             grad_scale=schedule.grad_scale)
-        splitter = IntraClassSplitter(quantile=schedule.minority_quantile)
+        return attack, IntraClassSplitter(threshold=0.8, adaptive_rule="literal")
+    target = "noise" if method.stage2_set == "afr_noise" else schedule.attack_target
+    attack = MinorityPGD(model, target=target, steps=schedule.attack_steps,
+                         alpha=schedule.attack_step, label_weight=schedule.label_weight,
+                         grad_scale=schedule.grad_scale)
+    return attack, IntraClassSplitter(quantile=schedule.minority_quantile)
+
+
+def make_balancer(method: Union[str, Method], data: Data, schedule: Schedule, model, mixer,
+                  seed: int, autocast=None) -> AFRBalancer:
+    """The stage-2 set of ``method``. The control gets AFR's set of slots, only never
+    refreshed: plain over-sampling with augmentation."""
+    method = _entry(method)
+    attack, splitter = _attack_and_splitter(method, model, schedule)
     return AFRBalancer(data.x_train.cpu(), data.y_train.cpu(), num_classes=data.num_classes,
                        target_size=schedule.slots_per_class,
                        attack_share=schedule.attack_share, splitter=splitter, attack=attack,
-                       layout="originals" if old else "slots", mixer=mixer, autocast=autocast,
-                       seed=seed, progress=True)
+                       layout="originals" if method.stage2_set == "afr_old" else "slots",
+                       mixer=mixer, autocast=autocast, seed=seed, progress=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from .methods import ALL_METHODS, DERIVED_METHODS, STAGE2_METHODS
+from .methods import ALL_METHODS, METHODS
 from .schedule import Schedule
 
 
@@ -25,7 +25,8 @@ def source_of(method: str, seed: int, stage1_seed: Optional[int] = None,
     """The (method, seed) run whose finished model the run of ``method`` starts from, if any:
     a stage-2 run's stage-1 model (``stage1_method``, --stage1-method; of --stage1-seed when
     given), a derived row's source."""
-    source = stage1_method if method in STAGE2_METHODS else DERIVED_METHODS.get(method)
+    entry = METHODS[method]
+    source = stage1_method if entry.stage == 2 else entry.starts_from
     if source is None:
         return None
     shared = stage1_seed is not None and _seeded_by_stage1(source, stage1_method)
@@ -65,31 +66,37 @@ def start_order(tasks, stage1_method: str = "bs_cmo"):
     """The order --jobs starts runs in: bs_cmo (and --stage1-method's model) first (the stage-2
     runs wait for it and it is the longest), then each run that starts from another as soon as
     it may, then the other stage-1 runs."""
-    rank = {"bs_cmo": 0, stage1_method: 0, **{m: 1 for m in STAGE2_METHODS},
-            **{m: 1 for m in DERIVED_METHODS}}
-    return sorted(tasks, key=lambda t: rank.get(t[0], 2))
+    def rank(task) -> int:
+        if task[0] in ("bs_cmo", stage1_method):
+            return 0
+        return 1 if METHODS[task[0]].stage != 1 else 2
+
+    return sorted(tasks, key=rank)
 
 
 def run_label(method: str, s: Schedule) -> str:
     """Variants get their own row: afr[mixup,0.5] (Table 2), bs_cmo_tau[tau=0.5], la[tau=2],
     afr[from=bs_cmo_eff] (stage 2 from another stage-1 model)."""
     tags = []
-    stage2 = method in STAGE2_METHODS or DERIVED_METHODS.get(method) in STAGE2_METHODS
+    entry = METHODS[method]
+    source = METHODS.get(entry.starts_from) if entry.starts_from else None
+    stage2 = entry.stage == 2 or (source is not None and source.stage == 2)
     if stage2 and (s.mix, s.mix_p) != ("cutmix", 0.25):
         tags.append(f"{s.mix},{s.mix_p:g}")
     if stage2 and s.stage1_method != "bs_cmo":
         tags.append(f"from={s.stage1_method}")
-    if method.endswith("_tau") and s.tau != 1:
+    if entry.derive == "tau" and s.tau != 1:
         tags.append(f"tau={s.tau:g}")
-    if method in ("la", "ce_posthoc") and s.la_tau != 1:
+    if (entry.loss == "la" or entry.derive == "posthoc") and s.la_tau != 1:
         tags.append(f"tau={s.la_tau:g}")
-    if method in ("afr", "afr_noise", "afr_tau"):     # an attack other than the default
+    if entry.attacks:                                 # an attack other than the default
         default = Schedule()
+        noise = entry.stage2_set == "afr_noise"
         for key, short in (("attack_target", "target"), ("attack_steps", "steps"),
                            ("attack_step", "step"), ("label_weight", "w"),
                            ("grad_scale", "scale"), ("minority_quantile", "q")):
             value = getattr(s, key)
-            if value != getattr(default, key) and not (method == "afr_noise" and short in
+            if value != getattr(default, key) and not (noise and short in
                                                        ("target", "w", "scale")):
                 shown = f"{value * 255:g}/255" if key == "attack_step" else (
                     value if isinstance(value, str) else f"{value:g}")

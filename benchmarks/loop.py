@@ -13,17 +13,16 @@ from typing import Dict, List, Optional
 
 import torch
 
-from afr_aug import (AFRBalancer, AFRLoader, BalancedMixLoader, CutMixBalancer, LongTailSampler,
-                     MixUpBalancer, mixed_loss)
+from afr_aug import (AFRBalancer, AFRLoader, BalancedMixLoader, CutMixBalancer, Embedder,
+                     LongTailSampler, MixUpBalancer, mixed_loss)
 from afr_aug.augment import BatchAugment, to_device
 from afr_aug.distributed import all_reduce_sum, get_rank, get_world_size, is_distributed
 from afr_aug.losses import drw_weights
 from afr_aug.metrics import RunningAccuracy, evaluate
 
 from .data import Data, sampler_batches, test_batches
-from .factories import make_balancer, make_criterion, make_model, make_optimizer
-from .methods import (AFR_METHODS, CMO_METHODS, DERIVED_METHODS, STAGE2_METHODS, TRAINED_METHODS,
-                      stage1_augmentation)
+from .factories import make_balancer, make_criterion, make_mixer, make_model, make_optimizer
+from .methods import DERIVED_METHODS, TRAINED_METHODS, Method, method as method_entry
 from .schedule import Schedule
 from .speed import Speed
 
@@ -34,7 +33,7 @@ class Run:
 
     method: str
     seed: int
-    schedule: Schedule
+    schedule: Schedule                  # a stage-1 run's: with its row's recipe filled in
     data: Data
     device: torch.device
     model: torch.nn.Module = None
@@ -55,45 +54,57 @@ class Run:
     train_accuracy: Optional[float] = None
     speed: "Speed" = None
     compiled: Optional[torch.nn.Module] = None     # torch.compile'd forward (--compile)
+    embedder: Optional[Embedder] = None            # for a loss that needs the embedding (IB)
     loader: Optional[BalancedMixLoader] = None     # this epoch's wrapped loader (not saved)
 
     @property
     def total_epochs(self) -> int:
         return self.schedule.stage2_epochs if self.stage == 2 else self.schedule.epochs
 
+    @property
+    def entry(self) -> Method:
+        """The run's row in the registry (``benchmarks.methods``)."""
+        return method_entry(self.method)
+
 
 def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
             init_state: Optional[dict] = None, speed: Optional[Speed] = None) -> Run:
-    """A fresh run; stage-2 methods start from ``init_state`` (a finished ``bs_cmo`` checkpoint)."""
+    """A fresh run; stage-2 methods start from ``init_state`` (a finished stage-1 checkpoint).
+    A stage-1 run trains with its row's recipe (``schedule.recipe``: paper or authors)."""
     if method not in TRAINED_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(TRAINED_METHODS)} "
                          f"(the rows {', '.join(DERIVED_METHODS)} come from derive_model)")
+    entry = method_entry(method)
+    if entry.stage == 1:
+        schedule = schedule.for_stage1(entry)
     device = torch.device(device)
     torch.manual_seed(seed)
     run = Run(method=method, seed=seed, schedule=schedule, data=data, device=device)
     run.speed = (speed or Speed()).resolved(device)
-    run.model = make_model(data, device, method)
+    run.model = make_model(data, device, entry)
     if run.speed.channels_last:
         run.model = run.model.to(memory_format=torch.channels_last)
-    run.criterion = make_criterion(method, data, device, schedule)
+    run.criterion = make_criterion(entry, data, device, schedule)
     run.order = torch.Generator().manual_seed(seed)
-    run.stage = 2 if method in STAGE2_METHODS else 1
+    run.stage = entry.stage
     if run.stage == 1:
-        run.augment = BatchAugment(**stage1_augmentation(method, schedule.recipe), seed=seed)
-        if method in CMO_METHODS:
+        heavy = schedule.augment == "autoaugment_cutout"
+        run.augment = BatchAugment(crop=True, flip=True, auto_augment=heavy, cutout=heavy,
+                                   seed=seed)
+        if entry.mixer == "cmo":
             run.sampler = LongTailSampler(data.y_train.cpu(), exponent=1.0, seed=seed)
-            run.mixer = CutMixBalancer(p=schedule.cmo_p, seed=seed)
+        run.mixer = make_mixer(entry, data, schedule, seed)
         lr = schedule.lr
     else:
         if init_state is None:
-            raise ValueError(f"{method} fine-tunes a finished bs_cmo model: init_state is required")
+            raise ValueError(f"{method} fine-tunes a finished stage-1 model: init_state is required")
         run.model.load_state_dict(init_state["model"])
         run.class_accuracy = init_state.get("class_accuracy")
         run.train_accuracy = init_state.get("train_accuracy")
         run.augment = BatchAugment(crop=True, flip=True, seed=seed)
         mixer_cls = {"cutmix": CutMixBalancer, "mixup": MixUpBalancer}[schedule.mix]
         run.mixer = mixer_cls(p=schedule.mix_p, seed=seed)
-        run.balancer = make_balancer(method, data, schedule, run.model, run.mixer, seed,
+        run.balancer = make_balancer(entry, data, schedule, run.model, run.mixer, seed,
                                      autocast=torch.bfloat16 if run.speed.amp else None)
         lr = schedule.stage2_lr
     if is_distributed():
@@ -106,10 +117,12 @@ def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
 
 
 def _mixing_on(run: Run) -> bool:
+    """CMO mixes only inside its window (not its first and last epochs); the other stage-1
+    mixers (Remix, mixup) every epoch; stage 2 always."""
     s = run.schedule
-    if run.method in CMO_METHODS:
+    if run.entry.mixer == "cmo":
         return s.cmo_off_epochs < run.epoch < s.epochs - s.cmo_off_epochs
-    return run.stage == 2
+    return run.mixer is not None
 
 
 class _LongTailedBatches:
@@ -170,7 +183,7 @@ def epoch_loader(run: Run):
     # no device=: the batches are on the training device already (one copy per step, counted)
     common = dict(balanced=_BalancedBatches(run, len(batches)), transform=run.augment,
                   mixing=run.mixer is not None and _mixing_on(run))
-    if run.method in AFR_METHODS:
+    if run.entry.refreshes:
         running = None if run.class_accuracy is None else (run.class_accuracy, run.train_accuracy)
         loader = AFRLoader(batches, run.balancer, run.model, run.mixer,
                            refresh_every=run.schedule.refresh_every, running=running,
@@ -185,7 +198,7 @@ def epoch_loader(run: Run):
 def maybe_refresh(run: Run, progress: bool = True) -> Optional[object]:
     """AFR: regenerate the adversarial images at the start of every ``refresh_every``-th epoch
     (``AFRLoader``'s schedule); returns the refresh's report."""
-    if run.method not in AFR_METHODS:
+    if not run.entry.refreshes:
         return None
     loader = epoch_loader(run)
     if not loader.due():
@@ -195,16 +208,23 @@ def maybe_refresh(run: Run, progress: bool = True) -> Optional[object]:
 
 
 def _reweight_drw(run: Run) -> None:
-    """DRW: the loss of ce_drw and ldam_drw takes this epoch's class weights
-    (``afr_aug.losses.drw_weights``: deferred until the first milestone)."""
-    if run.method not in ("ce_drw", "ldam_drw"):
+    """DRW: a row with ``drw`` weighs its loss with this epoch's class weights
+    (``afr_aug.losses.drw_weights``: all ones until the recipe's ``drw_from``)."""
+    s = run.schedule
+    if s.drw_from is None or run.stage != 1:
         return
-    s, d, dev = run.schedule, run.data, run.device
-    w = drw_weights(d.class_counts, run.epoch, start_epoch=s.milestone_epochs()[0]).to(dev)
-    if run.method == "ce_drw":
-        run.criterion = torch.nn.CrossEntropyLoss(weight=w)
-    else:
-        run.criterion.weight = w
+    run.criterion.weight = drw_weights(run.data.class_counts, run.epoch,
+                                       start_epoch=s.at(s.drw_from)).to(run.device)
+
+
+def _forward(run: Run, net, x: torch.Tensor):
+    """The logits, and the embedding where the loss needs it (IB: ``needs_embedding``)."""
+    if getattr(run.criterion, "needs_embedding", False):
+        if run.embedder is None or run.embedder.model is not net:
+            run.embedder = Embedder(net)
+        logits, embedding = run.embedder(x)
+        return logits, (embedding.float(),)
+    return net(x), ()
 
 
 def _end_epoch(run: Run, running: RunningAccuracy, loss_sum: torch.Tensor, n_img: int,
@@ -233,8 +253,10 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
     s, d, dev = run.schedule, run.data, run.device
     _reweight_drw(run)
     loader = epoch_loader(run)
-    if run.method == "bs_cmo_eff":
-        run.criterion = make_criterion(run.method, d, dev, s, mixing=loader.mixing)
+    if run.entry.loss == "bs_eff":
+        run.criterion = make_criterion(run.entry, d, dev, s, mixing=loader.mixing)
+    if hasattr(run.criterion, "set_epoch"):     # a loss switched on part-way (IB)
+        run.criterion.set_epoch(run.epoch)
     # the augmentation is reseeded per (seed, stage, epoch, rank) so a resumed epoch repeats
     run.augment.generator.manual_seed(((run.seed * 1009 + run.stage) * 100003 + run.epoch) * 64
                                       + get_rank())
@@ -250,8 +272,11 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
         for group in run.optimizer.param_groups:
             group["lr"] = s.lr_at(run.epoch, step, len(loader), run.stage)
         with autocast:
-            logits = net(x.contiguous(memory_format=fmt))
-        loss = mixed_loss(run.criterion, logits.float(), y_a, y_b, lam)
+            logits, extra = _forward(run, net, x.contiguous(memory_format=fmt))
+        if extra:
+            loss = run.criterion(logits.float(), y_a, *extra)     # no mixing with IB
+        else:
+            loss = mixed_loss(run.criterion, logits.float(), y_a, y_b, lam)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()

@@ -36,7 +36,7 @@ from .cli import data_or_fail
 from .data import load_data
 from .grid import grid, start_order
 from .loop import evaluate_run, new_run
-from .methods import AFR_METHODS, CMO_METHODS, DERIVED_METHODS, PAPER_METHODS, STAGE2_METHODS
+from .methods import DERIVED_METHODS, METHODS, PAPER_METHODS, STAGE2_METHODS
 from .presets import PRESETS
 from .speed import add_speed_args, speed_from
 from .throughput import concurrent_rate, loop_rate, refresh_seconds
@@ -68,31 +68,33 @@ def measure(data, device, schedule, speed, iters: int, warmup: int, refresh_shar
             "eval_s": round(eval_s, 3), "checkpoint_s": round(checkpoint_s, 3)}
 
 
-def n_evaluations(epochs: int, eval_every: int) -> int:
-    """Test-set evaluations of one run: every ``eval_every`` epochs and the last, plus the
-    final one its result is read from."""
-    return len({e for e in range(1, epochs + 1) if e % max(eval_every, 1) == 0} | {epochs}) + 1
-
-
 def run_seconds(method: str, n_train: int, schedule, single: dict) -> float:
     """Projected seconds of one run alone on the device, its fixed costs included (process
     start-up, a checkpoint per epoch, the evaluations; ``single`` may leave them out)."""
     r = single["img_per_s"]
-    batches = math.ceil(n_train / schedule.batch_size)
-    if schedule.max_iters is not None:
-        batches = min(batches, schedule.max_iters)
-    images = batches * schedule.batch_size
+    entry = METHODS[method]
+    if entry.stage == 1:                   # its recipe's epochs and batch size
+        schedule = schedule.for_stage1(entry)
+
+    def images_per_epoch(s) -> int:
+        batches = math.ceil(n_train / s.batch_size)
+        if s.max_iters is not None:
+            batches = min(batches, s.max_iters)
+        return batches * s.batch_size
+
+    images = images_per_epoch(schedule)
     startup, eval_s = single.get("startup_s", 0.0), single.get("eval_s", 0.0)
-    if method in DERIVED_METHODS:          # one evaluation; cRT also trains the classifier
-        crt = schedule.crt_epochs * images / r["ce"] if method == "bs_cmo_crt" else 0.0
+    if entry.stage == 0:                   # one evaluation; cRT and MiSLAS train the classifier
+        trains = entry.derive in ("crt", "mislas")
+        crt = schedule.crt_epochs * images / r["ce"] if trains else 0.0
         return startup + crt + eval_s
-    if method in STAGE2_METHODS:
+    if entry.stage == 2:
         epochs, rate = schedule.stage2_epochs, r["stage2"]
-    else:
-        epochs, rate = schedule.epochs, r["bs_cmo" if method in CMO_METHODS else "ce"]
+    else:                                  # a mixing row costs about what bs_cmo costs
+        epochs, rate = schedule.epochs, r["bs_cmo" if entry.mixer else "ce"]
     t = startup + epochs * (images / rate + single.get("checkpoint_s", 0.0))
-    t += n_evaluations(epochs, schedule.eval_every) * eval_s
-    if method in AFR_METHODS:     # afr_old and afr_noise refresh more cheaply: an upper bound
+    t += sum(schedule.evaluates(e, entry.stage) for e in range(1, epochs + 1)) * eval_s + eval_s
+    if entry.refreshes:           # afr_old and afr_noise refresh more cheaply: an upper bound
         t += math.ceil(epochs / schedule.refresh_every) * single["refresh_s"]
     return t
 

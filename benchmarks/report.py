@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .cli import fail
 from .plots import plot_per_class, plot_reliability, plot_shot_accuracy
-from .tables import check_counts, check_results, markdown_table, paired_table, per_class_means, refresh_table
+from .tables import (check_counts, check_results, markdown_table, paired_table, per_class_means,
+                     published_table, refresh_table)
 
 __all__ = ["write_report"]
 
@@ -93,6 +94,9 @@ def write_report(results, out_dir, class_counts=None):
     refreshes = refresh_table(results)
     if refreshes:
         table += "\n\n" + refreshes
+    published = published_table(results)
+    if published:
+        table += "\n\n" + published
     md.write_text(f"# Results\n\n{table}\n\n{_NOTES}", encoding="utf-8")
     written = [md]
     try:

@@ -4,16 +4,23 @@
     python -m benchmarks.reproduce --preset paper --seeds 0 1 2 --out runs/paper
     python -m benchmarks.reproduce --preset paper --seeds 0 1 2 --jobs 6 --out runs/paper  # in parallel
 
-Methods (--methods; "paper" names the first list, "all" every row):
-  the paper's Table 1: ce, ce_drw, ldam_drw, bs, bs_cmo (stage 1) and afr, bs_cmo_ft (stage 2:
-    50 epochs fine-tuning the finished bs_cmo model of the same seed, with or without AFR's
-    adversarial set); the default of the paper presets;
-  the long-tail baselines (issue 10): la (logit-adjusted loss, --la-tau), bs_cmo_eff (BS+CMO
+Methods (--methods; "paper" names the first list, "all" every row; each row is one entry of
+benchmarks/methods.py):
+  the paper's Table 1: ce, ce_drw, ldam_drw, bs, ib (IB Loss), remix, remix_drw, mislas
+    (MiSLAS's stage 2, from its mixup stage 1 mislas_stage1), bs_cmo (stage 1) and afr,
+    bs_cmo_ft (stage 2: 50 epochs fine-tuning the finished bs_cmo model of the same seed, with
+    or without AFR's adversarial set); the default of the paper presets;
+  more baselines: ib_focal (IB + focal), la (logit-adjusted loss, --la-tau), bs_cmo_eff (BS+CMO
     whose Balanced Softmax uses the prior CMO's mixed stream really has), and rows made from a
     finished model without training its features: ce_posthoc and bs_cmo_posthoc (post-hoc
     logit adjustment: CE's prior, CMO's uncorrected share), bs_cmo_tau and afr_tau
     (tau-normalised classifier, --tau), bs_cmo_crt (classifier re-trained on a balanced stream,
-    --crt-epochs). The smoke preset runs every row.
+    --crt-epochs, which also sets MiSLAS's stage-2 epochs). The smoke preset runs every row.
+--recipe paper (default) trains every stage-1 row with the preset's schedule and the AFR paper's
+augmentation (the AFR comparison's equal footing); --recipe authors trains each row as its
+official code does (Balanced Softmax: 520 epochs of batch 512; Remix: 300 epochs; ...), scaled
+to the preset's length, and evaluates every epoch of the last fifth: compare it with the
+published numbers, which results.md sets beside each row.
 Writes results.json, results.md (Table 1 style, mean ± std over seeds, ECE), shot_accuracy.png
 (Fig. 4), per_class.png, reliability.png and class_distribution.png (Fig. 1) into --out, and
 checkpoints every epoch to --out/ckpt so that --resume finishes a killed run with the same result.

@@ -18,8 +18,8 @@ from .data import Data, train_batches
 from .derived import derive_model
 from .factories import make_model
 from .grid import ckpt_path, from_bs_cmo, run_label, source_of
-from .loop import evaluate_model, evaluate_run, maybe_refresh, new_run, train_epoch
-from .methods import DERIVED_METHODS, STAGE2_METHODS
+from .loop import Run, evaluate_model, evaluate_run, maybe_refresh, new_run, train_epoch
+from .methods import METHODS
 from .presets import schedule_from
 from .runtime import training_device
 from .speed import speed_from
@@ -68,47 +68,70 @@ class Benchmark:
         """Train (or resume, or reuse) one method for one seed; the finished checkpoint."""
         label = run_label(method, self.schedule)
         path = self.ckpt_path(label, seed)
+        state = self.cached(path)
+        if state is not None and state["done"]:
+            return state
+        if METHODS[method].stage == 0:
+            return self.derive(method, seed, label, path)
+        run = self.start(method, seed, state, label)
+        self.train(run, label, path)
+        return self.finish(run, label, path)
+
+    def cached(self, path: str) -> Optional[dict]:
+        """The checkpoint at ``path`` when this process finished it or ``--resume`` finds it;
+        ``None`` when the run starts afresh."""
         if path in self.finished:
             return self.finished[path]
         state = load_checkpoint(path) if self.args.resume and os.path.exists(path) else None
         if state is not None and state["done"]:
             self.finished[path] = state
-            return state
-        if method in DERIVED_METHODS:
-            return self.derive(method, seed, label, path)
-        init = self.source_state(method, seed) if method in STAGE2_METHODS else None
+        return state
+
+    def start(self, method: str, seed: int, state: Optional[dict], label: str) -> Run:
+        """A new run of ``method`` (a stage-2 run from its stage-1 model), resumed from
+        ``state`` when there is one."""
+        init = self.source_state(method, seed) if METHODS[method].stage == 2 else None
         run = new_run(method, seed, self.schedule, self.data, self.device, init_state=init,
                       speed=speed_from(self.args))
         if state is not None:
             restore(run, state)
             self.log(f"[{label} seed {seed}] resumed after epoch {run.epoch}")
+        return run
+
+    def train(self, run: Run, label: str, path: str) -> None:
+        """The run's remaining epochs: the refresh when due, an epoch, the evaluation when due,
+        a checkpoint after each."""
         progress = not self.args.no_progress and get_rank() == 0
         while run.epoch < run.total_epochs:
             start = time.perf_counter()
             report = maybe_refresh(run, progress=progress)
             run.seconds += time.perf_counter() - start
             if report is not None:
-                self.show_refresh(report, label, seed, time.perf_counter() - start)
+                self.show_refresh(report, label, run.seed, time.perf_counter() - start)
             stats = train_epoch(run, progress=progress)
             if report is not None:
                 stats["refresh"] = {**report.to_dict(), "seconds": time.perf_counter() - start
                                     - stats["seconds"]}
-            if self.schedule.evaluates(run.epoch, run.stage):
+            if run.schedule.evaluates(run.epoch, run.stage):
                 stats["top1"] = evaluate_run(run)["top1"]
             run.history.append(stats)
-            self.log(f"[{label} seed {seed}] epoch {run.epoch}/{run.total_epochs} "
+            self.log(f"[{label} seed {run.seed}] epoch {run.epoch}/{run.total_epochs} "
                      + " ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float)))
             save_atomic(state_of(run), path)
             self.epochs_this_call += 1
             if self.args.stop_after_epochs and self.epochs_this_call >= self.args.stop_after_epochs:
                 raise Interrupted(75)
+
+    def finish(self, run: Run, label: str, path: str) -> dict:
+        """The finished run's ``results.json`` row, saved with its final checkpoint."""
         final = evaluate_run(run)
         evaluated = [h["top1"] for h in run.history if "top1" in h]
-        epochs = self.schedule.epochs + (self.schedule.stage2_epochs if run.stage == 2 else 0)
-        result = trained_row(label, seed, final, evaluated, run.seconds, run.images_seen,
-                             self.schedule.epochs, epochs - self.schedule.epochs, run.history)
+        stage1 = run.schedule.epochs
+        result = trained_row(label, run.seed, final, evaluated, run.seconds, run.images_seen,
+                             stage1, run.schedule.stage2_epochs if run.stage == 2 else 0,
+                             run.history)
         if run.stage == 2:
-            result["stage1_seed"] = self.stage1_seed(seed)
+            result["stage1_seed"] = self.stage1_seed(run.seed)
         # the machine that finished the run: a report may be written elsewhere, from runs of
         # several machines, and its header names only the machine that wrote it
         result["device"] = training_device(self.device, run.speed.amp)
@@ -148,7 +171,8 @@ class Benchmark:
                   "img_per_s": images / seconds if images else None,
                   "derived_from": src["method"],
                   "stage1_epochs": src.get("stage1_epochs", src["epochs"]),
-                  "stage2_epochs": crt or src.get("stage2_epochs", 0)}
+                  "stage2_epochs": crt or src.get("stage2_epochs", 0),
+                  "recipe": src.get("recipe", "paper")}
         if from_bs_cmo(method, self.schedule.stage1_method):
             result["stage1_seed"] = self.stage1_seed(seed)
         self.log(f"[{label} seed {seed}] from {src['method']}: top1={final['top1']:.4g} "
@@ -162,7 +186,8 @@ class Benchmark:
     def partial_result(self, method: str, seed: int, path: str) -> Optional[dict]:
         """The row of an unfinished run, evaluated at its last checkpoint (a time budget cut
         it); ``None`` when it never finished an epoch or is a derived row (made in one step)."""
-        if method in DERIVED_METHODS or not os.path.exists(path):
+        entry = METHODS[method]
+        if entry.stage == 0 or not os.path.exists(path):
             return None
         try:
             state = load_checkpoint(path)
@@ -171,19 +196,21 @@ class Benchmark:
         done, label = int(state["epoch"]), run_label(method, self.schedule)
         if done == 0:
             return None
-        total = self.schedule.stage2_epochs if method in STAGE2_METHODS else self.schedule.epochs
+        stage2 = entry.stage == 2
+        schedule = self.schedule if stage2 else self.schedule.for_stage1(entry)
+        total = schedule.stage2_epochs if stage2 else schedule.epochs
         base, _, tags = label.partition("[")
         tags = tags.rstrip("]")
         label = f"{base}[{tags + ',' if tags else ''}partial {done}/{total}]"
-        model = make_model(self.data, self.device, method)
+        model = make_model(self.data, self.device, entry)
         model.load_state_dict(state["model"])
         final = evaluate_model(model, self.data, self.device)
         evaluated = [h["top1"] for h in state["history"] if "top1" in h] + [final["top1"]]
-        stage2 = method in STAGE2_METHODS
         result = trained_row(label, seed, final, evaluated, state["seconds"], state["images_seen"],
                              self.schedule.epochs if stage2 else done, done if stage2 else 0,
                              state["history"])
         result["partial"] = {"epochs_done": done, "epochs": total}
+        result["recipe"] = state.get("recipe", "paper")
         if stage2:
             result["stage1_seed"] = self.stage1_seed(seed)
         return result

@@ -4,7 +4,7 @@ methods that a command line may change, in one record that presets and flags fil
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence
 
 
@@ -60,30 +60,64 @@ class Schedule:
     crt_lr: float = 0.1
     max_iters: Optional[int] = None                 # cap on iterations per epoch (smoke runs)
     eval_every: int = 10
-    # "paper": every stage-1 row trains with the AFR paper's augmentation (crop, flip,
-    # AutoAugment, Cutout), the equal footing of the AFR comparison; "authors": each row as its
-    # official code trains it (crop and flip for the LDAM-DRW-based codes), the recipe to compare
-    # with published numbers. The authors' codes evaluate on the test set every epoch and report
-    # the best one: under "authors" every stage-1 epoch from the first milestone on is evaluated.
+    # The recipe (``benchmarks.methods``): "paper" or "authors". ``for_stage1`` fills the fields
+    # below from the row's recipe; stage 2 and the derived rows keep the preset's values.
     recipe: str = "paper"
+    augment: str = "autoaugment_cutout"             # stage 1: crop_flip | autoaugment_cutout
+    lr_schedule: str = "step"                       # step | cosine_warmup (Recipe)
+    warmup_start: float = 0.0                       # cosine_warmup: first epoch's share of lr
+    factors: Sequence[float] = (0.01, 1e-4)         # lr x factors[i] from milestones[i] on
+    drw_from: Optional[float] = None                # DRW's class weights from this share on
+    switch_from: Optional[float] = None             # the loss switched on here (IB)
+    # The authors' codes evaluate on the test set every epoch and report the best one: under
+    # "authors" every stage-1 epoch of the last fifth is evaluated (after the first decay).
+    dense_eval_from: float = 0.8
+
+    def for_stage1(self, method) -> "Schedule":
+        """This schedule with ``method``'s stage-1 recipe (``methods.Method.recipe``) filled in."""
+        r = method.recipe(self.recipe, self)
+        return replace(self, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr,
+                       weight_decay=r.weight_decay, warmup_epochs=r.warmup_epochs,
+                       augment=r.augment, lr_schedule=r.lr_schedule, warmup_start=r.warmup_start,
+                       milestones=r.milestones, factors=r.factors,
+                       drw_from=r.drw_from if method.drw else None, switch_from=r.switch_from)
 
     def evaluates(self, epoch: int, stage: int) -> bool:
         """Whether the run evaluates on the test set after ``epoch`` (1-based) of ``stage``."""
         total = self.stage2_epochs if stage == 2 else self.epochs
-        dense = self.recipe == "authors" and stage == 1 and epoch > self.milestone_epochs()[0]
+        dense = (self.recipe == "authors" and stage == 1
+                 and epoch > self.at(self.dense_eval_from))
         return dense or epoch % max(self.eval_every, 1) == 0 or epoch == total
 
+    def at(self, share: float) -> int:
+        """The stage-1 epoch (0-based) a share of ``epochs`` falls on."""
+        return int(round(share * self.epochs))
+
     def milestone_epochs(self) -> List[int]:
-        return [int(round(f * self.epochs)) for f in self.milestones]
+        return [self.at(f) for f in self.milestones]
 
     def lr_at(self, epoch: int, step: int, steps_per_epoch: int, stage: int) -> float:
         """Learning rate at ``step`` of ``epoch`` (0-based) of ``stage`` (1 or 2)."""
         if stage == 2:
             t = (epoch + step / max(steps_per_epoch, 1)) / max(self.stage2_epochs, 1)
             return 0.5 * self.stage2_lr * (1 + math.cos(math.pi * min(t, 1.0)))
+        if self.lr_schedule == "cosine_warmup":
+            return self._cosine_warmup(epoch)
         if epoch < self.warmup_epochs:
             if self.warmup_per == "epoch":
                 return self.lr * (epoch + 1) / self.warmup_epochs
             return self.lr * (epoch * steps_per_epoch + step + 1) / (self.warmup_epochs * steps_per_epoch)
-        m1, m2 = self.milestone_epochs()
-        return self.lr * (0.0001 if epoch >= m2 else 0.01 if epoch >= m1 else 1.0)
+        factor = 1.0
+        for start, f in zip(self.milestone_epochs(), self.factors):
+            if epoch >= start:
+                factor = f
+        return self.lr * factor
+
+    def _cosine_warmup(self, epoch: int) -> float:
+        """Balanced Softmax's ``CosineAnnealingLRWarmup``, stepped once per epoch (1-based
+        ``e``): ``lr * (s + (1 - s) (e - 1) / (W - 1))`` below ``W``, then a cosine from ``lr``
+        at ``W`` to 0 at the last epoch."""
+        e, w, total = epoch + 1, max(self.warmup_epochs, 2), self.epochs
+        if e < w:
+            return self.lr * (self.warmup_start + (1 - self.warmup_start) * (e - 1) / (w - 1))
+        return self.lr * 0.5 * (1 + math.cos(math.pi * (e - w) / max(total - w, 1)))

@@ -9,6 +9,8 @@ only the standard library, so a results file can be summarised anywhere; the fig
 import math
 import numbers
 
+from .methods import METHODS
+
 __all__ = [
     "METHOD_NAMES",
     "check_results",
@@ -21,27 +23,12 @@ __all__ = [
     "paired_differences",
     "paired_table",
     "refresh_table",
+    "published_table",
 ]
 
-#: Display names of the methods ``benchmarks.reproduce`` runs; unknown names are shown as-is.
-METHOD_NAMES = {
-    "ce": "Cross Entropy (CE)",
-    "ce_drw": "CE-DRW",
-    "ldam_drw": "LDAM-DRW",
-    "bs": "Balanced Softmax (BS)",
-    "bs_cmo": "BS+CMO",
-    "bs_cmo_ft": "BS+CMO + fine-tune (control)",
-    "afr": "AFR (ours)",
-    "afr_old": "AFR before issue 16",
-    "afr_noise": "AFR slots + sign noise (control)",
-    "ce_posthoc": "CE + post-hoc logit adj.",
-    "la": "Logit-adjusted loss (LA)",
-    "bs_cmo_eff": "BS+CMO, effective prior",
-    "bs_cmo_posthoc": "BS+CMO + post-hoc prior fix",
-    "bs_cmo_tau": "BS+CMO + τ-norm",
-    "bs_cmo_crt": "BS+CMO + cRT",
-    "afr_tau": "AFR + τ-norm",
-}
+#: Display names of the methods ``benchmarks.reproduce`` runs (from the registry,
+#: ``benchmarks.methods``); unknown names are shown as-is.
+METHOD_NAMES = {name: m.display for name, m in METHODS.items()}
 
 _DATASET_NAMES = {
     "cifar10-lt": "CIFAR-10-LT",
@@ -380,3 +367,53 @@ def refresh_table(results):
                       "| Method | Seed | Refresh | Set | Adversarial | Crossed | Cos to mean | "
                       "Labels kept | Dose | §3.3 | Seconds |",
                       "|:--|:--|--:|:--|--:|--:|--:|--:|--:|:--|--:|"] + lines)
+
+
+def _hours(seconds):
+    return "–" if seconds is None else f"{seconds / 3600:.1f} h"
+
+
+def published_table(results):
+    """Each row beside the number its method's own paper or official code reports for this data
+    set (``benchmarks.methods``: ``published``), with the difference; ``""`` when no row has one.
+
+    The official codes pick the best epoch on the test set, so the difference is taken from
+    the best evaluated epoch (``best_top1``; the final epoch where none was recorded) and the
+    table says so. One seed per row; wall time and machine are the run's own.
+
+    >>> res = {"dataset": "cifar10-lt", "imbalance_ratio": 100, "device": "cpu",
+    ...        "runs": [{"method": "ldam_drw", "epochs": 200, "seed": 0, "top1": 0.7650,
+    ...                  "best_top1": 0.7702, "many": 0.8, "med": 0.7, "few": None, "ece": 0.05,
+    ...                  "seconds": 7200, "device": "cpu (A)", "recipe": "authors"}]}
+    >>> print(published_table(res).splitlines()[4])
+    | LDAM-DRW | authors | 76.50 | 77.02 | 80.00 | 70.00 | 5.00 | 2.0 h | cpu (A) | 77.03 | -0.01 | Cao et al. 2019 (LDAM-DRW), Table 2 (error 22.97) |
+    """
+    runs = check_results(results)
+    dataset = str(results.get("dataset", "")).lower()
+    lines, found = [], False
+    for run in runs:
+        entry = METHODS.get(str(run["method"]).partition("[")[0])
+        published = entry.published.get(dataset) if entry is not None else None
+        found = found or published is not None
+        ours = run.get("best_top1", run["top1"])
+        cells = [_md(method_name(run["method"])), _md(run.get("recipe", "paper")),
+                 _cell(run["top1"], 0, 1), _cell(run.get("best_top1"), 0, 1),
+                 _cell(run.get("many"), 0, 1), _cell(run.get("med"), 0, 1),
+                 _cell(run.get("ece"), 0, 1), _hours(run.get("seconds")),
+                 _md(run.get("device", results.get("device", "?")))]
+        if published is None:
+            cells += ["–", "–", "–"]
+        else:
+            cells += [f"{published.top1:.2f}", f"{100 * ours - published.top1:+.2f}",
+                      _md(published.source)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if not found:
+        return ""
+    dataset_name, ratio, _ = results_header(results)
+    head = ["Method", "Recipe", "Top-1 (final)", "Top-1 (best epoch, test set)", "Many", "Med",
+            "ECE", "Wall time", "Machine", "Published", "Best − published", "Source"]
+    return "\n".join([f"**{_md(dataset_name)}**, imbalance ratio {_md(ratio)}: against the "
+                      "published numbers (best epoch on the test set, as the official codes "
+                      "select it)", "", "| " + " | ".join(head) + " |",
+                      "|" + "|".join([":--", ":--"] + ["--:"] * 6 + [":--", "--:", "--:", ":--"])
+                      + "|"] + lines)

@@ -9,7 +9,7 @@ import torch
 
 from benchmarks import reproduce
 from benchmarks.checkpoints import load_checkpoint
-from benchmarks.methods import ALL_METHODS, DERIVED_METHODS
+from benchmarks.methods import ALL_METHODS, DERIVED_METHODS, METHODS
 
 from conftest import cifar10_root, needs_cifar10
 
@@ -34,13 +34,15 @@ def test_smoke_every_method_writes_schema(tmp_path):
         assert keys <= set(r)
         assert 0 <= r["top1"] <= 1 and len(r["per_class"]) == 10 and r["seed"] == 0
         assert 0 <= r["ece"] <= 1 and sum(r["calibration"]["count"]) == 500   # test_limit
-        trained = r["method"] not in DERIVED_METHODS or r["method"] == "bs_cmo_crt"
+        trained = r["method"] not in DERIVED_METHODS or METHODS[r["method"]].derive in ("crt",
+                                                                                      "mislas")
         assert r["seconds"] >= 0 and (r["img_per_s"] > 0 if trained else r["img_per_s"] is None)
         for group in ("many", "med", "few"):
             assert r[group] is None or 0 <= r[group] <= 1
     by = {r["method"]: r for r in results["runs"]}
     assert {m: by[m]["derived_from"] for m in DERIVED_METHODS} == DERIVED_METHODS
     assert by["bs_cmo_crt"]["epochs"] == 3 and by["afr_tau"]["epochs"] == 4
+    assert by["mislas"]["epochs"] == 3 and by["ib"]["epochs"] == 2
     assert {r["epochs"] for r in results["runs"]} == {2, 3, 4}
     table = (tmp_path / "results.md").read_text()
     assert "AFR" in table and "BS+CMO + cRT" in table and "| 2+1 |" in table

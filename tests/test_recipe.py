@@ -7,7 +7,7 @@ import pytest
 from benchmarks import presets, reproduce
 from benchmarks.checkpoints import restore, state_of
 from benchmarks.loop import new_run
-from benchmarks.methods import stage1_augmentation
+from benchmarks.methods import METHODS
 from benchmarks.schedule import Schedule
 
 from conftest import fabricated_lt
@@ -29,7 +29,7 @@ def test_authors_recipe_drops_autoaugment_and_cutout():
     assert (authors.crop, authors.flip, authors.auto_augment, authors.cutout) == (
         True, True, False, False)
     with pytest.raises(ValueError, match="unknown recipe 'x'"):
-        stage1_augmentation("ce", "x")
+        METHODS["ce"].recipe("x", Schedule())
 
 
 def test_authors_recipe_evaluates_every_epoch_after_the_first_milestone():

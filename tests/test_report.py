@@ -215,3 +215,20 @@ def test_reliability_bins_pool_seeds_and_refuse_mismatched_bins(tmp_path):
         plots.reliability_bins(runs[:1] + [_run("bs", 1, 0.5, 0.6, 0.4, calibration=four)])
     with pytest.raises(ValueError, match="no run has 'calibration' bins"):
         plots.plot_reliability({"dataset": "cifar10-lt", "runs": runs[2:]}, tmp_path / "r.png")
+
+
+def test_published_table_sets_each_row_beside_its_paper():
+    from benchmarks.tables import published_table
+
+    runs = [{"method": "ldam_drw", "epochs": 200, "seed": 0, "top1": 0.75, "best_top1": 0.7753,
+             "many": 0.8, "med": 0.7, "few": None, "ece": 0.1, "seconds": 3600,
+             "device": "cpu (AMD EPYC)", "recipe": "authors"},
+            {"method": "afr", "epochs": 250, "seed": 0, "top1": 0.78, "many": 0.8, "med": 0.7,
+             "few": None}]
+    table = published_table({"dataset": "cifar10-lt", "imbalance_ratio": 100, "runs": runs})
+    ldam, afr = table.splitlines()[4:6]
+    assert "| 77.03 | +0.50 |" in ldam and "| 75.00 | 77.53 |" in ldam and "1.0 h" in ldam
+    assert afr.endswith("| – | – | – |")                       # no published CIFAR-10 number
+    assert published_table({"dataset": "cifar10-lt", "runs": runs[1:]}) == ""
+    c100 = published_table({"dataset": "cifar100-lt", "runs": runs[:1]})
+    assert "| 42.04 |" in c100 and "CIFAR-100-LT" in c100
