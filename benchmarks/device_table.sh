@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The paper-preset CIFAR-10-LT table (7 methods x seeds 0 1 2) in one prepared GPU run.
+# The paper-preset table (Table 1's rows x seeds 0 1 2) in one prepared GPU run, on the data
+# set of the bundle's pack (CIFAR-10-LT or CIFAR-100-LT, the paper's).
 #
 #   python -m benchmarks.bundle .bundle                                 # here, once: pack + wheels
+#   python -m benchmarks.bundle .bundle100 --dataset cifar100-lt        # the paper's data set
 #   benchmarks/device_table.sh .bundle WORKDIR --results "$OUT"          # on the lent GPU
+#   benchmarks/device_table.sh .bundle WORKDIR --recipe authors          # each row as its code
 #   benchmarks/device_table.sh .bundle WORKDIR --preset smoke            # CPU dry run
 #
 # The first argument is a bundle folder (benchmarks.bundle: the data pack and the wheels the
@@ -31,18 +34,20 @@
 set -uo pipefail
 
 if [ $# -lt 2 ]; then
-    echo "usage: $0 BUNDLE|PACK WORKDIR [--results DIR] [--preset paper|smoke] [reproduce args]" >&2
+    echo "usage: $0 BUNDLE|PACK WORKDIR [--results DIR] [--preset paper|smoke] [--recipe paper|authors] [reproduce args]" >&2
     exit 2
 fi
 SRC=$1
 WORK=$2
 shift 2
 PRESET=paper
+RECIPE=paper
 RESULTS=
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --preset) PRESET=$2; shift 2 ;;
+        --recipe) RECIPE=$2; shift 2 ;;
         --results) RESULTS=$2; shift 2 ;;
         *) EXTRA+=("$1"); shift ;;
     esac
@@ -93,15 +98,17 @@ if [ -z "$PACK" ] || [ ! -f "$PACK" ]; then
     exit 2
 fi
 sha256sum "$PACK" | tee -a "$RESULTS/environment.txt"
-echo "== preflight done after $(elapsed)s"
+DATASET=$("$PY" -c "from benchmarks.pack_format import read_meta; print(read_meta('$PACK')['dataset'])") \
+    || { echo "device_table.sh: $PACK is not a data pack" >&2; exit 2; }
+echo "== preflight done after $(elapsed)s: $DATASET, recipe $RECIPE"
 
 # (2) calibration, bounded; the plan gets what is left of the budget once it is done
 echo "== calibration (at most ${CALIB}s)"
 PLAN="$RESULTS/plan.json"
 rm -f "$PLAN"
 timeout --signal=TERM --kill-after=10 "$CALIB" \
-    "$PY" -m benchmarks.plan --preset "$PRESET" --data "$PACK" --seeds $SEEDS \
-        --deadline "$DEADLINE" --spawned-at "$(date +%s.%N)" --out "$PLAN"
+    "$PY" -m benchmarks.plan --preset "$PRESET" --dataset "$DATASET" --recipe "$RECIPE" \
+        --data "$PACK" --seeds $SEEDS --deadline "$DEADLINE" --spawned-at "$(date +%s.%N)" --out "$PLAN"
 RC=$?
 if [ "$RC" -ne 0 ] || [ ! -s "$PLAN" ]; then
     echo "== calibration failed (exit $RC) after $(elapsed)s: the default plan"
@@ -111,7 +118,7 @@ fi
 read -r JOBS STAGE1 METHODS < <("$PY" -c "
 import json; p = json.load(open('$PLAN'))
 print(p['jobs'], 'none' if p.get('stage1_seed') is None else p['stage1_seed'], ' '.join(p['methods']))")
-GRID=(--preset "$PRESET" --dataset cifar10-lt --data "$PACK" --seeds $SEEDS --methods $METHODS
+GRID=(--preset "$PRESET" --dataset "$DATASET" --recipe "$RECIPE" --data "$PACK" --seeds $SEEDS --methods $METHODS
       --out "$WORK" --no-progress)
 [ "$STAGE1" != none ] && GRID+=(--stage1-seed "$STAGE1")
 echo "== calibration took $(elapsed)s; running --jobs $JOBS ${GRID[*]}"

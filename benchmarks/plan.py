@@ -36,7 +36,7 @@ from .cli import data_or_fail
 from .data import load_data
 from .grid import grid, start_order
 from .loop import evaluate_run, new_run
-from .methods import DERIVED_METHODS, METHODS, PAPER_METHODS, STAGE2_METHODS
+from .methods import DERIVED_METHODS, METHODS, PAPER_METHODS, RECIPES, STAGE2_METHODS
 from .presets import PRESETS
 from .speed import add_speed_args, speed_from
 from .throughput import concurrent_rate, loop_rate, refresh_seconds
@@ -236,6 +236,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="fetch CIFAR with torchvision when it is not found (needs internet)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=None, help="default: the preset's paper rows")
+    p.add_argument("--recipe", choices=list(RECIPES), default="paper",
+                   help="the rows' recipe (as reproduce --recipe): their epochs and batch sizes")
     p.add_argument("--budget-s", type=float, default=480.0, help="wall time the grid may take")
     p.add_argument("--deadline", type=float, default=None,
                    help="Unix time the grid must end by; the budget is what is left of it after "
@@ -300,7 +302,7 @@ def main(argv=None) -> int:
     cuda = device.type == "cuda"
     iters = args.iters or (200 if cuda else 3)
     preset = PRESETS[args.preset]
-    schedule = preset["schedule"]
+    schedule = replace(preset["schedule"], recipe=args.recipe)
     start = time.perf_counter()
     data = data_or_fail(PROG, load_data, args.dataset, args.data_root, device=device,
                         pack=args.data, train_fraction=preset.get("train_fraction"),

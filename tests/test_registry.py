@@ -152,3 +152,31 @@ def test_authors_recipe_rows_in_results_json(tmp_path):
     assert runs["ib"]["epochs"] == 2 and runs["remix_drw"]["epochs"] == 3
     assert runs["mislas"]["derived_from"] == "mislas_stage1" and runs["mislas"]["epochs"] == 3
     assert "against the published numbers" in (tmp_path / "results.md").read_text()
+
+
+def test_new_rows_on_a_fabricated_cifar100_lt(tmp_path, monkeypatch):
+    from test_data import write_fake_cifar100
+
+    import benchmarks.derived as derived
+
+    write_fake_cifar100(tmp_path / "data", train_per_class=20, test_per_class=2)
+    seen = {}
+    real = derived.retrain_mislas
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(derived, "retrain_mislas", spy)
+    code = reproduce.main(["--preset", "smoke", "--dataset", "cifar100-lt", "--imbalance-ratio",
+                           "10", "--recipe", "authors", "--methods", "bs", "ib", "remix_drw",
+                           "mislas", "--data-root", str(tmp_path / "data"),
+                           "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 0
+    runs = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
+    assert [r["method"] for r in runs] == ["bs", "ib", "remix_drw", "mislas"]
+    assert all(len(r["per_class"]) == 100 for r in runs)
+    # MiSLAS's CIFAR-100 settings: stronger smoothing, a smaller classifier lr, BN shifted
+    assert (seen["smooth_head"], seen["smooth_tail"], seen["lr_factor"], seen["shift_bn"]) == (
+        0.4, 0.1, 0.2, True)
+    assert "| 42.14 |" in (tmp_path / "out" / "results.md").read_text()   # IB's CIFAR-100 number
