@@ -145,7 +145,11 @@ class AFRBalancer(Dataset):
             ``MinorityPGD(model, layer=layer)``.
         layer: embedding layer name (see :class:`~afr_aug.Embedder`); default the attack's,
             else the input of the model's last ``nn.Linear``.
-        storage: ``"memory"`` or a directory path for the adversarial images.
+        storage: ``"memory"`` or a directory path for the adversarial images. A refresh
+            writes its generation beside the live one and swaps it in only when complete, so a
+            failed refresh (an exception, Ctrl-C, a full disk) leaves the set as it was.
+        keep_generations: with disk storage, how many generations' files are kept (default 2:
+            the live one and the one before): a checkpoint older than that cannot be loaded.
         transform: applied to each float image in ``__getitem__`` (training augmentation).
         layout: ``"slots"`` or ``"originals"`` (see above).
         slot_transform: the slot augmentation, an object with ``draw(n, generator)`` and
@@ -154,7 +158,8 @@ class AFRBalancer(Dataset):
         mixer: the stage-2 mixer (a ``CutMixBalancer``/``MixUpBalancer``), only to compute the
             report's dose; default the paper's CutMix with p = 0.25.
         autocast: a dtype (e.g. ``torch.bfloat16``) to run the refresh's model passes under
-            ``torch.autocast``; ``None``: full precision.
+            ``torch.autocast``; ``None``: the model's own precision (a float16 or bfloat16
+            model runs under autocast to its dtype).
         batch_size, num_workers: of the refresh's passes (num_workers only for a Dataset).
         seed: seed of the slots, their draws and the choice of attacked slots.
         progress: tqdm bars during a refresh.
@@ -181,7 +186,7 @@ class AFRBalancer(Dataset):
                  storage: str = "memory", transform=None, layout: str = "slots",
                  slot_transform=None, mixer=None, autocast: Optional[torch.dtype] = None,
                  batch_size: int = 256, num_workers: int = 0, seed: int = 0,
-                 progress: bool = True):
+                 progress: bool = True, keep_generations: int = 2):
         n = self._set_data(data)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.num_workers = check_int(num_workers, "num_workers", minimum=0)
@@ -193,7 +198,8 @@ class AFRBalancer(Dataset):
         if autocast is not None and not isinstance(autocast, torch.dtype):
             raise TypeError(f"autocast must be a torch.dtype or None, got {autocast!r}")
         self.transform, self.mixer, self.autocast = transform, mixer, autocast
-        self.store = AdversarialStore(storage)
+        self.store = AdversarialStore(storage, keep_generations)
+        self._model_dtype: Optional[torch.dtype] = None
         self.generator = torch.Generator().manual_seed(check_int(seed, "seed"))
         self.generation = 0                   # refreshes so far
         self.split_result: Optional[SplitResult] = None
@@ -208,6 +214,9 @@ class AFRBalancer(Dataset):
             self.images: Optional[torch.Tensor] = _to_uint8_images(data)
             self.dataset: Optional[Dataset] = None
             self.image_shape: Optional[tuple] = tuple(data.shape[1:])
+        elif isinstance(data, torch.utils.data.IterableDataset):
+            raise TypeError(f"data is an IterableDataset ({type(data).__name__}); AFRBalancer "
+                            f"reads items by index: give it a map-style Dataset")
         elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
             self.images, self.dataset, self.image_shape = None, data, None
         else:
@@ -394,9 +403,10 @@ class AFRBalancer(Dataset):
 
     # -- the refresh -----------------------------------------------------------------------
     def _context(self, device):
-        if self.autocast is None:
+        dtype = self.autocast or self._model_dtype
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(torch.device(device).type, dtype=self.autocast)
+        return torch.autocast(torch.device(device).type, dtype=dtype)
 
     def _embed(self, model, candidates, device):
         """Step 1: the candidates' embeddings and clean predictions (the one model pass)."""
@@ -427,7 +437,7 @@ class AFRBalancer(Dataset):
         rank, world = get_rank(), get_world_size()
         index, labels, draws = candidates
         mine = torch.arange(rank, len(attacked), world)            # rows this rank makes
-        self.store.begin(len(attacked), self.image_shape)
+        self.store.begin(len(attacked), self.image_shape)          # beside the live generation
         batches = ((x, y, rows) for (x, y, _), rows in
                    zip(self._batches(attacked[mine], index, labels, draws, device),
                        mine.split(self.batch_size)))
@@ -442,7 +452,6 @@ class AFRBalancer(Dataset):
                     cols[k].append(after[k])
                 bar.update(len(pos))
         bar.close()
-        self.store.finish()
         out = {k: torch.cat(v) if v else None for k, v in cols.items()}
         if out["rows"] is None:
             out = {"rows": torch.zeros(0, dtype=torch.long), "embeddings": torch.zeros(0, 1),
@@ -472,6 +481,23 @@ class AFRBalancer(Dataset):
         """
         model = unwrap_model(model, compiled=False)
         device = model_device(model) if device is None else torch.device(device)
+        before = self.generator.get_state()
+        # a half-precision model is run under autocast to its dtype (images stay float32)
+        dtype = next((p.dtype for p in model.parameters()), torch.float32)
+        self._model_dtype = dtype if dtype in (torch.float16, torch.bfloat16) else None
+        try:
+            return self._refresh(model, device, class_accuracy, train_accuracy)
+        except BaseException as exc:
+            # nothing of the new generation is kept: the set serves the previous one, and a
+            # retry draws the same slots
+            self.store.abort()
+            self.generator.set_state(before)
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"AFRBalancer.refresh failed; the set still holds generation "
+                             f"{self.generation}")
+            raise
+
+    def _refresh(self, model, device, class_accuracy, train_accuracy) -> RefreshReport:
         candidates = self._candidates()
         emb, predictions = self._embed(model, candidates, device)
         labels = candidates[1]
@@ -493,6 +519,7 @@ class AFRBalancer(Dataset):
         self.attack.fit(emb, split, seed=int(torch.randint(2 ** 62, (1,), generator=self.generator)))
         del emb                                 # S x D floats, not needed any more
         after = self._attack(model, candidates, attacked, device)
+        self.store.finish()                     # the new rows are in: swap the items too
         self.generation += 1
         self.split_result = split
         self._set_items(*candidates, attacked)
@@ -611,6 +638,7 @@ class AFRBalancer(Dataset):
             setattr(self, key, state[key])
         if state["image_shape"] is not None:
             self.image_shape = tuple(state["image_shape"])
+        self.report = None if state["report"] is None else RefreshReport.from_dict(state["report"])
 
     def __repr__(self) -> str:
         where = "memory" if not self.store.on_disk else f"disk:{self.store.storage}"

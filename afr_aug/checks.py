@@ -16,7 +16,8 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 import torch
 
 __all__ = ["check_int", "check_seed", "check_number", "check_probability", "check_finite", "check_class_counts",
-           "check_image_batch", "check_image_values", "check_state", "check_generator_state"]
+           "check_labels", "check_image_batch", "check_image_values", "check_state",
+           "check_generator_state"]
 
 
 # -- numbers ----------------------------------------------------------------------------------
@@ -155,6 +156,57 @@ def check_class_counts(class_counts: Any, name: str = "class_counts") -> torch.T
         raise ValueError(f"{name} must all be positive (every class needs at least one sample), "
                          f"got {counts[i].item():g} for class {i}")
     return counts
+
+
+# -- labels -----------------------------------------------------------------------------------
+
+
+def check_labels(labels: Any, name: str = "labels", num_classes: Optional[int] = None,
+                 length: Optional[int] = None) -> torch.Tensor:
+    """1-D integer class labels as an int64 tensor (on the CPU when given as a list or array).
+
+    ``TypeError`` when they are not integers: a bool, complex or non-numeric dtype, or floats
+    with a fractional part (floats of whole numbers are taken as they are). ``ValueError`` for
+    the wrong shape or ``length``, a negative label, or one ``>= num_classes``.
+
+    >>> check_labels([0.0, 2.0, 1.0]).tolist()
+    [0, 2, 1]
+    >>> check_labels([0, 1.5])
+    Traceback (most recent call last):
+    ...
+    TypeError: labels must be integer class indices, got fractional values (e.g. 1.5)
+    >>> check_labels([0, 3], num_classes=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: labels must lie in [0, 2] for 3 classes, got 3
+    """
+    if isinstance(labels, (str, bytes)) or labels is None:
+        raise TypeError(f"{name} must be integer class indices, got {type(labels).__name__}")
+    try:
+        t = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be integer class indices, got "
+                        f"{type(labels).__name__}") from exc
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must be integer class indices, got dtype {t.dtype}")
+    if t.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one label per item), got shape {tuple(t.shape)}")
+    if length is not None and len(t) != length:
+        raise ValueError(f"{name} has {len(t)} entries, expected {length} (one per item)")
+    if t.is_floating_point():
+        frac = t[t != t.round()] if t.numel() else t
+        if frac.numel():
+            raise TypeError(f"{name} must be integer class indices, got fractional values "
+                            f"(e.g. {float(frac[0]):g})")
+    t = t.long()
+    if t.numel():
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0:
+            raise ValueError(f"{name} must be >= 0, got {lo}")
+        if num_classes is not None and hi >= num_classes:
+            raise ValueError(f"{name} must lie in [0, {num_classes - 1}] for {num_classes} "
+                             f"classes, got {hi}")
+    return t
 
 
 # -- images -----------------------------------------------------------------------------------

@@ -18,22 +18,24 @@ Both yield :class:`MixedBatch` ``(x, y_a, y_b, lam)`` for
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional, Union
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from .checks import check_int, check_state
+from .checks import check_int, check_labels, check_state
 from .balance import AFRBalancer
 from .distributed import all_reduce_sum, get_rank, get_world_size
+from .embedding import is_classifier, unwrap_model
 from .metrics import RunningAccuracy
 from .mixing import CutMixBalancer, MixUpBalancer, Remix
 from .sampler import LongTailSampler
 
 __all__ = ["MixedBatch", "BalancedMixLoader", "AFRLoader"]
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 class MixedBatch(NamedTuple):
@@ -55,7 +57,7 @@ def dataset_labels(dataset: Any) -> Optional[torch.Tensor]:
         inner = dataset_labels(dataset.dataset)
         return None if inner is None else inner[torch.as_tensor(dataset.indices, dtype=torch.long)]
     targets = getattr(dataset, "targets", None)
-    return None if targets is None else torch.as_tensor(targets, dtype=torch.long)
+    return None if targets is None else check_labels(targets, f"{type(dataset).__name__}.targets")
 
 
 def _set_epoch(obj: Any, epoch: int) -> None:
@@ -80,6 +82,18 @@ def _loader_like(loader: DataLoader, dataset: Dataset, sampler, persistent: bool
                       num_workers=loader.num_workers, pin_memory=loader.pin_memory,
                       collate_fn=loader.collate_fn, worker_init_fn=loader.worker_init_fn,
                       timeout=loader.timeout, **extra)
+
+
+def _output_width(model: torch.nn.Module) -> Optional[int]:
+    """The number of logits ``model`` declares (timm's ``num_classes``, else its last
+    ``nn.Linear``'s ``out_features``), or ``None`` when it declares none. A cheap check at
+    construction; :meth:`BalancedMixLoader.observe` checks the real logits."""
+    inner = unwrap_model(model)
+    width = getattr(inner, "num_classes", None)
+    if not isinstance(width, int):
+        layers = [m for m in inner.modules() if is_classifier(m)]
+        width = getattr(layers[-1], "out_features", None) if layers else None
+    return int(width) if isinstance(width, int) and not isinstance(width, bool) else None
 
 
 class BalancedMixLoader:
@@ -135,6 +149,9 @@ class BalancedMixLoader:
         if needs_balanced and not isinstance(loader, DataLoader):
             raise TypeError("without balanced=, the loader must be a torch DataLoader (the "
                             "balanced loader is built from its dataset and settings)")
+        if hasattr(loader, "__len__") and len(loader) == 0:
+            raise ValueError("the loader yields no batches (an empty dataset, or drop_last with "
+                             "fewer items than one batch)")
         self.loader = loader
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be a callable on a batch, got {type(transform).__name__}")
@@ -153,6 +170,7 @@ class BalancedMixLoader:
         self.num_classes = int(num_classes)
         self.balanced = self._default_balanced(labels) if needs_balanced else balanced
         self.running = RunningAccuracy(self.num_classes, device=self.device)
+        self._nonfinite: Optional[torch.Tensor] = None
         self.epoch = 0                 # the epoch the next iteration runs
         self._labels_of_batch: Optional[torch.Tensor] = None
         self._balanced_iter: Optional[Iterator] = None
@@ -170,13 +188,7 @@ class BalancedMixLoader:
             labels = dataset_labels(getattr(self.loader, "dataset", None))
             if labels is None:
                 return None
-        labels = torch.as_tensor(labels)
-        if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise ValueError(f"labels must be 1-D integer class labels, got dtype {labels.dtype} "
-                             f"and shape {tuple(labels.shape)}")
-        if len(labels) and int(labels.min()) < 0:
-            raise ValueError(f"labels must be >= 0, got {int(labels.min())}")
-        return labels.long()
+        return check_labels(labels)
 
     def _default_balanced(self, labels) -> DataLoader:
         if labels is None:
@@ -232,10 +244,57 @@ class BalancedMixLoader:
         self.running.reset()
         self._balanced_iter = None
 
+    def _pair(self, batch):
+        """``(images, labels)`` of one of the user's batches, or one clear error."""
+        if isinstance(batch, dict):
+            raise TypeError(f"the loader yields dicts (keys {sorted(map(str, batch))}); "
+                            f"{type(self).__name__} needs (images, labels) batches: map them, "
+                            f"e.g. with a collate_fn returning (batch['image'], batch['label'])")
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2 or \
+                not all(isinstance(t, torch.Tensor) for t in batch[:2]):
+            kind = type(batch).__name__ + (f" of {len(batch)}" if isinstance(batch, (tuple, list))
+                                           else "")
+            raise TypeError(f"the loader yields a {kind}; {type(self).__name__} needs "
+                            f"(images, labels) tensor batches")
+        x, y = batch[0], batch[1]
+        if x.ndim != 4 or y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"a batch must be images [B, C, H, W] and labels [B], got "
+                             f"{tuple(x.shape)} and {tuple(y.shape)}")
+        return x, y
+
+    def _first_batch_checks(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Once an epoch, on its first batch: labels are class indices the model can score
+        (one host sync)."""
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise TypeError(f"the loader's labels must be integer class indices, got {y.dtype}")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise ValueError(f"the loader's labels must lie in [0, {self.num_classes - 1}] for "
+                             f"{self.num_classes} classes, got values in [{int(y.min())}, "
+                             f"{int(y.max())}]")
+
+    def _finite(self, x: torch.Tensor) -> None:
+        """NaN or inf images: one clear error. A CPU batch is checked at once; a GPU batch
+        into a flag on the device, read once at the end of the epoch (no host sync a step)."""
+        if not x.is_floating_point():
+            return
+        if x.device.type == "cpu":
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError("a training batch holds NaN or inf images")
+            return
+        bad = ~torch.isfinite(x).all()
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+
     def __iter__(self) -> Iterator[MixedBatch]:
+        batches = iter(self.loader)
+        first = next(batches, None)           # checked before a refresh can start
+        if first is not None:
+            self._pair(first)
         self._start_epoch()
-        for batch in self.loader:
-            x, y = self._to_device(batch[0], batch[1])
+        self._nonfinite = None
+        for i, batch in enumerate(itertools.chain([first] if first is not None else [], batches)):
+            x, y = self._to_device(*self._pair(batch))
+            if i == 0:
+                self._first_batch_checks(x, y)
             if self.transform is not None:
                 x = self.transform(x)
             if self.mixing and self.mixer.decide():
@@ -248,9 +307,12 @@ class BalancedMixLoader:
                     x, y_a, y_b, lam = self.mixer(x, y, xb, yb)
             else:
                 y_a, y_b, lam = y, y, 1.0
+            self._finite(x)
             self._labels_of_batch = y_a
             yield MixedBatch(x, y_a, y_b, lam)
         self._labels_of_batch = None
+        if self._nonfinite is not None and bool(self._nonfinite):
+            raise ValueError(f"a training batch of epoch {self.epoch} held NaN or inf images")
         self.epoch += 1
 
     def observe(self, logits: torch.Tensor) -> None:
@@ -263,6 +325,9 @@ class BalancedMixLoader:
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ValueError(f"logits must be [B, C] for the last batch's {len(self._labels_of_batch)} "
                              f"images, got {shape}")
+        if logits.shape[1] != self.num_classes:
+            raise ValueError(f"the model gives {logits.shape[1]} logits per image but the data "
+                             f"have {self.num_classes} classes")
         self.running.update(logits.detach(), self._labels_of_batch)
 
     def accuracy(self):
@@ -279,12 +344,17 @@ class BalancedMixLoader:
         """The epoch, the mixer's random state and the running accuracy: save it between
         epochs; a resumed run then mixes as an uninterrupted one."""
         return {"type": type(self).__name__, "version": _STATE_VERSION,
-                "num_classes": self.num_classes, "epoch": self.epoch,
+                "num_classes": self.num_classes, "seed": self.seed, "epoch": self.epoch,
                 "mixer": self.mixer.state_dict(), "running": self.running.state_dict()}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        check_state(self, state_dict, {"version": _STATE_VERSION, "num_classes": self.num_classes},
-                    self._state_keys())
+        """Restore :meth:`state_dict`; a state of a loader built with another ``seed`` (another
+        balanced stream) or ``num_classes`` is refused. A state of afr-aug 0.1 (version 1)
+        holds no seed and is taken as it is."""
+        if isinstance(state_dict, dict) and state_dict.get("version") == 1 and "seed" not in state_dict:
+            state_dict = {**state_dict, "version": _STATE_VERSION, "seed": self.seed}
+        check_state(self, state_dict, {"version": _STATE_VERSION, "num_classes": self.num_classes,
+                                       "seed": self.seed}, self._state_keys())
         self.mixer.load_state_dict(state_dict["mixer"])
         self.running.load_state_dict(state_dict["running"])
         self.set_epoch(int(state_dict["epoch"]))
@@ -353,6 +423,10 @@ class AFRLoader(BalancedMixLoader):
             raise TypeError(f"stage2 must be an AFRBalancer, got {type(stage2).__name__}")
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        width = _output_width(model)
+        if width is not None and width < stage2.num_classes:
+            raise ValueError(f"the model's classifier gives {width} logits but the labels have "
+                             f"{stage2.num_classes} classes")
         self.stage2, self.model, self.auto_refresh = stage2, model, bool(auto_refresh)
         self.refresh_every = check_int(refresh_every, "refresh_every", minimum=1)
         if mixer is None:

@@ -12,6 +12,7 @@ explicitly.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
@@ -25,6 +26,42 @@ __all__ = ["CutMixBalancer", "MixUpBalancer", "Remix", "mixed_loss", "cutmix_are
            "effective_class_counts"]
 
 Mixed = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Union[float, torch.Tensor]]
+
+
+def _value_range(x: torch.Tensor):
+    if x.dtype == torch.uint8:
+        return "uint8", 0.0, 255.0
+    lo, hi = torch.stack(torch.aminmax(x.detach())).float().tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("the images hold NaN or inf values")
+    unit = lo >= -1e-3 and hi <= 1 + 1e-3
+    return ("[0, 1]" if unit else f"[{lo:.3g}, {hi:.3g}]"), lo, hi
+
+
+def _check_ranges(x: torch.Tensor, x_bal: torch.Tensor) -> None:
+    """Both sides in one value convention, or a conversion that is unambiguous (uint8 and
+    float in [0, 1]); one clear error otherwise."""
+    if not (x.dtype == torch.uint8 or x.is_floating_point()) or \
+            not (x_bal.dtype == torch.uint8 or x_bal.is_floating_point()):
+        raise TypeError(f"images must be uint8 or float, got x {x.dtype} and x_bal {x_bal.dtype}")
+    (rx, *_), (rb, *_) = _value_range(x), _value_range(x_bal)
+    floats = {r for r, t in ((rx, x), (rb, x_bal)) if t.is_floating_point()}
+    if "uint8" in (rx, rb) and floats and floats != {"[0, 1]"}:
+        raise ValueError(f"x is {x.dtype} with values {rx} and x_bal is {x_bal.dtype} with values "
+                         f"{rb}: a uint8 batch mixes only with floats in [0, 1]; give both "
+                         f"sides the same dtype and range")
+    if "uint8" not in (rx, rb) and (rx == "[0, 1]") != (rb == "[0, 1]"):
+        raise ValueError(f"x has values {rx} and x_bal has values {rb}: the two batches are not "
+                         f"in the same range (one normalised or 0-255?); give both sides the "
+                         f"same preprocessing")
+
+
+def _blend(x: torch.Tensor, x_bal: torch.Tensor, lam: float) -> torch.Tensor:
+    """``lam * x + (1 - lam) * x_bal`` in ``x``'s dtype (uint8 rounded)."""
+    if x.dtype == torch.uint8:
+        out = lam * x.float() + (1.0 - lam) * x_bal.float()
+        return out.round_().clamp_(0, 255).to(torch.uint8)
+    return lam * x + (1.0 - lam) * x_bal
 
 
 class _Balancer:
@@ -46,6 +83,7 @@ class _Balancer:
         else:
             self.generator.manual_seed(seed)
         self._pending = False          # decide() said "mix": the next call mixes, no new coin
+        self._checked: set = set()     # dtype pairs whose value ranges were checked
 
     def decide(self) -> bool:
         """Toss the next batch's coin now: ``True`` means the next call mixes, ``False`` means
@@ -84,7 +122,25 @@ class _Balancer:
         self._check(x, y, x_bal, y_bal)
         if not self._coin():
             return x, y, y, 1.0
-        return self._mix(x, y, x_bal, y_bal)
+        return self._mix(x, y, self._alike(x, x_bal), y_bal)
+
+    def _alike(self, x: torch.Tensor, x_bal: torch.Tensor) -> torch.Tensor:
+        """``x_bal`` in ``x``'s dtype and value range, converted explicitly, never by a silent
+        cast: uint8 <-> float in [0, 1] (x 255), or another float precision. The value ranges of
+        the two sides are checked the first time a pair of dtypes is mixed (one host sync per
+        mixer and pair), which catches a [0, 1] batch mixed with a 0-255 or normalised one;
+        afterwards only the conversion runs."""
+        key = (x.dtype, x_bal.dtype)
+        if key not in self._checked:
+            _check_ranges(x, x_bal)
+            self._checked.add(key)
+        if x_bal.dtype == x.dtype:
+            return x_bal
+        if x.dtype == torch.uint8:
+            return x_bal.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+        if x_bal.dtype == torch.uint8:
+            return x_bal.to(x.dtype).div_(255)
+        return x_bal.to(x.dtype)
 
     def _mix(self, x, y, x_bal, y_bal) -> Mixed:
         """Mix a batch the coin said to mix."""
@@ -205,7 +261,7 @@ class CutMixBalancer(_Balancer):
         h, w = x.shape[-2:]
         y0, y1, x0, x1 = self.box(h, w)
         out = x.clone()
-        out[:, :, y0:y1, x0:x1] = x_bal[:, :, y0:y1, x0:x1].to(out.dtype)
+        out[:, :, y0:y1, x0:x1] = x_bal[:, :, y0:y1, x0:x1]
         lam = 1.0 - (y1 - y0) * (x1 - x0) / float(h * w)
         return out, y, y_bal, lam
 
@@ -242,7 +298,7 @@ class MixUpBalancer(_Balancer):
 
     def _mix(self, x, y, x_bal, y_bal) -> Mixed:
         lam = self._lam()
-        return lam * x + (1.0 - lam) * x_bal.to(x.dtype), y, y_bal, lam
+        return _blend(x, x_bal, lam), y, y_bal, lam
 
 
 class Remix(_Balancer):
@@ -316,7 +372,7 @@ class Remix(_Balancer):
     def _mix(self, x, y, x_bal, y_bal) -> Mixed:
         if self._box is None:
             lam = self._lam()
-            mixed = lam * x + (1.0 - lam) * x_bal.to(x.dtype)
+            mixed = _blend(x, x_bal, lam)
         else:
             mixed, _, _, lam = self._box._mix(x, y, x_bal, y_bal)
         self.last_lam = float(lam)

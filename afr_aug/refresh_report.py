@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Dict, List, Optional
 
 import torch
@@ -82,6 +82,9 @@ class RefreshReport:
     adversarial_labels: torch.Tensor = field(repr=False)
     cos_before_mean: float = float("nan")
     head_accuracy: Optional[float] = None
+    cos_after_mean: float = float("nan")
+    share_below_0_8: float = float("nan")         # what a fixed λ = 0.8 would call minority
+    total_crossed: float = float("nan")           # share of all attacked slots that crossed λ_c
 
     @classmethod
     def measure(cls, *, generation, target, layout, class_counts, slot_labels, split, attacked,
@@ -115,7 +118,9 @@ class RefreshReport:
                    mix_p=float(mix_p), mix_area=float(mix_area),
                    similarity=split.similarity, labels=split.labels,
                    adversarial_similarity=after_similarity, adversarial_labels=lab,
-                   cos_before_mean=_mean(before), head_accuracy=head_accuracy)
+                   cos_before_mean=_mean(before), head_accuracy=head_accuracy,
+                   cos_after_mean=_mean(after_similarity), total_crossed=_mean(crossed),
+                   share_below_0_8=_mean((split.similarity < 0.8).float()))
 
     # -- totals -----------------------------------------------------------------------------
     @property
@@ -126,11 +131,6 @@ class RefreshReport:
     @property
     def total_adversarial_share(self) -> float:
         return sum(self.attacked) / max(sum(self.slots), 1)
-
-    @property
-    def total_crossed(self) -> float:
-        return _mean((self.adversarial_similarity
-                      < torch.tensor(self.threshold)[self.adversarial_labels]).float())
 
     @property
     def total_label_kept(self) -> float:
@@ -173,9 +173,37 @@ class RefreshReport:
         out.update(adversarial_share=self.adversarial_share, dose=self.dose,
                    total_adversarial_share=self.total_adversarial_share,
                    total_crossed=self.total_crossed, total_label_kept=self.total_label_kept,
-                   cos_after_mean=_mean(self.adversarial_similarity),
-                   share_below_0_8=self.share_below(0.8), warnings=self.warnings())
+                   warnings=self.warnings())
         return out
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> "RefreshReport":
+        """The report back from :meth:`to_dict` (e.g. from a checkpoint). The per-slot cosines
+        are not in the dict, so :meth:`plot` of a restored report has no histograms.
+
+        >>> import torch
+        >>> from afr_aug import AFRBalancer
+        >>> from afr_aug.models import resnet32
+        >>> stage2 = AFRBalancer(torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8),
+        ...                      torch.tensor([0] * 15 + [1] * 5), progress=False)
+        >>> report = stage2.refresh(resnet32(num_classes=2))
+        >>> RefreshReport.from_dict(report.to_dict()).to_dict() == report.to_dict()
+        True
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"from_dict expects the dict of RefreshReport.to_dict(), got "
+                            f"{type(data).__name__}")
+        names = {f.name for f in fields(cls)}
+        tensors = {"similarity", "labels", "adversarial_similarity", "adversarial_labels"}
+        optional = {"cos_before_mean", "head_accuracy", "cos_after_mean", "share_below_0_8",
+                    "total_crossed"}
+        missing = sorted(names - tensors - optional - set(data))
+        if missing:
+            raise ValueError(f"not a RefreshReport dict: missing {missing}")
+        empty = {"similarity": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long),
+                 "adversarial_similarity": torch.zeros(0),
+                 "adversarial_labels": torch.zeros(0, dtype=torch.long)}
+        return cls(**{k: v for k, v in data.items() if k in names - tensors}, **empty)
 
     def __str__(self) -> str:
         head = (f"AFR refresh {self.generation} ({self.layout}, target {self.target}): "
@@ -194,13 +222,14 @@ class RefreshReport:
             lines.append("  ".join(f"{str(c):>8}" for c in cells))
         lines.append(f"total: {sum(self.attacked)} adversarial of {sum(self.slots)} items "
                      f"({self.total_adversarial_share:.1%}); cos to class mean "
-                     f"{self.cos_before_mean:.3f}→{_mean(self.adversarial_similarity):.3f}; crossed λ_c {self.total_crossed:.1%}; "
+                     f"{self.cos_before_mean:.3f}→{self.cos_after_mean:.3f}; crossed λ_c {self.total_crossed:.1%}; "
                      f"labels kept {self.total_label_kept:.2f} (accuracy {self.clean_accuracy:.3f} "
                      f"clean → {self.adversarial_accuracy:.3f}); mean L∞ {self.linf * 255:.2f}/255; "
                      f"dose {self.dose:.2%} (p {self.mix_p} × area {self.mix_area:.3f} × share)")
         split = "slots" if self.layout == "slots" else "originals"
-        lines.append(f"minority {sum(self.minority) / max(len(self.labels), 1):.1%} of the "
-                     f"{split} split; a fixed λ = 0.8 would give {self.share_below(0.8):.1%}")
+        total = sum(self.slots if self.layout == "slots" else self.originals)
+        lines.append(f"minority {sum(self.minority) / max(total, 1):.1%} of the "
+                     f"{split} split; a fixed λ = 0.8 would give {self.share_below_0_8:.1%}")
         lines += [f"warning: {w}" for w in self.warnings()]
         return "\n".join(lines)
 

@@ -4,20 +4,38 @@ Why a store of its own: the stage-2 set of ImageNet-LT holds hundreds of thousan
 adversarial images; as uint8 rows in a memory-mapped file they need disk, not RAM. Under
 ``torchrun`` every rank writes its own rows of one file, so every rank must agree on the file's
 name: the name's token is drawn once and shared by all ranks.
+
+Why it is atomic: a refresh may fail half-way (an exception in the attack, Ctrl-C, a full or
+read-only disk, a kill). A new generation is therefore written beside the live one, to a file
+of its own (``…-<generation>.u8.partial``), every write checked, flushed and checksummed, and
+only then renamed and swapped in. Until that moment the store serves the previous generation
+unchanged; a failure leaves nothing open and says which generation is still served.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
-from typing import Optional
+import zlib
+from typing import List, Optional
 
 import numpy as np
 import torch
 
+from .checks import check_int
 from .distributed import all_gather_cat, barrier, get_rank, get_world_size
 
-__all__ = ["AdversarialStore"]
+__all__ = ["AdversarialStore", "StoreError"]
+
+# Rows are checksummed in blocks of about this many bytes: a damaged block is found when it
+# is first read, at the cost of one crc32 pass over each block per process and generation.
+BLOCK_BYTES = 1 << 20
+
+
+class StoreError(OSError):
+    """A generation could not be written or read back intact; ``errno`` is the cause's."""
 
 
 def _shared_token() -> str:
@@ -26,14 +44,50 @@ def _shared_token() -> str:
     return f"{int(all_gather_cat(token)[0]):012x}"
 
 
+def _checksums(data, rows_per_block: int, row_bytes: int, num_rows: int) -> List[int]:
+    """crc32 of each block of ``rows_per_block`` rows of ``data`` (bytes-like or a uint8 array)."""
+    view = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data.reshape(-1)
+    return [zlib.crc32(view[start * row_bytes:min(start + rows_per_block, num_rows) * row_bytes])
+            for start in range(0, num_rows, rows_per_block)]
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "disk full (ENOSPC)"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write ({errno.errorcode.get(exc.errno, exc.errno)}: read-only or no permission)"
+    return f"{type(exc).__name__} {errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror or exc}"
+
+
+class _Pending:
+    """One generation being written: its rows (memory) or its open ``.partial`` file (disk)."""
+
+    def __init__(self, generation: int, num_rows: int, image_shape: tuple):
+        self.generation = generation
+        self.num_rows, self.image_shape = num_rows, image_shape
+        self.row_bytes = int(np.prod(image_shape))
+        self.handle = None
+        self.path: Optional[str] = None
+        self.rows: Optional[torch.Tensor] = None
+        self.parts = ([], [])
+
+
 class AdversarialStore:
     """The rows of one generation of adversarial images, uint8 [A, C, H, W].
 
     ``storage="memory"`` keeps them in a tensor; a directory keeps them in a file there
     (``afr-adversarial-<token>-<generation>.u8``), read through a memory map. A new generation
     is written with :meth:`begin`, :meth:`write` (any rows, by position, from any rank) and
-    :meth:`finish`; the file of the generation before the previous one is deleted (the
-    previous one stays, for a checkpoint taken before the latest refresh).
+    :meth:`finish`, or dropped with :meth:`abort`; until :meth:`finish` returns, the previous
+    generation is served unchanged (see the module docstring). Each generation's rows carry
+    crc32 checksums per block of about 1 MiB, checked when a state is loaded and when a block
+    is first read.
+
+    Retention: the files of the last ``keep_generations`` generations (default 2: the live one
+    and the one before, for a checkpoint taken before the latest refresh) are kept; older ones
+    are deleted, so a checkpoint older than that can no longer be loaded. Loading a state
+    (:meth:`load_state_dict`) gives the store a fresh token and a link (or copy) of the file
+    it names, so two stores loaded from one checkpoint never write to one file.
 
     Example:
         >>> store = AdversarialStore("memory")
@@ -42,18 +96,24 @@ class AdversarialStore:
         >>> store.finish()
         >>> store.rows(torch.tensor([0])).flatten().tolist()
         [4, 5, 6, 7]
+        >>> store.begin(1, (1, 2, 2)); store.abort()     # a failed refresh: nothing changes
+        >>> store.generation, store.num_rows
+        (1, 2)
     """
 
-    def __init__(self, storage="memory"):
+    def __init__(self, storage="memory", keep_generations: int = 2):
         self.storage = self._check(storage)
+        self.keep_generations = check_int(keep_generations, "keep_generations", minimum=1)
         self.generation = 0
         self.image_shape: Optional[tuple] = None
         self.num_rows = 0
         self.token: Optional[str] = None
         self.file: Optional[str] = None
+        self.checksums: List[int] = []
         self._rows: Optional[torch.Tensor] = None
         self._map = None
-        self._pending = None
+        self._verified: Optional[np.ndarray] = None
+        self._pending: Optional[_Pending] = None
 
     @staticmethod
     def _check(storage):
@@ -75,124 +135,302 @@ class AdversarialStore:
     def on_disk(self) -> bool:
         return self.storage != "memory"
 
-    def _file_name(self, generation: int) -> str:
-        return os.path.join(self.storage, f"afr-adversarial-{self.token}-{generation}.u8")
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.image_shape)) if self.image_shape else 0
+
+    def rows_per_block(self, row_bytes: Optional[int] = None) -> int:
+        return max(1, BLOCK_BYTES // max(row_bytes or self.row_bytes, 1))
+
+    def _file_name(self, generation: int, token: Optional[str] = None) -> str:
+        return os.path.join(self.storage, f"afr-adversarial-{token or self.token}-{generation}.u8")
+
+    def _failed(self, exc: BaseException, generation: int, action: str) -> StoreError:
+        where = f" in {self.storage}" if self.on_disk else ""
+        cause = _describe(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO
+        return StoreError(code, f"{cause}{where} while {action} generation {generation}; the "
+                                f"set still holds generation {self.generation}")
 
     # -- writing a generation ---------------------------------------------------------------
     def begin(self, num_rows: int, image_shape: tuple) -> None:
-        """Start the next generation of ``num_rows`` rows (every rank calls it)."""
-        self.generation += 1
-        self.image_shape, self.num_rows = tuple(image_shape), int(num_rows)
-        self._map = None
-        if self.on_disk:
-            if self.token is None:
-                self.token = _shared_token()
-            path = self._file_name(self.generation)
+        """Start the next generation of ``num_rows`` rows (every rank calls it). The live
+        generation is untouched until :meth:`finish`."""
+        if self._pending is not None:
+            self.abort()
+        pending = _Pending(self.generation + 1, int(num_rows), tuple(image_shape))
+        if not self.on_disk:
+            self._pending = pending
+            return
+        if self.token is None:
+            self.token = _shared_token()
+        pending.path = self._file_name(pending.generation) + ".partial"
+        try:
             if get_rank() == 0:
-                with open(path, "wb") as f:
-                    f.truncate(self.num_rows * int(np.prod(self.image_shape)))
-                old = self._file_name(self.generation - 2)
-                if self.generation >= 2 and os.path.exists(old):
-                    os.remove(old)
+                fd = os.open(pending.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    size = pending.num_rows * pending.row_bytes
+                    if size:                  # reserve the space now: a full disk fails here,
+                        os.posix_fallocate(fd, 0, size)    # not as a SIGBUS on a later read
+                finally:
+                    os.close(fd)
             barrier()
-            self._pending = open(path, "r+b")
-            self.file = path
-        else:
-            self._pending = ([], [])
+            pending.handle = open(pending.path, "r+b")
+        except OSError as exc:
+            self._pending = pending
+            self.abort()
+            raise self._failed(exc, pending.generation, "starting") from exc
+        self._pending = pending
 
     def write(self, positions: torch.Tensor, rows: torch.Tensor) -> None:
-        """Rows ``rows`` (uint8 [B, C, H, W]) at ``positions`` [B] of this generation."""
+        """Rows ``rows`` (uint8 [B, C, H, W]) at ``positions`` [B] of the generation being
+        written; every write is checked (a short write or a full disk raises :class:`StoreError`
+        and drops the generation)."""
+        pending = self._pending
+        if pending is None:
+            raise RuntimeError("write() outside a generation: call begin() first")
         positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
-        if rows.dtype != torch.uint8 or tuple(rows.shape[1:]) != self.image_shape:
-            raise ValueError(f"rows must be uint8 [B, {', '.join(map(str, self.image_shape))}], "
-                             f"got {rows.dtype} {tuple(rows.shape)}")
+        if rows.dtype != torch.uint8 or tuple(rows.shape[1:]) != pending.image_shape \
+                or len(rows) != len(positions):
+            raise ValueError(f"rows must be uint8 [{len(positions)}, "
+                             f"{', '.join(map(str, pending.image_shape))}], got {rows.dtype} "
+                             f"{tuple(rows.shape)}")
+        if len(positions) and (int(positions.min()) < 0 or int(positions.max()) >= pending.num_rows):
+            raise ValueError(f"positions must lie in [0, {pending.num_rows}), got "
+                             f"[{int(positions.min())}, {int(positions.max())}]")
         if not self.on_disk:
-            self._pending[0].append(positions)
-            self._pending[1].append(rows.cpu())
+            pending.parts[0].append(positions)
+            pending.parts[1].append(rows.cpu())
             return
-        row_bytes = int(np.prod(self.image_shape))
         data = rows.cpu().contiguous().numpy()
-        if len(positions) and bool((positions[1:] - positions[:-1] == 1).all()):
-            os.pwrite(self._pending.fileno(), data.tobytes(), int(positions[0]) * row_bytes)
-        else:
-            for p, row in zip(positions.tolist(), data):
-                os.pwrite(self._pending.fileno(), row.tobytes(), p * row_bytes)
+        try:
+            if len(positions) and bool((positions[1:] - positions[:-1] == 1).all()):
+                self._pwrite(pending, data.tobytes(), int(positions[0]))
+            else:
+                for p, row in zip(positions.tolist(), data):
+                    self._pwrite(pending, row.tobytes(), p)
+        except OSError as exc:
+            self.abort()
+            raise self._failed(exc, pending.generation, "writing") from exc
+
+    @staticmethod
+    def _pwrite(pending: _Pending, data: bytes, row: int) -> None:
+        offset, view = row * pending.row_bytes, memoryview(data)
+        while len(view):
+            n = os.pwrite(pending.handle.fileno(), view, offset)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, "short write")
+            view, offset = view[n:], offset + n
 
     def finish(self) -> None:
-        """Close the generation: every rank's rows are readable on every rank."""
-        if self.on_disk:
-            self._pending.flush()
-            os.fsync(self._pending.fileno())
-            self._pending.close()
-            self._pending, self._rows = None, None
-            barrier()
-            return
-        positions, rows = self._pending
+        """Complete the generation: flush, checksum, rename, and swap it in; every rank's rows
+        are readable on every rank. On a failure the generation is dropped and the previous
+        one stays (:class:`StoreError`)."""
+        pending = self._pending
+        if pending is None:
+            raise RuntimeError("finish() outside a generation: call begin() first")
+        try:
+            if self.on_disk:
+                final = self._finish_file(pending)
+                rows = None
+            else:
+                rows, final = self._finish_memory(pending), None
+            checksums = self._sums(pending, rows, final)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise self._failed(exc, pending.generation, "finishing") from exc
+            raise
+        # the swap: plain assignments, nothing left that can fail half-way
         self._pending = None
-        empty = torch.empty((0, *self.image_shape), dtype=torch.uint8)
+        old = self.generation
+        self.generation, self.num_rows, self.image_shape = (pending.generation, pending.num_rows,
+                                                            pending.image_shape)
+        self._rows, self.file, self.checksums = rows, final, checksums
+        self._map, self._verified = None, None
+        if self.on_disk:
+            self._retire(old)
+
+    def _finish_file(self, pending: _Pending) -> str:
+        pending.handle.flush()
+        os.fsync(pending.handle.fileno())
+        pending.handle.close()
+        pending.handle = None
+        barrier()                                 # every rank's rows are on disk
+        final = self._file_name(pending.generation)
+        if get_rank() == 0:
+            os.replace(pending.path, final)
+            dir_fd = os.open(self.storage, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        barrier()
+        return final
+
+    @staticmethod
+    def _finish_memory(pending: _Pending) -> torch.Tensor:
+        positions, rows = pending.parts
+        empty = torch.empty((0, *pending.image_shape), dtype=torch.uint8)
         positions = torch.cat(positions) if positions else torch.empty(0, dtype=torch.long)
         rows = torch.cat(rows) if rows else empty
         if get_world_size() > 1:
             positions, rows = all_gather_cat(positions), all_gather_cat(rows)
-        out = torch.empty((self.num_rows, *self.image_shape), dtype=torch.uint8)
+        out = torch.empty((pending.num_rows, *pending.image_shape), dtype=torch.uint8)
         out[positions] = rows
-        self._rows, self.file = out, None
+        return out
+
+    def _sums(self, pending: _Pending, rows: Optional[torch.Tensor], path: Optional[str]):
+        per_block = self.rows_per_block(pending.row_bytes)
+        if rows is not None:
+            return _checksums(rows.numpy(), per_block, pending.row_bytes, pending.num_rows)
+        data = np.memmap(path, dtype=np.uint8, mode="r") if pending.num_rows else np.zeros(0, np.uint8)
+        try:
+            return _checksums(data, per_block, pending.row_bytes, pending.num_rows)
+        finally:
+            del data
+
+    def abort(self) -> None:
+        """Drop the generation being written (its file too); the live one is untouched."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        if pending.handle is not None:
+            try:
+                pending.handle.close()
+            except OSError:
+                pass
+        if pending.path is not None and get_rank() == 0:
+            try:
+                os.remove(pending.path)
+            except OSError:
+                pass
+
+    def _retire(self, old_generation: int) -> None:
+        """Delete this token's files older than the last ``keep_generations``."""
+        if get_rank() != 0:
+            return
+        for g in range(max(1, old_generation - self.keep_generations + 1),
+                       self.generation - self.keep_generations + 1):
+            path = self._file_name(g)
+            if os.path.exists(path):
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass                          # a read-only store keeps it: harmless
 
     # -- reading ----------------------------------------------------------------------------
     def rows(self, idx) -> torch.Tensor:
-        """uint8 rows ``idx`` (a tensor of positions or a slice)."""
+        """uint8 rows ``idx`` (a tensor of positions or a slice). A block read for the first
+        time in this process is checked against its checksum."""
         if self._rows is not None:
             return self._rows[idx]
         if self.file is None or self.num_rows == 0:
             return torch.empty((0, *(self.image_shape or (0, 0, 0))), dtype=torch.uint8)[idx]
         if self._map is None:
-            self._map = np.memmap(self.file, dtype=np.uint8, mode="r",
-                                  shape=(self.num_rows, *self.image_shape))
+            self._open()
         if isinstance(idx, torch.Tensor):
             idx = idx.numpy()
+        self._verify(np.arange(self.num_rows)[idx])
         return torch.from_numpy(np.array(self._map[idx]))
 
+    def _open(self) -> None:
+        size = self.num_rows * self.row_bytes
+        actual = os.path.getsize(self.file) if os.path.isfile(self.file) else None
+        if actual != size:
+            raise StoreError(errno.EIO, f"adversarial store file {self.file!r} is "
+                                        f"{'missing' if actual is None else f'{actual} bytes'}, "
+                                        f"expected {size}: it was truncated or deleted")
+        self._map = np.memmap(self.file, dtype=np.uint8, mode="r",
+                              shape=(self.num_rows, *self.image_shape))
+        self._verified = np.zeros(len(self.checksums), dtype=bool)
+
+    def _verify(self, positions: np.ndarray) -> None:
+        if not self.checksums:
+            return
+        per_block = self.rows_per_block()
+        for b in np.unique(positions // per_block):
+            if self._verified[b]:
+                continue
+            start, stop = b * per_block, min((b + 1) * per_block, self.num_rows)
+            if zlib.crc32(np.ascontiguousarray(self._map[start:stop]).reshape(-1)) \
+                    != self.checksums[b]:
+                raise StoreError(errno.EIO, f"adversarial store file {self.file!r}: rows "
+                                            f"{start}..{stop - 1} fail their checksum (the file "
+                                            f"was changed or damaged after it was written)")
+            self._verified[b] = True
+
     def __getstate__(self):
-        # DataLoader workers reopen the memory map themselves
-        return {**self.__dict__, "_map": None, "_pending": None}
+        # DataLoader workers reopen the memory map themselves (and check what they read)
+        return {**self.__dict__, "_map": None, "_pending": None, "_verified": None}
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Rows in memory travel in the state; a file is named by it."""
+        """Rows in memory travel in the state; a file is named by it. Both with checksums."""
         return {"generation": self.generation, "image_shape": self.image_shape,
                 "num_rows": self.num_rows, "token": self.token, "file": self.file,
-                "rows": self._rows}
+                "rows": self._rows, "checksums": list(self.checksums)}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore :meth:`state_dict` into either storage (memory rows go to a new file when
-        this store is on disk, under one token shared by all ranks)."""
+        """Restore :meth:`state_dict` into either storage, after checking every block against
+        its checksum. On disk the store takes a fresh token and a hard link (else a copy) of
+        the state's file, so it never writes where another store loaded from the same state
+        does. Nothing changes when the state does not check out."""
         rows, path = state_dict["rows"], state_dict["file"]
         shape = tuple(state_dict["image_shape"]) if state_dict["image_shape"] is not None else None
         n = int(state_dict["num_rows"])
+        sums = list(state_dict.get("checksums") or [])   # states before checksums: none
+        row_bytes = int(np.prod(shape)) if shape else 0
+        per_block = self.rows_per_block(row_bytes)
         if rows is None and path is not None:
-            size = n * int(np.prod(shape))
-            if not os.path.isfile(path) or os.path.getsize(path) != size:
+            size = n * row_bytes
+            actual = os.path.getsize(path) if os.path.isfile(path) else None
+            if actual != size:
                 raise ValueError(f"the state's adversarial images are in {path!r}, which is "
-                                 f"missing or not {size} bytes")
-        elif rows is not None and len(rows) != n:
-            raise ValueError(f"inconsistent state: {len(rows)} adversarial rows, expected {n}")
+                                 f"{'missing' if actual is None else f'{actual} bytes'}, not "
+                                 f"{size} bytes (retention keeps the last {self.keep_generations} "
+                                 f"generations' files)")
+            data = np.memmap(path, dtype=np.uint8, mode="r") if n else np.zeros(0, np.uint8)
+        elif rows is not None:
+            if len(rows) != n:
+                raise ValueError(f"inconsistent state: {len(rows)} adversarial rows, expected {n}")
+            data = rows.contiguous().numpy()
+        else:
+            data = None
+        if data is not None and sums and _checksums(data, per_block, row_bytes, n) != sums:
+            raise ValueError(f"the state's adversarial images "
+                             f"{'in ' + repr(path) if rows is None else '(in memory)'} fail their "
+                             f"checksums: the file was changed or damaged after it was written")
+        if data is not None and not sums:
+            sums = _checksums(data, per_block, row_bytes, n)
+        del data
+        self.abort()
         self.generation, self.image_shape, self.num_rows = state_dict["generation"], shape, n
-        self.token = state_dict["token"]
-        self._map, self._rows, self.file = None, None, None
-        if rows is None and path is not None:
-            if self.on_disk:
-                self.file = path
-            else:
-                self._rows = torch.from_numpy(np.fromfile(path, np.uint8).reshape(n, *shape))
-        elif rows is not None and self.on_disk:
-            if self.token is None:
-                self.token = _shared_token()          # every rank the same name
+        self.checksums = sums
+        self._map, self._rows, self.file, self._verified = None, None, None, None
+        self.token = _shared_token() if self.on_disk else state_dict["token"]
+        if self.on_disk and (rows is not None or path is not None):
             self.file = self._file_name(self.generation)
             if get_rank() == 0:
-                rows.contiguous().numpy().tofile(self.file)
+                self._adopt(path, rows)
             barrier()
+        elif rows is None and path is not None:
+            self._rows = torch.from_numpy(np.fromfile(path, np.uint8).reshape(n, *shape))
         else:
             self._rows = rows
+
+    def _adopt(self, path: Optional[str], rows: Optional[torch.Tensor]) -> None:
+        """This store's own file for a loaded generation: a link to ``path`` (a copy across
+        devices), or ``rows`` written out."""
+        tmp = self.file + ".partial"
+        if rows is not None:
+            rows.contiguous().numpy().tofile(tmp)
+        else:
+            try:
+                os.link(path, tmp)
+            except OSError:
+                shutil.copyfile(path, tmp)
+        os.replace(tmp, self.file)
 
     def __repr__(self) -> str:
         where = "memory" if not self.on_disk else f"disk:{self.storage}"

@@ -233,7 +233,7 @@ def test_state_dict_is_validated():
     b.refresh(resnet32(num_classes=3))
     state = b.state_dict()
     state["store"] = {**state["store"], "file": "/nonexistent/adv.u8", "rows": None}
-    with pytest.raises(ValueError, match="missing or not"):
+    with pytest.raises(ValueError, match="which is missing, not"):
         b.load_state_dict(state)
     state = b.state_dict()
     state["is_adversarial"] = torch.zeros_like(state["is_adversarial"])

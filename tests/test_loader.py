@@ -162,8 +162,9 @@ def test_labels_come_from_targets_through_subset_or_are_asked_for():
     assert mixed.num_classes == 3
     with pytest.raises(ValueError, match="labels for a dataset"):
         BalancedMixLoader(loader_of(data), labels=data.labels[:5])
-    with pytest.raises(ValueError, match="integer"):
-        BalancedMixLoader(loader_of(data), labels=data.labels.float())
+    with pytest.raises(TypeError, match="fractional values"):
+        BalancedMixLoader(loader_of(data), labels=data.labels.float() + 0.5)
+    assert BalancedMixLoader(loader_of(data), labels=data.labels.float()).num_classes == 3
     with pytest.raises(TypeError, match="DataLoader"):
         BalancedMixLoader([(data.images[:6], data.labels[:6])])
     with pytest.raises(TypeError, match="mixer"):

@@ -41,7 +41,7 @@ def test_bad_rows_and_state(tmp_path):
     store.begin(2, (1, 2, 2))
     with pytest.raises(ValueError, match="uint8"):
         store.write(torch.arange(2), rows(2).float())
-    with pytest.raises(ValueError, match="missing or not"):
+    with pytest.raises(ValueError, match="which is missing, not 8 bytes"):
         AdversarialStore(tmp_path).load_state_dict(
             {"generation": 1, "image_shape": (1, 2, 2), "num_rows": 2, "token": "x",
              "file": str(tmp_path / "gone.u8"), "rows": None})
