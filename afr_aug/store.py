@@ -388,8 +388,8 @@ class AdversarialStore:
             if actual != size:
                 raise ValueError(f"the state's adversarial images are in {path!r}, which is "
                                  f"{'missing' if actual is None else f'{actual} bytes'}, not "
-                                 f"{size} bytes (retention keeps the last {self.keep_generations} "
-                                 f"generations' files)")
+                                 f"{size} bytes (a store deletes the files of generations older "
+                                 f"than its keep_generations: is the checkpoint older than that?)")
             data = np.memmap(path, dtype=np.uint8, mode="r") if n else np.zeros(0, np.uint8)
         elif rows is not None:
             if len(rows) != n:
