@@ -10,27 +10,27 @@ targeted PGD toward "(class y, minority)" that also keeps the model's label y.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Iterable, Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 import torchattacks
 
-from .checks import check_finite, check_image_batch, check_image_values, check_int, check_number
+from .checks import (check_finite, check_image_batch, check_image_values, check_int, check_labels,
+                     check_number)
 from .embedding import Embedder, model_device
 from .model_mode import eval_mode, preserved_modes
 from .split import SplitResult
+from .targets import TARGETS
 
-__all__ = ["MinorityPGD"]
+__all__ = ["MinorityPGD", "SignNoise"]
 
 
 def _unit(g: torch.Tensor) -> torch.Tensor:
     """Each sample's gradient scaled to unit L2 norm (zero stays zero)."""
     norm = g.flatten(1).norm(dim=1).clamp(min=1e-12)
     return g / norm.view(-1, *([1] * (g.ndim - 1)))
-
-
-TARGETS = ("head", "centroid", "slot", "noise")
 
 
 class MinorityPGD(torchattacks.PGD):
@@ -41,23 +41,14 @@ class MinorityPGD(torchattacks.PGD):
     .. math:: \hat g_{pull} + w \, \hat g_{keep}, \quad g_{keep} = -\nabla_x \mathrm{CE}(f(x), y)
 
     where :math:`\hat g` is a gradient scaled to unit L2 norm per image, :math:`w` is
-    ``label_weight``, and the pull depends on ``target``:
-
-    - ``"head"`` (default): :math:`g_{pull} = -\nabla_x \mathrm{CE}(h(\bar e(x)), (y, \mathrm{minority}))`,
-      with ``h`` the 2C-way linear head :meth:`fit` trains on the unit-length embeddings
-      :math:`\bar e` (the paper's "two categories" per class). The head's own classes also
-      resist a move into another class.
-    - ``"centroid"``: :math:`\nabla_x \cos(e(x), t_y)` toward the mean of class y's minority
-      embeddings. Minority images lie away from the class mean in *different* directions, so
-      their mean lies near the class mean: on trained ResNet32s this pull made images more
-      typical, not less (cosine to the class mean 0.899 → 0.940). Kept for comparison.
-    - ``"slot"``: as ``"centroid"``, toward one random minority embedding of class y per image.
-    - ``"noise"``: random ±``alpha`` sign steps, no gradient: the control that shows what the
-      direction adds.
-
-    Then it takes a signed step of ``alpha`` and projects onto the L∞ ball of radius ``eps``
-    and onto [0, 1]. Normalising the two gradients lets ``label_weight`` be a real trade-off
-    (with a plain sum, sign-PGD follows whichever term has the larger gradient per pixel).
+    ``label_weight``, and the pull is the gradient of the target's ``pull`` (see
+    :mod:`afr_aug.targets`): by default (:class:`~afr_aug.targets.HeadTarget`)
+    :math:`-\nabla_x \mathrm{CE}(h(\bar e(x)), (y, \mathrm{minority}))`, with ``h`` a 2C-way
+    linear head that :meth:`fit` trains on the unit-length embeddings :math:`\bar e` (the
+    paper's "two categories" per class). Then it takes a signed step of ``alpha`` and projects
+    onto the L∞ ball of radius ``eps`` and onto [0, 1]. Normalising the two gradients makes
+    ``label_weight`` a real trade-off (with a plain sum, sign-PGD follows whichever term has the
+    larger gradient per pixel).
 
     ``grad_scale`` says where the two directions are scaled to unit norm: ``"embedding"``
     (default: at the embedding, where the gradients only pass the classifier and the head, then
@@ -67,16 +58,8 @@ class MinorityPGD(torchattacks.PGD):
     same trade-off. ``keep_when="correct"`` (default) applies the label term only to images
     the model currently gets right: an image it already gets wrong would otherwise spend its
     budget on being fixed instead of moved. With ``embed_fn`` the embedding and the logits
-    come from two forwards.
-
-    Budget and defaults, measured (``benchmarks.attack_balance``,
-    ``benchmarks/results/cpu-cifar10lt-30+10-screen/attack_*.txt``): the paper's ``eps = 0.6``
-    never binds after 3 steps; its 3 steps of ``1/255`` move 46 % of attacked slots across
-    λ_c on a ResNet32 trained 200 epochs on CIFAR-10-LT but only 19 % on one trained 30 epochs.
-    3 steps of ``3/255`` (the same cost) with ``label_weight=0.25`` at the embedding cross 41 %
-    and 36 % and keep the labels at 0.93 and 0.98 of the clean accuracy; pixel scaling with
-    weight 0.7 does as well (50 %, 39 %) at two backwards a step. ``random_start`` is off: a
-    uniform start in [−0.6, 0.6] would replace the image with noise.
+    come from two forwards. ``random_start`` is off by default: a uniform start in the
+    paper's ball of ``eps = 0.6`` would replace the image with noise.
 
     Args:
         model: any classifier returning logits (torchvision, timm, your own ``nn.Module``).
@@ -90,15 +73,16 @@ class MinorityPGD(torchattacks.PGD):
             the model's last ``nn.Linear``). Must be the space of :meth:`fit`'s embeddings.
         grad_scale: ``"embedding"`` or ``"pixels"`` (see above); default ``"embedding"``,
             ``"pixels"`` with ``embed_fn``.
-        target: ``"head"``, ``"centroid"``, ``"slot"`` or ``"noise"`` (see above).
-        head_steps: optimiser steps of the head's fit (full batch, Adam).
-        seed: seed of the random choices (``"slot"`` targets, ``"noise"`` steps, the head's
-            sample); :meth:`fit` reseeds with its own ``seed``.
+        target: a target object (:mod:`afr_aug.targets`) or its name: ``"head"``,
+            ``"centroid"``, ``"slot"``. ``"noise"`` is deprecated: use :class:`SignNoise`.
+        head_steps: optimiser steps of the head's fit, for ``target="head"``.
+        seed: seed of the random choices (``"slot"`` goals, the head's sample); :meth:`fit`
+            reseeds with its own ``seed``.
         keep_when: ``"correct"`` or ``"always"`` (see above).
 
     Only torchattacks' default mode exists: the label is kept, not chosen, so the targeted
     setters raise. :meth:`set_model` re-points the configured attack at another model, keeping
-    every setting and the fitted targets. Images are in [0, 1]; a model that expects normalised
+    every setting and the fitted target. Images are in [0, 1]; a model that expects normalised
     input is declared with ``set_normalization_used(mean, std)`` (normalised images then go in
     and come out, torchattacks' convention; :meth:`generate` takes care of it).
 
@@ -119,13 +103,12 @@ class MinorityPGD(torchattacks.PGD):
                  steps: int = 3, random_start: bool = False,
                  embed_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
                  label_weight: float = 0.25, layer: Optional[str] = None,
-                 grad_scale: Optional[str] = None, target: str = "head", head_steps: int = 200,
+                 grad_scale: Optional[str] = None, target="head", head_steps: int = 200,
                  seed: int = 0, keep_when: str = "correct"):
         eps = check_number(eps, "eps", minimum=0)
         alpha = check_number(alpha, "alpha (the step size)", minimum=0, strict=True)
         label_weight = check_number(label_weight, "label_weight", minimum=0)
         steps = check_int(steps, "steps", minimum=1)
-        head_steps = check_int(head_steps, "head_steps", minimum=1)
         if embed_fn is not None and not callable(embed_fn):
             raise TypeError(f"embed_fn must be callable, got {type(embed_fn).__name__}")
         if grad_scale is None:      # "pixels" is the only choice with an outside embed_fn
@@ -135,42 +118,70 @@ class MinorityPGD(torchattacks.PGD):
         if grad_scale == "embedding" and embed_fn is not None:
             raise ValueError("grad_scale='embedding' needs the embedding of the logits' forward: "
                              "use layer= instead of embed_fn")
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         if keep_when not in ("correct", "always"):
             raise ValueError(f"keep_when must be 'correct' or 'always', got {keep_when!r}")
-        self.keep_when = keep_when
-        self.embed_fn = embed_fn
-        self.layer = layer
+        self.keep_when, self.embed_fn, self.layer = keep_when, embed_fn, layer
         self.grad_scale = grad_scale
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
         self.attack = "MinorityPGD"
         self.supported_mode = ["default"]
         self.label_weight = float(label_weight)
-        self.target = target
-        self.head_steps = head_steps
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.targets: Optional[torch.Tensor] = None        # [C, D] ("centroid")
-        self.head: Optional[torch.nn.Linear] = None        # 2C-way ("head")
-        self.head_accuracy: Optional[float] = None         # of the head on its fit sample
-        self._pool: Optional[torch.Tensor] = None          # minority embeddings by class ("slot")
-        self._pool_start: Optional[torch.Tensor] = None
-        self._pool_count: Optional[torch.Tensor] = None
+        self.noise: Optional[SignNoise] = None
+        self.target = self._target(target, head_steps, eps, alpha, steps)
+
+    def _target(self, target, head_steps: int, eps: float, alpha: float, steps: int):
+        if target == "noise":
+            warnings.warn("MinorityPGD(target='noise') is deprecated: the sign-noise control is "
+                          "afr_aug.SignNoise, with the same generate()", DeprecationWarning,
+                          stacklevel=3)
+            self.noise = SignNoise(self.model, eps=eps, alpha=alpha, steps=steps)
+            self.noise.generator = self.generator
+            return None
+        if isinstance(target, str):
+            if target not in TARGETS:
+                raise ValueError(f"target must be one of {tuple(TARGETS) + ('noise',)} or a "
+                                 f"target object, got {target!r}")
+            return TARGETS[target](head_steps) if target == "head" else TARGETS[target]()
+        if not all(callable(getattr(target, m, None)) for m in ("fit", "goal", "pull")):
+            raise TypeError(f"target must be a name or an object with fit, goal and pull (see "
+                            f"afr_aug.targets), got {type(target).__name__}")
+        return target
+
+    @property
+    def target_name(self) -> str:
+        """The target's name (``"head"``, ``"centroid"``, ``"slot"``; ``"noise"``)."""
+        return "noise" if self.target is None else self.target.name
+
+    @property
+    def head_accuracy(self) -> Optional[float]:
+        """The head's accuracy on its fit sample (``target="head"``), else ``None``."""
+        return getattr(self.target, "head_accuracy", None)
+
+    @property
+    def head(self):
+        return getattr(self.target, "head", None)
+
+    @property
+    def targets(self):
+        return getattr(self.target, "targets", None)
 
     def __repr__(self) -> str:
-        return (f"MinorityPGD(target={self.target!r}, eps={self.eps}, alpha={self.alpha:.5f}, "
+        return (f"MinorityPGD(target={self.target_name!r}, eps={self.eps}, alpha={self.alpha:.5f}, "
                 f"steps={self.steps}, random_start={self.random_start}, "
                 f"label_weight={self.label_weight}, grad_scale={self.grad_scale!r}, "
                 f"fitted={self.fitted})")
 
     def set_model(self, model: torch.nn.Module) -> None:
-        """Attack ``model`` from now on (same settings and targets); the embedding layer is
+        """Attack ``model`` from now on (same settings and target); the embedding layer is
         looked up again in the new model."""
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         super().set_model(model)
         self.embedder = Embedder(model, self.layer) if self.embed_fn is None else None
         self.device = model_device(model)
+        if getattr(self, "noise", None) is not None:   # set_model runs inside __init__ too
+            self.noise.set_model(model)
 
     def _targeted_unsupported(self, *args, **kwargs):
         raise ValueError("MinorityPGD has only the default mode: it keeps each image's own label "
@@ -185,94 +196,29 @@ class MinorityPGD(torchattacks.PGD):
     # -- fitting the target ---------------------------------------------------------------
     @property
     def fitted(self) -> bool:
-        """Whether the attack has what its ``target`` needs (:meth:`fit` / :meth:`set_targets`)."""
-        return {"head": self.head is not None, "centroid": self.targets is not None,
-                "slot": self._pool is not None, "noise": True}[self.target]
+        """Whether the target has what it needs (:meth:`fit` / :meth:`set_targets`)."""
+        return self.target is None or self.target.fitted
 
     def set_targets(self, targets: Union[SplitResult, torch.Tensor]) -> "MinorityPGD":
         """``target="centroid"``: each class's pull target, a ``SplitResult`` (its
         ``minority_centroids``) or a ``[C, D]`` tensor. Returns self."""
-        if isinstance(targets, SplitResult):
-            targets = targets.minority_centroids
-        if not isinstance(targets, torch.Tensor):
-            raise TypeError(f"targets must be a SplitResult or a [C, D] tensor, got "
-                            f"{type(targets).__name__}")
-        if targets.ndim != 2 or targets.shape[0] == 0:
-            raise ValueError(f"targets must be [C, D] (one row per class), got shape "
-                             f"{tuple(targets.shape)}")
-        check_finite(targets, "targets")
-        if self.target != "centroid":
+        if not callable(getattr(self.target, "set", None)):
             raise ValueError(f"set_targets gives target='centroid' its centroids; this attack "
-                             f"has target={self.target!r}: use fit(embeddings, split)")
-        self.targets = targets.detach().float()
+                             f"has target={self.target_name!r}: use fit(embeddings, split)")
+        self.target.set(targets)
         return self
 
     def fit(self, embeddings: torch.Tensor, split: SplitResult,
             seed: Optional[int] = None) -> "MinorityPGD":
         """Fit the target to a split of ``embeddings`` [N, D] (the paper's "fine-tune the PGD
-        model on the minority samples"): the 2C-way head for ``"head"``, the minority
-        centroids for ``"centroid"``, the minority embeddings for ``"slot"``. Returns self."""
-        if not isinstance(split, SplitResult):
-            raise TypeError(f"split must be a SplitResult, got {type(split).__name__}")
-        embeddings = torch.as_tensor(embeddings)
-        if embeddings.ndim != 2 or len(embeddings) != len(split.labels):
-            raise ValueError(f"embeddings must be [N, D] with the split's N = {len(split.labels)} "
-                             f"rows, got shape {tuple(embeddings.shape)}")
-        check_finite(embeddings, "embeddings")
+        model on the minority samples"): the 2C-way head, the minority centroids or the
+        minority embeddings. Returns self."""
+        embeddings = check_fit_inputs(embeddings, split)
         if seed is not None:
             self.generator.manual_seed(int(seed))
-        embeddings = embeddings.detach().float().cpu()
-        if self.target == "centroid":
-            self.targets = split.minority_centroids.float()
-        elif self.target == "slot":
-            self._fit_pool(embeddings, split)
-        elif self.target == "head":
-            self._fit_head(embeddings, split)
+        if self.target is not None:
+            self.target.fit(embeddings, split, self.generator)
         return self
-
-    def _fit_pool(self, embeddings: torch.Tensor, split: SplitResult) -> None:
-        c = split.num_classes
-        minority = torch.nonzero(split.minority_mask).flatten()
-        minority = minority[torch.argsort(split.labels[minority], stable=True)]
-        count = torch.bincount(split.labels[minority], minlength=c)
-        pool = embeddings[minority]
-        # a class without minority is pulled toward its centroid (its least typical image)
-        empty = torch.nonzero(count == 0).flatten()
-        start = torch.cumsum(count, 0) - count
-        if len(empty):
-            pool = torch.cat([pool, split.minority_centroids[empty].float()])
-            start[empty] = len(minority) + torch.arange(len(empty))
-            count[empty] = 1
-        self._pool, self._pool_start, self._pool_count = pool, start, count
-
-    def _fit_head(self, embeddings: torch.Tensor, split: SplitResult) -> None:
-        """A balanced sample of each (class, minority/majority) category; Adam, full batch."""
-        c = split.num_classes
-        category = 2 * split.labels + split.minority_mask.long()
-        per = max(16, min(256, 50_000 // (2 * c)))
-        order = torch.randperm(len(category), generator=self.generator)
-        order = order[torch.argsort(category[order], stable=True)]
-        sizes = torch.bincount(category, minlength=2 * c)
-        starts = torch.cumsum(sizes, 0) - sizes
-        rank = torch.arange(len(order)) - starts[category[order]]
-        pick = order[rank < per]
-        x = F.normalize(embeddings[pick], dim=1)
-        y = category[pick]
-        head = torch.nn.Linear(x.shape[1], 2 * c)
-        with torch.no_grad():
-            head.weight.normal_(0, 0.01, generator=self.generator)
-            head.bias.zero_()
-        opt = torch.optim.Adam(head.parameters(), lr=0.05)
-        with torch.enable_grad():
-            for _ in range(self.head_steps):
-                loss = F.cross_entropy(head(x) * 10.0, y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        with torch.no_grad():
-            self.head_accuracy = float((head(x).argmax(1) == y).float().mean())
-        head.requires_grad_(False)
-        self.head = head
 
     # -- the attack -------------------------------------------------------------------------
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, *args, **kwargs):
@@ -283,62 +229,35 @@ class MinorityPGD(torchattacks.PGD):
 
     def _check(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         if not self.fitted:
-            how = "set_targets(split_result)" if self.target == "centroid" else "fit(embeddings, split)"
-            raise RuntimeError(f"MinorityPGD(target={self.target!r}) is not fitted: call {how} first")
+            how = "set_targets(split_result)" if self.target_name == "centroid" else "fit(embeddings, split)"
+            raise RuntimeError(f"MinorityPGD(target={self.target_name!r}) is not fitted: call {how} first")
         check_image_batch(images, "images")
         check_image_values(images, "images", allow_uint8=False, tolerance=1e-6,
                            hint=" (declare normalisation with set_normalization_used)")
         if images.numel() == 0:
             return
-        if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or len(labels) != len(images):
-            raise ValueError(f"labels must be a 1-D tensor with one entry per image "
-                             f"({len(images)}), got "
-                             f"{tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}")
-        c = self.num_target_classes
-        if c and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= c):
-            raise ValueError(f"labels must be in [0, {c}) (one target per class), got range "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
+        check_labels(labels, num_classes=self.num_target_classes or None, length=len(images))
 
     @property
     def num_target_classes(self) -> int:
-        """Classes the fitted target knows (0 for ``"noise"``)."""
-        if self.target == "head":
-            return self.head.out_features // 2 if self.head is not None else 0
-        if self.target == "centroid":
-            return len(self.targets) if self.targets is not None else 0
-        if self.target == "slot":
-            return len(self._pool_count) if self._pool_count is not None else 0
-        return 0
+        """Classes the fitted target knows (0 for the sign-noise control)."""
+        return 0 if self.target is None else self.target.num_classes
 
-    def _pull(self, emb: torch.Tensor, labels: torch.Tensor, goal) -> torch.Tensor:
+    def _pull(self, emb: torch.Tensor, goal) -> torch.Tensor:
         """Per image, the quantity the pull ascends."""
-        width = self.head.in_features if self.target == "head" else goal.shape[1]
-        if emb.shape[1] != width:
+        width = self.target.width
+        if width is not None and emb.shape[1] != width:
             where = self.embedder.where if self.embedder is not None else "embed_fn"
             raise ValueError(f"the targets are {width}-dimensional but the model's embedding "
                              f"({where}) has {emb.shape[1]} dimensions: fit the attack on "
                              f"embeddings of the same layer (layer=...)")
-        if self.target == "head":
-            logits = self.head(F.normalize(emb.float(), dim=1))
-            return -F.cross_entropy(logits * 10.0, goal, reduction="none")
-        return F.cosine_similarity(emb.float(), goal, dim=1, eps=1e-12)
-
-    def _goal(self, labels: torch.Tensor):
-        """What each image is pulled toward: a head category or a target embedding."""
-        if self.target == "head":
-            self.head = self.head.to(self.device)
-            return 2 * labels + 1
-        if self.target == "centroid":
-            return self.targets.to(self.device)[labels]
-        cpu = labels.cpu()
-        pick = (torch.rand(len(cpu), generator=self.generator) * self._pool_count[cpu]).long()
-        return self._pool[self._pool_start[cpu] + pick].to(self.device)
+        return self.target.pull(emb, goal)
 
     def _direction(self, adv: torch.Tensor, labels: torch.Tensor, goal):
         """The ascent direction of one step (see the class docstring)."""
         x = self.normalize(adv) if self._normalization_applied is False else adv
         if self.embed_fn is not None:             # two forwards, a backward per term
-            pull = self._pull(self.embed_fn(x).flatten(1), labels, goal).sum()
+            pull = self._pull(self.embed_fn(x).flatten(1), goal).sum()
             if self.label_weight == 0:
                 return torch.autograd.grad(pull, adv)[0]
             logits = self.get_logits(adv)
@@ -349,7 +268,7 @@ class MinorityPGD(torchattacks.PGD):
             return (_unit(torch.autograd.grad(pull, adv)[0])
                     + self.label_weight * _unit(torch.autograd.grad(keep, adv)[0]))
         logits, emb = self.embedder(x)
-        pull = self._pull(emb, labels, goal)
+        pull = self._pull(emb, goal)
         if self.label_weight == 0:
             return torch.autograd.grad(pull.sum(), adv)[0]
         keep = -F.cross_entropy(logits.float(), labels, reduction="none")
@@ -375,17 +294,15 @@ class MinorityPGD(torchattacks.PGD):
             return images.clone().detach()
         images = images.clone().detach().to(self.device)
         labels = labels.clone().detach().long().to(self.device)
+        if self.noise is not None:
+            return self.noise.perturb(images)
         adv = images.clone()
         if self.random_start:
             adv = (adv + torch.empty_like(adv).uniform_(-self.eps, self.eps)).clamp(0, 1)
-        goal = None if self.target == "noise" else self._goal(labels)
+        goal = self.target.goal(labels, self.device, self.generator)
         for _ in range(self.steps):
-            if self.target == "noise":
-                signs = torch.randint(0, 2, adv.shape, generator=self.generator).mul_(2).sub_(1)
-                adv = adv + self.alpha * signs.to(adv.device, adv.dtype)
-            else:
-                adv.requires_grad_(True)
-                adv = adv.detach() + self.alpha * self._direction(adv, labels, goal).sign()
+            adv.requires_grad_(True)
+            adv = adv.detach() + self.alpha * self._direction(adv, labels, goal).sign()
             delta = (adv - images).clamp(-self.eps, self.eps)
             adv = (images + delta).clamp(0, 1).detach()
         return adv
@@ -408,15 +325,98 @@ class MinorityPGD(torchattacks.PGD):
             else:
                 adv = self(x, y)
             rows = adv.detach().mul(255).round_().to(torch.uint8)
-            after = {}
-            if measure:
-                back = rows.float().div_(255)
-                seen = self.normalize(back) if declared else back
-                with torch.no_grad(), eval_mode(self.model):
-                    if self.embed_fn is not None:      # the embedding the split was made in
-                        logits, emb = self.model(seen), self.embed_fn(seen).flatten(1)
-                    else:
-                        logits, emb = Embedder(self.model, self.layer)(seen)
-                after = {"embeddings": emb.float().cpu(), "predictions": logits.argmax(1).cpu(),
-                         "linf": (back - x).abs().flatten(1).amax(1).cpu()}
+            after = measure_rows(self, rows, x) if measure else {}
             yield rows.cpu(), after
+
+
+def measure_rows(attack, rows: torch.Tensor, clean: torch.Tensor) -> dict:
+    """What a refresh reports of adversarial ``rows`` (uint8) made from ``clean`` ([0, 1]):
+    their embeddings and predictions (CPU) and their L∞ distance, from one forward of the
+    attack's model (its declared normalisation applied), in eval mode."""
+    back = rows.float().div_(255)
+    declared = attack.normalization_used is not None
+    seen = attack.normalize(back) if declared else back
+    with torch.no_grad(), eval_mode(attack.model):
+        if getattr(attack, "embed_fn", None) is not None:  # the embedding the split was made in
+            logits, emb = attack.model(seen), attack.embed_fn(seen).flatten(1)
+        else:
+            logits, emb = Embedder(attack.model, attack.layer)(seen)
+    return {"embeddings": emb.float().cpu(), "predictions": logits.argmax(1).cpu(),
+            "linf": (back - clean).abs().flatten(1).amax(1).cpu()}
+
+
+def check_fit_inputs(embeddings, split: SplitResult) -> torch.Tensor:
+    """``embeddings`` [N, D] for ``split`` as float CPU rows, or one clear error."""
+    if not isinstance(split, SplitResult):
+        raise TypeError(f"split must be a SplitResult, got {type(split).__name__}")
+    embeddings = torch.as_tensor(embeddings)
+    if embeddings.ndim != 2 or len(embeddings) != len(split.labels):
+        raise ValueError(f"embeddings must be [N, D] with the split's N = {len(split.labels)} "
+                         f"rows, got shape {tuple(embeddings.shape)}")
+    check_finite(embeddings, "embeddings")
+    return embeddings.detach().float().cpu()
+
+
+class SignNoise(torchattacks.attack.Attack):
+    """The control of :class:`MinorityPGD`: the same budget (``steps`` signed steps of
+    ``alpha`` in the L∞ ball of ``eps``, pixel units), in random directions.
+
+    Why: AFR's claim is that the *direction* toward the class's minority helps. A stage-2 set
+    whose same slots are moved by random sign steps of the same size costs as much and changes
+    the images as much; if it trains as well, the direction adds nothing. It has the attack's
+    interface (``set_model``, ``fit``, ``generate``, ``normalization_used``), so a stage-2 set
+    takes it as its ``attack``.
+
+    >>> from afr_aug.models import resnet32
+    >>> noise = SignNoise(resnet32(num_classes=2), seed=0)
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> rows, after = next(noise.generate([(x, torch.tensor([0, 1]))]))
+    >>> rows.dtype, bool((rows.float() / 255 - x).abs().max() <= 3 * 3 / 255 + 1 / 255)
+    (torch.uint8, True)
+    """
+
+    target_name = "noise"
+    head_accuracy = None
+
+    def __init__(self, model: torch.nn.Module, eps: float = 0.6, alpha: float = 3 / 255,
+                 steps: int = 3, layer: Optional[str] = None, seed: int = 0):
+        super().__init__("SignNoise", model)
+        self.eps = check_number(eps, "eps", minimum=0)
+        self.alpha = check_number(alpha, "alpha (the step size)", minimum=0, strict=True)
+        self.steps = check_int(steps, "steps", minimum=1)
+        self.layer, self.embed_fn = layer, None
+        self.supported_mode = ["default"]
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def set_model(self, model: torch.nn.Module) -> None:
+        super().set_model(model)
+        self.device = model_device(model)
+
+    def fit(self, embeddings, split: SplitResult, seed: Optional[int] = None) -> "SignNoise":
+        """Nothing to fit; ``seed`` reseeds the noise, as :meth:`MinorityPGD.fit` does."""
+        check_fit_inputs(embeddings, split)
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        return self
+
+    def perturb(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` ([0, 1]) moved by ``steps`` random sign steps, projected as PGD does."""
+        adv = images.clone()
+        for _ in range(self.steps):
+            signs = torch.randint(0, 2, adv.shape, generator=self.generator).mul_(2).sub_(1)
+            adv = adv + self.alpha * signs.to(adv.device, adv.dtype)
+            delta = (adv - images).clamp(-self.eps, self.eps)
+            adv = (images + delta).clamp(0, 1).detach()
+        return adv
+
+    def forward(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None):
+        check_image_batch(images, "images")
+        check_image_values(images, "images", allow_uint8=False, tolerance=1e-6)
+        return self.perturb(images.clone().detach().to(self.device))
+
+    def generate(self, batches: Iterable, measure: bool = True) -> Iterator[Tuple[torch.Tensor, dict]]:
+        """As :meth:`MinorityPGD.generate`: ``(uint8 rows on the CPU, after)`` per batch."""
+        for batch in batches:
+            x = batch[0].to(self.device, non_blocking=True)
+            rows = self.perturb(x).mul(255).round_().to(torch.uint8)
+            yield rows.cpu(), (measure_rows(self, rows, x) if measure else {})

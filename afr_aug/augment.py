@@ -45,8 +45,8 @@ try:
 except ImportError:  # pragma: no cover
     _NEAREST = None
 
-__all__ = ["random_crop", "random_hflip", "cutout", "auto_augment", "BatchAugment", "to_device",
-           "CropFlip", "SeededTransform"]
+__all__ = ["random_crop", "random_hflip", "cutout", "auto_augment", "apply_op", "op_magnitude",
+           "BatchAugment", "to_device", "CropFlip", "SeededTransform"]
 
 # AutoAugment CIFAR-10 policy (Cubuk et al. 2019), the same table torchvision uses:
 # 25 sub-policies of two (op name, probability, magnitude bin in 0..9 or None) entries.
@@ -85,8 +85,13 @@ AUTOAUGMENT_FILL = 128
 _SIGNED = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness"}
 
 
-def _magnitude(name: str, bin_idx: Optional[int], height: int, width: int) -> float:
-    """Unsigned magnitude of op ``name`` at bin ``bin_idx`` (torchvision's AutoAugment ranges)."""
+def op_magnitude(name: str, bin_idx: Optional[int], height: int, width: int) -> float:
+    """Unsigned magnitude of AutoAugment op ``name`` at bin ``bin_idx`` (0..9; torchvision's
+    ranges) for ``height`` x ``width`` images; 0 for an op without magnitude.
+
+    >>> op_magnitude("Rotate", 9, 32, 32), op_magnitude("Equalize", None, 32, 32)
+    (30.0, 0.0)
+    """
     if bin_idx is None:
         return 0.0
     if name in ("ShearX", "ShearY"):
@@ -137,8 +142,14 @@ def _shear_x_bicubic(img: torch.Tensor, m: float, fill: int = AUTOAUGMENT_FILL) 
     return torch.where(inside.view(1, 1, h, w), out, torch.full_like(out, fill))
 
 
-def _apply_op(img: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
-    """Apply one AutoAugment op with a fixed signed magnitude to a uint8 batch [n, C, H, W]."""
+def apply_op(img: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
+    """One AutoAugment op (``"ShearX"``, ``"Rotate"``, ``"Solarize"``, ...) with a fixed signed
+    magnitude on a uint8 batch [n, C, H, W], as the reference PIL pipeline computes it.
+
+    >>> x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    >>> torch.equal(apply_op(x, "Rotate", 0.0), x), apply_op(x, "Invert", 0.0).dtype
+    (True, torch.uint8)
+    """
     if name == "ShearX":
         return _shear_x_bicubic(img, magnitude)
     if name == "ShearY":
@@ -337,7 +348,7 @@ def auto_augment(x: torch.Tensor, generator: Optional[torch.Generator] = None) -
             applied = members & (apply_u[:, j] <= prob)
             if not bool(applied.any()):
                 continue
-            magnitude = _magnitude(name, bin_idx, h, w)
+            magnitude = op_magnitude(name, bin_idx, h, w)
             if name in _SIGNED:
                 groups = ((applied & ~negative[:, j], magnitude), (applied & negative[:, j], -magnitude))
             else:
@@ -353,7 +364,7 @@ def auto_augment(x: torch.Tensor, generator: Optional[torch.Generator] = None) -
     sizes = [len(i) for i in groups_idx]
     on_device = to_device(torch.cat(groups_idx), x.device).split(sizes)
     for (name, mag), idx in zip(plan, on_device):
-        out[idx] = _apply_op(out[idx], name, mag)
+        out[idx] = apply_op(out[idx], name, mag)
     return out
 
 

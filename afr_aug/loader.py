@@ -8,7 +8,7 @@ plumbing and nothing else: the user's loop keeps its model, loss, optimiser and 
 - :class:`BalancedMixLoader` (stage 1): the user's loader, plus a class-balanced loader built
   from it with :class:`~afr_aug.LongTailSampler` (CMO), mixed by a
   :class:`~afr_aug.CutMixBalancer` (``p = 0.5``).
-- :class:`AFRLoader` (stage 2): the same, with :class:`~afr_aug.AFRBalancer`'s set as the
+- :class:`AFRLoader` (stage 2): the same, with :class:`~afr_aug.AFRDataset`'s set as the
   balanced source (``p = 0.25``), refreshed at the start of every ``refresh_every``-th epoch
   with the running accuracy of the epoch before.
 
@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from .checks import check_int, check_labels, check_state
-from .balance import AFRBalancer
+from .stage2 import AFRDataset
 from .distributed import all_reduce_sum, get_rank, get_world_size
 from .embedding import is_classifier, unwrap_model
 from .metrics import RunningAccuracy
@@ -378,7 +378,7 @@ class AFRLoader(BalancedMixLoader):
 
     Args:
         loader: the user's loader (see :class:`BalancedMixLoader`).
-        stage2: the :class:`~afr_aug.AFRBalancer` over a deterministic view of the same data.
+        stage2: the :class:`~afr_aug.AFRDataset` over a deterministic view of the same data.
         model: the model being fine-tuned (a DDP wrapper is fine); :meth:`set_model` re-points.
         mixer: default ``CutMixBalancer(p=0.25)`` (the paper's stage 2).
         refresh_every: epochs between refreshes (paper: 10).
@@ -403,7 +403,7 @@ class AFRLoader(BalancedMixLoader):
         >>> data = TensorDataset(images.float() / 255, labels)
         >>> model = resnet32(num_classes=3)
         >>> stage2 = AFRLoader(DataLoader(data, batch_size=6, shuffle=True, drop_last=True),
-        ...                    AFRBalancer(images, labels, progress=False), model,
+        ...                    AFRDataset(images, labels, progress=False), model,
         ...                    refresh_every=2)
         >>> for epoch in range(3):
         ...     stage2.set_epoch(epoch)
@@ -415,12 +415,12 @@ class AFRLoader(BalancedMixLoader):
         (2, 2, 3)
     """
 
-    def __init__(self, loader: Iterable, stage2: AFRBalancer, model: torch.nn.Module,
+    def __init__(self, loader: Iterable, stage2: AFRDataset, model: torch.nn.Module,
                  mixer=None, *, refresh_every: int = 10, running=None,
                  balanced: Optional[Iterable] = None, transform=None, device=None, seed: int = 0,
                  mixing: bool = True, auto_refresh: bool = True):
-        if not isinstance(stage2, AFRBalancer):
-            raise TypeError(f"stage2 must be an AFRBalancer, got {type(stage2).__name__}")
+        if not isinstance(stage2, AFRDataset):
+            raise TypeError(f"stage2 must be an AFRDataset, got {type(stage2).__name__}")
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         width = _output_width(model)
@@ -438,9 +438,6 @@ class AFRLoader(BalancedMixLoader):
             balanced = _loader_like(loader, stage2, sampler, persistent=False)
         super().__init__(loader, mixer, balanced=balanced, num_classes=stage2.num_classes,
                          transform=transform, device=device, seed=seed, mixing=mixing)
-        # the stage 2 mixer is the one the report's dose is computed for
-        if stage2.mixer is None:
-            stage2.mixer = self.mixer
         self.report = stage2.report
         self.refresh_seconds: Optional[float] = None
         self.refreshes = 0
@@ -454,7 +451,7 @@ class AFRLoader(BalancedMixLoader):
                             "stage-2 loader copies its batch size and workers)")
         if loader.batch_size is None:
             raise ValueError("the loader uses a batch_sampler; pass your own balanced= loader "
-                             "over the AFRBalancer")
+                             "over the AFRDataset")
 
     def _running_from(self, running):
         if running is None:
@@ -491,7 +488,7 @@ class AFRLoader(BalancedMixLoader):
         start = time.perf_counter()
         self.report = self.stage2.refresh(self.model, device=self.device,
                                           class_accuracy=class_accuracy,
-                                          train_accuracy=train_accuracy)
+                                          train_accuracy=train_accuracy, mix=self.mixer)
         self.refresh_seconds = time.perf_counter() - start
         self.refreshes += 1
         self._refreshed_epoch = self.epoch

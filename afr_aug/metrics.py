@@ -15,7 +15,7 @@ from typing import Dict, Iterable, Optional, Sequence
 
 import torch
 
-from .checks import check_finite, check_int
+from .checks import check_finite, check_int, check_labels
 from .embedding import run_inference
 from .shots import shot_groups  # kept importable from here
 
@@ -40,10 +40,7 @@ def _predictions(outputs, targets, num_classes: Optional[int] = None):
     """Validate ``outputs`` / ``targets`` and return (pred, target) as CPU int64 tensors."""
     out = _as_tensor(outputs, "outputs")
     tgt = _as_tensor(targets, "targets")
-    if tgt.dim() != 1:
-        raise ValueError(f"targets must be 1-D class labels [N], got shape {tuple(tgt.shape)}")
-    if not _is_int_dtype(tgt):
-        raise TypeError(f"targets must be integer class labels, got dtype {tgt.dtype}")
+    tgt = check_labels(tgt, "targets")
     if out.dim() == 2:
         if num_classes is not None and out.shape[1] != num_classes:
             raise ValueError(
@@ -69,14 +66,8 @@ def _predictions(outputs, targets, num_classes: Optional[int] = None):
         raise ValueError(f"outputs has {len(pred)} entries, targets {len(tgt)}")
     if len(tgt) == 0:
         raise ValueError("outputs and targets are empty; expected at least one sample")
-    pred = pred.to("cpu", torch.int64)
-    tgt = tgt.to("cpu", torch.int64)
-    for name, t in (("targets", tgt), ("predicted labels", pred)):
-        lo, hi = int(t.min()), int(t.max())
-        if lo < 0 or (classes is not None and hi >= classes):
-            bound = f"[0, {classes})" if classes is not None else ">= 0"
-            raise ValueError(f"{name} must lie in {bound}, got range [{lo}, {hi}]")
-    return pred, tgt
+    pred = check_labels(pred.to("cpu"), "predicted labels", num_classes=classes)
+    return pred, check_labels(tgt.to("cpu"), "targets", num_classes=classes)
 
 
 def top1_accuracy(outputs, targets) -> float:

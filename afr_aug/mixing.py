@@ -23,7 +23,7 @@ from .checks import (check_class_counts, check_generator_state, check_image_batc
 from .random_variates import beta_draw
 
 __all__ = ["CutMixBalancer", "MixUpBalancer", "Remix", "mixed_loss", "cutmix_area_mean",
-           "effective_class_counts"]
+           "mix_share", "effective_class_counts"]
 
 Mixed = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Union[float, torch.Tensor]]
 
@@ -469,6 +469,25 @@ def cutmix_area_mean(height: int, width: int, beta: float = 1.0, grid: int = 100
         return ((centre + half).clamp(max=size) - (centre - half).clamp(min=0)).mean(1)
 
     return float((pdf * mean_length(height) * mean_length(width)).sum() / (height * width))
+
+
+def mix_share(mixer, image_size: Tuple[int, int]) -> Tuple[float, float]:
+    """``(p, E[1 - lam])`` of a mixer: how often it mixes and how much of an image it takes
+    from the second batch on average, at ``image_size`` (H, W). The refresh report's dose of
+    AFR's stage 2 is ``p * E[1 - lam] * adversarial share``; ``None`` is the paper's stage-2
+    mixer, CutMix with ``p = 0.25``.
+
+    >>> p, area = mix_share(CutMixBalancer(p=0.25), (32, 32))
+    >>> p, round(area, 3)
+    (0.25, 0.299)
+    >>> mix_share(MixUpBalancer(p=0.5), (32, 32))
+    (0.5, 0.5)
+    """
+    if mixer is None:
+        mixer = CutMixBalancer(p=0.25)
+    if isinstance(mixer, MixUpBalancer) or getattr(mixer, "mode", None) == "mixup":
+        return mixer.p, 0.5
+    return mixer.p, cutmix_area_mean(int(image_size[0]), int(image_size[1]), mixer.beta)
 
 
 @renamed_keywords(sampler_alpha="exponent", mix_alpha="beta")

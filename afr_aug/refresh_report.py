@@ -25,7 +25,7 @@ def _mean(t: torch.Tensor) -> float:
 
 @dataclass
 class RefreshReport:
-    """One refresh of :class:`~afr_aug.AFRBalancer` (returned by ``refresh``, kept as
+    """One refresh of :class:`~afr_aug.AFRDataset` (returned by ``refresh``, kept as
     ``balancer.report``).
 
     Per class (lists of length C): ``originals``, ``slots`` (items of the set), ``minority``
@@ -42,10 +42,10 @@ class RefreshReport:
 
     Example:
         >>> import warnings
-        >>> from afr_aug import AFRBalancer
+        >>> from afr_aug import AFRDataset
         >>> from afr_aug.models import resnet32
         >>> images = torch.randint(0, 256, (30, 3, 32, 32), dtype=torch.uint8)
-        >>> stage2 = AFRBalancer(images, torch.tensor([0] * 20 + [1] * 10), progress=False)
+        >>> stage2 = AFRDataset(images, torch.tensor([0] * 20 + [1] * 10), progress=False)
         >>> with warnings.catch_warnings():
         ...     warnings.simplefilter("ignore")
         ...     report = stage2.refresh(resnet32(num_classes=2))
@@ -182,9 +182,9 @@ class RefreshReport:
         are not in the dict, so :meth:`plot` of a restored report has no histograms.
 
         >>> import torch
-        >>> from afr_aug import AFRBalancer
+        >>> from afr_aug import AFRDataset
         >>> from afr_aug.models import resnet32
-        >>> stage2 = AFRBalancer(torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8),
+        >>> stage2 = AFRDataset(torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8),
         ...                      torch.tensor([0] * 15 + [1] * 5), progress=False)
         >>> report = stage2.refresh(resnet32(num_classes=2))
         >>> RefreshReport.from_dict(report.to_dict()).to_dict() == report.to_dict()

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Sampler
 
 from ._deprecation import renamed_attribute, renamed_keywords
-from .checks import check_int, check_number, check_state
+from .checks import check_int, check_labels, check_number, check_state
 
 __all__ = ["LongTailSampler", "class_balanced_weights"]
 
@@ -25,17 +25,10 @@ _CHUNK = 1 << 20
 
 def _as_label_tensor(labels, compact: bool = False) -> torch.Tensor:
     """Checked 1-D integer labels as int64 (``compact``: int32 when they fit, to halve a copy)."""
-    t = torch.as_tensor(labels)
-    if t.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {tuple(t.shape)}")
+    t = check_labels(labels)
     if t.numel() == 0:
         raise ValueError("labels is empty: a sampler needs at least one labelled sample")
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"labels must be integers, got dtype {t.dtype}")
-    low, high = (int(v) for v in torch.aminmax(t))
-    if low < 0:
-        raise ValueError(f"labels must be >= 0, got {low}")
-    return t.int() if compact and high < 2**31 else t.long()
+    return t.int() if compact and int(t.max()) < 2**31 else t
 
 
 @renamed_keywords(alpha="exponent")

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .checks import check_probability
+from .checks import check_labels, check_probability
 
 __all__ = ["IntraClassSplitter", "SplitResult"]
 
@@ -84,11 +84,10 @@ class IntraClassSplitter:
     beyond λ ... as the long-tailed data").
 
     **Which λ.** ``threshold=0.8`` is the paper's literal cosine. A fixed cosine means
-    different things in different embedding spaces: λ = 0.8 labels 17 % of CIFAR-10-LT minority
-    under a ResNet32 and 0.4 % under a torchvision resnet18 (``examples/own_model.py``). The
-    default is therefore ``quantile``: in every class the ``quantile`` share of images with the
-    lowest cosine is minority, so λ_c is the class's own ``quantile``-quantile of cosines. The
-    default 0.2 is about what λ = 0.8 gives a ResNet32 on CIFAR-10-LT (the paper's split), and
+    different things in different embedding spaces (a wide network's embeddings are far more
+    alike than a ResNet32's, so λ = 0.8 may call almost nothing minority there). The default is
+    therefore ``quantile``: in every class the ``quantile`` share of images with the lowest
+    cosine is minority, so λ_c is the class's own ``quantile``-quantile of cosines, and 0.2
     means the same on any model. Give one of the two.
 
     **§3.3, adaptive per class.** The paper records each class's accuracy ``a_c`` and the
@@ -192,11 +191,7 @@ class IntraClassSplitter:
 
         out = run_inference(model, loader, embed=True, layer=layer, device=device,
                             progress=progress, desc="embedding")
-        labels, num_classes = out.labels, out.num_classes
-        if int(labels.max()) >= num_classes or int(labels.min()) < 0:
-            raise ValueError(f"labels must be in [0, {num_classes}) for a model with "
-                             f"{num_classes} outputs, got range [{int(labels.min())}, "
-                             f"{int(labels.max())}]")
+        labels, num_classes = check_labels(out.labels, num_classes=out.num_classes), out.num_classes
         correct = (out.predictions == labels).double()
         counts = torch.bincount(labels, minlength=num_classes).double()
         hits = torch.bincount(labels, weights=correct, minlength=num_classes)
@@ -275,28 +270,19 @@ class IntraClassSplitter:
         ``num_classes`` defaults to ``len(class_accuracy)`` when given, else ``max(labels)+1``.
         """
         embeddings = torch.as_tensor(embeddings)
-        labels = torch.as_tensor(labels)
         if embeddings.ndim != 2:
             raise ValueError(f"embeddings must be [N, D], got shape {tuple(embeddings.shape)}")
-        if labels.ndim != 1:
-            raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
-        if len(labels) != len(embeddings):
-            raise ValueError(f"labels has {len(labels)} entries, embeddings {len(embeddings)}")
+        labels = check_labels(labels, length=len(embeddings)).cpu()
         if len(labels) == 0:
             raise ValueError("no embeddings to split")
-        if labels.is_floating_point():
-            raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
         embeddings = embeddings.float().cpu()
-        labels = labels.long().cpu()
         if not torch.isfinite(embeddings).all():
             bad = torch.nonzero(~torch.isfinite(embeddings).all(1)).flatten()
             raise ValueError(f"embeddings contain NaN or inf in {len(bad)} rows (first: "
                              f"{bad[:5].tolist()})")
         if num_classes is None:
             num_classes = len(class_accuracy) if class_accuracy is not None else int(labels.max()) + 1
-        if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
-            raise ValueError(f"labels must be in [0, {num_classes}), got range "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
+        check_labels(labels, num_classes=num_classes)
         n, d = embeddings.shape
         counts = torch.bincount(labels, minlength=num_classes)
         sums = torch.zeros(num_classes, d).index_add_(0, labels, embeddings)

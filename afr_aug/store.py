@@ -59,17 +59,100 @@ def _describe(exc: OSError) -> str:
     return f"{type(exc).__name__} {errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror or exc}"
 
 
-class _Pending:
-    """One generation being written: its rows (memory) or its open ``.partial`` file (disk)."""
+class _Writer:
+    """One generation being written, beside the live one: its rows (memory) or its open
+    ``.partial`` file (disk), every write checked. :meth:`finish` makes it complete and says
+    what to swap in; :meth:`abort` drops it and leaves nothing open or on disk."""
 
-    def __init__(self, generation: int, num_rows: int, image_shape: tuple):
-        self.generation = generation
-        self.num_rows, self.image_shape = num_rows, image_shape
+    def __init__(self, generation: int, num_rows: int, image_shape: tuple,
+                 path: Optional[str] = None, storage: Optional[str] = None):
+        self.generation, self.num_rows, self.image_shape = generation, num_rows, image_shape
         self.row_bytes = int(np.prod(image_shape))
+        self.path, self.storage = path, storage          # disk: the .partial file, its folder
         self.handle = None
-        self.path: Optional[str] = None
-        self.rows: Optional[torch.Tensor] = None
         self.parts = ([], [])
+
+    def open(self) -> None:
+        """Disk: create the file with its space reserved (a full disk fails here, not as a
+        SIGBUS on a later read) and open it on every rank."""
+        if get_rank() == 0:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                if self.num_rows:
+                    os.posix_fallocate(fd, 0, self.num_rows * self.row_bytes)
+            finally:
+                os.close(fd)
+        barrier()
+        self.handle = open(self.path, "r+b")
+
+    def write(self, positions: torch.Tensor, rows: torch.Tensor) -> None:
+        if self.path is None:
+            self.parts[0].append(positions)
+            self.parts[1].append(rows.cpu())
+            return
+        data = rows.cpu().contiguous().numpy()
+        if len(positions) and bool((positions[1:] - positions[:-1] == 1).all()):
+            self._pwrite(data.tobytes(), int(positions[0]))
+        else:
+            for p, row in zip(positions.tolist(), data):
+                self._pwrite(row.tobytes(), p)
+
+    def _pwrite(self, data: bytes, row: int) -> None:
+        offset, view = row * self.row_bytes, memoryview(data)
+        while len(view):
+            n = os.pwrite(self.handle.fileno(), view, offset)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, "short write")
+            view, offset = view[n:], offset + n
+
+    def finish(self, per_block: int):
+        """``(rows, file, checksums)`` of the complete generation: the rows gathered from every
+        rank (memory), or the file flushed, synced and renamed to its final name (disk)."""
+        if self.path is None:
+            rows = self._gather()
+            return rows, None, _checksums(rows.numpy(), per_block, self.row_bytes, self.num_rows)
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        self.handle = None
+        barrier()                                 # every rank's rows are on disk
+        final = self.path[:-len(".partial")]
+        if get_rank() == 0:
+            os.replace(self.path, final)
+            dir_fd = os.open(self.storage, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        barrier()
+        data = np.memmap(final, dtype=np.uint8, mode="r") if self.num_rows else np.zeros(0, np.uint8)
+        try:
+            return None, final, _checksums(data, per_block, self.row_bytes, self.num_rows)
+        finally:
+            del data
+
+    def _gather(self) -> torch.Tensor:
+        positions, rows = self.parts
+        empty = torch.empty((0, *self.image_shape), dtype=torch.uint8)
+        positions = torch.cat(positions) if positions else torch.empty(0, dtype=torch.long)
+        rows = torch.cat(rows) if rows else empty
+        if get_world_size() > 1:
+            positions, rows = all_gather_cat(positions), all_gather_cat(rows)
+        out = torch.empty((self.num_rows, *self.image_shape), dtype=torch.uint8)
+        out[positions] = rows
+        return out
+
+    def abort(self) -> None:
+        if self.handle is not None:
+            try:
+                self.handle.close()
+            except OSError:
+                pass
+        if self.path is not None and get_rank() == 0:
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
 
 
 class AdversarialStore:
@@ -156,31 +239,14 @@ class AdversarialStore:
     def begin(self, num_rows: int, image_shape: tuple) -> None:
         """Start the next generation of ``num_rows`` rows (every rank calls it). The live
         generation is untouched until :meth:`finish`."""
-        if self._pending is not None:
-            self.abort()
-        pending = _Pending(self.generation + 1, int(num_rows), tuple(image_shape))
-        if not self.on_disk:
-            self._pending = pending
-            return
-        if self.token is None:
+        self.abort()
+        generation = self.generation + 1
+        if self.on_disk and self.token is None:
             self.token = _shared_token()
-        pending.path = self._file_name(pending.generation) + ".partial"
-        try:
-            if get_rank() == 0:
-                fd = os.open(pending.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-                try:
-                    size = pending.num_rows * pending.row_bytes
-                    if size:                  # reserve the space now: a full disk fails here,
-                        os.posix_fallocate(fd, 0, size)    # not as a SIGBUS on a later read
-                finally:
-                    os.close(fd)
-            barrier()
-            pending.handle = open(pending.path, "r+b")
-        except OSError as exc:
-            self._pending = pending
-            self.abort()
-            raise self._failed(exc, pending.generation, "starting") from exc
-        self._pending = pending
+        path = self._file_name(generation) + ".partial" if self.on_disk else None
+        self._pending = _Writer(generation, int(num_rows), tuple(image_shape), path, self.storage)
+        if self.on_disk:
+            self._attempt(self._pending.open, "starting")
 
     def write(self, positions: torch.Tensor, rows: torch.Tensor) -> None:
         """Rows ``rows`` (uint8 [B, C, H, W]) at ``positions`` [B] of the generation being
@@ -198,29 +264,7 @@ class AdversarialStore:
         if len(positions) and (int(positions.min()) < 0 or int(positions.max()) >= pending.num_rows):
             raise ValueError(f"positions must lie in [0, {pending.num_rows}), got "
                              f"[{int(positions.min())}, {int(positions.max())}]")
-        if not self.on_disk:
-            pending.parts[0].append(positions)
-            pending.parts[1].append(rows.cpu())
-            return
-        data = rows.cpu().contiguous().numpy()
-        try:
-            if len(positions) and bool((positions[1:] - positions[:-1] == 1).all()):
-                self._pwrite(pending, data.tobytes(), int(positions[0]))
-            else:
-                for p, row in zip(positions.tolist(), data):
-                    self._pwrite(pending, row.tobytes(), p)
-        except OSError as exc:
-            self.abort()
-            raise self._failed(exc, pending.generation, "writing") from exc
-
-    @staticmethod
-    def _pwrite(pending: _Pending, data: bytes, row: int) -> None:
-        offset, view = row * pending.row_bytes, memoryview(data)
-        while len(view):
-            n = os.pwrite(pending.handle.fileno(), view, offset)
-            if n <= 0:
-                raise OSError(errno.ENOSPC, "short write")
-            view, offset = view[n:], offset + n
+        self._attempt(lambda: pending.write(positions, rows), "writing")
 
     def finish(self) -> None:
         """Complete the generation: flush, checksum, rename, and swap it in; every rank's rows
@@ -229,21 +273,10 @@ class AdversarialStore:
         pending = self._pending
         if pending is None:
             raise RuntimeError("finish() outside a generation: call begin() first")
-        try:
-            if self.on_disk:
-                final = self._finish_file(pending)
-                rows = None
-            else:
-                rows, final = self._finish_memory(pending), None
-            checksums = self._sums(pending, rows, final)
-        except BaseException as exc:
-            self.abort()
-            if isinstance(exc, OSError):
-                raise self._failed(exc, pending.generation, "finishing") from exc
-            raise
+        rows, final, checksums = self._attempt(
+            lambda: pending.finish(self.rows_per_block(pending.row_bytes)), "finishing")
         # the swap: plain assignments, nothing left that can fail half-way
-        self._pending = None
-        old = self.generation
+        self._pending, old = None, self.generation
         self.generation, self.num_rows, self.image_shape = (pending.generation, pending.num_rows,
                                                             pending.image_shape)
         self._rows, self.file, self.checksums = rows, final, checksums
@@ -251,60 +284,23 @@ class AdversarialStore:
         if self.on_disk:
             self._retire(old)
 
-    def _finish_file(self, pending: _Pending) -> str:
-        pending.handle.flush()
-        os.fsync(pending.handle.fileno())
-        pending.handle.close()
-        pending.handle = None
-        barrier()                                 # every rank's rows are on disk
-        final = self._file_name(pending.generation)
-        if get_rank() == 0:
-            os.replace(pending.path, final)
-            dir_fd = os.open(self.storage, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        barrier()
-        return final
-
-    @staticmethod
-    def _finish_memory(pending: _Pending) -> torch.Tensor:
-        positions, rows = pending.parts
-        empty = torch.empty((0, *pending.image_shape), dtype=torch.uint8)
-        positions = torch.cat(positions) if positions else torch.empty(0, dtype=torch.long)
-        rows = torch.cat(rows) if rows else empty
-        if get_world_size() > 1:
-            positions, rows = all_gather_cat(positions), all_gather_cat(rows)
-        out = torch.empty((pending.num_rows, *pending.image_shape), dtype=torch.uint8)
-        out[positions] = rows
-        return out
-
-    def _sums(self, pending: _Pending, rows: Optional[torch.Tensor], path: Optional[str]):
-        per_block = self.rows_per_block(pending.row_bytes)
-        if rows is not None:
-            return _checksums(rows.numpy(), per_block, pending.row_bytes, pending.num_rows)
-        data = np.memmap(path, dtype=np.uint8, mode="r") if pending.num_rows else np.zeros(0, np.uint8)
+    def _attempt(self, step, action: str):
+        """``step()``; on any failure the pending generation is dropped, and an ``OSError``
+        becomes one :class:`StoreError` that names the generation still served."""
         try:
-            return _checksums(data, per_block, pending.row_bytes, pending.num_rows)
-        finally:
-            del data
+            return step()
+        except BaseException as exc:
+            generation = self._pending.generation if self._pending is not None else self.generation + 1
+            self.abort()
+            if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+                raise self._failed(exc, generation, action) from exc
+            raise
 
     def abort(self) -> None:
         """Drop the generation being written (its file too); the live one is untouched."""
         pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        if pending.handle is not None:
-            try:
-                pending.handle.close()
-            except OSError:
-                pass
-        if pending.path is not None and get_rank() == 0:
-            try:
-                os.remove(pending.path)
-            except OSError:
-                pass
+        if pending is not None:
+            pending.abort()
 
     def _retire(self, old_generation: int) -> None:
         """Delete this token's files older than the last ``keep_generations``."""

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from afr_aug import AFRBalancer, IntraClassSplitter, MinorityPGD
+from afr_aug import AFRDataset, IntraClassSplitter, MinorityPGD
 
 from .checkpoints import load_checkpoint
 from .cli import CHECKPOINT, data_or_fail, require_file
@@ -51,12 +51,12 @@ def parse_setting(text: str) -> dict:
 
 
 def measure(model, data, setting: dict, slots: int, quantile: float, autocast, seed: int = 0) -> dict:
-    balancer = AFRBalancer(data.x_train.cpu(), data.y_train.cpu(), num_classes=data.num_classes,
+    stage2 = AFRDataset(data.x_train.cpu(), data.y_train.cpu(), num_classes=data.num_classes,
                            target_size=slots, seed=seed, progress=False, autocast=autocast,
                            splitter=IntraClassSplitter(quantile=quantile, adaptive=False),
                            attack=MinorityPGD(model, **setting))
     start = time.perf_counter()
-    report = balancer.refresh(model)
+    report = stage2.refresh(model)
     d = report.to_dict()
     return {**{k: (round(v * 255, 3) if k == "alpha" else v) for k, v in setting.items()},
             "seconds": round(time.perf_counter() - start, 1),

@@ -1,5 +1,6 @@
 """A run's checkpoint: written every epoch, atomically, so that ``--resume`` finishes a killed
-run with the same result as an uninterrupted one."""
+run with the same result as an uninterrupted one. The run's loader is saved through its own
+``state_dict()``, as a user's loop would save it."""
 
 from __future__ import annotations
 
@@ -24,10 +25,8 @@ def state_of(run: Run, done: bool = False, result: Optional[Dict] = None) -> dic
         "torch_rng": torch.get_rng_state(), "done": done, "result": result,
         "recipe": run.schedule.recipe,
     }
-    if run.mixer is not None:
-        state["mixer"] = run.mixer.state_dict()
-    if run.balancer is not None and not done:   # a finished run is only evaluated: its
-        state["balancer"] = run.balancer.state_dict()   # adversarial rows (MBs) stay out
+    if not done:     # a finished run is only evaluated: its loader (the stage-2 set's
+        state["loader"] = run.loader.state_dict()   # adversarial rows, MBs) stays out
     return state
 
 
@@ -45,10 +44,11 @@ def restore(run: Run, state: dict) -> None:
     run.history = list(state["history"])
     run.class_accuracy, run.train_accuracy = state["class_accuracy"], state["train_accuracy"]
     torch.set_rng_state(state["torch_rng"])
-    if run.mixer is not None:
-        run.mixer.load_state_dict(state["mixer"])
-    if run.balancer is not None:
-        run.balancer.load_state_dict(state["balancer"])
+    if "loader" not in state:
+        raise ValueError(f"{run.method} seed {run.seed}: the checkpoint predates the loader "
+                         f"state (afr-aug 0.1's benchmark); resume it with the commit that "
+                         f"started it")
+    run.loader.load_state_dict(state["loader"])
 
 
 def save_atomic(state: dict, path: str) -> None:

@@ -1,5 +1,5 @@
 """The parts of a run, built from its row's entry (``benchmarks.methods.Method``): model, loss,
-stage-1 mixer, optimiser and the stage-2 set.
+stage-1 mixer, optimiser and the stage-2 set (``afr_aug.AFRDataset``).
 
 Each kind of loss, mixer and stage-2 set has one builder in a table here, keyed by the name
 the registry gives it, so the training loop, the derived rows and the throughput probes all
@@ -12,12 +12,13 @@ from typing import Union
 
 import torch
 
-from afr_aug import (AFRBalancer, CutMixBalancer, IntraClassSplitter, MinorityPGD,
-                     MixUpBalancer, Remix)
+from afr_aug import (AFRDataset, CutMixBalancer, IntraClassSplitter, MinorityPGD, MixUpBalancer,
+                     Remix, SignNoise)
 from afr_aug.losses import BalancedSoftmaxLoss, IBLoss, LDAMLoss, LogitAdjustedLoss
 from afr_aug.mixing import effective_class_counts
 from afr_aug.models import resnet32
 
+from .afr_old import OriginalsLayout
 from .data import Data
 from .methods import Method, method as method_entry
 from .schedule import Schedule
@@ -104,21 +105,23 @@ def _attack_and_splitter(method: Method, model, schedule: Schedule):
         attack = MinorityPGD(model, target="centroid", steps=3, alpha=1 / 255, label_weight=1.0,
                              grad_scale="pixels", keep_when="always")
         return attack, IntraClassSplitter(threshold=0.8, adaptive_rule="literal")
-    target = "noise" if method.stage2_set == "afr_noise" else schedule.attack_target
-    attack = MinorityPGD(model, target=target, steps=schedule.attack_steps,
-                         alpha=schedule.attack_step, label_weight=schedule.label_weight,
-                         grad_scale=schedule.grad_scale)
+    if method.stage2_set == "afr_noise":
+        attack = SignNoise(model, alpha=schedule.attack_step, steps=schedule.attack_steps)
+    else:
+        attack = MinorityPGD(model, target=schedule.attack_target, steps=schedule.attack_steps,
+                             alpha=schedule.attack_step, label_weight=schedule.label_weight,
+                             grad_scale=schedule.grad_scale)
     return attack, IntraClassSplitter(quantile=schedule.minority_quantile)
 
 
-def make_balancer(method: Union[str, Method], data: Data, schedule: Schedule, model, mixer,
-                  seed: int, autocast=None) -> AFRBalancer:
+def make_stage2_set(method: Union[str, Method], data: Data, schedule: Schedule, model, seed: int,
+                    autocast=None) -> AFRDataset:
     """The stage-2 set of ``method``. The control gets AFR's set of slots, only never
     refreshed: plain over-sampling with augmentation."""
     method = _entry(method)
     attack, splitter = _attack_and_splitter(method, model, schedule)
-    return AFRBalancer(data.x_train.cpu(), data.y_train.cpu(), num_classes=data.num_classes,
-                       target_size=schedule.slots_per_class,
-                       attack_share=schedule.attack_share, splitter=splitter, attack=attack,
-                       layout="originals" if method.stage2_set == "afr_old" else "slots",
-                       mixer=mixer, autocast=autocast, seed=seed, progress=True)
+    layout = OriginalsLayout() if method.stage2_set == "afr_old" else None
+    return AFRDataset(data.x_train.cpu(), data.y_train.cpu(), num_classes=data.num_classes,
+                      target_size=schedule.slots_per_class, attack_share=schedule.attack_share,
+                      splitter=splitter, attack=attack, layout=layout, autocast=autocast,
+                      seed=seed, progress=True)

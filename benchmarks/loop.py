@@ -1,8 +1,12 @@
 """The one training loop behind ``benchmarks.reproduce``, ``benchmarks.throughput`` and
 ``benchmarks.plan``: a run's state, one epoch of training, the AFR refresh and evaluation.
 
-Every source of randomness has its own generator whose state is checkpointed
-(``benchmarks.checkpoints``), so a resumed run repeats an uninterrupted one.
+The loop is the first user of the public wrappers, as the README teaches them: one
+``afr_aug.BalancedMixLoader`` (stage 1) or ``afr_aug.AFRLoader`` (stage 2) per run, built once,
+over the run's long-tailed batches, with its running accuracy read through ``accuracy()`` and
+its state saved with ``state_dict()`` (``benchmarks.checkpoints``). Every other source of
+randomness has its own generator whose state is checkpointed too, so a resumed run repeats an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -13,15 +17,15 @@ from typing import Dict, List, Optional
 
 import torch
 
-from afr_aug import (AFRBalancer, AFRLoader, BalancedMixLoader, CutMixBalancer, Embedder,
+from afr_aug import (AFRDataset, AFRLoader, BalancedMixLoader, CutMixBalancer, Embedder,
                      LongTailSampler, MixUpBalancer, mixed_loss)
 from afr_aug.augment import BatchAugment, to_device
 from afr_aug.distributed import all_reduce_sum, get_rank, get_world_size, is_distributed
 from afr_aug.losses import drw_weights
-from afr_aug.metrics import RunningAccuracy, evaluate
+from afr_aug.metrics import evaluate
 
 from .data import Data, sampler_batches, test_batches
-from .factories import make_balancer, make_criterion, make_mixer, make_model, make_optimizer
+from .factories import make_criterion, make_mixer, make_model, make_optimizer, make_stage2_set
 from .methods import DERIVED_METHODS, TRAINED_METHODS, Method, method as method_entry
 from .schedule import Schedule
 from .speed import Speed
@@ -42,9 +46,8 @@ class Run:
     criterion: torch.nn.Module = None
     augment: BatchAugment = None
     order: torch.Generator = None
-    mixer: object = None
-    sampler: Optional[LongTailSampler] = None
-    balancer: Optional[AFRBalancer] = None
+    sampler: Optional[LongTailSampler] = None      # CMO's balanced draw
+    loader: Optional[BalancedMixLoader] = None     # the run's one loader (AFRLoader in stage 2)
     stage: int = 1
     epoch: int = 0                      # epochs completed in the current stage
     seconds: float = 0.0                # training time (no evaluation)
@@ -55,7 +58,6 @@ class Run:
     speed: "Speed" = None
     compiled: Optional[torch.nn.Module] = None     # torch.compile'd forward (--compile)
     embedder: Optional[Embedder] = None            # for a loss that needs the embedding (IB)
-    loader: Optional[BalancedMixLoader] = None     # this epoch's wrapped loader (not saved)
 
     @property
     def total_epochs(self) -> int:
@@ -65,6 +67,15 @@ class Run:
     def entry(self) -> Method:
         """The run's row in the registry (``benchmarks.methods``)."""
         return method_entry(self.method)
+
+    @property
+    def mixer(self):
+        return self.loader.mixer
+
+    @property
+    def stage2(self) -> Optional[AFRDataset]:
+        """The stage-2 set (stage-2 runs)."""
+        return getattr(self.loader, "stage2", None)
 
 
 def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
@@ -88,24 +99,12 @@ def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
     run.order = torch.Generator().manual_seed(seed)
     run.stage = entry.stage
     if run.stage == 1:
-        heavy = schedule.augment == "autoaugment_cutout"
-        run.augment = BatchAugment(crop=True, flip=True, auto_augment=heavy, cutout=heavy,
-                                   seed=seed)
-        if entry.mixer == "cmo":
-            run.sampler = LongTailSampler(data.y_train.cpu(), exponent=1.0, seed=seed)
-        run.mixer = make_mixer(entry, data, schedule, seed)
+        _stage1(run, entry)
         lr = schedule.lr
     else:
         if init_state is None:
             raise ValueError(f"{method} fine-tunes a finished stage-1 model: init_state is required")
-        run.model.load_state_dict(init_state["model"])
-        run.class_accuracy = init_state.get("class_accuracy")
-        run.train_accuracy = init_state.get("train_accuracy")
-        run.augment = BatchAugment(crop=True, flip=True, seed=seed)
-        mixer_cls = {"cutmix": CutMixBalancer, "mixup": MixUpBalancer}[schedule.mix]
-        run.mixer = mixer_cls(p=schedule.mix_p, seed=seed)
-        run.balancer = make_balancer(entry, data, schedule, run.model, run.mixer, seed,
-                                     autocast=torch.bfloat16 if run.speed.amp else None)
+        _stage2(run, entry, init_state)
         lr = schedule.stage2_lr
     if is_distributed():
         run.ddp = torch.nn.parallel.DistributedDataParallel(
@@ -116,13 +115,46 @@ def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
     return run
 
 
+def _stage1(run: Run, entry: Method) -> None:
+    """The stage-1 loader: the long-tailed batches, mixed by the row's mixer (CMO's with a
+    class-balanced draw; Remix and mixup with the batch itself)."""
+    s, data, seed = run.schedule, run.data, run.seed
+    heavy = s.augment == "autoaugment_cutout"
+    run.augment = BatchAugment(crop=True, flip=True, auto_augment=heavy, cutout=heavy, seed=seed)
+    if entry.mixer == "cmo":
+        run.sampler = LongTailSampler(data.y_train.cpu(), exponent=1.0, seed=seed)
+    mixer = make_mixer(entry, data, s, seed) or CutMixBalancer(p=0.5)
+    batches = _LongTailedBatches(run)
+    run.loader = BalancedMixLoader(batches, mixer, balanced=_BalancedBatches(run, len(batches)),
+                                   num_classes=data.num_classes, transform=run.augment, seed=seed,
+                                   mixing=entry.mixer is not None)
+
+
+def _stage2(run: Run, entry: Method, init_state: dict) -> None:
+    """The stage-2 loader: the long-tailed batches, CutMixed (or MixUped) with the stage-2 set,
+    which AFR refreshes; it starts from the stage-1 model and its running accuracy."""
+    s, data, seed = run.schedule, run.data, run.seed
+    run.model.load_state_dict(init_state["model"])
+    run.class_accuracy = init_state.get("class_accuracy")
+    run.train_accuracy = init_state.get("train_accuracy")
+    run.augment = BatchAugment(crop=True, flip=True, seed=seed)
+    mixer = {"cutmix": CutMixBalancer, "mixup": MixUpBalancer}[s.mix](p=s.mix_p, seed=seed)
+    stage2 = make_stage2_set(entry, data, s, run.model, seed,
+                             autocast=torch.bfloat16 if run.speed.amp else None)
+    batches = _LongTailedBatches(run)
+    running = None if run.class_accuracy is None else (run.class_accuracy, run.train_accuracy)
+    run.loader = AFRLoader(batches, stage2, run.model, mixer, refresh_every=s.refresh_every,
+                           running=running, auto_refresh=False, seed=seed,
+                           balanced=_BalancedBatches(run, len(batches)), transform=run.augment)
+
+
 def _mixing_on(run: Run) -> bool:
     """CMO mixes only inside its window (not its first and last epochs); the other stage-1
     mixers (Remix, mixup) every epoch; stage 2 always."""
     s = run.schedule
     if run.entry.mixer == "cmo":
         return s.cmo_off_epochs < run.epoch < s.epochs - s.cmo_off_epochs
-    return run.mixer is not None
+    return run.stage == 2 or run.entry.mixer is not None
 
 
 class _LongTailedBatches:
@@ -150,7 +182,7 @@ class _LongTailedBatches:
 class _BalancedBatches:
     """The epoch's balanced batches, taken in order only when the mixer's coin says mix: the
     ``LongTailSampler``'s draw (stage 1, CMO) or the stage-2 set's items (uint8, from
-    ``AFRBalancer.get_batch``)."""
+    ``AFRDataset.get_batch``)."""
 
     def __init__(self, run: Run, n_batches: int):
         self.run, self.n_batches = run, n_batches
@@ -162,37 +194,21 @@ class _BalancedBatches:
             rows = to_device(sampler_batches(run.sampler, run.epoch, self.n_batches, size), run.device)
         else:                              # the stage-2 set lives on the CPU
             g = torch.Generator().manual_seed(run.seed * 100003 + run.epoch)
-            rows = torch.randint(len(run.balancer), (self.n_batches, size), generator=g)
+            rows = torch.randint(len(run.stage2), (self.n_batches, size), generator=g)
         for row in rows:
             row = row[rank::world]
             if run.sampler is not None:
                 yield run.data.x_train[row], run.data.y_train[row]
             else:
-                xb, yb = run.balancer.get_batch(row)
+                xb, yb = run.stage2.get_batch(row)
                 yield to_device(xb, run.device), to_device(yb, run.device)
 
 
-def epoch_loader(run: Run):
-    """The wrapped loader of the run's current epoch (``afr_aug.BalancedMixLoader``, for AFR
-    ``afr_aug.AFRLoader``): built once per epoch, the refresh and the training epoch share it.
-    The refresh is the caller's (:func:`maybe_refresh`), so it is timed apart from training."""
-    loader = run.loader
-    if loader is not None and loader.epoch == run.epoch:
-        return loader
-    batches = _LongTailedBatches(run)
-    # no device=: the batches are on the training device already (one copy per step, counted)
-    common = dict(balanced=_BalancedBatches(run, len(batches)), transform=run.augment,
-                  mixing=run.mixer is not None and _mixing_on(run))
-    if run.entry.refreshes:
-        running = None if run.class_accuracy is None else (run.class_accuracy, run.train_accuracy)
-        loader = AFRLoader(batches, run.balancer, run.model, run.mixer,
-                           refresh_every=run.schedule.refresh_every, running=running,
-                           auto_refresh=False, **common)
-    else:
-        loader = BalancedMixLoader(batches, run.mixer, num_classes=run.data.num_classes, **common)
-    loader.set_epoch(run.epoch)
-    run.loader = loader
-    return loader
+def start_epoch(run: Run) -> BalancedMixLoader:
+    """The run's loader, pointed at the current epoch (its mixing switched on or off)."""
+    run.loader.mixing = _mixing_on(run)
+    run.loader.set_epoch(run.epoch)
+    return run.loader
 
 
 def maybe_refresh(run: Run, progress: bool = True) -> Optional[object]:
@@ -200,10 +216,10 @@ def maybe_refresh(run: Run, progress: bool = True) -> Optional[object]:
     (``AFRLoader``'s schedule); returns the refresh's report."""
     if not run.entry.refreshes:
         return None
-    loader = epoch_loader(run)
+    loader = start_epoch(run)
     if not loader.due():
         return None
-    run.balancer.progress = progress
+    run.stage2.progress = progress
     return loader.refresh()
 
 
@@ -227,20 +243,17 @@ def _forward(run: Run, net, x: torch.Tensor):
     return net(x), ()
 
 
-def _end_epoch(run: Run, running: RunningAccuracy, loss_sum: torch.Tensor, n_img: int,
-               seconds: float) -> Dict:
-    """Sum the epoch's running metrics over the ranks (one host sync, after the loop), record
-    them on ``run`` and count the epoch done; the epoch's stats."""
-    correct, seen = all_reduce_sum(running.correct), all_reduce_sum(running.seen)
+def _end_epoch(run: Run, loss_sum: torch.Tensor, n_img: int, seconds: float) -> Dict:
+    """Record the epoch's running accuracy (the loader's, summed over the ranks) and its loss
+    (one host sync, after the loop) on ``run`` and count the epoch done; the epoch's stats."""
+    acc, overall = run.loader.accuracy()
     loss_sum, n_img = all_reduce_sum(torch.stack([loss_sum.cpu().double(),
                                                   torch.tensor(float(n_img), dtype=torch.float64)])).tolist()
     n_img = int(n_img)
     run.seconds += seconds
     run.images_seen += n_img
-    acc = (correct / seen.clamp(min=1)).cpu()
-    acc[seen.cpu() == 0] = float("nan")
     run.class_accuracy = acc.tolist()
-    run.train_accuracy = float(correct.sum() / seen.sum().clamp(min=1))
+    run.train_accuracy = 0.0 if overall != overall else overall
     run.epoch += 1
     return {"epoch": run.epoch, "loss": loss_sum / max(n_img, 1), "train_acc": run.train_accuracy,
             "seconds": seconds, "img_per_s": n_img / max(seconds, 1e-9)}
@@ -252,7 +265,7 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
 
     s, d, dev = run.schedule, run.data, run.device
     _reweight_drw(run)
-    loader = epoch_loader(run)
+    loader = start_epoch(run)
     if run.entry.loss == "bs_eff":
         run.criterion = make_criterion(run.entry, d, dev, s, mixing=loader.mixing)
     if hasattr(run.criterion, "set_epoch"):     # a loss switched on part-way (IB)
@@ -286,8 +299,7 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
         n_img += len(y_a)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    run.loader = None                  # the next epoch gets its own
-    return _end_epoch(run, loader.running, loss_sum, n_img, time.perf_counter() - start)
+    return _end_epoch(run, loss_sum, n_img, time.perf_counter() - start)
 
 
 def evaluate_run(run: Run) -> Dict:

@@ -1,9 +1,9 @@
-"""Speed and memory of :meth:`afr_aug.AFRBalancer.refresh` when the data do not fit in RAM.
+"""Speed and memory of :meth:`afr_aug.AFRDataset.refresh` when the data do not fit in RAM.
 
     python -m benchmarks.refresh_scale [--images 20000] [--size 64] [--threads 2]
         [--storage-dir DIR] [--cifar-root DIR | --skip-cifar] [--sampler-labels 50000000]
 
-Why: ``AFRBalancer`` promises that the originals are never copied (a ``Dataset`` is read
+Why: ``AFRDataset`` promises that the originals are never copied (a ``Dataset`` is read
 lazily, by index) and that only the adversarial images are stored, in RAM or, with
 ``storage=<dir>``, in a memory-mapped file. A refresh of a web-scale set must therefore need
 memory for the attacked images at most (memory storage) or for neither the data nor the
@@ -200,8 +200,8 @@ class PeakRSS:
         return False
 
 
-def timed_refresh(balancer, model) -> dict:
-    """One ``balancer.refresh(model)`` with wall/CPU time and RSS growth (MiB) over the call."""
+def timed_refresh(stage2, model) -> dict:
+    """One ``stage2.refresh(model)`` with wall/CPU time and RSS growth (MiB) over the call."""
     gc.collect()
     baseline = rss_mb()
     hwm_ok = reset_hwm()
@@ -210,25 +210,25 @@ def timed_refresh(balancer, model) -> dict:
         warnings.filterwarnings("ignore", message="IntraClassSplitter")
         with PeakRSS() as peak:
             cpu0, start = time.process_time(), time.perf_counter()
-            report = balancer.refresh(model)
+            report = stage2.refresh(model)
             seconds = time.perf_counter() - start
             cpu_seconds = time.process_time() - cpu0
     hwm = _status_kb("VmHWM") if hwm_ok else None
     gc.collect()
     retained = rss_mb() - baseline
-    n = len(balancer.labels)
+    n = len(stage2.labels)
     return {"img_per_s": round(n / seconds, 1), "seconds": round(seconds, 2),
             "cpu_seconds": round(cpu_seconds, 2),
             "peak_rss_mb": round(peak.peak - baseline, 1),
             "hwm_growth_mb": None if hwm is None else round(hwm / 1024 - baseline, 1),
             "retained_mb": round(retained, 1), "baseline_rss_mb": round(baseline, 1),
-            "originals": n, "slots": len(balancer),
+            "originals": n, "slots": len(stage2),
             "minority": sum(report.minority), "attacked": sum(report.attacked)}
 
 
 # -- (b) one refresh of the synthetic set, in a subprocess ----------------------------------------
 def _child(spec: dict) -> dict:
-    from afr_aug import AFRBalancer
+    from afr_aug import AFRDataset
     from afr_aug.models import resnet32
 
     if spec["threads"]:
@@ -237,12 +237,12 @@ def _child(spec: dict) -> dict:
                                 spec["imbalance_ratio"], seed=spec["seed"])
     torch.manual_seed(spec["seed"])
     model = resnet32(num_classes=spec["classes"])
-    balancer = AFRBalancer(dataset, num_classes=spec["classes"], storage=spec["storage"],
+    stage2 = AFRDataset(dataset, num_classes=spec["classes"], storage=spec["storage"],
                            batch_size=spec["batch_size"], num_workers=spec["num_workers"],
                            seed=spec["seed"], progress=False)
-    result = timed_refresh(balancer, model)
+    result = timed_refresh(stage2, model)
     if spec["storage"] != "memory":
-        result["file_mb"] = round(mb(os.path.getsize(balancer.store.file)), 3)
+        result["file_mb"] = round(mb(os.path.getsize(stage2.store.file)), 3)
     return result
 
 
@@ -277,24 +277,24 @@ def compare_paths(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     With ``repeats`` > 1 the paths alternate (tensor, Dataset, Dataset, tensor, ...) and each
     path's best run counts, which keeps a burst of load from another process out of the ratio.
     """
-    from afr_aug import AFRBalancer
+    from afr_aug import AFRDataset
     from afr_aug.models import resnet32
 
     torch.manual_seed(seed)
     model = resnet32(num_classes=num_classes)
 
-    def balancer(data, lab=None):
-        return AFRBalancer(data, lab, num_classes=num_classes, batch_size=batch_size,
+    def stage2(data, lab=None):
+        return AFRDataset(data, lab, num_classes=num_classes, batch_size=batch_size,
                            num_workers=num_workers, seed=seed, progress=False)
 
     if warmup_images:
         warm = torch.arange(0, len(images), max(1, len(images) // warmup_images))
-        timed_refresh(balancer(images[warm], labels[warm]), model)
+        timed_refresh(stage2(images[warm], labels[warm]), model)
     runs = {"tensor": [], "dataset": []}
     for k in range(max(1, repeats)):
         for path in (("tensor", "dataset") if k % 2 == 0 else ("dataset", "tensor")):
-            data = (balancer(images, labels) if path == "tensor"
-                    else balancer(TensorImages(images, labels)))
+            data = (stage2(images, labels) if path == "tensor"
+                    else stage2(TensorImages(images, labels)))
             runs[path].append(timed_refresh(data, model))
     best = {path: max(r, key=lambda x: x["img_per_s"]) for path, r in runs.items()}
     tensor, dataset = best["tensor"], best["dataset"]

@@ -24,7 +24,7 @@ import warnings
 import torch
 
 import afr_aug.store as store_module
-from afr_aug import AFRBalancer
+from afr_aug import AFRDataset
 from afr_aug.models import resnet32
 
 from .runtime import device_name
@@ -36,7 +36,7 @@ def measure(images: int, size: int, storage_dir: str, seed: int = 0) -> dict:
     labels = long_tail_labels(images, 10, 100.0)
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (len(labels), 3, size, size), dtype=torch.uint8, generator=g)
-    stage2 = AFRBalancer(x, labels, storage=storage_dir, progress=False, seed=seed)
+    stage2 = AFRDataset(x, labels, storage=storage_dir, progress=False, seed=seed)
     spent = {"checksums_s": 0.0}
     real = store_module.AdversarialStore._sums
 

@@ -255,7 +255,7 @@ def _summary(args, m: dict, device, speed, s, n: int) -> None:
     print(f"model_only {mo:.1f} img/s | bs_cmo {cmo:.1f} img/s ({cmo / mo:.2f} x model_only,"
           f" target >= 0.9)")
     print(f"afr stage-2 iterations {m['afr']:.1f} img/s; refresh {m['refresh_s']:.1f} s for {n} images "
-          f"(timed on {len(m['part'].data.y_train)} originals, {len(m['part'].balancer)} slots: "
+          f"(timed on {len(m['part'].data.y_train)} originals, {len(m['part'].stage2)} slots: "
           f"{sum(m['report'].minority)} minority, {sum(m['report'].attacked)} attacked), "
           f"every {s.refresh_every} epochs")
     print(f"stage 2, {s.stage2_epochs} epochs: control {control_s:.0f} s, AFR {afr_s:.0f} s "

@@ -7,7 +7,7 @@ for AFR's stage-2 set and evaluation), the model an unmodified ``torchvision.mod
 - Stage 1 (inter-class): ``BalancedMixLoader`` wraps the long-tailed loader and CutMixes
   (p = 0.5) class-balanced batches from ``LongTailSampler`` onto it; Balanced Softmax loss.
 - Stage 2 (intra-class): fine-tuning at a smaller learning rate; ``AFRLoader`` wraps the same
-  loader around ``AFRBalancer`` over the deterministic view (read lazily, by index), refreshed
+  loader around ``AFRDataset`` over the deterministic view (read lazily, by index), refreshed
   every ``--refresh-every`` epochs with the running accuracy on the mixed batches (§3.3),
   CutMixed onto 25 % of the batches.
 
@@ -40,7 +40,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from afr_aug import (AFRBalancer, AFRLoader, BalancedMixLoader, CutMixBalancer, Embedder,
+from afr_aug import (AFRDataset, AFRLoader, BalancedMixLoader, CutMixBalancer, Embedder,
                      MinorityPGD, mixed_loss)
 from afr_aug.data import load_cifar, long_tailed_counts
 from afr_aug.losses import BalancedSoftmaxLoss
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
 
     # Normalisation lives *inside* the model, so every image afr-aug handles (AFR's stage-2
     # set, the embedding pass, the attack, evaluate) stays in [0, 1]. The alternative: a plain
-    # model, and AFRBalancer(..., attack=atk) with atk.set_normalization_used(MEAN, STD); the
+    # model, and AFRDataset(..., attack=atk) with atk.set_normalization_used(MEAN, STD); the
     # refresh then normalises for the model in both passes (but evaluate would not).
     model = nn.Sequential(T.Normalize(MEAN, STD),
                           models.resnet18(weights=None, num_classes=len(counts))).to(args.device)
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     # "(class, minority)", embedding at the same layer as Embedder(model). AFRLoader refreshes
     # it every --refresh-every epochs with the running accuracy of the epoch before (the first
     # time: stage 1's last), and CutMixes it onto 25 % of the batches.
-    afr_set = AFRBalancer(eval_view, attack=MinorityPGD(model), batch_size=2 * args.batch_size,
+    afr_set = AFRDataset(eval_view, attack=MinorityPGD(model), batch_size=2 * args.batch_size,
                           num_workers=W, storage=args.storage or str(args.out / "afr"),
                           transform=v2.Compose([v2.RandomCrop(S, padding=S // 8),
                                                 v2.RandomHorizontalFlip()]),

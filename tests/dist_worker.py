@@ -9,7 +9,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from afr_aug import AFRBalancer, IntraClassSplitter, LongTailSampler
+from afr_aug import AFRDataset, IntraClassSplitter, LongTailSampler
 from afr_aug.distributed import all_gather_cat, get_rank, get_world_size
 from afr_aug.embedding import run_inference
 from afr_aug.metrics import evaluate
@@ -39,10 +39,10 @@ def compute(storage_dir):
     acc = (torch.bincount(labs, weights=correct, minlength=3) / torch.bincount(labs, minlength=3)).float()
     train_acc = float(correct.mean())
     split = splitter.split(emb, labs, num_classes=3)
-    balancer = AFRBalancer(images, labels, batch_size=5, seed=3, progress=False,
+    balancer = AFRDataset(images, labels, batch_size=5, seed=3, progress=False,
                            splitter=IntraClassSplitter(threshold=0.9, adaptive=False))
     balancer.refresh(model)
-    on_disk = AFRBalancer(images, labels, batch_size=5, seed=3, progress=False,
+    on_disk = AFRDataset(images, labels, batch_size=5, seed=3, progress=False,
                           splitter=IntraClassSplitter(threshold=0.9, adaptive=False),
                           storage=storage_dir)
     on_disk.refresh(model)            # every rank writes its rows of one shared file

@@ -118,10 +118,10 @@ def test_batched_ops_equal_per_image_ops():
     for name in sorted(names):
         bins = {b for sub in A._CIFAR10_POLICY for n, _, b in sub if n == name}
         for b in bins:
-            mag = A._magnitude(name, b, 32, 32)
+            mag = A.op_magnitude(name, b, 32, 32)
             for m in ((mag, -mag) if name in A._SIGNED else (mag,)):
-                batched = A._apply_op(x, name, m)
-                single = torch.cat([A._apply_op(x[i:i + 1], name, m) for i in range(4)])
+                batched = A.apply_op(x, name, m)
+                single = torch.cat([A.apply_op(x[i:i + 1], name, m) for i in range(4)])
                 assert torch.equal(batched, single), (name, m)
 
 
@@ -302,25 +302,25 @@ def test_translate_moves_rounded_pixels_and_fills_grey():
     x = torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
     x[0, 0, :, 0] = 200                                   # a bright first column
     for bin_idx, pixels in ((3, 5), (8, 13), (9, 15)):
-        mag = A._magnitude("TranslateX", bin_idx, 32, 32)
-        out = A._apply_op(x, "TranslateX", mag)
+        mag = A.op_magnitude("TranslateX", bin_idx, 32, 32)
+        out = A.apply_op(x, "TranslateX", mag)
         assert out[0, 0, :, pixels].eq(200).all() and out[0, 0, :, pixels + 1].eq(0).all()
         assert out[0, 0, :, :pixels].eq(A.AUTOAUGMENT_FILL).all()     # uncovered: grey 128
-        back = A._apply_op(x, "TranslateY", -mag)
+        back = A.apply_op(x, "TranslateY", -mag)
         assert back.eq(A.AUTOAUGMENT_FILL).sum() == pixels * 32
 
 
 def test_solarize_thresholds_on_the_256_scale():
     x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
     for bin_idx, first_inverted in ((2, 200), (3, 171), (5, 114), (8, 29)):
-        out = A._apply_op(x, "Solarize", A._magnitude("Solarize", bin_idx, 16, 16)).flatten()
+        out = A.apply_op(x, "Solarize", A.op_magnitude("Solarize", bin_idx, 16, 16)).flatten()
         assert out[first_inverted] == 255 - first_inverted
         assert out[first_inverted - 1] == first_inverted - 1
 
 
 def test_rotate_fills_corners_grey():
     x = torch.full((1, 3, 32, 32), 10, dtype=torch.uint8)
-    out = A._apply_op(x, "Rotate", 20.0)
+    out = A.apply_op(x, "Rotate", 20.0)
     assert (out[0, :, 0, 0] == A.AUTOAUGMENT_FILL).all() and (out[0, :, 16, 16] == 10).all()
 
 
@@ -330,7 +330,7 @@ def test_shear_is_bicubic_like_pil_by_hand_and_against_pil():
     # a = -1 kernel: v = v1 + d(v2 - v0) + d^2(2(v0 - v1) + v2 - v3) + d^3(v1 - v0 - v2 + v3)
     x = torch.zeros(1, 1, 4, 8, dtype=torch.uint8)
     x[0, 0, 1, 2] = 90
-    out = A._apply_op(x, "ShearX", 0.25)
+    out = A.apply_op(x, "ShearX", 0.25)
     d = 0.375
     assert out[0, 0, 1, 1] == int(90 * d + d * d * 90 - d ** 3 * 90)      # 41.66 -> 41
     assert out[0, 0, 3, 7] == A.AUTOAUGMENT_FILL      # samples 7.5 + 0.25 * 3.5 >= 8: outside
@@ -339,7 +339,7 @@ def test_shear_is_bicubic_like_pil_by_hand_and_against_pil():
     imgs = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
     for m in (0.3, -0.2, 0.1):
         for name, coeffs in (("ShearX", (1, m, 0, 0, 1, 0)), ("ShearY", (1, 0, 0, m, 1, 0))):
-            ours = A._apply_op(imgs, name, m)
+            ours = A.apply_op(imgs, name, m)
             for i in range(3):
                 im = pil_image.fromarray(imgs[i].permute(1, 2, 0).numpy())
                 ref = im.transform(im.size, pil_image.AFFINE, coeffs, pil_image.BICUBIC,

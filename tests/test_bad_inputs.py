@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-from afr_aug import AFRBalancer, AFRLoader, BalancedMixLoader, CutMixBalancer, MixUpBalancer
+from afr_aug import AFRDataset, AFRLoader, BalancedMixLoader, CutMixBalancer, MixUpBalancer
 from afr_aug.models import resnet32
 
 LABELS = torch.tensor([0] * 20 + [1] * 7 + [2] * 5)
@@ -58,7 +58,7 @@ def float_data(images=None, labels=LABELS, targets=None):
 
 
 def stage2_of(**kw):
-    return AFRBalancer(uint8_images(), LABELS, progress=False, **kw)
+    return AFRDataset(uint8_images(), LABELS, progress=False, **kw)
 
 
 def afr_loader(data, model=None, **kw):
@@ -90,7 +90,7 @@ CASES = [
     ("an empty dataset under AFRLoader", lambda: afr_loader(float_data(uint8_images(0),
                                                                        LABELS[:0])),
      ValueError, "yields no batches"),
-    ("an IterableDataset with __len__", lambda: AFRBalancer(Stream(), LABELS, progress=False),
+    ("an IterableDataset with __len__", lambda: AFRDataset(Stream(), LABELS, progress=False),
      TypeError, "IterableDataset"),
     ("NaN images", lambda: list(BalancedMixLoader(
         loader(float_data(torch.full((32, 3, 8, 8), float("nan")))), mixing=False)),

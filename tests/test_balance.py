@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from afr_aug import AFRBalancer, IntraClassSplitter, MinorityPGD
+from afr_aug import AFRDataset, IntraClassSplitter, MinorityPGD
 from afr_aug.augment import CropFlip, SeededTransform
 from afr_aug.models import resnet32
+from benchmarks.afr_old import OriginalsLayout
 
 COUNTS = [40, 12, 5]
 
@@ -18,7 +19,8 @@ def data(seed=0):
 @pytest.mark.parametrize("layout", ["slots", "originals"])
 def test_before_refresh_is_class_balanced_oversampling(layout):
     images, labels = data()
-    b = AFRBalancer(images, labels, progress=False, layout=layout)
+    b = AFRDataset(images, labels, progress=False,
+                   layout=OriginalsLayout() if layout == "originals" else layout)
     assert b.class_sizes().tolist() == [40, 40, 40]
     assert not b.is_adversarial.any()
     for c, n in enumerate(COUNTS):  # every original appears at least once
@@ -29,12 +31,12 @@ def test_before_refresh_is_class_balanced_oversampling(layout):
 
 def test_a_slot_is_an_original_through_its_own_draw():
     images, labels = data()
-    b = AFRBalancer(images, labels, progress=False, seed=3)
+    b = AFRDataset(images, labels, progress=False, seed=3)
     batch, _ = b.get_batch(torch.arange(len(b)))
     expected = CropFlip(padding=4).apply(images[b.item_index], b.item_draws)
     assert torch.equal(batch, expected)
     assert not torch.equal(batch, images[b.item_index])          # the draws do something
-    again = AFRBalancer(images, labels, progress=False, seed=3)   # deterministic per seed
+    again = AFRDataset(images, labels, progress=False, seed=3)   # deterministic per seed
     assert torch.equal(again.get_batch(torch.arange(len(b)))[0], batch)
 
 
@@ -42,7 +44,7 @@ def test_refresh_attacks_share_of_majority_slots_in_every_class():
     torch.manual_seed(0)
     images, labels = data()
     model = resnet32(num_classes=3)
-    b = AFRBalancer(images, labels, attack_share=0.5, progress=False, batch_size=16)
+    b = AFRDataset(images, labels, attack_share=0.5, progress=False, batch_size=16)
     report = b.refresh(model)
     split = b.split_result
     assert b.class_sizes().tolist() == [40, 40, 40]
@@ -67,9 +69,9 @@ def test_originals_layout_gives_the_tail_a_tiny_dose():
     torch.manual_seed(0)
     images, labels = data()
     model = resnet32(num_classes=3)
-    old = AFRBalancer(images, labels, progress=False, layout="originals",
+    old = AFRDataset(images, labels, progress=False, layout=OriginalsLayout(),
                       splitter=IntraClassSplitter(quantile=0.2, adaptive=False)).refresh(model)
-    new = AFRBalancer(images, labels, progress=False).refresh(model)
+    new = AFRDataset(images, labels, progress=False).refresh(model)
     assert old.adversarial_share[2] <= 2 / 40 and new.adversarial_share[2] >= 0.25
     assert new.dose > 1.8 * old.dose
 
@@ -77,7 +79,7 @@ def test_originals_layout_gives_the_tail_a_tiny_dose():
 def test_items_and_batches_agree_and_mode_kept():
     images, labels = data()
     model = resnet32(num_classes=3).train()
-    b = AFRBalancer(images, labels, progress=False)
+    b = AFRDataset(images, labels, progress=False)
     b.refresh(model)
     assert model.training
     idx = torch.tensor([0, 5, len(b) - 1, int(torch.nonzero(b.is_adversarial)[0])])
@@ -90,9 +92,9 @@ def test_items_and_batches_agree_and_mode_kept():
 
 def test_state_dict_round_trip():
     images, labels = data()
-    a = AFRBalancer(images, labels, progress=False, seed=1)
+    a = AFRDataset(images, labels, progress=False, seed=1)
     a.refresh(resnet32(num_classes=3))
-    b = AFRBalancer(images, labels, progress=False, seed=2)
+    b = AFRDataset(images, labels, progress=False, seed=2)
     b.load_state_dict(a.state_dict())
     assert torch.equal(a.get_batch(torch.arange(len(a)))[0], b.get_batch(torch.arange(len(b)))[0])
     assert torch.equal(a.adversarial_clean(), b.adversarial_clean())
@@ -101,10 +103,10 @@ def test_state_dict_round_trip():
 def test_dataset_input_and_target_size():
     images, labels = data()
     ds = [(images[i].float() / 255, int(labels[i])) for i in range(len(labels))]
-    b = AFRBalancer(ds, progress=False, target_size=10)            # labels read from the items
+    b = AFRDataset(ds, progress=False, target_size=10)            # labels read from the items
     assert b.class_sizes().tolist() == [10, 10, 10]
-    assert b.images is None and torch.equal(b.labels, labels)
-    t = AFRBalancer(images, labels, progress=False, target_size=10)
+    assert b.source.images is None and torch.equal(b.labels, labels)
+    t = AFRDataset(images, labels, progress=False, target_size=10)
     assert torch.equal(b.item_index, t.item_index)                  # same seed, same layout
     assert torch.equal(b.get_batch(torch.arange(30))[0], t.get_batch(torch.arange(30))[0])
 
@@ -112,19 +114,19 @@ def test_dataset_input_and_target_size():
 def test_bad_input():
     images, labels = data()
     with pytest.raises(ValueError, match="labels are required"):
-        AFRBalancer(images)
-    with pytest.raises(ValueError, match="labels has 3 entries, data 57"):
-        AFRBalancer(images, labels[:3])
+        AFRDataset(images)
+    with pytest.raises(ValueError, match=r"labels has 3 entries, expected 57 \(one per item\)"):
+        AFRDataset(images, labels[:3])
     with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
-        AFRBalancer(images[0], labels)
+        AFRDataset(images[0], labels)
     with pytest.raises(ValueError, match="attack_share"):
-        AFRBalancer(images, labels, attack_share=1.5)
+        AFRDataset(images, labels, attack_share=1.5)
     with pytest.raises(ValueError, match=r"float images must be in \[0, 1\]"):
-        AFRBalancer(images.float(), labels)
+        AFRDataset(images.float(), labels)
     with pytest.raises(ValueError, match="NaN"):
-        AFRBalancer(torch.full((2, 3, 4, 4), float("nan")), torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
-        AFRBalancer(images, labels, num_classes=2)
+        AFRDataset(torch.full((2, 3, 4, 4), float("nan")), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\] for 2 classes"):
+        AFRDataset(images, labels, num_classes=2)
 
 
 # -- any Dataset, lazily; storage in memory or on disk ------------------------------------------
@@ -151,7 +153,7 @@ def splitter():
 def test_dataset_is_read_lazily_about_once_per_refresh():
     images, labels = data()
     ds = Counted(images, labels)
-    b = AFRBalancer(ds, progress=False, batch_size=16, splitter=splitter())
+    b = AFRDataset(ds, progress=False, batch_size=16, splitter=splitter())
     assert ds.reads == []                                  # construction reads no image
     b.refresh(resnet32(num_classes=3))
     slots, attacked = len(b), len(b.adversarial_source)
@@ -164,8 +166,8 @@ def test_dataset_is_read_lazily_about_once_per_refresh():
 def test_dataset_path_equals_tensor_path():
     images, labels = data()
     model = resnet32(num_classes=3)
-    t = AFRBalancer(images, labels, progress=False, batch_size=16, splitter=splitter())
-    d = AFRBalancer(Counted(images, labels), progress=False, batch_size=16, splitter=splitter())
+    t = AFRDataset(images, labels, progress=False, batch_size=16, splitter=splitter())
+    d = AFRDataset(Counted(images, labels), progress=False, batch_size=16, splitter=splitter())
     t.refresh(model)
     d.refresh(model)
     assert torch.equal(t.item_index, d.item_index) and torch.equal(t.is_adversarial, d.is_adversarial)
@@ -178,8 +180,8 @@ def test_dataset_path_equals_tensor_path():
 def test_memory_and_disk_storage_give_the_same_items(tmp_path):
     images, labels = data()
     model = resnet32(num_classes=3)
-    mem = AFRBalancer(images, labels, progress=False, seed=4, splitter=splitter())
-    disk = AFRBalancer(images, labels, progress=False, seed=4, splitter=splitter(),
+    mem = AFRDataset(images, labels, progress=False, seed=4, splitter=splitter())
+    disk = AFRDataset(images, labels, progress=False, seed=4, splitter=splitter(),
                        storage=tmp_path / "adv")
     for _ in range(3):                                      # three generations of files
         mem.refresh(model)
@@ -203,7 +205,7 @@ def test_resumed_set_equals_uninterrupted(tmp_path, storage):
 
     def make(sub):
         where = "memory" if storage == "memory" else tmp_path / sub
-        return AFRBalancer(images, labels, progress=False, seed=7, splitter=splitter(), storage=where)
+        return AFRDataset(images, labels, progress=False, seed=7, splitter=splitter(), storage=where)
 
     straight = make("a")
     straight.refresh(model)
@@ -215,20 +217,20 @@ def test_resumed_set_equals_uninterrupted(tmp_path, storage):
     resumed.refresh(model)
     assert torch.equal(straight.item_index, resumed.item_index)
     assert torch.equal(straight.get_batch(every)[0], resumed.get_batch(every)[0])
-    other = make("c") if storage == "memory" else AFRBalancer(images, labels, progress=False)
+    other = make("c") if storage == "memory" else AFRDataset(images, labels, progress=False)
     other.load_state_dict(straight.state_dict())           # across storages too
     assert torch.equal(other.get_batch(every)[0], straight.get_batch(every)[0])
 
 
 def test_state_dict_is_validated():
     images, labels = data()
-    b = AFRBalancer(images, labels, progress=False)
+    b = AFRDataset(images, labels, progress=False)
     with pytest.raises(TypeError, match="expects the dict"):
         b.load_state_dict([1])
     with pytest.raises(ValueError, match="missing"):
         b.load_state_dict({"rng": 1})
-    state = AFRBalancer(images[:20], labels[:20], progress=False).state_dict()
-    with pytest.raises(ValueError, match="num_originals=20 but this AFRBalancer has num_originals=57"):
+    state = AFRDataset(images[:20], labels[:20], progress=False).state_dict()
+    with pytest.raises(ValueError, match="num_originals=20 but this AFRDataset has num_originals=57"):
         b.load_state_dict(state)
     b.refresh(resnet32(num_classes=3))
     state = b.state_dict()
@@ -239,8 +241,9 @@ def test_state_dict_is_validated():
     state["is_adversarial"] = torch.zeros_like(state["is_adversarial"])
     with pytest.raises(ValueError, match="adversarial items for"):
         b.load_state_dict(state)
-    with pytest.raises(ValueError, match="layout='slots' but this AFRBalancer has layout='originals'"):
-        AFRBalancer(images, labels, progress=False, layout="originals").load_state_dict(b.state_dict())
+    with pytest.raises(ValueError, match="layout='slots' but this AFRDataset has layout='originals'"):
+        AFRDataset(images, labels, progress=False,
+                   layout=OriginalsLayout()).load_state_dict(b.state_dict())
 
 
 def write_image_folder(root, sizes_per_class):
@@ -268,7 +271,7 @@ def test_image_folder_with_torchvision_models(tmp_path):
     for build, dim in ((models.resnet18, 512), (models.mobilenet_v3_small, 1024)):
         torch.manual_seed(0)
         model = build(num_classes=3)
-        b = AFRBalancer(view, progress=False, batch_size=4, num_workers=2, transform=flip,
+        b = AFRDataset(view, progress=False, batch_size=4, num_workers=2, transform=flip,
                         splitter=splitter(), storage=tmp_path / build.__name__)
         b.refresh(model)
         assert b.split_result.class_means.shape == (3, dim)
@@ -283,7 +286,7 @@ def test_configured_attack_is_pointed_at_each_model():
     images, labels = data()
     first, second = resnet32(num_classes=3), resnet32(num_classes=3)
     atk = MinorityPGD(first, eps=1 / 255, alpha=1 / 255, steps=2, target="centroid")
-    b = AFRBalancer(images, labels, progress=False, attack=atk, splitter=splitter())
+    b = AFRDataset(images, labels, progress=False, attack=atk, splitter=splitter())
     b.refresh(first)
     b.refresh(second)
     assert b.attack is atk and atk.model is second and atk.eps == 1 / 255
@@ -291,9 +294,9 @@ def test_configured_attack_is_pointed_at_each_model():
     diff = (b.adversarial.int() - b.adversarial_clean().int()).abs()
     assert diff.max() <= 1
     with pytest.raises(TypeError, match="MinorityPGD"):
-        AFRBalancer(images, labels, attack=lambda x, y: x)
+        AFRDataset(images, labels, attack=lambda x, y: x)
     with pytest.raises(ValueError, match="same embedding"):
-        AFRBalancer(images, labels, attack=MinorityPGD(first, layer="layer3"), layer="fc")
+        AFRDataset(images, labels, attack=MinorityPGD(first, layer="layer3"), layer="fc")
 
 
 def test_bad_dataset_input(tmp_path):
@@ -304,31 +307,31 @@ def test_bad_dataset_input(tmp_path):
     write_image_folder(tmp_path / "odd", [[(40, 52), (36, 36)], [(30, 30)]])
     raw = pil(tmp_path / "odd")                              # PIL images
     with pytest.raises(TypeError, match="is a Image.*ToTensor"):
-        AFRBalancer(raw, progress=False).refresh(resnet32(num_classes=2))
+        AFRDataset(raw, progress=False).refresh(resnet32(num_classes=2))
     uneven = pil(tmp_path / "odd", transform=transforms.ToTensor())    # no resize
     with pytest.raises(ValueError, match="different sizes.*Resize"):
-        AFRBalancer(uneven, progress=False, batch_size=4).refresh(resnet32(num_classes=2))
+        AFRDataset(uneven, progress=False, batch_size=4).refresh(resnet32(num_classes=2))
     normalised = [(images[i].float() / 255 - 0.5, int(labels[i])) for i in range(len(labels))]
     with pytest.raises(ValueError, match=r"must be in \[0, 1\].*Normalize"):
-        AFRBalancer(normalised, progress=False).refresh(resnet32(num_classes=3))
+        AFRDataset(normalised, progress=False).refresh(resnet32(num_classes=3))
     wrong = Counted(images, labels)
     wrong.targets = [0] * len(labels)
     with pytest.raises(ValueError, match="has label 1 but labels"):
-        AFRBalancer(wrong, progress=False, num_classes=3).refresh(resnet32(num_classes=3))
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
-        AFRBalancer(Counted(images, labels), num_classes=2)
+        AFRDataset(wrong, progress=False, num_classes=3).refresh(resnet32(num_classes=3))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\] for 2 classes"):
+        AFRDataset(Counted(images, labels), num_classes=2)
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(ValueError, match="not writable"):
-        AFRBalancer(images, labels, storage=tmp_path / "a_file" / "sub")
+        AFRDataset(images, labels, storage=tmp_path / "a_file" / "sub")
     with pytest.raises(TypeError, match="tensor or a map-style Dataset"):
-        AFRBalancer(42, labels)
+        AFRDataset(42, labels)
 
 
 def test_pickled_copy_leaves_out_the_model_and_nothing_attacked(tmp_path):
     import pickle
 
     images, labels = data()
-    b = AFRBalancer(images, labels, progress=False, attack_share=0.0, storage=tmp_path)
+    b = AFRDataset(images, labels, progress=False, attack_share=0.0, storage=tmp_path)
     b.refresh(resnet32(num_classes=3))
     assert b.adversarial.shape == (0, 3, 32, 32) and not b.is_adversarial.any()
     copy = pickle.loads(pickle.dumps(b))
@@ -345,8 +348,8 @@ def test_normalisation_declared_on_the_attack_equals_normalising_model():
     inner.load_state_dict(plain.state_dict(), strict=False)
     declared = MinorityPGD(plain)
     declared.set_normalization_used(mean, std)
-    a = AFRBalancer(images, labels, progress=False, splitter=splitter(), attack=declared)
-    b = AFRBalancer(images, labels, progress=False, splitter=splitter())
+    a = AFRDataset(images, labels, progress=False, splitter=splitter(), attack=declared)
+    b = AFRDataset(images, labels, progress=False, splitter=splitter())
     a.refresh(plain)
     b.refresh(inner)
     split_a, split_b = a.split_result, b.split_result
@@ -367,13 +370,13 @@ def test_seeded_user_transform_as_slot_augmentation():
 
     images, labels = data()
     t = SeededTransform(v2.Compose([v2.RandomCrop(32, padding=2), v2.RandomHorizontalFlip()]))
-    b = AFRBalancer(images, labels, progress=False, slot_transform=t, batch_size=16)
+    b = AFRDataset(images, labels, progress=False, slot_transform=t, batch_size=16)
     first = b.get_batch(torch.arange(len(b)))[0]
     assert torch.equal(first, b.get_batch(torch.arange(len(b)))[0])     # a slot is one image
     b.refresh(resnet32(num_classes=3))
     assert (b.adversarial.int() - b.adversarial_clean().int()).abs().max() <= 9
     with pytest.raises(TypeError, match="SeededTransform"):
-        AFRBalancer(images, labels, slot_transform=lambda x: x)
+        AFRDataset(images, labels, slot_transform=lambda x: x)
 
 
 def test_report_table_dict_plot_and_warnings(tmp_path):
@@ -381,7 +384,7 @@ def test_report_table_dict_plot_and_warnings(tmp_path):
 
     torch.manual_seed(0)
     images, labels = data()
-    b = AFRBalancer(images, labels, progress=False, attack_share=0.02)
+    b = AFRDataset(images, labels, progress=False, attack_share=0.02)
     with pytest.warns(UserWarning, match="dose"):
         report = b.refresh(resnet32(num_classes=3))
     assert b.report is report and report.generation == 1
@@ -393,6 +396,18 @@ def test_report_table_dict_plot_and_warnings(tmp_path):
     assert 0 <= d["total_crossed"] <= 1 and d["layout"] == "slots" and d["target"] == "head"
     report.plot(str(tmp_path / "refresh.png"))
     assert (tmp_path / "refresh.png").stat().st_size > 1000
-    tiny = AFRBalancer(images[:8], torch.tensor([0] * 5 + [1] * 3), progress=False, target_size=5)
+    tiny = AFRDataset(images[:8], torch.tensor([0] * 5 + [1] * 3), progress=False, target_size=5)
     with pytest.warns(UserWarning, match="single minority image"):
         tiny.refresh(resnet32(num_classes=2))
+
+
+def test_the_old_name_still_works_and_its_states_load():
+    images, labels = data()
+    with pytest.warns(DeprecationWarning, match="AFRDataset"):
+        from afr_aug import AFRBalancer
+        old = AFRBalancer(images, labels, progress=False)
+    state = old.state_dict()
+    assert state["type"] == "AFRBalancer"
+    new = AFRDataset(images, labels, progress=False)
+    new.load_state_dict(state)                       # a checkpoint written under the old name
+    assert torch.equal(new.item_index, old.item_index)

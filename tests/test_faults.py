@@ -21,7 +21,8 @@ import pytest
 import torch
 
 import afr_aug.store as store_module
-from afr_aug import AFRBalancer
+import afr_aug.stage2.pipeline as pipeline
+from afr_aug import AFRDataset
 from afr_aug.models import resnet32
 from afr_aug.store import StoreError
 
@@ -35,7 +36,7 @@ def images(size=8):
 
 
 def new_set(storage="memory", size=8, seed=0, **kw):
-    return AFRBalancer(images(size), LABELS, storage=storage, progress=False, seed=seed, **kw)
+    return AFRDataset(images(size), LABELS, storage=storage, progress=False, seed=seed, **kw)
 
 
 def model():
@@ -74,7 +75,7 @@ class Boom(RuntimeError):
 def _raise_in(monkeypatch, b, step):
     """Make ``step`` of the next refresh raise (``ctrl-c``: KeyboardInterrupt mid-attack)."""
     if step == "embed":
-        monkeypatch.setattr(b, "_embed", lambda *a, **k: (_ for _ in ()).throw(Boom(step)))
+        monkeypatch.setattr(pipeline, "embed", lambda *a, **k: (_ for _ in ()).throw(Boom(step)))
     elif step == "split":
         monkeypatch.setattr(b.splitter, "split", lambda *a, **k: (_ for _ in ()).throw(Boom(step)))
     elif step == "fit":
@@ -289,6 +290,7 @@ def test_kill_9_at_each_phase_leaves_the_checkpoint_loadable(tmp_path, phase):
         sys.path.insert(0, {str(ROOT / 'tests')!r})
         import torch
         import afr_aug.store as store_module
+        import afr_aug.stage2.pipeline as pipeline
         from test_faults import new_set, refresh, served
 
         def die(*a, **k):
@@ -299,7 +301,7 @@ def test_kill_9_at_each_phase_leaves_the_checkpoint_loadable(tmp_path, phase):
         torch.save({{"state": b.state_dict(), "served": served(b)}}, {str(ckpt)!r})
         phase = {phase!r}
         if phase == "embed":
-            b._embed = die
+            pipeline.embed = die
         elif phase == "attack":
             real = b.attack.generate
             def generate(batches):

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
-from afr_aug import AFRBalancer, AFRLoader, BalancedMixLoader, CutMixBalancer, MixUpBalancer
+from afr_aug import AFRDataset, AFRLoader, BalancedMixLoader, CutMixBalancer, MixUpBalancer
 from afr_aug.loader import MixedBatch, dataset_labels
 from afr_aug.metrics import RunningAccuracy
 from afr_aug.sampler import LongTailSampler
@@ -193,7 +193,7 @@ def test_state_dict_resumes_the_same_mixing():
 
 def afr_loader(data, model, **kw):
     images = (data.images * 255).round().to(torch.uint8)
-    stage2 = AFRBalancer(images, data.labels, progress=False, target_size=12)
+    stage2 = AFRDataset(images, data.labels, progress=False, target_size=12)
     return AFRLoader(loader_of(data), stage2, model, **kw)
 
 
@@ -206,10 +206,10 @@ def test_afr_loader_refreshes_on_schedule_with_the_epoch_befores_accuracy(monkey
     seen = []
     real = stage2.stage2.refresh
 
-    def spy(model, device=None, class_accuracy=None, train_accuracy=None):
+    def spy(model, device=None, class_accuracy=None, train_accuracy=None, mix=None):
         seen.append((stage2.epoch, class_accuracy.tolist(), train_accuracy))
         return real(model, device=device, class_accuracy=class_accuracy,
-                    train_accuracy=train_accuracy)
+                    train_accuracy=train_accuracy, mix=mix)
 
     monkeypatch.setattr(stage2.stage2, "refresh", spy)
     counted = []
@@ -223,7 +223,8 @@ def test_afr_loader_refreshes_on_schedule_with_the_epoch_befores_accuracy(monkey
     assert seen[1][1] == pytest.approx(counted[1][0].tolist(), nan_ok=True)
     assert seen[1][2] == pytest.approx(counted[1][1])
     assert stage2.report.generation == 3 and stage2.refresh_seconds > 0
-    assert stage2.stage2.mixer is stage2.mixer and stage2.mixer.p == 0.25
+    # the dose is the loader's mixer's: it hands it to the refresh, the set keeps no mixer
+    assert stage2.report.mix_p == stage2.mixer.p == 0.25 and not hasattr(stage2.stage2, "mixer")
 
 
 def test_afr_loader_draws_from_the_refreshed_set():
@@ -264,7 +265,7 @@ def test_afr_loader_manual_refresh_is_not_repeated_and_state_resumes(tmp_path):
 
 def test_afr_loader_rejects_bad_input():
     data, model = Images(), Net()
-    with pytest.raises(TypeError, match="AFRBalancer"):
+    with pytest.raises(TypeError, match="AFRDataset"):
         AFRLoader(loader_of(data), data, model)
     with pytest.raises(ValueError, match="refresh_every"):
         afr_loader(data, model, refresh_every=0)
@@ -277,13 +278,13 @@ def test_afr_loader_rejects_bad_input():
 
 
 def test_afr_loader_takes_a_lazy_dataset_and_the_stage1_loader():
-    """A user's Dataset (read lazily by AFRBalancer) and the stage-1 loader's accuracy."""
+    """A user's Dataset (read lazily by AFRDataset) and the stage-1 loader's accuracy."""
     torch.manual_seed(0)
     data, model = Images(size=24), Net()
     stage1 = BalancedMixLoader(loader_of(data))
     for batch in stage1:
         stage1.observe(model(batch.x))
-    stage2 = AFRLoader(loader_of(data), AFRBalancer(data, progress=False), model,
+    stage2 = AFRLoader(loader_of(data), AFRDataset(data, progress=False), model,
                        running=stage1, refresh_every=1)
     batch = next(iter(stage2))
     assert batch.x.shape == (6, 3, 24, 24) and stage2.refreshes == 1

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from afr_aug import AFRBalancer, IntraClassSplitter, MinorityPGD
+from afr_aug import AFRDataset, IntraClassSplitter, MinorityPGD
 from afr_aug.decouple import retrain_classifier
 from afr_aug.embedding import run_inference
 from afr_aug.metrics import evaluate
@@ -54,7 +54,7 @@ CALLS = {
         net, DataLoader(TensorDataset(X, Y), batch_size=8), epochs=1, lr=0.1, progress=False),
     "MinorityPGD.__call__": attack_call,
     "MinorityPGD.generate": attack_generate,
-    "AFRBalancer.refresh": lambda net: AFRBalancer(
+    "AFRDataset.refresh": lambda net: AFRDataset(
         (X * 255).to(torch.uint8), Y, progress=False, batch_size=8,
         splitter=IntraClassSplitter(quantile=0.25, adaptive=False)).refresh(net),
     "IntraClassSplitter.embed": splitter_embed,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from afr_aug.models import ResNet32, resnet32
-from afr_aug.models.resnet import _PadShortcut
+from afr_aug.models import PadShortcut
 
 
 def _n_params(model):
@@ -26,14 +26,14 @@ def test_architecture_layout():
     assert model.conv1.out_channels == 16
     assert [s[0].conv1.stride for s in (model.layer1, model.layer2, model.layer3)] == [(1, 1), (2, 2), (2, 2)]
     assert [s[-1].conv2.out_channels for s in (model.layer1, model.layer2, model.layer3)] == [16, 32, 64]
-    shortcuts = [m for m in model.modules() if isinstance(m, _PadShortcut)]
+    shortcuts = [m for m in model.modules() if isinstance(m, PadShortcut)]
     assert len(shortcuts) == 2 and all(_n_params(s) == 0 for s in shortcuts)
     assert model.fc.in_features == 64 and model.fc.out_features == 10
 
 
 def test_option_a_shortcut():
     x = torch.randn(2, 16, 8, 8)
-    y = _PadShortcut(16, 32, 2)(x)
+    y = PadShortcut(16, 32, 2)(x)
     assert y.shape == (2, 32, 4, 4)
     assert torch.equal(y[:, 8:24], x[:, :, ::2, ::2])
     assert y[:, :8].abs().sum() == 0 and y[:, 24:].abs().sum() == 0

@@ -178,7 +178,7 @@ def test_weights_hand_computed():
 @pytest.mark.parametrize("kwargs,exc,match", [
     (dict(labels=[]), ValueError, "empty"),
     (dict(labels=[[0, 1]]), ValueError, "1-D"),
-    (dict(labels=[0.5, 1.0]), TypeError, "integers"),
+    (dict(labels=[0.5, 1.0]), TypeError, "integer class indices"),
     (dict(labels=[0, -1]), ValueError, ">= 0"),
     (dict(labels=[0, 1], exponent=float("nan")), ValueError, "finite"),
     (dict(labels=[0, 1], num_samples=0), ValueError, "num_samples"),

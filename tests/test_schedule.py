@@ -2,8 +2,10 @@
 
 import pytest
 
-from benchmarks.loop import Run, _mixing_on
+from benchmarks.loop import new_run, start_epoch
 from benchmarks.schedule import Schedule
+
+from conftest import fabricated_lt
 
 
 def test_warm_up_steps_once_per_epoch_like_the_reference():
@@ -19,11 +21,10 @@ def test_warm_up_steps_once_per_epoch_like_the_reference():
 
 
 def test_cmo_mixes_only_while_3_lt_epoch_lt_epochs_minus_3():
-    s = Schedule(epochs=200)
-    run = Run(method="bs_cmo", seed=0, schedule=s, data=None, device="cpu")
+    run = new_run("bs_cmo", 0, Schedule(epochs=200), fabricated_lt([20, 6]), "cpu")
     on = []
     for e in range(200):
         run.epoch = e
-        on.append(_mixing_on(run))
+        on.append(start_epoch(run).mixing)     # the run's loader, pointed at epoch e
     assert on.index(True) == 4 and len(on) - 1 - on[::-1].index(True) == 196
     assert sum(on) == 193

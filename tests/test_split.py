@@ -183,15 +183,15 @@ def test_result_repr_and_type():
 
 
 @pytest.mark.parametrize("emb,labels,kwargs,exc,match", [
-    (torch.zeros(8, 4), torch.zeros(7, dtype=torch.long), {}, ValueError, "labels has 7 entries, embeddings 8"),
+    (torch.zeros(8, 4), torch.zeros(7, dtype=torch.long), {}, ValueError, "labels has 7 entries, expected 8"),
     (torch.zeros(8), torch.zeros(8, dtype=torch.long), {}, ValueError, r"\[N, D\]"),
     (torch.full((2, 3), float("nan")), torch.zeros(2, dtype=torch.long), {}, ValueError, "NaN"),
-    (torch.zeros(2, 3), torch.tensor([0, 5]), dict(num_classes=3), ValueError, r"in \[0, 3\)"),
-    (torch.zeros(2, 3), torch.tensor([0, -1]), {}, ValueError, "labels must be in"),
-    (torch.zeros(2, 3), torch.tensor([0.0, 1.0]), {}, TypeError, "integers"),
+    (torch.zeros(2, 3), torch.tensor([0, 5]), dict(num_classes=3), ValueError, r"in \[0, 2\] for 3 classes"),
+    (torch.zeros(2, 3), torch.tensor([0, -1]), {}, ValueError, "labels must be >= 0"),
+    (torch.zeros(2, 3), torch.tensor([0.0, 1.5]), {}, TypeError, "integer class indices"),
     (torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), {}, ValueError, "no embeddings"),
     (torch.zeros(2, 3), torch.tensor([0, 1]), dict(class_accuracy=[0.5], train_accuracy=0.65),
-     ValueError, r"labels must be in \[0, 1\)"),
+     ValueError, r"labels must lie in \[0, 0\] for 1 classes"),
 ])
 def test_split_bad_input(emb, labels, kwargs, exc, match):
     with pytest.raises(exc, match=match):

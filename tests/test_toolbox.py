@@ -157,7 +157,7 @@ def test_image_list_errors(tmp_path):
 
 
 def test_inaturalist_json_and_the_lazy_afr_balancer(tmp_path):
-    from afr_aug import AFRBalancer
+    from afr_aug import AFRDataset
 
     names = [f"train_val2018/Plantae/{i}.jpg" for i in range(7)]
     _images(tmp_path, names, size=(8, 8))
@@ -169,7 +169,7 @@ def test_inaturalist_json_and_the_lazy_afr_balancer(tmp_path):
     ds = INaturalist(tmp_path, tmp_path / "train2018.json")
     assert ds.classes == ["sp2", "sp5", "sp9"] and ds.class_counts == [2, 4, 1]
     assert ds.targets == [1, 1, 1, 1, 0, 0, 2]
-    balancer = AFRBalancer(ds, num_classes=3, progress=False)   # labels from .targets: no image read
+    balancer = AFRDataset(ds, num_classes=3, progress=False)   # labels from .targets: no image read
     assert len(balancer) == 12                                   # 3 classes x 4
     ann["annotations"].pop()
     (tmp_path / "broken.json").write_text(json.dumps(ann))

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from afr_aug import AFRBalancer, Embedder, LongTailSampler, MinorityPGD
+from afr_aug import AFRDataset, Embedder, LongTailSampler, MinorityPGD
 from afr_aug.decouple import LearnableWeightScaling, retrain_classifier, tau_normalize
 
 COUNTS = [12, 6, 3]                      # long-tailed: head, middle, tail
@@ -101,7 +101,7 @@ def test_embedding_is_the_classifier_input(zoo):
 # -- the stage-2 refresh ------------------------------------------------------------------------
 def _refreshed(model):
     images, labels = _data()
-    balancer = AFRBalancer(images, labels, batch_size=16, progress=False,
+    balancer = AFRDataset(images, labels, batch_size=16, progress=False,
                            attack=MinorityPGD(model, steps=STEPS, alpha=ALPHA, head_steps=50))
     with warnings.catch_warnings():
         # tiny random data: §3.3 falls back and single-image minorities are expected here

@@ -4,7 +4,7 @@ iNaturalist 2018.
 Why: those benchmarks are defined by split files (``path label`` lines, or iNaturalist's
 COCO-style JSON), not by folders, and are larger than memory: an item costs one path until it
 is read. ``.targets`` and ``.class_counts`` are known at once, so samplers, ``shot_groups`` and
-the lazy ``AFRBalancer`` work on them directly.
+the lazy ``AFRDataset`` work on them directly.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class ImageList(_FileImages):
     Why: the long-tailed benchmarks of Liu et al. (2019) and Kang et al. (2020) are defined by
     these files (``ImageNet_LT_train.txt`` ...), not by folders. Images are read lazily, so the
     set need not fit in memory; ``.targets`` and ``.class_counts`` are known at once, so
-    ``LongTailSampler``, ``shot_groups`` and the lazy ``AFRBalancer`` work on it directly.
+    ``LongTailSampler``, ``shot_groups`` and the lazy ``AFRDataset`` work on it directly.
     ``num_classes`` defaults to the largest label + 1 (pass it for a val/test split that may
     miss classes). ``dataset[i]`` is ``(transform(PIL RGB image), label)``, or without a
     transform a float CHW tensor in [0, 1] (images keep their own size).

@@ -1,5 +1,5 @@
 """Network architectures for afr-aug."""
 
-from .resnet import NormedLinear, ResNet32, resnet32
+from .resnet import NormedLinear, PadShortcut, ResNet32, resnet32
 
-__all__ = ["NormedLinear", "ResNet32", "resnet32"]
+__all__ = ["NormedLinear", "PadShortcut", "ResNet32", "resnet32"]

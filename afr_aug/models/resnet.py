@@ -19,10 +19,10 @@ import torch.nn.functional as F
 
 from ..checks import check_int
 
-__all__ = ["NormedLinear", "ResNet32", "resnet32"]
+__all__ = ["NormedLinear", "PadShortcut", "ResNet32", "resnet32"]
 
 
-class _PadShortcut(nn.Module):
+class PadShortcut(nn.Module):
     """Option-A shortcut: stride-2 subsampling plus zero channel padding (no parameters)."""
 
     def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
@@ -47,7 +47,7 @@ class _BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         if stride != 1 or in_planes != planes:
-            self.shortcut: nn.Module = _PadShortcut(in_planes, planes, stride)
+            self.shortcut: nn.Module = PadShortcut(in_planes, planes, stride)
         else:
             self.shortcut = nn.Identity()
 
