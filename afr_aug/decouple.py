@@ -184,22 +184,16 @@ def retrain_mislas(model: nn.Module, loader: Iterable, class_counts, epochs: int
     scale on a class-balanced stream, the batch-norm statistics optionally shifted to it.
 
     Why: after a mixup-trained stage 1, MiSLAS keeps the features and fixes what the long tail
-    did to the last layer and to the calibration. Unlike cRT the classifier is *not*
-    re-initialised: it goes on training (at ``lr_factor * lr``) together with one learnable
-    scale per class (LWS, at ``lr``), under :class:`~afr_aug.losses.LabelAwareSmoothingLoss`
-    (``smooth_head`` .. ``smooth_tail`` along ``shape``). With ``shift_bn`` the frozen network
-    runs in training mode, so its batch-norm statistics move to the balanced stream (the BN
-    affine parameters stay frozen, as in the authors' code). The learning rate follows a cosine
-    per epoch, ``0.5 * lr * (1 + cos(pi * epoch / epochs))``, as their code. At the end the
-    scales are folded into the classifier (``w_c *= s_c``, ``b_c *= s_c``), so the returned
-    model has the same layers as before: save, load and evaluate it as usual.
-
-    The authors' settings at imbalance 100 (10 epochs, lr 0.1, weight decay 2e-4): CIFAR-10
-    ``smooth_head=0.3, smooth_tail=0.0, lr_factor=0.5, shift_bn=False``; CIFAR-100
-    ``0.4, 0.1, 0.2, True``. The backbone's parameters are left frozen (``requires_grad=False``)
-    as in :func:`retrain_classifier`; every module's train/eval mode is put back. ``loader`` and
-    ``sampler`` are as in :func:`retrain_classifier`. The classifier must be an ``nn.Linear``
-    (the scale is folded into it). Modifies and returns ``model``.
+    did to the last layer and to the calibration. Unlike cRT the classifier (an ``nn.Linear``)
+    is *not* re-initialised: it trains at ``lr_factor * lr`` with one learnable scale per class
+    (at ``lr``) under :class:`~afr_aug.losses.LabelAwareSmoothingLoss`; the lr is a cosine per
+    epoch, as the authors' code. ``shift_bn`` runs the frozen network in training mode, so its
+    batch-norm statistics follow the balanced stream. The scales are folded into the classifier
+    at the end, so the model keeps its layers. The authors' settings at imbalance 100 (10
+    epochs, lr 0.1, weight decay 2e-4): CIFAR-10 ``smooth_head=0.3, smooth_tail=0.0,
+    lr_factor=0.5, shift_bn=False``; CIFAR-100 ``0.4, 0.1, 0.2, True``. As in
+    :func:`retrain_classifier` (``loader``, ``sampler``), the backbone stays frozen and the
+    modes are put back. Modifies and returns ``model``.
 
     >>> from torch.utils.data import DataLoader, TensorDataset
     >>> from afr_aug import LongTailSampler
@@ -224,29 +218,36 @@ def retrain_mislas(model: nn.Module, loader: Iterable, class_counts, epochs: int
         raise ValueError(f"class_counts has {criterion.num_classes} classes but the classifier "
                          f"{name!r} has {layer.out_features} outputs")
     trainable = _classifier_params(model, name, reinit=False)
-    if sampler is not None:
-        loader = _resampled(loader, sampler)
-    device = torch.device(device) if device is not None else model_device(model)
     scales = nn.Parameter(torch.ones(layer.out_features, device=layer.weight.device))
     opt = torch.optim.SGD([{"params": trainable}, {"params": [scales]}], lr=lr,
                           momentum=momentum, weight_decay=weight_decay)
+    device = torch.device(device) if device is not None else model_device(model)
     with preserved_modes(model):
         model.train(bool(shift_bn))       # shift_bn: BN statistics follow the balanced stream
         for epoch in range(epochs):
-            if sampler is not None and hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
             cosine = 0.5 * lr * (1 + math.cos(math.pi * epoch / epochs))
             opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr_factor * cosine, cosine
-            for x, y in _batches(loader, device, f"MiSLAS epoch {epoch + 1}/{epochs}", progress):
+            batches = _epoch_of(loader, sampler, epoch, device, f"MiSLAS epoch {epoch + 1}/{epochs}",
+                                progress)
+            for x, y in batches:
                 loss = criterion(logits_of(model(x)) * scales, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-    with torch.no_grad():
+    with torch.no_grad():             # the scale folded into the classifier
         layer.weight.mul_(scales.detach().unsqueeze(1))
         if layer.bias is not None:
             layer.bias.mul_(scales.detach())
     return model
+
+
+def _epoch_of(loader, sampler, epoch: int, device, desc: str, progress: bool):
+    """Epoch ``epoch``'s batches of ``loader``, resampled by ``sampler`` when given."""
+    if sampler is not None:
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        loader = _resampled(loader, sampler)
+    return _batches(loader, device, desc, progress)
 
 
 def _batches(loader: Iterable, device, desc: str, progress: bool):
