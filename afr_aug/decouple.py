@@ -209,14 +209,7 @@ def retrain_mislas(model: nn.Module, loader: Iterable, class_counts, epochs: int
     lr = check_number(lr, "lr", minimum=0, strict=True)
     lr_factor = check_number(lr_factor, "lr_factor", minimum=0)
     criterion = LabelAwareSmoothingLoss(class_counts, smooth_head, smooth_tail, shape)
-    name = find_classifier(model, classifier)
-    layer = dict(unwrap_model(model).named_modules())[name]
-    if not isinstance(layer, nn.Linear):
-        raise TypeError(f"retrain_mislas folds its per-class scale into an nn.Linear classifier; "
-                        f"{name!r} is a {type(layer).__name__}")
-    if layer.out_features != criterion.num_classes:
-        raise ValueError(f"class_counts has {criterion.num_classes} classes but the classifier "
-                         f"{name!r} has {layer.out_features} outputs")
+    name, layer = _linear_classifier(model, classifier, criterion.num_classes)
     trainable = _classifier_params(model, name, reinit=False)
     scales = nn.Parameter(torch.ones(layer.out_features, device=layer.weight.device))
     opt = torch.optim.SGD([{"params": trainable}, {"params": [scales]}], lr=lr,
@@ -239,6 +232,19 @@ def retrain_mislas(model: nn.Module, loader: Iterable, class_counts, epochs: int
         if layer.bias is not None:
             layer.bias.mul_(scales.detach())
     return model
+
+
+def _linear_classifier(model: nn.Module, classifier: Optional[str], num_classes: int):
+    """``(name, layer)`` of ``model``'s classifier, an ``nn.Linear`` with ``num_classes`` outputs."""
+    name = find_classifier(model, classifier)
+    layer = dict(unwrap_model(model).named_modules())[name]
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"retrain_mislas folds its per-class scale into an nn.Linear classifier; "
+                        f"{name!r} is a {type(layer).__name__}")
+    if layer.out_features != num_classes:
+        raise ValueError(f"class_counts has {num_classes} classes but the classifier "
+                         f"{name!r} has {layer.out_features} outputs")
+    return name, layer
 
 
 def _epoch_of(loader, sampler, epoch: int, device, desc: str, progress: bool):
