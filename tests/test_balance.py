@@ -411,3 +411,41 @@ def test_the_old_name_still_works_and_its_states_load():
     new = AFRDataset(images, labels, progress=False)
     new.load_state_dict(state)                       # a checkpoint written under the old name
     assert torch.equal(new.item_index, old.item_index)
+
+
+def test_the_control_draws_afrs_slots_and_differs_only_where_afr_attacked():
+    images, labels = data()
+    afr = AFRDataset(images, labels, progress=False, seed=5)
+    control = AFRDataset(images, labels, progress=False, seed=5, control=True)
+    everything = torch.arange(len(afr))
+    for g in range(2):
+        torch.manual_seed(g)                   # another model at every refresh
+        afr.refresh(resnet32(num_classes=3))
+        assert control.refresh(resnet32(num_classes=3)) is None and control.generation == g + 1
+        adv = afr.is_adversarial
+        assert adv.any() and not control.is_adversarial.any()
+        assert torch.equal(control.item_labels, afr.item_labels)
+        assert torch.equal(control.item_draws, afr.item_draws)            # the same slots
+        assert torch.equal(control.item_index[~adv], afr.item_index[~adv])
+        assert torch.equal(control.item_index[adv], afr.adversarial_source)
+        x_afr, _ = afr.get_batch(everything)
+        x_control, _ = control.get_batch(everything)
+        assert torch.equal(x_afr[~adv], x_control[~adv])                  # same bytes but
+        assert torch.equal(x_control[adv], afr.adversarial_clean())       # where attacked
+        assert not torch.equal(x_afr[adv], x_control[adv])
+
+
+def test_a_refreshs_slots_depend_on_the_seed_and_the_refresh_only():
+    images, labels = data()
+    a = AFRDataset(images, labels, progress=False, seed=2)
+    b = AFRDataset(images, labels, progress=False, seed=2)
+    torch.manual_seed(0)
+    a.refresh(resnet32(num_classes=3))
+    torch.manual_seed(1)
+    b.refresh(resnet32(num_classes=3))                 # another model, another split
+    assert torch.equal(a.item_draws, b.item_draws) and torch.equal(a.item_labels, b.item_labels)
+    slots_a = torch.where(a.is_adversarial, a.adversarial_source[a.item_index.clamp(
+        max=len(a.adversarial_source) - 1)], a.item_index)
+    slots_b = torch.where(b.is_adversarial, b.adversarial_source[b.item_index.clamp(
+        max=len(b.adversarial_source) - 1)], b.item_index)
+    assert torch.equal(slots_a, slots_b)               # the same originals in the same slots

@@ -26,7 +26,10 @@ Arguments of :class:`AFRDataset`:
 - ``autocast``: a dtype for the refresh's model passes (``None``: the model's own; a float16 or
   bfloat16 model runs under autocast to its dtype);
 - ``batch_size``, ``num_workers``: of the refresh's passes; ``seed``: of the slots, their
-  draws and the attacked slots; ``progress``: tqdm bars during a refresh.
+  draws and the attacked slots (each refresh's slots and draws depend on the seed and the
+  refresh's number only); ``progress``: tqdm bars during a refresh;
+- ``control``: AFR's equal-budget control: each refresh draws the same slots and draws as an
+  AFR set of the same seed, and attacks none (no model pass); ``refresh`` returns ``None``.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class AFRDataset(Dataset):
                  layer: Optional[str] = None, storage="memory", transform=None, layout=None,
                  slot_transform=None, autocast: Optional[torch.dtype] = None,
                  batch_size: int = 256, num_workers: int = 0, seed: int = 0,
-                 progress: bool = True, keep_generations: int = 2):
+                 progress: bool = True, keep_generations: int = 2, control: bool = False):
         source = ImageSource(data, labels, num_classes, batch_size, num_workers, progress)
         num_classes = int(source.labels.max()) + 1 if num_classes is None else num_classes
         counts = torch.bincount(source.labels, minlength=num_classes)
@@ -89,9 +92,9 @@ class AFRDataset(Dataset):
             num_classes=int(num_classes), class_counts=counts,
             target_size=int(counts.max()) if target_size is None else check_int(target_size, "target_size", minimum=1),
             attack_share=check_probability(attack_share, "attack_share"),
-            generator=torch.Generator().manual_seed(check_int(seed, "seed")), autocast=autocast,
-            progress=progress)
-        self.transform, self.generation = transform, 0
+            generator=torch.Generator().manual_seed(check_int(seed, "seed")), seed=seed,
+            autocast=autocast, progress=progress)
+        self.transform, self.generation, self.control = transform, 0, bool(control)
         self.split_result, self.report = None, None    # of the last refresh
         p = self.parts
         self.items = p.layout.items(p.layout.candidates(source.labels, counts, p.target_size,
@@ -117,8 +120,7 @@ class AFRDataset(Dataset):
 
     progress = property(lambda self: self.parts.progress, lambda self, v: _set_progress(self.parts, v))
 
-    def class_sizes(self) -> torch.Tensor:
-        """Items per class (equal for every class that has images)."""
+    def class_sizes(self) -> torch.Tensor:      # items per class: equal for every class
         return self.items.class_sizes(self.num_classes)
 
     # -- the refresh ------------------------------------------------------------------------
@@ -135,6 +137,10 @@ class AFRDataset(Dataset):
         """
         from ..attack import MinorityPGD
 
+        if self.control:                  # the same slots as an AFR set of this seed
+            self.generation += 1
+            self.items = pipeline.redraw(self.parts, self.generation)
+            return None
         model = unwrap_model(model, compiled=False)
         device = model_device(model) if device is None else torch.device(device)
         p, before = self.parts, self.parts.generator.get_state()
@@ -206,11 +212,9 @@ class AFRDataset(Dataset):
         imgs = self.source.uint8(self.items.adversarial_source)
         return self.parts.layout.apply(imgs, self.items.adversarial_draws) if len(imgs) else imgs
 
-    def __getstate__(self):
-        # DataLoader workers need neither the attack (which holds the model) nor the split
-        state = dict(self.__dict__)
-        state["parts"] = pipeline.Parts(**{**vars(self.parts), "attack": None})
-        return {**state, "split_result": None, "report": None}
+    def __getstate__(self):     # DataLoader workers need neither the attack (it holds the
+        parts = pipeline.Parts(**{**vars(self.parts), "attack": None})   # model) nor the split
+        return {**self.__dict__, "parts": parts, "split_result": None, "report": None}
 
     # -- checkpoints -------------------------------------------------------------------------
     def _identity(self) -> dict:

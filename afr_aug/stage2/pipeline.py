@@ -1,6 +1,7 @@
 """One refresh of the stage-2 set, as one straight pipeline (paper §3 step 2, §3.2):
 
-    slots (the layout) → embed (``run_inference``, the one model pass) → split
+    slots (the layout, drawn from the seed and the generation) → embed (``run_inference``,
+    the one model pass) → split
     (``IntraClassSplitter``: embeddings in, split out) → choose the attacked slots → fit and
     run the attack (it owns its batch loop) → a new generation in the store → the report
 
@@ -45,8 +46,23 @@ class Parts:
     target_size: int
     attack_share: float
     generator: torch.Generator
+    seed: int = 0
     autocast: Optional[torch.dtype] = None
     progress: bool = True
+
+
+def slot_generator(seed: int, generation: int) -> torch.Generator:
+    """The generator of generation ``generation``'s slots: a function of the seed and the
+    generation only, so every set of one seed (AFR, its control, its noise control) draws the
+    same slots and draws at each refresh, whatever its model did before."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + generation * 7919) % (2 ** 63))
+
+
+def redraw(parts: Parts, generation: int) -> ItemTable:
+    """The control's refresh: generation ``generation``'s slots, none attacked, no model pass."""
+    cand = parts.layout.candidates(parts.source.labels, parts.class_counts, parts.target_size,
+                                   slot_generator(parts.seed, generation))
+    return parts.layout.items(cand, torch.zeros(0, dtype=torch.long))
 
 
 def _context(device, dtype: Optional[torch.dtype]):
@@ -136,9 +152,8 @@ def refresh(parts: Parts, model, device, *, generation: int, mix=None, class_acc
     ``parts.autocast``, else to a half-precision model's own dtype (the images stay float32)."""
     dtype = next((q.dtype for q in model.parameters()), torch.float32)
     dtype = parts.autocast or (dtype if dtype in (torch.float16, torch.bfloat16) else None)
-    labels_all = parts.source.labels
-    cand = parts.layout.candidates(labels_all, parts.class_counts, parts.target_size,
-                                   parts.generator)
+    cand = parts.layout.candidates(parts.source.labels, parts.class_counts, parts.target_size,
+                                   slot_generator(parts.seed, generation))
     emb, predictions = embed(parts, model, cand, device, dtype)
     correct = predictions == cand.labels
     class_accuracy, train_accuracy = _accuracies(parts, predictions, cand.labels, class_accuracy,
