@@ -325,14 +325,15 @@ class MinorityPGD(torchattacks.PGD):
             else:
                 adv = self(x, y)
             rows = adv.detach().mul(255).round_().to(torch.uint8)
-            after = measure_rows(self, rows, x) if measure else {}
+            after = measure_rows(self, rows, x, y) if measure else {}
             yield rows.cpu(), after
 
 
-def measure_rows(attack, rows: torch.Tensor, clean: torch.Tensor) -> dict:
-    """What a refresh reports of adversarial ``rows`` (uint8) made from ``clean`` ([0, 1]):
-    their embeddings and predictions (CPU) and their L∞ distance, from one forward of the
-    attack's model (its declared normalisation applied), in eval mode."""
+def measure_rows(attack, rows: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor) -> dict:
+    """What a refresh reports of adversarial ``rows`` (uint8) made from ``clean`` ([0, 1]) of
+    class ``labels``: their embeddings, predictions and the model's confidence in their class
+    (CPU), and their L∞ distance, from one forward of the attack's model (its declared
+    normalisation applied), in eval mode."""
     back = rows.float().div_(255)
     declared = attack.normalization_used is not None
     seen = attack.normalize(back) if declared else back
@@ -341,7 +342,9 @@ def measure_rows(attack, rows: torch.Tensor, clean: torch.Tensor) -> dict:
             logits, emb = attack.model(seen), attack.embed_fn(seen).flatten(1)
         else:
             logits, emb = Embedder(attack.model, attack.layer)(seen)
+    confidence = logits.float().softmax(1).gather(1, labels.view(-1, 1).to(logits.device))
     return {"embeddings": emb.float().cpu(), "predictions": logits.argmax(1).cpu(),
+            "confidence": confidence.flatten().cpu(),
             "linf": (back - clean).abs().flatten(1).amax(1).cpu()}
 
 
@@ -419,4 +422,4 @@ class SignNoise(torchattacks.attack.Attack):
         for batch in batches:
             x = batch[0].to(self.device, non_blocking=True)
             rows = self.perturb(x).mul(255).round_().to(torch.uint8)
-            yield rows.cpu(), (measure_rows(self, rows, x) if measure else {})
+            yield rows.cpu(), (measure_rows(self, rows, x, batch[1]) if measure else {})

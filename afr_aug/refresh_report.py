@@ -85,11 +85,13 @@ class RefreshReport:
     cos_after_mean: float = float("nan")
     share_below_0_8: float = float("nan")         # what a fixed λ = 0.8 would call minority
     total_crossed: float = float("nan")           # share of all attacked slots that crossed λ_c
+    rejected: Optional[List[int]] = None          # per class: attacked slots served clean
 
     @classmethod
     def measure(cls, *, generation, target, layout, class_counts, slot_labels, split, attacked,
                 before_correct, after_similarity, after_correct, linf, mix_p, mix_area,
-                accuracy=None, train_accuracy=None, head_accuracy=None) -> "RefreshReport":
+                accuracy=None, train_accuracy=None, head_accuracy=None,
+                rejected=None) -> "RefreshReport":
         """Build the report from a refresh's split and the attacked slots' before/after."""
         c = split.num_classes
         lab = split.labels[attacked]
@@ -120,17 +122,23 @@ class RefreshReport:
                    adversarial_similarity=after_similarity, adversarial_labels=lab,
                    cos_before_mean=_mean(before), head_accuracy=head_accuracy,
                    cos_after_mean=_mean(after_similarity), total_crossed=_mean(crossed),
+                   rejected=None if rejected is None else [int(r) for r in rejected],
                    share_below_0_8=_mean((split.similarity < 0.8).float()))
 
     # -- totals -----------------------------------------------------------------------------
     @property
+    def served(self) -> List[int]:
+        """Adversarial items per class: the attacked slots minus the rejected ones."""
+        return [a - r for a, r in zip(self.attacked, self.rejected or [0] * len(self.attacked))]
+
+    @property
     def adversarial_share(self) -> List[float]:
         """Adversarial items / items, per class."""
-        return [a / s if s else float("nan") for a, s in zip(self.attacked, self.slots)]
+        return [a / s if s else float("nan") for a, s in zip(self.served, self.slots)]
 
     @property
     def total_adversarial_share(self) -> float:
-        return sum(self.attacked) / max(sum(self.slots), 1)
+        return sum(self.served) / max(sum(self.slots), 1)
 
     @property
     def total_label_kept(self) -> float:
@@ -196,7 +204,7 @@ class RefreshReport:
         names = {f.name for f in fields(cls)}
         tensors = {"similarity", "labels", "adversarial_similarity", "adversarial_labels"}
         optional = {"cos_before_mean", "head_accuracy", "cos_after_mean", "share_below_0_8",
-                    "total_crossed"}
+                    "total_crossed", "rejected"}
         missing = sorted(names - tensors - optional - set(data))
         if missing:
             raise ValueError(f"not a RefreshReport dict: missing {missing}")
@@ -215,12 +223,15 @@ class RefreshReport:
             hard = "-" if self.hard is None else ("yes" if self.hard[k] else "no")
             acc = "-" if self.accuracy is None else f"{self.accuracy[k]:.2f}"
             cells = (k, self.originals[k], self.slots[k], self.minority[k],
-                     f"{self.threshold[k]:.3f}", hard, acc, self.attacked[k],
+                     f"{self.threshold[k]:.3f}", hard, acc,
+                     self.attacked[k] if self.rejected is None
+                     else f"{self.attacked[k]}-{self.rejected[k]}",
                      f"{self.adversarial_share[k]:.1%}", f"{self.crossed[k]:.1%}",
                      f"{self.cos_before[k]:.3f}→{self.cos_after[k]:.3f}",
                      f"{self.label_kept[k]:.2f}")
             lines.append("  ".join(f"{str(c):>8}" for c in cells))
-        lines.append(f"total: {sum(self.attacked)} adversarial of {sum(self.slots)} items "
+        rejected = "" if self.rejected is None else f" ({sum(self.rejected)} rejected)"
+        lines.append(f"total: {sum(self.served)} adversarial{rejected} of {sum(self.slots)} items "
                      f"({self.total_adversarial_share:.1%}); cos to class mean "
                      f"{self.cos_before_mean:.3f}→{self.cos_after_mean:.3f}; crossed λ_c {self.total_crossed:.1%}; "
                      f"labels kept {self.total_label_kept:.2f} (accuracy {self.clean_accuracy:.3f} "

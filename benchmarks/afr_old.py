@@ -28,7 +28,9 @@ class OriginalsLayout:
         self._fill_with = (labels, class_counts, target_size, generator)
         return Candidates(torch.arange(len(labels)), labels.clone(), None)
 
-    def items(self, cand: Candidates, attacked: torch.Tensor) -> ItemTable:
+    def items(self, cand: Candidates, attacked: torch.Tensor, keep=None) -> ItemTable:
+        if keep is not None:
+            raise ValueError("the originals layout keeps every attacked image (no label_safe)")
         labels, counts, target_size, generator = self._fill_with
         rows_class = cand.labels[attacked]
         index, item_labels, flags = [], [], []

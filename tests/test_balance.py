@@ -238,7 +238,7 @@ def test_state_dict_is_validated():
     with pytest.raises(ValueError, match="which is missing, not"):
         b.load_state_dict(state)
     state = b.state_dict()
-    state["is_adversarial"] = torch.zeros_like(state["is_adversarial"])
+    state["item_index"] = state["item_index"] + 10_000     # rows the store does not have
     with pytest.raises(ValueError, match="adversarial items for"):
         b.load_state_dict(state)
     with pytest.raises(ValueError, match="layout='slots' but this AFRDataset has layout='originals'"):
@@ -449,3 +449,33 @@ def test_a_refreshs_slots_depend_on_the_seed_and_the_refresh_only():
     slots_b = torch.where(b.is_adversarial, b.adversarial_source[b.item_index.clamp(
         max=len(b.adversarial_source) - 1)], b.item_index)
     assert torch.equal(slots_a, slots_b)               # the same originals in the same slots
+
+
+@pytest.mark.parametrize("label_safe", ["label", 0.5])
+def test_label_safe_serves_only_attacked_slots_that_keep_their_class(label_safe):
+    images, labels = data()
+    torch.manual_seed(0)
+    model = resnet32(num_classes=3).eval()
+    safe = AFRDataset(images, labels, progress=False, seed=1, label_safe=label_safe)
+    report = safe.refresh(model)
+    control = AFRDataset(images, labels, progress=False, seed=1, control=True)
+    control.refresh(model)
+    served = torch.nonzero(safe.is_adversarial).flatten()
+    x, y = safe.get_batch(served)
+    with torch.no_grad():
+        p = model(x.float() / 255).softmax(1)
+    if label_safe == "label":
+        assert torch.equal(p.argmax(1), y)                   # every served one keeps its class
+    else:
+        assert bool((p.gather(1, y.view(-1, 1)) >= 0.5).all())
+    assert report.rejected is not None and sum(report.rejected) > 0
+    assert sum(report.served) == len(served) == sum(report.attacked) - sum(report.rejected)
+    assert report.total_label_kept >= 1.0 - 1e-6 if label_safe == "label" else True
+    # a rejected slot is served as its clean draw: as the control serves it
+    rejected = ~safe.is_adversarial & (safe.item_index != control.item_index)
+    assert not rejected.any()
+    clean = ~safe.is_adversarial
+    assert torch.equal(safe.get_batch(torch.nonzero(clean).flatten())[0],
+                       control.get_batch(torch.nonzero(clean).flatten())[0])
+    with pytest.raises(ValueError, match="label_safe must be"):
+        AFRDataset(images, labels, label_safe=1.5)

@@ -29,7 +29,10 @@ Arguments of :class:`AFRDataset`:
   draws and the attacked slots (each refresh's slots and draws depend on the seed and the
   refresh's number only); ``progress``: tqdm bars during a refresh;
 - ``control``: AFR's equal-budget control: each refresh draws the same slots and draws as an
-  AFR set of the same seed, and attacks none (no model pass); ``refresh`` returns ``None``.
+  AFR set of the same seed, and attacks none (no model pass); ``refresh`` returns ``None``;
+- ``label_safe``: keep an attacked slot only when the model still gives its class
+  (``"label"``), or gives it with at least this confidence (a float in (0, 1)); a rejected slot
+  stays its clean draw, and the report counts them (``rejected``). ``None``: keep them all.
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ class AFRDataset(Dataset):
                  layer: Optional[str] = None, storage="memory", transform=None, layout=None,
                  slot_transform=None, autocast: Optional[torch.dtype] = None,
                  batch_size: int = 256, num_workers: int = 0, seed: int = 0,
-                 progress: bool = True, keep_generations: int = 2, control: bool = False):
+                 progress: bool = True, keep_generations: int = 2, control: bool = False,
+                 label_safe=None):
         source = ImageSource(data, labels, num_classes, batch_size, num_workers, progress)
         num_classes = int(source.labels.max()) + 1 if num_classes is None else num_classes
         counts = torch.bincount(source.labels, minlength=num_classes)
@@ -93,7 +97,7 @@ class AFRDataset(Dataset):
             target_size=int(counts.max()) if target_size is None else check_int(target_size, "target_size", minimum=1),
             attack_share=check_probability(attack_share, "attack_share"),
             generator=torch.Generator().manual_seed(check_int(seed, "seed")), seed=seed,
-            autocast=autocast, progress=progress)
+            autocast=autocast, progress=progress, label_safe=_label_safe(label_safe))
         self.transform, self.generation, self.control = transform, 0, bool(control)
         self.split_result, self.report = None, None    # of the last refresh
         p = self.parts
@@ -237,10 +241,7 @@ class AFRDataset(Dataset):
             state_dict = {**state_dict, "type": type(self).__name__}   # the name before 0.2
         check_state(self, state_dict, self._identity(),
                     ("image_shape", "store", "generator", "generation", "report") + ItemTable.KEYS)
-        items = ItemTable.from_state(state_dict)
-        if int(items.is_adversarial.sum()) != int(state_dict["store"]["num_rows"]):
-            raise ValueError(f"inconsistent state: {int(items.is_adversarial.sum())} adversarial "
-                             f"items for {state_dict['store']['num_rows']} stored rows")
+        items = ItemTable.from_state(state_dict, rows=int(state_dict["store"]["num_rows"]))
         self.store.load_state_dict(state_dict["store"])
         self.generator.set_state(state_dict["generator"])
         self.items, self.generation = items, state_dict["generation"]
@@ -272,6 +273,14 @@ def _check(attack, layer, autocast) -> None:
                          f"and the attack must use the same embedding")
     if autocast is not None and not isinstance(autocast, torch.dtype):
         raise TypeError(f"autocast must be a torch.dtype or None, got {autocast!r}")
+
+
+def _label_safe(value):
+    if value is None or value == "label":
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+        return float(value)
+    raise ValueError(f"label_safe must be None, 'label' or a confidence in (0, 1), got {value!r}")
 
 
 def _layout(layout, slot_transform):

@@ -54,12 +54,17 @@ class ItemTable:
                                     self.adversarial_source, self.adversarial_draws)))
 
     @classmethod
-    def from_state(cls, state: dict) -> "ItemTable":
-        """The table of :meth:`state_dict`, checked for consistent lengths."""
+    def from_state(cls, state: dict, rows: int) -> "ItemTable":
+        """The table of :meth:`state_dict`, checked for consistent lengths and against the
+        ``rows`` of the store it reads."""
         table = cls(*(state[k] for k in cls.KEYS))
         if not len(table.labels) == len(table.is_adversarial) == len(table.index):
             raise ValueError("inconsistent state: item_index, item_labels and is_adversarial "
                              "differ in length")
+        if len(table.adversarial_source) != rows or \
+                bool((table.index[table.is_adversarial] >= rows).any()):
+            raise ValueError(f"inconsistent state: {int(table.is_adversarial.sum())} adversarial "
+                             f"items for {rows} stored rows")
         return table
 
 
@@ -121,13 +126,17 @@ class SlotLayout:
                            for members in class_members(labels, class_counts)])
         return Candidates(index, labels[index], self.slot_transform.draw(len(index), generator))
 
-    def items(self, cand: Candidates, attacked: torch.Tensor) -> ItemTable:
+    def items(self, cand: Candidates, attacked: torch.Tensor,
+              keep: Optional[torch.Tensor] = None) -> ItemTable:
         """The table of ``cand`` of which ``attacked`` (positions) now have adversarial row
-        k = their rank in ``attacked``."""
+        k = their rank in ``attacked``; with ``keep`` (a mask over ``attacked``) only the kept
+        ones, the others stay their clean slot (their rows stay in the store, unused)."""
         index = cand.index.clone()
         flags = torch.zeros(len(index), dtype=torch.bool)
-        flags[attacked] = True
-        index[attacked] = torch.arange(len(attacked))
+        rows = torch.arange(len(attacked))
+        served = attacked if keep is None else attacked[keep]
+        flags[served] = True
+        index[served] = rows if keep is None else rows[keep]
         return ItemTable(index, cand.labels, cand.draws, flags, cand.index[attacked],
                          None if cand.draws is None else cand.draws[attacked])
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -49,6 +49,7 @@ class Parts:
     seed: int = 0
     autocast: Optional[torch.dtype] = None
     progress: bool = True
+    label_safe: Optional[Union[str, float]] = None
 
 
 def slot_generator(seed: int, generation: int) -> torch.Generator:
@@ -115,24 +116,47 @@ def attack(parts: Parts, cand: Candidates, attacked: torch.Tensor, device, dtype
                zip(_batches(parts, attacked[mine], cand, device), mine.split(parts.source.batch_size)))
     bar = tqdm(total=len(mine), desc="AFR attack", leave=False,
                disable=not parts.progress or rank != 0)
-    cols = {"rows": [], "embeddings": [], "predictions": [], "linf": []}
+    cols = {"rows": [], "embeddings": [], "predictions": [], "confidence": [], "linf": []}
     with _context(device, dtype):
         for (rows, after), pos in zip(parts.attack.generate(batches),
                                       mine.split(parts.source.batch_size)):
             parts.store.write(pos, rows)
             cols["rows"].append(pos)
-            for k in ("embeddings", "predictions", "linf"):
+            for k in ("embeddings", "predictions", "confidence", "linf"):
                 cols[k].append(after[k])
             bar.update(len(pos))
     bar.close()
     out = {k: torch.cat(v) if v else None for k, v in cols.items()}
     if out["rows"] is None:
         out = {"rows": torch.zeros(0, dtype=torch.long), "embeddings": torch.zeros(0, 1),
-               "predictions": torch.zeros(0, dtype=torch.long), "linf": torch.zeros(0)}
+               "predictions": torch.zeros(0, dtype=torch.long), "confidence": torch.zeros(0),
+               "linf": torch.zeros(0)}
     if world > 1:
         out = {k: all_gather_cat(v) for k, v in out.items()}
     order = torch.argsort(out["rows"])
     return {k: v[order] for k, v in out.items()}
+
+
+def keep_mask(label_safe, after: dict, labels: torch.Tensor) -> Optional[torch.Tensor]:
+    """Which attacked slots the set takes (M2m's idea: an adversarial image that lost its class
+    is not used): all (``None``), those the model still gives their class (``"label"``), or
+    those it gives their class with a confidence of at least ``label_safe`` (a float)."""
+    if label_safe is None:
+        return None
+    if label_safe == "label":
+        return after["predictions"] == labels
+    return after["confidence"] >= float(label_safe)
+
+
+def served_after(after: dict, keep: Optional[torch.Tensor], similarity: torch.Tensor,
+                 before_similarity: torch.Tensor, before_predictions: torch.Tensor) -> dict:
+    """The attacked positions as the set serves them (cosine to the class mean, prediction,
+    L∞): a slot ``keep`` rejected is its clean slot again."""
+    if keep is None:
+        return {"similarity": similarity, "predictions": after["predictions"], "linf": after["linf"]}
+    return {"similarity": torch.where(keep, similarity, before_similarity),
+            "predictions": torch.where(keep, after["predictions"], before_predictions),
+            "linf": torch.where(keep, after["linf"], torch.zeros_like(after["linf"]))}
 
 
 def _accuracies(parts: Parts, predictions, labels, class_accuracy, train_accuracy):
@@ -167,18 +191,23 @@ def refresh(parts: Parts, model, device, *, generation: int, mix=None, class_acc
     del emb                                 # S x D floats, not needed any more
     after = attack(parts, cand, attacked, device, dtype)
     parts.store.finish()                    # the new rows are in: the items follow at once
-    items = parts.layout.items(cand, attacked)
-    mean = split.class_means[cand.labels[attacked]]
+    labels = cand.labels[attacked]
+    keep = keep_mask(parts.label_safe, after, labels) if len(attacked) else None
+    items = parts.layout.items(cand, attacked, keep)
+    mean = split.class_means[labels]
     if not (isinstance(mix, tuple) and len(mix) == 2):
         mix = mix_share(mix, parts.source.find_image_shape()[1:])
+    similarity = torch.nn.functional.cosine_similarity(after["embeddings"], mean, dim=1,
+                                                       eps=1e-12) if len(attacked) else torch.zeros(0)
+    served = served_after(after, keep, similarity, split.similarity[attacked], predictions[attacked])
     report = RefreshReport.measure(
         generation=generation, target=parts.attack.target_name, layout=parts.layout.name,
         class_counts=parts.class_counts, slot_labels=items.labels, split=split,
         attacked=attacked, before_correct=correct[attacked],
-        after_similarity=torch.nn.functional.cosine_similarity(after["embeddings"], mean,
-                                                                dim=1, eps=1e-12)
-        if len(attacked) else torch.zeros(0),
-        after_correct=after["predictions"] == cand.labels[attacked], linf=after["linf"],
-        mix_p=mix[0], mix_area=mix[1], accuracy=class_accuracy, train_accuracy=train_accuracy,
-        head_accuracy=parts.attack.head_accuracy)
+        after_similarity=served["similarity"], after_correct=served["predictions"] == labels,
+        linf=served["linf"], mix_p=mix[0],
+        mix_area=mix[1], accuracy=class_accuracy, train_accuracy=train_accuracy,
+        head_accuracy=parts.attack.head_accuracy,
+        rejected=None if keep is None else torch.bincount(labels[~keep],
+                                                          minlength=parts.num_classes).tolist())
     return items, split, report
