@@ -30,12 +30,17 @@ from .stage2 import AFRDataset
 from .distributed import all_reduce_sum, get_rank, get_world_size
 from .embedding import is_classifier, unwrap_model
 from .metrics import RunningAccuracy
-from .mixing import CutMixBalancer, MixUpBalancer, Remix
+from .mixing import CutMixBalancer, MixUpBalancer, Remix, mix_share
 from .sampler import LongTailSampler
 
 __all__ = ["MixedBatch", "BalancedMixLoader", "AFRLoader"]
 
 _STATE_VERSION = 2
+
+
+# "long_tailed": the user's batches, some mixed with balanced ones (the paper's literal
+# reading); "balanced": the balanced source's batches, some mixed with the user's
+STREAMS = ("long_tailed", "balanced")
 
 
 class MixedBatch(NamedTuple):
@@ -123,6 +128,10 @@ class BalancedMixLoader:
         seed: seed of the default balanced source's sampler.
         mixing: whether batches are mixed; set the attribute between epochs to pause mixing
             (CMO leaves the first and last epochs unmixed) without touching the mixer's coin.
+        stream: ``"long_tailed"`` (default): the user's batches, mixed with balanced ones;
+            ``"balanced"``: as many batches from the balanced source, each mixed (the coin)
+            with the user's next batch as the partner. On a balanced stream the right loss is
+            plain cross-entropy: Balanced Softmax's prior is then uniform, i.e. cross-entropy.
 
     Example:
         >>> from torch.utils.data import TensorDataset
@@ -143,8 +152,14 @@ class BalancedMixLoader:
 
     def __init__(self, loader: Iterable, mixer=None, *, balanced: Optional[Iterable] = None,
                  labels=None, num_classes: Optional[int] = None, transform=None,
-                 device=None, seed: int = 0, mixing: bool = True):
+                 device=None, seed: int = 0, mixing: bool = True, stream: str = "long_tailed"):
+        if stream not in STREAMS:
+            raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
+        self.stream = stream
         self.mixer = self._check_mixer(CutMixBalancer(p=0.5) if mixer is None else mixer)
+        if stream == "balanced" and self.mixer.in_batch:
+            raise ValueError("stream='balanced' mixes the balanced batches with the user's: the "
+                             "mixer must not be in_batch")
         needs_balanced = balanced is None and not self.mixer.in_batch
         if needs_balanced and not isinstance(loader, DataLoader):
             raise TypeError("without balanced=, the loader must be a torch DataLoader (the "
@@ -291,6 +306,9 @@ class BalancedMixLoader:
             self._pair(first)
         self._start_epoch()
         self._nonfinite = None
+        if self.stream == "balanced":
+            yield from self._balanced_stream(first, batches)
+            return
         for i, batch in enumerate(itertools.chain([first] if first is not None else [], batches)):
             x, y = self._to_device(*self._pair(batch))
             if i == 0:
@@ -314,6 +332,40 @@ class BalancedMixLoader:
         if self._nonfinite is not None and bool(self._nonfinite):
             raise ValueError(f"a training batch of epoch {self.epoch} held NaN or inf images")
         self.epoch += 1
+
+    def _balanced_stream(self, first, batches) -> Iterator[MixedBatch]:
+        """``stream="balanced"``: as many batches as the user's loader has, each drawn from the
+        balanced source; with the mixer's coin, the user's next batch is its CutMix partner."""
+        size, users = len(self._pair(first)[1]), itertools.chain([first], batches)
+        for i in range(len(self.loader)):
+            x, y = self._to_device(*self._next_balanced(size))
+            if self.transform is not None:
+                x = self.transform(x)
+            if self.mixing and self.mixer.decide():
+                (x_lt, y_lt), users = self._next_user(users, size)
+                if i == 0:
+                    self._first_batch_checks(x_lt, y_lt)
+                x, y_a, y_b, lam = self.mixer(x, y, x_lt, y_lt)
+            else:
+                y_a, y_b, lam = y, y, 1.0
+            self._finite(x)
+            self._labels_of_batch = y_a
+            yield MixedBatch(x, y_a, y_b, lam)
+        self._labels_of_batch = None
+        if self._nonfinite is not None and bool(self._nonfinite):
+            raise ValueError(f"a training batch of epoch {self.epoch} held NaN or inf images")
+        self.epoch += 1
+
+    def _next_user(self, users, size: int):
+        """The user's next full batch (a short last one is skipped; a fresh pass when done),
+        on the device and transformed; and the iterator to continue with."""
+        for _ in range(2):
+            for batch in users:
+                x, y = self._to_device(*self._pair(batch))
+                if len(y) == size:
+                    return (self.transform(x) if self.transform is not None else x, y), users
+            users = iter(self.loader)
+        raise ValueError(f"the loader gives no batch of {size} images to mix with")
 
     def observe(self, logits: torch.Tensor) -> None:
         """Count the logits of the last batch against its long-tailed labels ``y_a`` (the
@@ -393,6 +445,10 @@ class AFRLoader(BalancedMixLoader):
         transform, device, seed, mixing: as in :class:`BalancedMixLoader`.
         auto_refresh: refresh when an iteration starts and :meth:`due` says so; ``False``
             leaves it to the caller (:meth:`refresh`), e.g. to time it apart from training.
+        stream: ``"long_tailed"`` (the paper's literal reading: the user's batches, a share
+            CutMixed with the set) or ``"balanced"`` (its other reading, "fine-tune ... on the
+            balanced dataset": every batch from the set, the user's batches as the CutMix
+            partner; train it with plain cross-entropy). The report's dose follows it.
 
     Example:
         >>> from torch.utils.data import TensorDataset
@@ -418,7 +474,7 @@ class AFRLoader(BalancedMixLoader):
     def __init__(self, loader: Iterable, stage2: AFRDataset, model: torch.nn.Module,
                  mixer=None, *, refresh_every: int = 10, running=None,
                  balanced: Optional[Iterable] = None, transform=None, device=None, seed: int = 0,
-                 mixing: bool = True, auto_refresh: bool = True):
+                 mixing: bool = True, auto_refresh: bool = True, stream: str = "long_tailed"):
         if not isinstance(stage2, AFRDataset):
             raise TypeError(f"stage2 must be an AFRDataset, got {type(stage2).__name__}")
         if not isinstance(model, torch.nn.Module):
@@ -437,7 +493,8 @@ class AFRLoader(BalancedMixLoader):
                                          shuffle=True, seed=check_int(seed, "seed"), drop_last=True)
             balanced = _loader_like(loader, stage2, sampler, persistent=False)
         super().__init__(loader, mixer, balanced=balanced, num_classes=stage2.num_classes,
-                         transform=transform, device=device, seed=seed, mixing=mixing)
+                         transform=transform, device=device, seed=seed, mixing=mixing,
+                         stream=stream)
         self.report = stage2.report
         self.refresh_seconds: Optional[float] = None
         self.refreshes = 0
@@ -488,11 +545,19 @@ class AFRLoader(BalancedMixLoader):
         start = time.perf_counter()
         self.report = self.stage2.refresh(self.model, device=self.device,
                                           class_accuracy=class_accuracy,
-                                          train_accuracy=train_accuracy, mix=self.mixer)
+                                          train_accuracy=train_accuracy, mix=self.dose_mix())
         self.refresh_seconds = time.perf_counter() - start
         self.refreshes += 1
         self._refreshed_epoch = self.epoch
         return self.report
+
+    def dose_mix(self):
+        """``(p, E[share of an image from the stage-2 set])`` for the report's dose: the
+        mixer's with the long-tailed stream; with the balanced one every image comes from the
+        set, less what the long-tailed partner covers: ``(1, 1 - p * E[1 - lam])``."""
+        shape = self.stage2.source.find_image_shape()[1:]
+        p, area = mix_share(self.mixer, shape)
+        return (p, area) if self.stream == "long_tailed" else (1.0, 1.0 - p * area)
 
     def due(self) -> bool:
         """Whether the next iteration starts with a refresh."""

@@ -116,12 +116,13 @@ def _attack_and_splitter(method: Method, model, schedule: Schedule):
 
 def make_stage2_set(method: Union[str, Method], data: Data, schedule: Schedule, model, seed: int,
                     autocast=None) -> AFRDataset:
-    """The stage-2 set of ``method``. The control gets AFR's set of slots, only never
-    refreshed: plain over-sampling with augmentation."""
+    """The stage-2 set of ``method``. The control's set draws AFR's slots at every refresh of
+    the same seed and attacks none: the only difference is the attack."""
     method = _entry(method)
     attack, splitter = _attack_and_splitter(method, model, schedule)
     layout = OriginalsLayout() if method.stage2_set == "afr_old" else None
     return AFRDataset(data.x_train.cpu(), data.y_train.cpu(), num_classes=data.num_classes,
                       target_size=schedule.slots_per_class, attack_share=schedule.attack_share,
                       splitter=splitter, attack=attack, layout=layout, autocast=autocast,
-                      seed=seed, progress=True)
+                      seed=seed, progress=True, control=method.stage2_set == "control",
+                      label_safe=None if method.stage2_set == "control" else schedule.label_safe)

@@ -94,12 +94,13 @@ def run_label(method: str, s: Schedule) -> str:
         noise = entry.stage2_set == "afr_noise"
         for key, short in (("attack_target", "target"), ("attack_steps", "steps"),
                            ("attack_step", "step"), ("label_weight", "w"),
-                           ("grad_scale", "scale"), ("minority_quantile", "q")):
+                           ("grad_scale", "scale"), ("minority_quantile", "q"),
+                           ("label_safe", "safe")):
             value = getattr(s, key)
             if value != getattr(default, key) and not (noise and short in
                                                        ("target", "w", "scale")):
                 shown = f"{value * 255:g}/255" if key == "attack_step" else (
-                    value if isinstance(value, str) else f"{value:g}")
+                    value if isinstance(value, str) or value is None else f"{value:g}")
                 tags.append(f"{short}={shown}")
     return f"{method}[{','.join(tags)}]" if tags else method
 

@@ -145,7 +145,8 @@ def _stage2(run: Run, entry: Method, init_state: dict) -> None:
     running = None if run.class_accuracy is None else (run.class_accuracy, run.train_accuracy)
     run.loader = AFRLoader(batches, stage2, run.model, mixer, refresh_every=s.refresh_every,
                            running=running, auto_refresh=False, seed=seed,
-                           balanced=_BalancedBatches(run, len(batches)), transform=run.augment)
+                           balanced=_BalancedBatches(run, len(batches)), transform=run.augment,
+                           stream=entry.stage2_stream)
 
 
 def _mixing_on(run: Run) -> bool:

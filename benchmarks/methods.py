@@ -130,6 +130,7 @@ class Method:
     drw: bool = False
     classifier: str = "linear"
     stage2_set: Optional[str] = None
+    stage2_stream: str = "long_tailed"
     derive: Optional[str] = None
     starts_from: Optional[str] = None
     authors: Recipe = LDAM_CODE
@@ -142,8 +143,9 @@ class Method:
 
     @property
     def refreshes(self) -> bool:
-        """Whether the row's stage-2 set is refreshed with adversarial images (AFRLoader)."""
-        return self.stage2_set in ("afr", "afr_old", "afr_noise")
+        """Whether the row's stage-2 set is refreshed (AFR and its controls: the control
+        redraws AFR's slots at the same refreshes, unattacked)."""
+        return self.stage2_set is not None
 
     @property
     def attacks(self) -> bool:
@@ -228,6 +230,13 @@ _ROWS = (
     Method("afr_noise", "AFR slots + sign noise (control)", stage=2, loss="bs",
            stage2_set="afr_noise"),
     Method("afr_tau", "AFR + τ-norm", stage=0, derive="tau", starts_from="afr"),
+    # the other reading of stage 2: the stream is the class-balanced set itself, the long-tailed
+    # batches its CutMix partner; cross-entropy, since Balanced Softmax's prior is uniform there
+    Method("bs_cmo_ft_bal", "control, balanced stream", stage=2, stage2_set="control",
+           stage2_stream="balanced"),
+    Method("afr_bal", "AFR, balanced stream", stage=2, stage2_set="afr", stage2_stream="balanced"),
+    Method("afr_noise_bal", "sign noise, balanced stream", stage=2, stage2_set="afr_noise",
+           stage2_stream="balanced"),
 )
 
 #: Every row by name, in report order

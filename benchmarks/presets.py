@@ -37,6 +37,7 @@ def schedule_from(args) -> Schedule:
                                      attack_step=None if args.attack_step is None
                                      else args.attack_step / 255,
                                      label_weight=args.label_weight,
+                                     label_safe=args.label_safe,
                                      grad_scale=args.grad_scale,
                                      minority_quantile=args.minority_quantile,
                                      stage1_method=args.stage1_method,

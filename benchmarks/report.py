@@ -41,7 +41,9 @@ _NOTES = """\
 
 # The paired differences the report shows: (method, baseline)
 _PAIRS = (("afr", "bs_cmo_ft"), ("afr", "afr_noise"), ("afr", "afr_old"),
-          ("afr_old", "bs_cmo_ft"), ("afr_noise", "bs_cmo_ft"))
+          ("afr_old", "bs_cmo_ft"), ("afr_noise", "bs_cmo_ft"),
+          ("afr_bal", "bs_cmo_ft_bal"), ("afr_bal", "afr_noise_bal"),
+          ("afr_noise_bal", "bs_cmo_ft_bal"))
 
 
 def variant_pairs(runs, pairs=_PAIRS):

@@ -65,6 +65,18 @@ from .tables import markdown_table
 PROG = "python -m benchmarks.reproduce"
 
 
+def _label_safe(value: str):
+    if value == "label":
+        return value
+    try:
+        conf = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'label' or a confidence in (0, 1), got {value!r}")
+    if not 0 < conf < 1:
+        raise argparse.ArgumentTypeError(f"a confidence must lie in (0, 1), got {value}")
+    return conf
+
+
 def _grid_args(p) -> None:
     """What to run: the preset, the rows and the data."""
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
@@ -109,6 +121,9 @@ def _schedule_args(p) -> None:
                    help="where afr's attack balances its two directions (default embedding)")
     p.add_argument("--minority-quantile", type=float, default=None,
                    help="each class's minority share in the split of afr and afr_noise")
+    p.add_argument("--label-safe", type=_label_safe, default=None, metavar="label|CONF",
+                   help="afr's label-safe slots: keep an attacked slot only when the model still "
+                        "gives its class ('label') or gives it with this confidence (a float)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-iters", type=int, default=None, help="cap iterations per epoch")
     p.add_argument("--eval-every", type=int, default=None)

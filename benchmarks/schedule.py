@@ -46,6 +46,10 @@ class Schedule:
     label_weight: float = 0.25
     grad_scale: str = "embedding"
     minority_quantile: float = 0.2                  # per-class minority share of the split
+    # label-safe adversarial slots (AFRDataset(label_safe=...)): None keeps every attacked slot,
+    # "label" only those the model still gives their class, a float those it gives with that
+    # confidence
+    label_safe: Optional[object] = None
     # slots per class of the stage-2 set (None: the largest class's size, the paper's); the
     # smoke preset keeps its refreshes to seconds with a small one
     slots_per_class: Optional[int] = None

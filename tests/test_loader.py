@@ -320,3 +320,29 @@ def test_afr_loader_leaves_the_refresh_to_the_caller_when_asked():
     assert stage2.refreshes == 0 and stage2.due()
     stage2.refresh()
     assert stage2.refreshes == 1 and not stage2.due()
+
+
+def test_the_balanced_stream_draws_every_batch_from_the_afr_set():
+    torch.manual_seed(0)
+    data, model = Images(), Net()
+    literal = afr_loader(data, model, mixer=CutMixBalancer(p=1.0, seed=0))
+    balanced = afr_loader(data, model, mixer=CutMixBalancer(p=1.0, seed=0), stream="balanced")
+    assert len(balanced) == len(literal) == len(loader_of(data))     # the same budget
+    bases, partners = torch.zeros(3), torch.zeros(3)
+    for epoch in range(4):
+        balanced.set_epoch(epoch)
+        for x, y_a, y_b, lam in balanced:
+            assert lam < 1.0 and x.shape[1:] == (3, 20, 20)
+            bases += torch.bincount(y_a, minlength=3)
+            partners += torch.bincount(y_b, minlength=3)
+            balanced.observe(model(x))
+    # the base images come from the class-balanced set, the partners from the long tail
+    assert bases.min() / bases.max() > 0.5 and partners[2] / partners[0] < 0.5
+    # the dose counts what stays of the set's images: 1 x (1 - p E[1 - lam]) x share
+    share = balanced.report.total_adversarial_share
+    assert balanced.report.mix_p == 1.0
+    assert balanced.report.dose == pytest.approx((1 - literal.dose_mix()[1]) * share)
+    with pytest.raises(ValueError, match="must not be in_batch"):
+        BalancedMixLoader(loader_of(data), MixUpBalancer(p=1.0, in_batch=True), stream="balanced")
+    with pytest.raises(ValueError, match="stream must be one of"):
+        afr_loader(data, model, stream="uniform")

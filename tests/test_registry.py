@@ -7,7 +7,9 @@ import json
 import pytest
 import torch
 
-from benchmarks import reproduce
+from dataclasses import replace
+
+from benchmarks import grid, presets, reproduce
 from benchmarks.derived import DERIVES, derive_model
 from benchmarks.factories import LOSSES, MIXERS, make_criterion
 from benchmarks.loop import new_run, train_epoch
@@ -180,3 +182,22 @@ def test_new_rows_on_a_fabricated_cifar100_lt(tmp_path, monkeypatch):
     assert (seen["smooth_head"], seen["smooth_tail"], seen["lr_factor"], seen["shift_bn"]) == (
         0.4, 0.1, 0.2, True)
     assert "| 42.14 |" in (tmp_path / "out" / "results.md").read_text()   # IB's CIFAR-100 number
+
+
+def test_stage2_rows_control_balanced_stream_and_label_safe():
+    data = fabricated_lt([40, 12, 4])
+    base = {"model": new_run("bs_cmo", 0, SMALL, data, "cpu").model.state_dict()}
+    s = Schedule(epochs=4, stage2_epochs=1, batch_size=16, refresh_every=1, slots_per_class=8)
+    control = new_run("bs_cmo_ft", 0, s, data, "cpu", init_state=base)
+    assert control.stage2.control and control.entry.refreshes
+    bal = new_run("afr_bal", 0, s, data, "cpu", init_state=base)
+    assert bal.loader.stream == "balanced" and isinstance(bal.criterion, torch.nn.CrossEntropyLoss)
+    assert new_run("afr", 0, s, data, "cpu", init_state=base).loader.stream == "long_tailed"
+    args = reproduce.parse_args(["--label-safe", "label"])
+    safe = presets.schedule_from(args)
+    assert safe.label_safe == "label" and grid.run_label("afr", safe) == "afr[safe=label]"
+    assert grid.run_label("bs_cmo_ft", safe) == "bs_cmo_ft"          # the control never attacks
+    assert new_run("afr", 0, replace(s, label_safe=0.6), data, "cpu",
+                   init_state=base).stage2.parts.label_safe == 0.6
+    with pytest.raises(SystemExit):
+        reproduce.parse_args(["--label-safe", "2"])
