@@ -325,13 +325,8 @@ class BalancedMixLoader:
                     x, y_a, y_b, lam = self.mixer(x, y, xb, yb)
             else:
                 y_a, y_b, lam = y, y, 1.0
-            self._finite(x)
-            self._labels_of_batch = y_a
-            yield MixedBatch(x, y_a, y_b, lam)
-        self._labels_of_batch = None
-        if self._nonfinite is not None and bool(self._nonfinite):
-            raise ValueError(f"a training batch of epoch {self.epoch} held NaN or inf images")
-        self.epoch += 1
+            yield self._batch(x, y_a, y_b, lam)
+        self._end_epoch()
 
     def _balanced_stream(self, first, batches) -> Iterator[MixedBatch]:
         """``stream="balanced"``: as many batches as the user's loader has, each drawn from the
@@ -348,9 +343,16 @@ class BalancedMixLoader:
                 x, y_a, y_b, lam = self.mixer(x, y, x_lt, y_lt)
             else:
                 y_a, y_b, lam = y, y, 1.0
-            self._finite(x)
-            self._labels_of_batch = y_a
-            yield MixedBatch(x, y_a, y_b, lam)
+            yield self._batch(x, y_a, y_b, lam)
+        self._end_epoch()
+
+    def _batch(self, x, y_a, y_b, lam) -> MixedBatch:
+        """The batch to yield, checked for NaN/inf; ``y_a`` is what :meth:`observe` counts."""
+        self._finite(x)
+        self._labels_of_batch = y_a
+        return MixedBatch(x, y_a, y_b, lam)
+
+    def _end_epoch(self) -> None:
         self._labels_of_batch = None
         if self._nonfinite is not None and bool(self._nonfinite):
             raise ValueError(f"a training batch of epoch {self.epoch} held NaN or inf images")
