@@ -20,7 +20,7 @@ The pieces, each usable alone in an existing training loop:
   ``afr_aug.augment``, ``afr_aug.decouple`` (cRT, tau-normalisation, LWS, MiSLAS's stage 2).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .attack import MinorityPGD, SignNoise
 from .balance import AFRBalancer

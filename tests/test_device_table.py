@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import afr_aug
 from benchmarks import bundle, grid, plan, throughput
 from benchmarks.methods import PAPER_METHODS as METHODS
 from benchmarks.schedule import Schedule
@@ -210,7 +211,7 @@ def test_dress_rehearsal_on_a_python_without_torchattacks(tmp_path, cifar10_lt_p
     assert "installed torchattacks-3.3.0-py3-none-any.whl" in log
     assert "== calibration" in log and "plan: --jobs" in log and "device_table.sh done" in log
     env_txt = (results / "environment.txt").read_text()
-    assert "torchattacks 3.3.0" in env_txt and "afr_aug 0.1.0" in env_txt and "device:" in env_txt
+    assert "torchattacks 3.3.0" in env_txt and f"afr_aug {afr_aug.__version__}" in env_txt and "device:" in env_txt
     p = json.loads((results / "plan.json").read_text())
     assert p["fits"] and p["methods"] == list(METHODS) and p["jobs"] in (1, 2)
     assert p["single"]["startup_s"] > 0 and p["single"]["eval_s"] > 0

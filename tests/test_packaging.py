@@ -114,3 +114,32 @@ def test_naive_requirement_would_downgrade(tmp_path, pip_has_python_option):
     """Control: the same set-up catches the downgrade a plain torchattacks>=3.3 causes."""
     _, report = _resolve(tmp_path, ["torchattacks>=3.3"])
     assert _planned(report).get("requests") == "2.25.1"
+
+
+def test_sdist_and_wheel_build_and_pass_twine_check(tmp_path):
+    """``python -m build`` makes both, ``twine check`` passes them, and the sdist holds the
+    tests, the license and the changelog; the wheel the typing marker and the license."""
+    import tarfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "dist"
+    built = subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir",
+                            str(out), str(root)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    import afr_aug
+
+    sdist = out / f"afr_aug-{afr_aug.__version__}.tar.gz"
+    wheel = out / f"afr_aug-{afr_aug.__version__}-py3-none-any.whl"
+    check = subprocess.run([sys.executable, "-m", "twine", "check", str(sdist), str(wheel)],
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    with tarfile.open(sdist) as t:
+        names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
+    assert {"LICENSE", "CHANGELOG.md", "tests/test_faults.py", "afr_aug/py.typed"} <= names
+    with zipfile.ZipFile(wheel) as z:
+        files = set(z.namelist())
+    assert "afr_aug/py.typed" in files and any(f.endswith("licenses/LICENSE") for f in files)
+    meta = zipfile.ZipFile(wheel).read(
+        f"afr_aug-{afr_aug.__version__}.dist-info/METADATA").decode()
+    assert "License :: OSI Approved :: MIT License" in meta and "Python :: 3.11" in meta
