@@ -25,7 +25,7 @@ import sys
 from typing import Dict, List, Optional
 
 from .cli import fail, require_file
-from .data import FOLDER_FIX
+from .data import DataError
 from .pack import pack_dataset
 from .pack_format import file_sha256, read_meta
 
@@ -116,8 +116,8 @@ def main(argv=None) -> int:
     try:
         m = make_bundle(args.out, args.dataset, args.imbalance_ratio, args.data_root,
                         args.download, args.wheel, args.pack)
-    except FileNotFoundError as e:      # no CIFAR folder to pack
-        fail(PROG, f"{e} From the command line: {FOLDER_FIX}, or --pack PACK.")
+    except DataError as e:              # no CIFAR folder to pack, or no download
+        fail(PROG, f"{e} (a bundle takes a written pack with --pack PACK)")
     except ValueError as e:             # a --pack of another data set, or over the size limit
         fail(PROG, e)
     except RuntimeError as e:           # pip could not fetch a wheel

@@ -30,8 +30,11 @@ CHECKPOINT = "a bs_cmo checkpoint written by python -m benchmarks.reproduce, in 
 
 def data_or_fail(prog: str, read, *args, **kwargs):
     """``read(*args, **kwargs)`` (``benchmarks.data.load_data`` or ``check_data``), or
-    :func:`fail` with its message when the data are missing, mismatched or damaged."""
+    :func:`fail` with its message when the data are missing, cannot be fetched or do not match
+    (``benchmarks.data.DataError``). Any other error is a bug and keeps its traceback."""
+    from .data import DataError
+
     try:
         return read(*args, **kwargs)
-    except (FileNotFoundError, ValueError) as e:
+    except DataError as e:
         fail(prog, e)

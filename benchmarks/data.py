@@ -9,6 +9,7 @@ per-image PIL transforms.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -25,6 +26,13 @@ from .pack_format import read_meta, read_pack
 
 # How a command line that reads the CIFAR folder is told where it is
 FOLDER_FIX = "--data-root FOLDER, --download (needs internet)"
+# Where the data can come from instead of a download
+OFFLINE_FIX = "pass --data-root FOLDER (or set $AFR_DATA) to a folder holding it, or --data PACK"
+
+
+class DataError(Exception):
+    """The data are missing, cannot be fetched, or do not match the run: a usage error that the
+    command lines answer with one line naming the fix. Anything else keeps its traceback."""
 
 
 @dataclass
@@ -58,38 +66,59 @@ def read_cifar_lt(dataset: str, root=None, imbalance_ratio: float = 100, seed: i
     split of ``afr_aug.data.cifar_lt`` and the whole test set, images as uint8 NCHW tensors.
     Raises afr_aug's ``FileNotFoundError`` (where it looked) when the folder is missing."""
     name = _cifar_name(dataset)
-    train = cifar_lt(name, root=root, imbalance_ratio=imbalance_ratio, seed=seed,
-                     download=download)
-    test = load_cifar(name, root=root, train=False, download=download)
+    with _data_errors(dataset, download):
+        train = cifar_lt(name, root=root, imbalance_ratio=imbalance_ratio, seed=seed,
+                         download=download)
+        test = load_cifar(name, root=root, train=False, download=download)
     return (_nchw(train.data), torch.tensor(train.targets), _nchw(test.data),
             torch.tensor(test.targets), list(train.classes))
+
+
+@contextlib.contextmanager
+def _data_errors(dataset: str, download: bool):
+    """A missing folder or a failed download as one :class:`DataError` naming the fix."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise DataError(f"{e} From the command line: {FOLDER_FIX}, or --data PACK.") from None
+    except OSError as e:                        # urllib's URLError, a refused connection, ...
+        if not download:
+            raise
+        raise DataError(f"could not download {dataset} ({type(e).__name__}: "
+                        f"{getattr(e, 'reason', None) or e}; offline?): {OFFLINE_FIX}") from None
 
 
 def _check_pack(path, meta: dict, dataset: str, imbalance_ratio: float, seed: int) -> None:
     want = {"dataset": dataset, "imbalance_ratio": float(imbalance_ratio)}
     got = {"dataset": meta.get("dataset"), "imbalance_ratio": float(meta.get("imbalance_ratio", -1))}
     if want != got or seed != 0:
-        raise ValueError(f"{path} packs {got}, but this run asks for {want} (split seed {seed}); "
-                         "write a matching pack with python -m benchmarks.pack")
+        raise DataError(f"{path} packs {got}, but this run asks for {want} (split seed {seed}); "
+                        "write a matching pack with python -m benchmarks.pack")
 
 
 def _pack_exists(path) -> None:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no data pack {path}: write one with python -m benchmarks.pack, "
-                                "or read the CIFAR folder with --data-root FOLDER")
+        raise DataError(f"no data pack {path}: write one with python -m benchmarks.pack, "
+                        "or read the CIFAR folder with --data-root FOLDER")
+
+
+def _read_meta(path) -> dict:
+    try:
+        return read_meta(path)
+    except ValueError as e:                      # not a pack at all
+        raise DataError(str(e)) from None
 
 
 def _from_pack(path, dataset: str, imbalance_ratio: float, seed: int):
     _pack_exists(path)
-    arrays, meta = read_pack(path)
-    _check_pack(path, meta, dataset, imbalance_ratio, seed)
+    _check_pack(path, _read_meta(path), dataset, imbalance_ratio, seed)
+    try:
+        arrays, meta = read_pack(path)
+    except ValueError as e:                      # a damaged pack
+        raise DataError(str(e)) from None
     return (torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"]),
             torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]),
             list(meta["classes"]))
-
-
-def _folder_error(e: FileNotFoundError) -> FileNotFoundError:
-    return FileNotFoundError(f"{e} From the command line: {FOLDER_FIX}, or --data PACK.")
 
 
 def load_data(dataset: str, root=None, imbalance_ratio: float = 100, seed: int = 0,
@@ -101,11 +130,8 @@ def load_data(dataset: str, root=None, imbalance_ratio: float = 100, seed: int =
     if pack is not None:
         x_tr, y_tr, x_te, y_te, classes = _from_pack(pack, dataset, imbalance_ratio, seed)
     else:
-        try:
-            x_tr, y_tr, x_te, y_te, classes = read_cifar_lt(dataset, root, imbalance_ratio, seed,
-                                                            download)
-        except FileNotFoundError as e:
-            raise _folder_error(e) from None
+        x_tr, y_tr, x_te, y_te, classes = read_cifar_lt(dataset, root, imbalance_ratio, seed,
+                                                        download)
     keep = torch.arange(len(y_tr))
     if train_fraction is not None:
         members = [torch.nonzero(y_tr == c).flatten() for c in range(len(classes))]
@@ -128,12 +154,10 @@ def check_data(dataset: str, root=None, imbalance_ratio: float = 100, seed: int 
     workers that would each fail on their own."""
     if pack is not None:
         _pack_exists(pack)
-        _check_pack(pack, read_meta(pack), dataset, imbalance_ratio, seed)
+        _check_pack(pack, _read_meta(pack), dataset, imbalance_ratio, seed)
         return
-    try:
+    with _data_errors(dataset, download):
         load_cifar(_cifar_name(dataset), root=root, train=False, download=download)
-    except FileNotFoundError as e:
-        raise _folder_error(e) from None
 
 
 def rank_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000):

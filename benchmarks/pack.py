@@ -18,7 +18,7 @@ import sys
 import torch
 
 from .cli import fail
-from .data import FOLDER_FIX, read_cifar_lt
+from .data import DataError, read_cifar_lt
 from .pack_format import write_pack
 
 PROG = "python -m benchmarks.pack"
@@ -50,8 +50,8 @@ def main(argv=None) -> int:
     try:
         digest = pack_dataset(args.dataset, args.out, args.data_root, args.imbalance_ratio,
                               download=args.download)
-    except FileNotFoundError as e:
-        fail(PROG, f"{e} From the command line: {FOLDER_FIX}.")
+    except DataError as e:           # no CIFAR folder, or no download
+        fail(PROG, e)
     except ValueError as e:          # a damaged CIFAR file or an impossible --imbalance-ratio
         fail(PROG, e)
     size = os.path.getsize(args.out)

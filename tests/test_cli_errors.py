@@ -20,7 +20,8 @@ def run_cli(module, args, tmp_path, **env):
     with ``AFR_DATA`` pointing at a folder that does not exist."""
     environ = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-        AFR_DATA=str(tmp_path / "no-such-folder"), OMP_NUM_THREADS="1", **env)
+        AFR_DATA=str(tmp_path / "no-such-folder"), OMP_NUM_THREADS="1")
+    environ.update(env)
     cwd = tmp_path / "cwd"
     cwd.mkdir(exist_ok=True)
     return subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=cwd,
@@ -68,3 +69,37 @@ def test_a_bad_flag_exits_2(module, capsys):
         main(["--no-such-flag"])
     assert exit_.value.code == 2
     assert f"python -m benchmarks.{module}: error: " in capsys.readouterr().err
+
+
+def test_download_offline_is_one_line_naming_the_alternatives(tmp_path):
+    """``--download`` with no network (torchvision's fetch fails at once here): one line that
+    names --data-root, $AFR_DATA and --data PACK, not urllib's traceback."""
+    sitecustomize = tmp_path / "offline" / "sitecustomize.py"
+    sitecustomize.parent.mkdir()
+    sitecustomize.write_text(
+        "import urllib.request, urllib.error\n"
+        "def _offline(*a, **k):\n"
+        "    raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')\n"
+        "urllib.request.urlopen = _offline\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(sitecustomize.parent), str(ROOT)])}
+    proc = run_cli("reproduce", ["--preset", "smoke", "--download", "--data-root",
+                                 str(tmp_path / "dl"), "--out", str(tmp_path / "out")],
+                   tmp_path, **env)
+    line = one_line_error(proc, "reproduce")
+    assert "could not download cifar10-lt" in line and "offline?" in line
+    assert "--data-root" in line and "$AFR_DATA" in line and "--data PACK" in line
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    """Only the known usage errors are one line: a ValueError from inside the code (a bug) is
+    not turned into a usage error."""
+    import benchmarks.data as data
+    from benchmarks import reproduce
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug, not a usage error")
+
+    monkeypatch.setattr(reproduce, "load_data", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        reproduce.main(["--preset", "smoke", "--out", str(tmp_path / "out")])
+    assert issubclass(data.DataError, Exception) and not issubclass(data.DataError, ValueError)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from benchmarks import pack, pack_format
-from benchmarks.data import load_data
+from benchmarks.data import DataError, load_data
 
 from conftest import cifar10_root, needs_cifar10
 
@@ -63,7 +63,7 @@ def test_cifar10_lt_pack_equals_the_folder_and_fits(cifar10_lt_pack):
     for key in ("x_train", "y_train", "x_test", "y_test"):
         assert torch.equal(getattr(a, key), getattr(b, key))
     assert a.class_counts == b.class_counts and a.classes == b.classes
-    with pytest.raises(ValueError, match="cifar100-lt"):
+    with pytest.raises(DataError, match="cifar100-lt"):
         load_data("cifar100-lt", pack=out)
 
 
@@ -83,5 +83,5 @@ def test_command_line_prints_the_sha256(tmp_path, capsys, monkeypatch):
 
 
 def test_missing_data_names_the_flags(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--download"):
+    with pytest.raises(DataError, match="--download"):
         load_data("cifar10-lt", tmp_path / "nothing-here")
