@@ -91,14 +91,16 @@ if [ ${#WHEELS[@]} -gt 0 ]; then
     echo "== installed $(for w in "${WHEELS[@]}"; do basename "$w"; done | tr '\n' ' ')into $SITE"
 fi
 
-# (1) preflight: what we run on, and everything importable, in a few seconds
-"$PY" -m benchmarks.preflight --out "$RESULTS/environment.txt" || exit 3
+# (1) preflight: what we run on, and everything importable, in a few seconds. Run as a file,
+# not as afr_aug.bench.preflight: importing the package would need what it is checking for.
+"$PY" -c 'import runpy, sys; sys.argv[0] = "afr-aug preflight"; runpy.run_path("afr_aug/bench/preflight.py", run_name="__main__")' \
+    --out "$RESULTS/environment.txt" || exit 3
 if [ -z "$PACK" ] || [ ! -f "$PACK" ]; then
     echo "device_table.sh: no data pack in $SRC (write a bundle with python -m benchmarks.bundle DIR)" >&2
     exit 2
 fi
 sha256sum "$PACK" | tee -a "$RESULTS/environment.txt"
-DATASET=$("$PY" -c "from benchmarks.pack_format import read_meta; print(read_meta('$PACK')['dataset'])") \
+DATASET=$("$PY" -c "from afr_aug.bench.pack_format import read_meta; print(read_meta('$PACK')['dataset'])") \
     || { echo "device_table.sh: $PACK is not a data pack" >&2; exit 2; }
 echo "== preflight done after $(elapsed)s: $DATASET, recipe $RECIPE"
 

@@ -32,7 +32,7 @@ needs_cifar10 = pytest.mark.skipif(
 def fabricated_lt(counts, size=12):
     """A small long-tailed ``benchmarks.data.Data`` of random images: ``counts`` images per
     class at ``size`` px, 30 test images."""
-    from benchmarks.data import Data
+    from afr_aug.bench.data import Data
 
     g = torch.Generator().manual_seed(0)
     y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
@@ -46,7 +46,7 @@ def fabricated_lt(counts, size=12):
 @pytest.fixture(scope="session")
 def cifar10_lt_pack(tmp_path_factory):
     """The CIFAR-10-LT pack (benchmarks.pack), written once per test session."""
-    from benchmarks import pack
+    from afr_aug.bench import pack
 
     path = tmp_path_factory.mktemp("pack") / "cifar10lt.afrpack"
     pack.pack_dataset("cifar10-lt", path, root=cifar10_root())

@@ -4,7 +4,7 @@ import torch
 from afr_aug import AFRDataset, IntraClassSplitter, MinorityPGD
 from afr_aug.augment import CropFlip, SeededTransform
 from afr_aug.models import resnet32
-from benchmarks.afr_old import OriginalsLayout
+from afr_aug.bench.afr_old import OriginalsLayout
 
 COUNTS = [40, 12, 5]
 

@@ -8,13 +8,13 @@ import torch
 
 from afr_aug.losses import BalancedSoftmaxLoss, LogitAdjustedLoss
 from afr_aug.mixing import effective_class_counts
-from benchmarks import grid, presets, reproduce
-from benchmarks.checkpoints import state_of
-from benchmarks.derived import BalancedStream, derive_model
-from benchmarks.factories import make_criterion
-from benchmarks.loop import new_run, train_epoch
-from benchmarks.methods import ALL_METHODS, DERIVED_METHODS, PAPER_METHODS
-from benchmarks.schedule import Schedule
+from afr_aug.bench import grid, presets, reproduce
+from afr_aug.bench.checkpoints import state_of
+from afr_aug.bench.derived import BalancedStream, derive_model
+from afr_aug.bench.factories import make_criterion
+from afr_aug.bench.loop import new_run, train_epoch
+from afr_aug.bench.methods import ALL_METHODS, DERIVED_METHODS, PAPER_METHODS
+from afr_aug.bench.schedule import Schedule
 
 from conftest import fabricated_lt
 

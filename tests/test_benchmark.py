@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
-from benchmarks import reproduce
-from benchmarks.checkpoints import load_checkpoint
-from benchmarks.methods import ALL_METHODS, DERIVED_METHODS, METHODS
+from afr_aug.bench import reproduce
+from afr_aug.bench.checkpoints import load_checkpoint
+from afr_aug.bench.methods import ALL_METHODS, DERIVED_METHODS, METHODS
 
 from conftest import cifar10_root, needs_cifar10
 
@@ -125,7 +125,7 @@ def test_stage1_seed_shares_one_bs_cmo_model_and_reports_paired_differences(tmp_
 
 
 def test_stage1_method_fine_tunes_that_model_and_pairs_its_rows(tmp_path, monkeypatch):
-    from benchmarks import runner
+    from afr_aug.bench import runner
     started_from, real = [], runner.new_run
 
     def new_run(method, seed, *args, init_state=None, **kwargs):

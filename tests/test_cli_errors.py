@@ -32,7 +32,7 @@ def one_line_error(proc, module):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2, (proc.returncode, proc.stdout[-1000:], proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"python -m benchmarks.{module}: error: "), lines[0]
+    assert lines[0].startswith(f"afr-aug {module.replace('_', '-')}: error: "), lines[0]
     return lines[0]
 
 
@@ -40,10 +40,10 @@ def one_line_error(proc, module):
     ("reproduce", ["--preset", "smoke", "--out", "{tmp}/out"], "--data-root"),
     ("reproduce", ["--preset", "smoke", "--jobs", "2", "--out", "{tmp}/out"], "--download"),
     ("reproduce", ["--preset", "smoke", "--data", "{tmp}/none.afrpack", "--out", "{tmp}/out"],
-     "python -m benchmarks.pack"),
+     "afr-aug pack"),
     ("throughput", [], "--data PACK"),
     ("attack_balance", ["--checkpoint", "{tmp}/ckpt.pt"], "--data-root"),
-    ("attack_balance", ["--checkpoint", "{tmp}/none.pt"], "python -m benchmarks.reproduce"),
+    ("attack_balance", ["--checkpoint", "{tmp}/none.pt"], "afr-aug reproduce"),
     ("refresh_scale", ["--images", "40", "--size", "8"], "--skip-cifar"),
     ("plan", ["--out", "{tmp}/plan.json"], "--data-root"),
     ("pack", ["--out", "{tmp}/p.afrpack"], "--download"),
@@ -68,7 +68,7 @@ def test_a_bad_flag_exits_2(module, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--no-such-flag"])
     assert exit_.value.code == 2
-    assert f"python -m benchmarks.{module}: error: " in capsys.readouterr().err
+    assert f"afr-aug {module.replace('_', '-')}: error: " in capsys.readouterr().err
 
 
 def test_download_offline_is_one_line_naming_the_alternatives(tmp_path):
@@ -93,8 +93,8 @@ def test_download_offline_is_one_line_naming_the_alternatives(tmp_path):
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     """Only the known usage errors are one line: a ValueError from inside the code (a bug) is
     not turned into a usage error."""
-    import benchmarks.data as data
-    from benchmarks import reproduce
+    import afr_aug.bench.data as data
+    from afr_aug.bench import reproduce
 
     def broken(*args, **kwargs):
         raise ValueError("an internal bug, not a usage error")

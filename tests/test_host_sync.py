@@ -6,8 +6,8 @@ import torch
 
 from afr_aug import CutMixBalancer
 from afr_aug.augment import BatchAugment, auto_augment, to_device
-from benchmarks.loop import new_run, train_epoch
-from benchmarks.schedule import Schedule
+from afr_aug.bench.loop import new_run, train_epoch
+from afr_aug.bench.schedule import Schedule
 
 from conftest import fabricated_lt
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import pack, pack_format
-from benchmarks.data import DataError, load_data
+from afr_aug.bench import pack, pack_format
+from afr_aug.bench.data import DataError, load_data
 
 from conftest import cifar10_root, needs_cifar10
 

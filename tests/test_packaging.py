@@ -143,3 +143,45 @@ def test_sdist_and_wheel_build_and_pass_twine_check(tmp_path):
     meta = zipfile.ZipFile(wheel).read(
         f"afr_aug-{afr_aug.__version__}.dist-info/METADATA").decode()
     assert "License :: OSI Approved :: MIT License" in meta and "Python :: 3.11" in meta
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "..",
+                                                   "shared", "data", "cifar-10-batches-py"))
+                    and not os.environ.get("AFR_DATA"), reason="needs CIFAR-10")
+def test_the_wheel_runs_the_benchmark_from_anywhere(tmp_path):
+    """After ``pip install`` of the built wheel into a fresh environment (its dependencies
+    borrowed from this one through a .pth file), ``afr-aug reproduce`` runs from another
+    folder, with the data from ``$AFR_DATA``, and writes results.json: no clone needed."""
+    import sysconfig
+    from pathlib import Path
+
+    from conftest import cifar10_root
+
+    root = Path(__file__).resolve().parents[1]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(root),
+                            "-w", str(tmp_path / "dist")], capture_output=True, text=True,
+                           timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], capture_output=True, text=True).stdout.strip()
+    Path(site, "_borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    wheel = next((tmp_path / "dist").glob("afr_aug-*.whl"))
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(AFR_DATA=str(cifar10_root()), OMP_NUM_THREADS="1")
+    run = subprocess.run([str(env_dir / "bin" / "afr-aug"), "reproduce", "--preset", "smoke",
+                          "--methods", "bs_cmo", "afr", "--out", "out", "--no-progress"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    results = json.loads((elsewhere / "out" / "results.json").read_text())
+    assert [r["method"] for r in results["runs"]] == ["bs_cmo", "afr"]
+    where = subprocess.run([str(python), "-c", "import afr_aug.bench; print(afr_aug.bench.__file__)"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert str(env_dir) in where.stdout and str(root) not in where.stdout

@@ -4,11 +4,11 @@ recipe never resumes a run of the other."""
 
 import pytest
 
-from benchmarks import presets, reproduce
-from benchmarks.checkpoints import restore, state_of
-from benchmarks.loop import new_run
-from benchmarks.methods import METHODS
-from benchmarks.schedule import Schedule
+from afr_aug.bench import presets, reproduce
+from afr_aug.bench.checkpoints import restore, state_of
+from afr_aug.bench.loop import new_run
+from afr_aug.bench.methods import METHODS
+from afr_aug.bench.schedule import Schedule
 
 from conftest import fabricated_lt
 

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from benchmarks import refresh_scale
+from afr_aug.bench import refresh_scale
 
 
 def _positive(x):

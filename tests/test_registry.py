@@ -9,13 +9,13 @@ import torch
 
 from dataclasses import replace
 
-from benchmarks import grid, presets, reproduce
-from benchmarks.derived import DERIVES, derive_model
-from benchmarks.factories import LOSSES, MIXERS, make_criterion
-from benchmarks.loop import new_run, train_epoch
-from benchmarks.methods import METHODS, PAPER_METHODS, STAGE1_BASES, Recipe, method
-from benchmarks.checkpoints import state_of
-from benchmarks.schedule import Schedule
+from afr_aug.bench import grid, presets, reproduce
+from afr_aug.bench.derived import DERIVES, derive_model
+from afr_aug.bench.factories import LOSSES, MIXERS, make_criterion
+from afr_aug.bench.loop import new_run, train_epoch
+from afr_aug.bench.methods import METHODS, PAPER_METHODS, STAGE1_BASES, Recipe, method
+from afr_aug.bench.checkpoints import state_of
+from afr_aug.bench.schedule import Schedule
 
 from conftest import cifar10_root, fabricated_lt, needs_cifar10
 
@@ -159,7 +159,7 @@ def test_authors_recipe_rows_in_results_json(tmp_path):
 def test_new_rows_on_a_fabricated_cifar100_lt(tmp_path, monkeypatch):
     from test_data import write_fake_cifar100
 
-    import benchmarks.derived as derived
+    import afr_aug.bench.derived as derived
 
     write_fake_cifar100(tmp_path / "data", train_per_class=20, test_per_class=2)
     seen = {}

@@ -9,7 +9,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
 
-from benchmarks import plots, report, tables  # noqa: E402
+from afr_aug.bench import plots, report, tables  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, ratio 100
@@ -188,7 +188,7 @@ def test_import_does_not_need_matplotlib():
     import subprocess
 
     code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "from benchmarks import plots, report, tables\n"
+            "from afr_aug.bench import plots, report, tables\n"
             "print(tables.markdown_table({'runs': [{'method': 'afr', 'top1': 0.5}]}))\n"
             "try:\n    plots.plot_shot_accuracy({'runs': [{'method': 'afr', 'top1': 0.5}]}, 'x.png')\n"
             "except ImportError as e:\n    print(e)\n")
@@ -218,7 +218,7 @@ def test_reliability_bins_pool_seeds_and_refuse_mismatched_bins(tmp_path):
 
 
 def test_published_table_sets_each_row_beside_its_paper():
-    from benchmarks.tables import published_table
+    from afr_aug.bench.tables import published_table
 
     runs = [{"method": "ldam_drw", "epochs": 200, "seed": 0, "top1": 0.75, "best_top1": 0.7753,
              "many": 0.8, "med": 0.7, "few": None, "ece": 0.1, "seconds": 3600,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from benchmarks.loop import new_run, start_epoch
-from benchmarks.schedule import Schedule
+from afr_aug.bench.loop import new_run, start_epoch
+from afr_aug.bench.schedule import Schedule
 
 from conftest import fabricated_lt
 

@@ -1,5 +1,5 @@
 """The benchmark's data: CIFAR-10/100-LT as uint8 tensors on the training device, read from the
-CIFAR folder or from a data pack (``benchmarks.pack_format``), and the batches that evaluation
+CIFAR folder or from a data pack (``afr_aug.bench.pack_format``), and the batches that evaluation
 and embedding passes read from them.
 
 Built only on afr-aug's public API. The data stay uint8 tensors on the training device and are
@@ -93,12 +93,12 @@ def _check_pack(path, meta: dict, dataset: str, imbalance_ratio: float, seed: in
     got = {"dataset": meta.get("dataset"), "imbalance_ratio": float(meta.get("imbalance_ratio", -1))}
     if want != got or seed != 0:
         raise DataError(f"{path} packs {got}, but this run asks for {want} (split seed {seed}); "
-                        "write a matching pack with python -m benchmarks.pack")
+                        "write a matching pack with afr-aug pack")
 
 
 def _pack_exists(path) -> None:
     if not os.path.isfile(path):
-        raise DataError(f"no data pack {path}: write one with python -m benchmarks.pack, "
+        raise DataError(f"no data pack {path}: write one with afr-aug pack, "
                         "or read the CIFAR folder with --data-root FOLDER")
 
 
@@ -124,7 +124,7 @@ def _from_pack(path, dataset: str, imbalance_ratio: float, seed: int):
 def load_data(dataset: str, root=None, imbalance_ratio: float = 100, seed: int = 0,
               device="cpu", train_fraction: Optional[float] = None,
               test_limit: Optional[int] = None, pack=None, download: bool = False) -> Data:
-    """CIFAR-10/100-LT as tensors, from the CIFAR folder or from a ``benchmarks.pack`` file
+    """CIFAR-10/100-LT as tensors, from the CIFAR folder or from a ``afr_aug.bench.pack`` file
     (``pack``). ``train_fraction`` (each class keeps that share, at least 2 images, so the
     long-tailed shape stays) and ``test_limit`` shrink it for smoke runs."""
     if pack is not None:

@@ -1,4 +1,4 @@
-"""Fig. 1 and Fig. 4-style figures of ``benchmarks.reproduce`` results: accuracy by shot
+"""Fig. 1 and Fig. 4-style figures of ``afr_aug.bench.reproduce`` results: accuracy by shot
 group, per-class accuracy, reliability diagrams and the class-distribution figure.
 
 matplotlib is imported only inside the plotting functions (it is the optional ``plot`` extra).

@@ -1,4 +1,4 @@
-"""The named recipes of ``python -m benchmarks.reproduce --preset`` and how flags change them.
+"""The named recipes of ``afr-aug reproduce --preset`` and how flags change them.
 
 A preset fixes the schedule, the data set, the rows run by default and, for the smoke preset,
 the shrunken data; ``schedule_from`` applies the command line's overrides on top.

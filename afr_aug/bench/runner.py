@@ -1,4 +1,4 @@
-"""Train, derive, resume and evaluate the runs of ``python -m benchmarks.reproduce`` in this
+"""Train, derive, resume and evaluate the runs of ``afr-aug reproduce`` in this
 process, and turn each into its ``results.json`` row."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``reproduce --jobs N`` and ``--isolate``: the grid's runs in worker processes of their own.
 
-Each worker is ``python -m benchmarks.reproduce --worker`` for one (method, seed); a run that
+Each worker is ``afr-aug reproduce --worker`` for one (method, seed); a run that
 starts from another's finished model waits for it; the parent merges the checkpoints after.
 """
 
@@ -54,7 +54,7 @@ class JobRunner:
 
     def _start(self, task) -> None:
         method, seed = task
-        cmd = [sys.executable, "-m", "benchmarks.reproduce", *self.argv, "--jobs", "1",
+        cmd = [sys.executable, "-m", "afr_aug.bench.reproduce", *self.argv, "--jobs", "1",
                "--worker", "--methods", method, "--seeds", str(seed),
                "--threads", str(self.threads), "--no-progress"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

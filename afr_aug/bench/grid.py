@@ -1,8 +1,8 @@
 """The (method, seed) runs of a benchmark grid: what each starts from, in what order they
 start, what each is called in the report and where its checkpoint lives.
 
-``reproduce`` runs the grid, its ``--jobs`` runner (``benchmarks.jobs``) schedules it and
-``benchmarks.plan`` replays that schedule, so the three agree on one definition.
+``reproduce`` runs the grid, its ``--jobs`` runner (``afr_aug.bench.jobs``) schedules it and
+``afr_aug.bench.plan`` replays that schedule, so the three agree on one definition.
 """
 
 from __future__ import annotations

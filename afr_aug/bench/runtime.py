@@ -34,8 +34,9 @@ def training_device(device: torch.device, amp: bool) -> str:
 
 def worker_env(threads: int) -> dict:
     """Environment for a benchmark worker process: unbuffered output, its own thread count, and
-    this repository on the path so ``python -m benchmarks.*`` resolves from any directory."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # holds benchmarks/
+    the folder that holds this ``afr_aug`` on the path, so ``python -m afr_aug.bench.*`` runs
+    this very code from any directory (a clone or an installed wheel)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads),
                 PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
 

@@ -3,7 +3,7 @@ groups, paired differences and AFR's refreshes, as numbers and as markdown table
 
 The reference run writes raw per-seed numbers; readers need the paper's view. This module needs
 only the standard library, so a results file can be summarised anywhere; the figures are in
-``benchmarks.plots`` and ``python -m benchmarks.report`` writes both.
+``afr_aug.bench.plots`` and ``afr-aug report`` writes both.
 """
 
 import math
@@ -26,8 +26,8 @@ __all__ = [
     "published_table",
 ]
 
-#: Display names of the methods ``benchmarks.reproduce`` runs (from the registry,
-#: ``benchmarks.methods``); unknown names are shown as-is.
+#: Display names of the methods ``afr_aug.bench.reproduce`` runs (from the registry,
+#: ``afr_aug.bench.methods``); unknown names are shown as-is.
 METHOD_NAMES = {name: m.display for name, m in METHODS.items()}
 
 _DATASET_NAMES = {
@@ -375,7 +375,7 @@ def _hours(seconds):
 
 def published_table(results):
     """Each row beside the number its method's own paper or official code reports for this data
-    set (``benchmarks.methods``: ``published``), with the difference; ``""`` when no row has one.
+    set (``afr_aug.bench.methods``: ``published``), with the difference; ``""`` when no row has one.
 
     The official codes pick the best epoch on the test set, so the difference is taken from
     the best evaluated epoch (``best_top1``; the final epoch where none was recorded) and the

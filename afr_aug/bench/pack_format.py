@@ -1,5 +1,5 @@
 """The data-pack file format: a long-tailed training set and its test set in one file that
-travels (``python -m benchmarks.pack`` writes one, ``--data PACK`` reads it).
+travels (``afr-aug pack`` writes one, ``--data PACK`` reads it).
 
 Format (version 1): ``b"AFRPACK1"``, a 4-byte little-endian header length, a JSON header, then
 zlib streams whose offsets the header lists. Images are stored losslessly as the residual of
@@ -88,7 +88,7 @@ def read_meta(path) -> dict:
         head = f.read(12)
         if head[:8] != MAGIC:
             raise ValueError(f"{path} is not an afr-aug data pack (write one with "
-                             "python -m benchmarks.pack)")
+                             "afr-aug pack)")
         (n,) = struct.unpack("<I", head[8:12])
         return json.loads(f.read(n))["meta"]
 
@@ -99,7 +99,7 @@ def read_pack(path):
         blob = f.read()
     if blob[:8] != MAGIC:
         raise ValueError(f"{path} is not an afr-aug data pack (write one with "
-                         "python -m benchmarks.pack)")
+                         "afr-aug pack)")
     (n,) = struct.unpack("<I", blob[8:12])
     header = json.loads(blob[12:12 + n])
     if header.get("version") != VERSION:

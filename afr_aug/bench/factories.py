@@ -1,4 +1,4 @@
-"""The parts of a run, built from its row's entry (``benchmarks.methods.Method``): model, loss,
+"""The parts of a run, built from its row's entry (``afr_aug.bench.methods.Method``): model, loss,
 stage-1 mixer, optimiser and the stage-2 set (``afr_aug.AFRDataset``).
 
 Each kind of loss, mixer and stage-2 set has one builder in a table here, keyed by the name

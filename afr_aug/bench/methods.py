@@ -5,8 +5,8 @@ loss, mixer, stage-2 set or derive step, its display name, the number its own pa
 and its **recipe** as its authors' official code trains it (:class:`Recipe`). The loop, the
 factories, the grid, the derived rows, the planner and the tables read these fields; nothing
 else compares row names. A new row is one entry here plus its library pieces (and, for a new
-kind of loss, mixer or derive step, one builder in ``benchmarks.factories`` or
-``benchmarks.derived``).
+kind of loss, mixer or derive step, one builder in ``afr_aug.bench.factories`` or
+``afr_aug.bench.derived``).
 
 Only the standard library is imported here, so any module (the stdlib-only ``tables`` too)
 can ask "what kind of row is this?" without importing the training code.
@@ -118,7 +118,7 @@ class Method:
     ``--stage1-method`` (bs_cmo by default), 0 is derived from the finished model of
     ``starts_from`` without training its features (post hoc, tau-norm, cRT, MiSLAS's stage 2).
     ``loss``, ``mixer``, ``stage2_set`` and ``derive`` name builders in
-    ``benchmarks.factories`` and ``benchmarks.derived``; ``drw``: class weights switched on
+    ``afr_aug.bench.factories`` and ``afr_aug.bench.derived``; ``drw``: class weights switched on
     late (when, is the recipe's ``drw_from``); ``classifier``: ``"cosine"`` for LDAM's.
     """
 
@@ -155,7 +155,7 @@ class Method:
 
     def recipe(self, name: str, schedule) -> Recipe:
         """The recipe ``name`` ("paper" or "authors") of this stage-1 row, at the length of
-        ``schedule`` (a ``benchmarks.schedule.Schedule``)."""
+        ``schedule`` (a ``afr_aug.bench.schedule.Schedule``)."""
         if name not in RECIPES:
             raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
         if name == "authors":

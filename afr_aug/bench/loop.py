@@ -1,10 +1,10 @@
-"""The one training loop behind ``benchmarks.reproduce``, ``benchmarks.throughput`` and
-``benchmarks.plan``: a run's state, one epoch of training, the AFR refresh and evaluation.
+"""The one training loop behind ``afr_aug.bench.reproduce``, ``afr_aug.bench.throughput`` and
+``afr_aug.bench.plan``: a run's state, one epoch of training, the AFR refresh and evaluation.
 
 The loop is the first user of the public wrappers, as the README teaches them: one
 ``afr_aug.BalancedMixLoader`` (stage 1) or ``afr_aug.AFRLoader`` (stage 2) per run, built once,
 over the run's long-tailed batches, with its running accuracy read through ``accuracy()`` and
-its state saved with ``state_dict()`` (``benchmarks.checkpoints``). Every other source of
+its state saved with ``state_dict()`` (``afr_aug.bench.checkpoints``). Every other source of
 randomness has its own generator whose state is checkpointed too, so a resumed run repeats an
 uninterrupted one.
 """
@@ -65,7 +65,7 @@ class Run:
 
     @property
     def entry(self) -> Method:
-        """The run's row in the registry (``benchmarks.methods``)."""
+        """The run's row in the registry (``afr_aug.bench.methods``)."""
         return method_entry(self.method)
 
     @property

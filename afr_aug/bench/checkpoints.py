@@ -31,7 +31,7 @@ def state_of(run: Run, done: bool = False, result: Optional[Dict] = None) -> dic
 
 
 def restore(run: Run, state: dict) -> None:
-    """Put a checkpoint of :func:`state_of` back into a fresh :func:`~benchmarks.loop.new_run`;
+    """Put a checkpoint of :func:`state_of` back into a fresh :func:`~afr_aug.bench.loop.new_run`;
     a checkpoint of another recipe is refused (checkpoints before recipes were "paper")."""
     recipe = state.get("recipe", "paper")
     if recipe != run.schedule.recipe:

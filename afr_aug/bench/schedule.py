@@ -64,7 +64,7 @@ class Schedule:
     crt_lr: float = 0.1
     max_iters: Optional[int] = None                 # cap on iterations per epoch (smoke runs)
     eval_every: int = 10
-    # The recipe (``benchmarks.methods``): "paper" or "authors". ``for_stage1`` fills the fields
+    # The recipe (``afr_aug.bench.methods``): "paper" or "authors". ``for_stage1`` fills the fields
     # below from the row's recipe; stage 2 and the derived rows keep the preset's values.
     recipe: str = "paper"
     augment: str = "autoaugment_cutout"             # stage 1: crop_flip | autoaugment_cutout

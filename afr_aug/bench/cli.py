@@ -25,13 +25,13 @@ def require_file(prog: str, flag: str, path, what: str) -> None:
         fail(prog, f"{flag} {path}: no such file ({what})")
 
 
-CHECKPOINT = "a bs_cmo checkpoint written by python -m benchmarks.reproduce, in --out/ckpt/"
+CHECKPOINT = "a bs_cmo checkpoint written by afr-aug reproduce, in --out/ckpt/"
 
 
 def data_or_fail(prog: str, read, *args, **kwargs):
-    """``read(*args, **kwargs)`` (``benchmarks.data.load_data`` or ``check_data``), or
+    """``read(*args, **kwargs)`` (``afr_aug.bench.data.load_data`` or ``check_data``), or
     :func:`fail` with its message when the data are missing, cannot be fetched or do not match
-    (``benchmarks.data.DataError``). Any other error is a bug and keeps its traceback."""
+    (``afr_aug.bench.data.DataError``). Any other error is a bug and keeps its traceback."""
     from .data import DataError
 
     try:

@@ -1,6 +1,6 @@
 """Rows made from another row's finished model without training its features: post-hoc logit
 adjustment, tau-normalisation, cRT and MiSLAS's stage 2 (the ``stage=0`` rows of
-``benchmarks.methods``), one builder per ``derive`` name."""
+``afr_aug.bench.methods``), one builder per ``derive`` name."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ DERIVES = {"posthoc": _posthoc, "posthoc_cmo": _posthoc_cmo, "tau": _tau, "crt":
 
 def derive_model(name: str, source_state: dict, data: Data, device, schedule: Schedule,
                  seed: int, progress: bool = False):
-    """The model of a derived row (``stage=0`` in ``benchmarks.methods``) made from the
+    """The model of a derived row (``stage=0`` in ``afr_aug.bench.methods``) made from the
     finished checkpoint of the run it starts from, and the number of images it trained on.
 
     ``posthoc`` (ce_posthoc): CE's logits minus ``la_tau * log prior`` (Menon et al.'s post-hoc
