@@ -24,13 +24,13 @@ __version__ = "0.2.0"
 
 from .attack import MinorityPGD, SignNoise
 from .balance import AFRBalancer
-from .stage2 import AFRDataset
 from .embedding import Embedder
 from .loader import AFRLoader, BalancedMixLoader
 from .mixing import CutMixBalancer, MixUpBalancer, Remix, mixed_loss
 from .refresh_report import RefreshReport
 from .sampler import LongTailSampler
 from .split import IntraClassSplitter, SplitResult
+from .stage2 import AFRDataset
 
 __all__ = [
     "AFRBalancer",

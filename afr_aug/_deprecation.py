@@ -11,7 +11,7 @@ import functools
 import warnings
 from typing import Any, Callable, TypeVar
 
-__all__ = ["renamed_keywords", "renamed_attribute"]
+__all__ = ["renamed_attribute", "renamed_keywords"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,6 +30,7 @@ def renamed_keywords(**renames: str) -> Callable[[F], F]:
     ...     f(old=2), caught[0].category.__name__
     (2, 'DeprecationWarning')
     """
+
     def wrap(fn: F) -> F:
         where = fn.__qualname__.replace(".__init__", "")
 
@@ -40,8 +41,11 @@ def renamed_keywords(**renames: str) -> Callable[[F], F]:
                     continue
                 if new in kwargs:
                     raise TypeError(f"{where}() got both {new!r} and its deprecated name {old!r}")
-                warnings.warn(f"{where}(): the keyword {old!r} is deprecated, use {new!r}",
-                              DeprecationWarning, stacklevel=2)
+                warnings.warn(
+                    f"{where}(): the keyword {old!r} is deprecated, use {new!r}",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
                 kwargs[new] = kwargs.pop(old)
             return fn(*args, **kwargs)
 
@@ -62,9 +66,13 @@ def renamed_attribute(old: str, new: str) -> property:
     ...     Mixer().alpha
     2.0
     """
+
     def get(self):
-        warnings.warn(f"{type(self).__name__}.{old} is deprecated, use .{new}", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"{type(self).__name__}.{old} is deprecated, use .{new}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return getattr(self, new)
 
     return property(get, doc=f"Deprecated name of :attr:`{new}`.")

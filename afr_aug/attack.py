@@ -11,14 +11,21 @@ targeted PGD toward "(class y, minority)" that also keeps the model's label y.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Iterable, Iterator, Optional, Tuple, Union
+from collections.abc import Iterable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 import torchattacks
 
-from .checks import (check_finite, check_image_batch, check_image_values, check_int, check_labels,
-                     check_number)
+from .checks import (
+    check_finite,
+    check_image_batch,
+    check_image_values,
+    check_int,
+    check_labels,
+    check_number,
+)
 from .embedding import Embedder, model_device
 from .model_mode import eval_mode, preserved_modes
 from .split import SplitResult
@@ -99,25 +106,37 @@ class MinorityPGD(torchattacks.PGD):
         True
     """
 
-    def __init__(self, model: torch.nn.Module, eps: float = 0.6, alpha: float = 3 / 255,
-                 steps: int = 3, random_start: bool = False,
-                 embed_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-                 label_weight: float = 0.25, layer: Optional[str] = None,
-                 grad_scale: Optional[str] = None, target="head", head_steps: int = 200,
-                 seed: int = 0, keep_when: str = "correct"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        eps: float = 0.6,
+        alpha: float = 3 / 255,
+        steps: int = 3,
+        random_start: bool = False,
+        embed_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        label_weight: float = 0.25,
+        layer: str | None = None,
+        grad_scale: str | None = None,
+        target="head",
+        head_steps: int = 200,
+        seed: int = 0,
+        keep_when: str = "correct",
+    ):
         eps = check_number(eps, "eps", minimum=0)
         alpha = check_number(alpha, "alpha (the step size)", minimum=0, strict=True)
         label_weight = check_number(label_weight, "label_weight", minimum=0)
         steps = check_int(steps, "steps", minimum=1)
         if embed_fn is not None and not callable(embed_fn):
             raise TypeError(f"embed_fn must be callable, got {type(embed_fn).__name__}")
-        if grad_scale is None:      # "pixels" is the only choice with an outside embed_fn
+        if grad_scale is None:  # "pixels" is the only choice with an outside embed_fn
             grad_scale = "embedding" if embed_fn is None else "pixels"
         if grad_scale not in ("pixels", "embedding"):
             raise ValueError(f"grad_scale must be 'pixels' or 'embedding', got {grad_scale!r}")
         if grad_scale == "embedding" and embed_fn is not None:
-            raise ValueError("grad_scale='embedding' needs the embedding of the logits' forward: "
-                             "use layer= instead of embed_fn")
+            raise ValueError(
+                "grad_scale='embedding' needs the embedding of the logits' forward: "
+                "use layer= instead of embed_fn"
+            )
         if keep_when not in ("correct", "always"):
             raise ValueError(f"keep_when must be 'correct' or 'always', got {keep_when!r}")
         self.keep_when, self.embed_fn, self.layer = keep_when, embed_fn, layer
@@ -127,25 +146,32 @@ class MinorityPGD(torchattacks.PGD):
         self.supported_mode = ["default"]
         self.label_weight = float(label_weight)
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.noise: Optional[SignNoise] = None
+        self.noise: SignNoise | None = None
         self.target = self._target(target, head_steps, eps, alpha, steps)
 
     def _target(self, target, head_steps: int, eps: float, alpha: float, steps: int):
         if target == "noise":
-            warnings.warn("MinorityPGD(target='noise') is deprecated: the sign-noise control is "
-                          "afr_aug.SignNoise, with the same generate()", DeprecationWarning,
-                          stacklevel=3)
+            warnings.warn(
+                "MinorityPGD(target='noise') is deprecated: the sign-noise control is "
+                "afr_aug.SignNoise, with the same generate()",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             self.noise = SignNoise(self.model, eps=eps, alpha=alpha, steps=steps)
             self.noise.generator = self.generator
             return None
         if isinstance(target, str):
             if target not in TARGETS:
-                raise ValueError(f"target must be one of {tuple(TARGETS) + ('noise',)} or a "
-                                 f"target object, got {target!r}")
+                raise ValueError(
+                    f"target must be one of {(*tuple(TARGETS), 'noise')} or a "
+                    f"target object, got {target!r}"
+                )
             return TARGETS[target](head_steps) if target == "head" else TARGETS[target]()
         if not all(callable(getattr(target, m, None)) for m in ("fit", "goal", "pull")):
-            raise TypeError(f"target must be a name or an object with fit, goal and pull (see "
-                            f"afr_aug.targets), got {type(target).__name__}")
+            raise TypeError(
+                f"target must be a name or an object with fit, goal and pull (see "
+                f"afr_aug.targets), got {type(target).__name__}"
+            )
         return target
 
     @property
@@ -154,7 +180,7 @@ class MinorityPGD(torchattacks.PGD):
         return "noise" if self.target is None else self.target.name
 
     @property
-    def head_accuracy(self) -> Optional[float]:
+    def head_accuracy(self) -> float | None:
         """The head's accuracy on its fit sample (``target="head"``), else ``None``."""
         return getattr(self.target, "head_accuracy", None)
 
@@ -167,10 +193,12 @@ class MinorityPGD(torchattacks.PGD):
         return getattr(self.target, "targets", None)
 
     def __repr__(self) -> str:
-        return (f"MinorityPGD(target={self.target_name!r}, eps={self.eps}, alpha={self.alpha:.5f}, "
-                f"steps={self.steps}, random_start={self.random_start}, "
-                f"label_weight={self.label_weight}, grad_scale={self.grad_scale!r}, "
-                f"fitted={self.fitted})")
+        return (
+            f"MinorityPGD(target={self.target_name!r}, eps={self.eps}, alpha={self.alpha:.5f}, "
+            f"steps={self.steps}, random_start={self.random_start}, "
+            f"label_weight={self.label_weight}, grad_scale={self.grad_scale!r}, "
+            f"fitted={self.fitted})"
+        )
 
     def set_model(self, model: torch.nn.Module) -> None:
         """Attack ``model`` from now on (same settings and target); the embedding layer is
@@ -180,13 +208,15 @@ class MinorityPGD(torchattacks.PGD):
         super().set_model(model)
         self.embedder = Embedder(model, self.layer) if self.embed_fn is None else None
         self.device = model_device(model)
-        if getattr(self, "noise", None) is not None:   # set_model runs inside __init__ too
+        if getattr(self, "noise", None) is not None:  # set_model runs inside __init__ too
             self.noise.set_model(model)
 
     def _targeted_unsupported(self, *args, **kwargs):
-        raise ValueError("MinorityPGD has only the default mode: it keeps each image's own label "
-                         "and moves it toward that class's minority (fit), so torchattacks' "
-                         "targeted modes do not apply")
+        raise ValueError(
+            "MinorityPGD has only the default mode: it keeps each image's own label "
+            "and moves it toward that class's minority (fit), so torchattacks' "
+            "targeted modes do not apply"
+        )
 
     set_mode_targeted_by_function = _targeted_unsupported
     set_mode_targeted_random = _targeted_unsupported
@@ -199,17 +229,20 @@ class MinorityPGD(torchattacks.PGD):
         """Whether the target has what it needs (:meth:`fit` / :meth:`set_targets`)."""
         return self.target is None or self.target.fitted
 
-    def set_targets(self, targets: Union[SplitResult, torch.Tensor]) -> "MinorityPGD":
+    def set_targets(self, targets: SplitResult | torch.Tensor) -> MinorityPGD:
         """``target="centroid"``: each class's pull target, a ``SplitResult`` (its
         ``minority_centroids``) or a ``[C, D]`` tensor. Returns self."""
         if not callable(getattr(self.target, "set", None)):
-            raise ValueError(f"set_targets gives target='centroid' its centroids; this attack "
-                             f"has target={self.target_name!r}: use fit(embeddings, split)")
+            raise ValueError(
+                f"set_targets gives target='centroid' its centroids; this attack "
+                f"has target={self.target_name!r}: use fit(embeddings, split)"
+            )
         self.target.set(targets)
         return self
 
-    def fit(self, embeddings: torch.Tensor, split: SplitResult,
-            seed: Optional[int] = None) -> "MinorityPGD":
+    def fit(
+        self, embeddings: torch.Tensor, split: SplitResult, seed: int | None = None
+    ) -> MinorityPGD:
         """Fit the target to a split of ``embeddings`` [N, D] (the paper's "fine-tune the PGD
         model on the minority samples"): the 2C-way head, the minority centroids or the
         minority embeddings. Returns self."""
@@ -229,11 +262,22 @@ class MinorityPGD(torchattacks.PGD):
 
     def _check(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         if not self.fitted:
-            how = "set_targets(split_result)" if self.target_name == "centroid" else "fit(embeddings, split)"
-            raise RuntimeError(f"MinorityPGD(target={self.target_name!r}) is not fitted: call {how} first")
+            how = (
+                "set_targets(split_result)"
+                if self.target_name == "centroid"
+                else "fit(embeddings, split)"
+            )
+            raise RuntimeError(
+                f"MinorityPGD(target={self.target_name!r}) is not fitted: call {how} first"
+            )
         check_image_batch(images, "images")
-        check_image_values(images, "images", allow_uint8=False, tolerance=1e-6,
-                           hint=" (declare normalisation with set_normalization_used)")
+        check_image_values(
+            images,
+            "images",
+            allow_uint8=False,
+            tolerance=1e-6,
+            hint=" (declare normalisation with set_normalization_used)",
+        )
         if images.numel() == 0:
             return
         check_labels(labels, num_classes=self.num_target_classes or None, length=len(images))
@@ -248,15 +292,17 @@ class MinorityPGD(torchattacks.PGD):
         width = self.target.width
         if width is not None and emb.shape[1] != width:
             where = self.embedder.where if self.embedder is not None else "embed_fn"
-            raise ValueError(f"the targets are {width}-dimensional but the model's embedding "
-                             f"({where}) has {emb.shape[1]} dimensions: fit the attack on "
-                             f"embeddings of the same layer (layer=...)")
+            raise ValueError(
+                f"the targets are {width}-dimensional but the model's embedding "
+                f"({where}) has {emb.shape[1]} dimensions: fit the attack on "
+                f"embeddings of the same layer (layer=...)"
+            )
         return self.target.pull(emb, goal)
 
     def _direction(self, adv: torch.Tensor, labels: torch.Tensor, goal):
         """The ascent direction of one step (see the class docstring)."""
         x = self.normalize(adv) if self._normalization_applied is False else adv
-        if self.embed_fn is not None:             # two forwards, a backward per term
+        if self.embed_fn is not None:  # two forwards, a backward per term
             pull = self._pull(self.embed_fn(x).flatten(1), goal).sum()
             if self.label_weight == 0:
                 return torch.autograd.grad(pull, adv)[0]
@@ -265,23 +311,28 @@ class MinorityPGD(torchattacks.PGD):
             if self.keep_when == "correct":
                 keep = keep * (logits.argmax(1) == labels).to(keep.dtype).detach()
             keep = keep.sum()
-            return (_unit(torch.autograd.grad(pull, adv)[0])
-                    + self.label_weight * _unit(torch.autograd.grad(keep, adv)[0]))
+            return _unit(torch.autograd.grad(pull, adv)[0]) + self.label_weight * _unit(
+                torch.autograd.grad(keep, adv)[0]
+            )
         logits, emb = self.embedder(x)
         pull = self._pull(emb, goal)
         if self.label_weight == 0:
             return torch.autograd.grad(pull.sum(), adv)[0]
         keep = -F.cross_entropy(logits.float(), labels, reduction="none")
-        if self.keep_when == "correct":    # an image the model gets wrong is pulled freely
+        if self.keep_when == "correct":  # an image the model gets wrong is pulled freely
             keep = keep * (logits.argmax(1) == labels).to(keep.dtype).detach()
         g_keep = None
         if self.grad_scale == "embedding":
             # per-image weights 1/|grad at the embedding|: cheap backwards through the heads
-            g_pull, g_keep = (torch.autograd.grad(t.sum(), emb, retain_graph=True,
-                                                  allow_unused=True)[0] for t in (pull, keep))
-        if g_keep is None:   # "pixels", or a named layer whose captured tensor the logits skip
+            g_pull, g_keep = (
+                torch.autograd.grad(t.sum(), emb, retain_graph=True, allow_unused=True)[0]
+                for t in (pull, keep)
+            )
+        if g_keep is None:  # "pixels", or a named layer whose captured tensor the logits skip
             g_pull = torch.autograd.grad(pull.sum(), adv, retain_graph=True)[0]
-            return _unit(g_pull) + self.label_weight * _unit(torch.autograd.grad(keep.sum(), adv)[0])
+            return _unit(g_pull) + self.label_weight * _unit(
+                torch.autograd.grad(keep.sum(), adv)[0]
+            )
         w_pull = 1.0 / g_pull.flatten(1).norm(dim=1).clamp(min=1e-12)
         w_keep = self.label_weight / g_keep.flatten(1).norm(dim=1).clamp(min=1e-12)
         total = (w_pull.detach() * pull).sum() + (w_keep.detach() * keep).sum()
@@ -307,7 +358,9 @@ class MinorityPGD(torchattacks.PGD):
             adv = (images + delta).clamp(0, 1).detach()
         return adv
 
-    def generate(self, batches: Iterable, measure: bool = True) -> Iterator[Tuple[torch.Tensor, dict]]:
+    def generate(
+        self, batches: Iterable, measure: bool = True
+    ) -> Iterator[tuple[torch.Tensor, dict]]:
         """Attack every batch of ``batches`` (``(images [B, C, H, W] in [0, 1], labels[, ...])``)
         and yield ``(uint8 rows [B, C, H, W] on the CPU, after)``.
 
@@ -343,9 +396,12 @@ def measure_rows(attack, rows: torch.Tensor, clean: torch.Tensor, labels: torch.
         else:
             logits, emb = Embedder(attack.model, attack.layer)(seen)
     confidence = logits.float().softmax(1).gather(1, labels.view(-1, 1).to(logits.device))
-    return {"embeddings": emb.float().cpu(), "predictions": logits.argmax(1).cpu(),
-            "confidence": confidence.flatten().cpu(),
-            "linf": (back - clean).abs().flatten(1).amax(1).cpu()}
+    return {
+        "embeddings": emb.float().cpu(),
+        "predictions": logits.argmax(1).cpu(),
+        "confidence": confidence.flatten().cpu(),
+        "linf": (back - clean).abs().flatten(1).amax(1).cpu(),
+    }
 
 
 def check_fit_inputs(embeddings, split: SplitResult) -> torch.Tensor:
@@ -354,8 +410,10 @@ def check_fit_inputs(embeddings, split: SplitResult) -> torch.Tensor:
         raise TypeError(f"split must be a SplitResult, got {type(split).__name__}")
     embeddings = torch.as_tensor(embeddings)
     if embeddings.ndim != 2 or len(embeddings) != len(split.labels):
-        raise ValueError(f"embeddings must be [N, D] with the split's N = {len(split.labels)} "
-                         f"rows, got shape {tuple(embeddings.shape)}")
+        raise ValueError(
+            f"embeddings must be [N, D] with the split's N = {len(split.labels)} "
+            f"rows, got shape {tuple(embeddings.shape)}"
+        )
     check_finite(embeddings, "embeddings")
     return embeddings.detach().float().cpu()
 
@@ -381,8 +439,15 @@ class SignNoise(torchattacks.attack.Attack):
     target_name = "noise"
     head_accuracy = None
 
-    def __init__(self, model: torch.nn.Module, eps: float = 0.6, alpha: float = 3 / 255,
-                 steps: int = 3, layer: Optional[str] = None, seed: int = 0):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        eps: float = 0.6,
+        alpha: float = 3 / 255,
+        steps: int = 3,
+        layer: str | None = None,
+        seed: int = 0,
+    ):
         super().__init__("SignNoise", model)
         self.eps = check_number(eps, "eps", minimum=0)
         self.alpha = check_number(alpha, "alpha (the step size)", minimum=0, strict=True)
@@ -395,7 +460,7 @@ class SignNoise(torchattacks.attack.Attack):
         super().set_model(model)
         self.device = model_device(model)
 
-    def fit(self, embeddings, split: SplitResult, seed: Optional[int] = None) -> "SignNoise":
+    def fit(self, embeddings, split: SplitResult, seed: int | None = None) -> SignNoise:
         """Nothing to fit; ``seed`` reseeds the noise, as :meth:`MinorityPGD.fit` does."""
         check_fit_inputs(embeddings, split)
         if seed is not None:
@@ -412,12 +477,14 @@ class SignNoise(torchattacks.attack.Attack):
             adv = (images + delta).clamp(0, 1).detach()
         return adv
 
-    def forward(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None):
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
         check_image_batch(images, "images")
         check_image_values(images, "images", allow_uint8=False, tolerance=1e-6)
         return self.perturb(images.clone().detach().to(self.device))
 
-    def generate(self, batches: Iterable, measure: bool = True) -> Iterator[Tuple[torch.Tensor, dict]]:
+    def generate(
+        self, batches: Iterable, measure: bool = True
+    ) -> Iterator[tuple[torch.Tensor, dict]]:
         """As :meth:`MinorityPGD.generate`: ``(uint8 rows on the CPU, after)`` per batch."""
         for batch in batches:
             x = batch[0].to(self.device, non_blocking=True)

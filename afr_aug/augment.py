@@ -25,17 +25,26 @@ CPU generator works for CUDA images and results repeat across devices.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from .checks import (check_generator_state, check_image_batch, check_image_values, check_int,
-                     check_probability, check_seed, check_state)
+from .checks import (
+    check_generator_state,
+    check_image_batch,
+    check_image_values,
+    check_int,
+    check_probability,
+    check_seed,
+    check_state,
+)
 
 try:  # torchvision >= 0.16 (0.15 as beta)
     import torchvision.transforms.v2.functional as TF
-except ImportError:  # pragma: no cover - older torchvision: v1 functional ops also take batched tensors
+except (
+    ImportError
+):  # pragma: no cover - older torchvision: v1 functional ops also take batched tensors
     import torchvision.transforms.functional as TF
 
 try:
@@ -45,8 +54,18 @@ try:
 except ImportError:  # pragma: no cover
     _NEAREST = None
 
-__all__ = ["random_crop", "random_hflip", "cutout", "auto_augment", "apply_op", "op_magnitude",
-           "BatchAugment", "to_device", "CropFlip", "SeededTransform"]
+__all__ = [
+    "BatchAugment",
+    "CropFlip",
+    "SeededTransform",
+    "apply_op",
+    "auto_augment",
+    "cutout",
+    "op_magnitude",
+    "random_crop",
+    "random_hflip",
+    "to_device",
+]
 
 # AutoAugment CIFAR-10 policy (Cubuk et al. 2019), the same table torchvision uses:
 # 25 sub-policies of two (op name, probability, magnitude bin in 0..9 or None) entries.
@@ -82,10 +101,20 @@ _NUM_BINS = 10
 #: Grey the geometric AutoAugment ops fill uncovered pixels with (the reference's fillcolor).
 AUTOAUGMENT_FILL = 128
 # Ops whose magnitude gets a random sign (probability 1/2), as in torchvision's AutoAugment.
-_SIGNED = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness"}
+_SIGNED = {
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
+    "Rotate",
+    "Brightness",
+    "Color",
+    "Contrast",
+    "Sharpness",
+}
 
 
-def op_magnitude(name: str, bin_idx: Optional[int], height: int, width: int) -> float:
+def op_magnitude(name: str, bin_idx: int | None, height: int, width: int) -> float:
     """Unsigned magnitude of AutoAugment op ``name`` at bin ``bin_idx`` (0..9; torchvision's
     ranges) for ``height`` x ``width`` images; 0 for an op without magnitude.
 
@@ -106,7 +135,7 @@ def op_magnitude(name: str, bin_idx: Optional[int], height: int, width: int) -> 
         values = torch.linspace(0.0, 0.9, _NUM_BINS)
     elif name == "Posterize":
         values = (8 - (torch.arange(_NUM_BINS) / ((_NUM_BINS - 1) / 4))).round().int()
-    elif name == "Solarize":                     # thresholds on the 256-step scale, as PIL
+    elif name == "Solarize":  # thresholds on the 256-step scale, as PIL
         values = torch.linspace(256.0, 0.0, _NUM_BINS, dtype=torch.float64)
     else:
         return 0.0
@@ -136,9 +165,11 @@ def _shear_x_bicubic(img: torch.Tensor, m: float, fill: int = AUTOAUGMENT_FILL) 
     d = (xs - x0).view(1, 1, h, w)
     x0 = x0.long()
     src = img.to(torch.float64)
-    taps = [src.gather(3, (x0 + k).clamp(0, w - 1).view(1, 1, h, w).expand(n, c, h, w))
-            for k in (-1, 0, 1, 2)]
-    out = _cubic(*taps, d).clamp_(0, 255).to(torch.uint8)   # truncates, as PIL does
+    taps = [
+        src.gather(3, (x0 + k).clamp(0, w - 1).view(1, 1, h, w).expand(n, c, h, w))
+        for k in (-1, 0, 1, 2)
+    ]
+    out = _cubic(*taps, d).clamp_(0, 255).to(torch.uint8)  # truncates, as PIL does
     return torch.where(inside.view(1, 1, h, w), out, torch.full_like(out, fill))
 
 
@@ -155,10 +186,17 @@ def apply_op(img: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
     if name == "ShearY":
         return _shear_x_bicubic(img.transpose(2, 3), magnitude).transpose(2, 3).contiguous()
     if name in ("TranslateX", "TranslateY"):
-        shift = int(math.floor(abs(magnitude) + 0.5)) * (1 if magnitude >= 0 else -1)
+        shift = math.floor(abs(magnitude) + 0.5) * (1 if magnitude >= 0 else -1)
         translate = [shift, 0] if name == "TranslateX" else [0, shift]
-        return TF.affine(img, angle=0.0, translate=translate, scale=1.0, shear=[0.0, 0.0],
-                         interpolation=_NEAREST, fill=AUTOAUGMENT_FILL)
+        return TF.affine(
+            img,
+            angle=0.0,
+            translate=translate,
+            scale=1.0,
+            shear=[0.0, 0.0],
+            interpolation=_NEAREST,
+            fill=AUTOAUGMENT_FILL,
+        )
     if name == "Rotate":
         return TF.rotate(img, angle=magnitude, interpolation=_NEAREST, fill=AUTOAUGMENT_FILL)
     if name == "Brightness":
@@ -190,7 +228,9 @@ def _check_generator(generator: Any) -> torch.device:
     if generator is None:
         return torch.device("cpu")
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
     return generator.device
 
 
@@ -218,7 +258,9 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 # ----------------------------------------------------------------------------- ops
 
 
-def random_crop(x: torch.Tensor, padding: int = 4, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def random_crop(
+    x: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Per-sample random crop of the zero-padded batch back to the input size.
 
     Why: the standard CIFAR "pad 4 + random 32x32 crop", but vectorised: each
@@ -234,7 +276,7 @@ def random_crop(x: torch.Tensor, padding: int = 4, generator: Optional[torch.Gen
     check_image_batch(x, "random_crop's x")
     check_int(padding, "padding", minimum=0)
     draw_device = _check_generator(generator)
-    n, c, h, w = x.shape
+    n, _c, _h, _w = x.shape
     if padding == 0 or n == 0:
         return x.clone()
     offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator, device=draw_device)
@@ -243,7 +285,7 @@ def random_crop(x: torch.Tensor, padding: int = 4, generator: Optional[torch.Gen
 
 def _crop_at(x: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tensor:
     """Crop sample i of the zero-padded batch at ``offsets[:, i]`` (row, column in [0, 2p])."""
-    n, c, h, w = x.shape
+    n, _c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
     rows = offsets[0].unsqueeze(1) + torch.arange(h, device=x.device)  # [N, H]
     cols = offsets[1].unsqueeze(1) + torch.arange(w, device=x.device)  # [N, W]
@@ -253,7 +295,9 @@ def _crop_at(x: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tens
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def random_hflip(x: torch.Tensor, p: float = 0.5, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def random_hflip(
+    x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Flip each sample left-right independently with probability ``p``.
 
     Why: per-sample (not per-batch) flips keep the augmentation distribution of
@@ -273,7 +317,9 @@ def random_hflip(x: torch.Tensor, p: float = 0.5, generator: Optional[torch.Gene
     return torch.where(flip, x.flip(-1), x)
 
 
-def cutout(x: torch.Tensor, size: int = 16, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def cutout(
+    x: torch.Tensor, size: int = 16, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Zero one ``size x size`` square per sample (Cutout, DeVries & Taylor 2017).
 
     Why: occluding a random region makes the network use the whole object.
@@ -290,7 +336,7 @@ def cutout(x: torch.Tensor, size: int = 16, generator: Optional[torch.Generator]
     check_image_batch(x, "cutout's x")
     check_int(size, "size", minimum=0)
     draw_device = _check_generator(generator)
-    n, c, h, w = x.shape
+    n, _c, h, w = x.shape
     if size == 0 or n == 0:
         return x.clone()
     cy = torch.randint(0, h, (n,), generator=generator, device=draw_device)
@@ -306,7 +352,7 @@ def cutout(x: torch.Tensor, size: int = 16, generator: Optional[torch.Generator]
     return x.masked_fill(hole, 0)
 
 
-def auto_augment(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def auto_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """AutoAugment with the CIFAR-10 policy, a different sub-policy per sample.
 
     Why: torchvision's ``AutoAugment`` draws one sub-policy per call, so a
@@ -334,7 +380,9 @@ def auto_augment(x: torch.Tensor, generator: Optional[torch.Generator] = None) -
     out = x.clone()
     if n == 0:
         return out
-    policy = torch.randint(0, len(_CIFAR10_POLICY), (n,), generator=generator, device=draw_device).cpu()
+    policy = torch.randint(
+        0, len(_CIFAR10_POLICY), (n,), generator=generator, device=draw_device
+    ).cpu()
     apply_u = torch.rand(n, 2, generator=generator, device=draw_device).cpu()
     negative = (torch.rand(n, 2, generator=generator, device=draw_device) <= 0.5).cpu()
     # Plan every (sample group, op, magnitude) on the host first, then copy all the groups'
@@ -350,7 +398,10 @@ def auto_augment(x: torch.Tensor, generator: Optional[torch.Generator] = None) -
                 continue
             magnitude = op_magnitude(name, bin_idx, h, w)
             if name in _SIGNED:
-                groups = ((applied & ~negative[:, j], magnitude), (applied & negative[:, j], -magnitude))
+                groups = (
+                    (applied & ~negative[:, j], magnitude),
+                    (applied & negative[:, j], -magnitude),
+                )
             else:
                 groups = ((applied, magnitude),)
             for mask, mag in groups:
@@ -390,7 +441,7 @@ class CropFlip:
         self.padding = check_int(padding, "padding", minimum=0)
         self.flip = bool(flip)
 
-    def draw(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=generator)
         flips = (torch.rand(n, generator=generator) < 0.5).long().unsqueeze(1) * int(self.flip)
         return torch.cat([offsets, flips], 1)
@@ -399,7 +450,9 @@ class CropFlip:
         check_image_batch(images, "CropFlip's images")
         params = torch.as_tensor(params, dtype=torch.long)
         if params.shape != (len(images), 3):
-            raise ValueError(f"CropFlip params must be [{len(images)}, 3], got {tuple(params.shape)}")
+            raise ValueError(
+                f"CropFlip params must be [{len(images)}, 3], got {tuple(params.shape)}"
+            )
         if params.device != images.device:
             params = to_device(params, images.device)
         out = _crop_at(images, params[:, :2].T, self.padding) if self.padding else images.clone()
@@ -427,8 +480,8 @@ class SeededTransform:
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.transform = transform
 
-    def draw(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        return torch.randint(0, 2 ** 62, (n, 1), generator=generator)
+    def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(0, 2**62, (n, 1), generator=generator)
 
     def apply(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         check_image_batch(images, "SeededTransform's images")
@@ -439,8 +492,10 @@ class SeededTransform:
                 out.append(self.transform(img))
         shapes = {tuple(t.shape) for t in out}
         if shapes != {tuple(images.shape[1:])}:
-            raise ValueError(f"the transform changed the image size to {sorted(shapes)}: a slot "
-                             f"augmentation must keep {list(images.shape[1:])}")
+            raise ValueError(
+                f"the transform changed the image size to {sorted(shapes)}: a slot "
+                f"augmentation must keep {list(images.shape[1:])}"
+            )
         return torch.stack(out).to(images.dtype)
 
     def __repr__(self) -> str:
@@ -497,7 +552,7 @@ class BatchAugment:
         cutout: bool = False,
         padding: int = 4,
         cutout_size: int = 16,
-        seed: Optional[int] = 0,
+        seed: int | None = 0,
     ) -> None:
         self.crop = bool(crop)
         self.flip = bool(flip)
@@ -536,18 +591,28 @@ class BatchAugment:
             x = cutout(x, size=self.cutout_size, generator=g)
         return x
 
-    def _config(self) -> Dict[str, Any]:
+    def _config(self) -> dict[str, Any]:
         """The settings that decide how much randomness each call consumes."""
-        return {"crop": self.crop, "flip": self.flip, "auto_augment": self.auto_augment,
-                "cutout": self.cutout, "padding": self.padding, "cutout_size": self.cutout_size}
+        return {
+            "crop": self.crop,
+            "flip": self.flip,
+            "auto_augment": self.auto_augment,
+            "cutout": self.cutout,
+            "padding": self.padding,
+            "cutout_size": self.cutout_size,
+        }
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The RNG state and seed (plus the pipeline settings, checked on load) so a
         checkpoint can resume the same augmentation stream."""
-        return {"type": type(self).__name__, **self._config(), "seed": self.seed,
-                "generator_state": self.generator.get_state()}
+        return {
+            "type": type(self).__name__,
+            **self._config(),
+            "seed": self.seed,
+            "generator_state": self.generator.get_state(),
+        }
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the RNG state saved by :meth:`state_dict`.
 
         Why so strict: a state saved by a pipeline with other settings would resume a
@@ -557,8 +622,9 @@ class BatchAugment:
         check_state(self, state_dict, self._config(), ("seed", "generator_state"))
         name = type(self).__name__
         seed = check_seed(state_dict["seed"], f"{name} state: seed")
-        gen_state = check_generator_state(state_dict["generator_state"],
-                                          f"{name} state: 'generator_state'")
+        gen_state = check_generator_state(
+            state_dict["generator_state"], f"{name} state: 'generator_state'"
+        )
         self.generator.set_state(gen_state)
         self.seed = seed
 

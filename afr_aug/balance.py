@@ -28,11 +28,16 @@ class AFRBalancer(AFRDataset):
     """
 
     def __init__(self, *args, mixer=None, **kwargs):
-        warnings.warn("AFRBalancer is deprecated: it is afr_aug.AFRDataset (the stage-2 set is a "
-                      "Dataset, not a mixer)", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "AFRBalancer is deprecated: it is afr_aug.AFRDataset (the stage-2 set is a "
+            "Dataset, not a mixer)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         super().__init__(*args, **kwargs)
         self.mixer = mixer
 
     def refresh(self, model, device=None, class_accuracy=None, train_accuracy=None, mix=None):
-        return super().refresh(model, device, class_accuracy, train_accuracy,
-                               mix if mix is not None else self.mixer)
+        return super().refresh(
+            model, device, class_accuracy, train_accuracy, mix if mix is not None else self.mixer
+        )

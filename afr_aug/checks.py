@@ -11,20 +11,30 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Dict, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
-__all__ = ["check_int", "check_seed", "check_number", "check_probability", "check_finite", "check_class_counts",
-           "check_labels", "check_image_batch", "check_image_values", "check_state",
-           "check_generator_state"]
+__all__ = [
+    "check_class_counts",
+    "check_finite",
+    "check_generator_state",
+    "check_image_batch",
+    "check_image_values",
+    "check_int",
+    "check_labels",
+    "check_number",
+    "check_probability",
+    "check_seed",
+    "check_state",
+]
 
 
 # -- numbers ----------------------------------------------------------------------------------
 
 
-def check_int(value: Any, name: str, minimum: Optional[int] = None,
-              maximum: Optional[int] = None) -> int:
+def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as a Python int, after checking it is an integer (``bool`` is not) in
     ``[minimum, maximum]`` (either bound may be ``None``). numpy integers are accepted.
 
@@ -48,7 +58,7 @@ def check_int(value: Any, name: str, minimum: Optional[int] = None,
     return int(value)
 
 
-def check_seed(value: Any, name: str = "seed") -> Optional[int]:
+def check_seed(value: Any, name: str = "seed") -> int | None:
     """A seed: an int, or ``None`` for a fresh, nondeterministic one.
 
     >>> check_seed("0")
@@ -71,8 +81,9 @@ def _as_float(value: Any, name: str, expected: str) -> float:
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__}") from None
 
 
-def check_number(value: Any, name: str, minimum: Optional[float] = None, *,
-                 strict: bool = False) -> float:
+def check_number(
+    value: Any, name: str, minimum: float | None = None, *, strict: bool = False
+) -> float:
     """``value`` as a finite float, ``>= minimum`` (``> minimum`` with ``strict``) when given.
 
     >>> check_number(0.5, "tau", minimum=0)
@@ -134,8 +145,9 @@ def check_class_counts(class_counts: Any, name: str = "class_counts") -> torch.T
     [3.0, 1.0]
     """
     if isinstance(class_counts, (str, bytes)) or class_counts is None:
-        raise TypeError(f"{name} must be a sequence of positive ints, got "
-                        f"{type(class_counts).__name__}")
+        raise TypeError(
+            f"{name} must be a sequence of positive ints, got {type(class_counts).__name__}"
+        )
     try:
         counts = torch.as_tensor(
             class_counts.detach().cpu() if isinstance(class_counts, torch.Tensor) else class_counts,
@@ -146,23 +158,31 @@ def check_class_counts(class_counts: Any, name: str = "class_counts") -> torch.T
             f"{name} must be a sequence of positive ints, got {type(class_counts).__name__}"
         ) from exc
     if counts.dim() != 1 or counts.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence of per-class counts, got "
-                         f"shape {tuple(counts.shape)}")
+        raise ValueError(
+            f"{name} must be a non-empty 1-D sequence of per-class counts, got "
+            f"shape {tuple(counts.shape)}"
+        )
     if not torch.isfinite(counts).all():
         raise ValueError(f"{name} must be finite, got {counts.tolist()}")
     bad = (counts <= 0).nonzero().flatten()
     if bad.numel() > 0:
         i = int(bad[0])
-        raise ValueError(f"{name} must all be positive (every class needs at least one sample), "
-                         f"got {counts[i].item():g} for class {i}")
+        raise ValueError(
+            f"{name} must all be positive (every class needs at least one sample), "
+            f"got {counts[i].item():g} for class {i}"
+        )
     return counts
 
 
 # -- labels -----------------------------------------------------------------------------------
 
 
-def check_labels(labels: Any, name: str = "labels", num_classes: Optional[int] = None,
-                 length: Optional[int] = None) -> torch.Tensor:
+def check_labels(
+    labels: Any,
+    name: str = "labels",
+    num_classes: int | None = None,
+    length: int | None = None,
+) -> torch.Tensor:
     """1-D integer class labels as an int64 tensor (on the CPU when given as a list or array).
 
     ``TypeError`` when they are not integers: a bool, complex or non-numeric dtype, or floats
@@ -185,8 +205,9 @@ def check_labels(labels: Any, name: str = "labels", num_classes: Optional[int] =
     try:
         t = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(labels)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(f"{name} must be integer class indices, got "
-                        f"{type(labels).__name__}") from exc
+        raise TypeError(
+            f"{name} must be integer class indices, got {type(labels).__name__}"
+        ) from exc
     if t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} must be integer class indices, got dtype {t.dtype}")
     if t.ndim != 1:
@@ -196,23 +217,26 @@ def check_labels(labels: Any, name: str = "labels", num_classes: Optional[int] =
     if t.is_floating_point():
         frac = t[t != t.round()] if t.numel() else t
         if frac.numel():
-            raise TypeError(f"{name} must be integer class indices, got fractional values "
-                            f"(e.g. {float(frac[0]):g})")
+            raise TypeError(
+                f"{name} must be integer class indices, got fractional values "
+                f"(e.g. {float(frac[0]):g})"
+            )
     t = t.long()
     if t.numel():
         lo, hi = int(t.min()), int(t.max())
         if lo < 0:
             raise ValueError(f"{name} must be >= 0, got {lo}")
         if num_classes is not None and hi >= num_classes:
-            raise ValueError(f"{name} must lie in [0, {num_classes - 1}] for {num_classes} "
-                             f"classes, got {hi}")
+            raise ValueError(
+                f"{name} must lie in [0, {num_classes - 1}] for {num_classes} classes, got {hi}"
+            )
     return t
 
 
 # -- images -----------------------------------------------------------------------------------
 
 
-def check_image_batch(x: Any, name: str, channels: Optional[Sequence[int]] = None) -> torch.Tensor:
+def check_image_batch(x: Any, name: str, channels: Sequence[int] | None = None) -> torch.Tensor:
     """``x`` itself, after checking it is a 4-D image batch ``[N, C, H, W]`` (with ``C`` in
     ``channels`` when given). Says nothing about dtype or values: see
     :func:`check_image_values`.
@@ -223,19 +247,29 @@ def check_image_batch(x: Any, name: str, channels: Optional[Sequence[int]] = Non
     ValueError: x must be a 4-D image batch [N, C, H, W], got shape (3, 8, 8)
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be an image batch tensor [N, C, H, W], got "
-                        f"{type(x).__name__}")
+        raise TypeError(
+            f"{name} must be an image batch tensor [N, C, H, W], got {type(x).__name__}"
+        )
     if x.dim() != 4:
-        raise ValueError(f"{name} must be a 4-D image batch [N, C, H, W], got shape "
-                         f"{tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be a 4-D image batch [N, C, H, W], got shape {tuple(x.shape)}"
+        )
     if channels is not None and x.shape[1] not in channels:
-        raise ValueError(f"{name} must have {' or '.join(map(str, channels))} channels (NCHW), "
-                         f"got {x.shape[1]} channels in shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have {' or '.join(map(str, channels))} channels (NCHW), "
+            f"got {x.shape[1]} channels in shape {tuple(x.shape)}"
+        )
     return x
 
 
-def check_image_values(images: torch.Tensor, name: str, *, allow_uint8: bool = True,
-                       tolerance: float = 0.0, hint: str = "") -> torch.Tensor:
+def check_image_values(
+    images: torch.Tensor,
+    name: str,
+    *,
+    allow_uint8: bool = True,
+    tolerance: float = 0.0,
+    hint: str = "",
+) -> torch.Tensor:
     """``images`` itself, after checking they are uint8 (when ``allow_uint8``) or float in
     [0, 1] (``± tolerance``), with no NaN or inf; ``hint`` is appended to a range error
     (e.g. where normalisation belongs). Float images cost one ``aminmax`` and one host sync.
@@ -256,7 +290,7 @@ def check_image_values(images: torch.Tensor, name: str, *, allow_uint8: bool = T
         raise TypeError(f"{name} must be {kinds} in [0, 1], got dtype {images.dtype}")
     if images.numel() == 0:
         return images
-    lo, hi = torch.stack(torch.aminmax(images)).tolist()      # NaN propagates into both
+    lo, hi = torch.stack(torch.aminmax(images)).tolist()  # NaN propagates into both
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} must be finite, got NaN or inf values")
     if lo < -tolerance or hi > 1 + tolerance:
@@ -267,7 +301,7 @@ def check_image_values(images: torch.Tensor, name: str, *, allow_uint8: bool = T
 # -- checkpoints ------------------------------------------------------------------------------
 
 
-def check_state(owner: object, state: Any, config: Dict[str, Any], keys: Iterable[str]) -> None:
+def check_state(owner: object, state: Any, config: dict[str, Any], keys: Iterable[str]) -> None:
     """Raise unless ``state`` is ``type(owner)``'s :meth:`state_dict` with exactly ``"type"``,
     the ``config`` entries and ``keys``, and agrees with ``owner`` on every ``config`` value.
 
@@ -282,8 +316,10 @@ def check_state(owner: object, state: Any, config: Dict[str, Any], keys: Iterabl
     """
     name = type(owner).__name__
     if not isinstance(state, dict):
-        raise TypeError(f"{name}.load_state_dict expects the dict from {name}.state_dict(), "
-                        f"got {type(state).__name__}")
+        raise TypeError(
+            f"{name}.load_state_dict expects the dict from {name}.state_dict(), "
+            f"got {type(state).__name__}"
+        )
     expected = {"type", *config, *keys}
     missing, extra = sorted(expected - state.keys()), sorted(set(state) - expected, key=str)
     if missing or extra:
@@ -292,8 +328,9 @@ def check_state(owner: object, state: Any, config: Dict[str, Any], keys: Iterabl
         raise ValueError(f"state was saved by {state['type']!r}, cannot load it into a {name}")
     for key, mine in config.items():
         if state[key] != mine:
-            raise ValueError(f"{name} state has {key}={state[key]!r} but this {name} has "
-                             f"{key}={mine!r}")
+            raise ValueError(
+                f"{name} state has {key}={state[key]!r} but this {name} has {key}={mine!r}"
+            )
 
 
 def check_generator_state(state: Any, name: str) -> torch.Tensor:
@@ -309,12 +346,19 @@ def check_generator_state(state: Any, name: str) -> torch.Tensor:
     """
     probe = torch.Generator(device="cpu")
     shape = tuple(probe.get_state().shape)
-    if not (isinstance(state, torch.Tensor) and state.dtype == torch.uint8
-            and tuple(state.shape) == shape):
-        got = (f"{state.dtype} tensor of shape {tuple(state.shape)}"
-               if isinstance(state, torch.Tensor) else type(state).__name__)
-        raise ValueError(f"{name} must be a CPU torch.Generator state (uint8 tensor of shape "
-                         f"{shape}), got {got}")
+    if not (
+        isinstance(state, torch.Tensor)
+        and state.dtype == torch.uint8
+        and tuple(state.shape) == shape
+    ):
+        got = (
+            f"{state.dtype} tensor of shape {tuple(state.shape)}"
+            if isinstance(state, torch.Tensor)
+            else type(state).__name__
+        )
+        raise ValueError(
+            f"{name} must be a CPU torch.Generator state (uint8 tensor of shape {shape}), got {got}"
+        )
     try:
         probe.set_state(state)
     except RuntimeError as err:

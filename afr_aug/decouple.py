@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -28,22 +28,31 @@ from .embedding import is_classifier, logits_of, model_device, unwrap_model
 from .losses import LabelAwareSmoothingLoss
 from .model_mode import eval_mode, preserved_modes
 
-__all__ = ["find_classifier", "tau_normalize", "LearnableWeightScaling", "retrain_classifier",
-           "retrain_mislas"]
+__all__ = [
+    "LearnableWeightScaling",
+    "find_classifier",
+    "retrain_classifier",
+    "retrain_mislas",
+    "tau_normalize",
+]
 
 
-def find_classifier(model: nn.Module, classifier: Optional[str] = None) -> str:
+def find_classifier(model: nn.Module, classifier: str | None = None) -> str:
     """The name of ``model``'s classifier layer (see the module docstring)."""
     modules = dict(unwrap_model(model).named_modules())
     if classifier is not None:
         if classifier not in modules:
-            raise ValueError(f"{type(unwrap_model(model)).__name__} has no sub-module named "
-                             f"{classifier!r} (see model.named_modules())")
+            raise ValueError(
+                f"{type(unwrap_model(model)).__name__} has no sub-module named "
+                f"{classifier!r} (see model.named_modules())"
+            )
         return classifier
     names = [n for n, m in modules.items() if is_classifier(m)]
     if not names:
-        raise ValueError(f"{type(unwrap_model(model)).__name__} has no nn.Linear classifier; "
-                         "pass classifier='<module name>'")
+        raise ValueError(
+            f"{type(unwrap_model(model)).__name__} has no nn.Linear classifier; "
+            "pass classifier='<module name>'"
+        )
     return names[-1]
 
 
@@ -54,8 +63,9 @@ def _weight(module: nn.Module) -> torch.Tensor:
     return weight
 
 
-def tau_normalize(model: nn.Module, tau: float = 1.0, classifier: Optional[str] = None,
-                  keep_bias: bool = False) -> nn.Module:
+def tau_normalize(
+    model: nn.Module, tau: float = 1.0, classifier: str | None = None, keep_bias: bool = False
+) -> nn.Module:
     """A copy of ``model`` whose class weight vectors are divided by their norm ** ``tau``.
 
     ``tau = 0`` changes nothing, ``tau = 1`` gives every class a unit-norm weight. Kang et al.
@@ -76,8 +86,9 @@ def tau_normalize(model: nn.Module, tau: float = 1.0, classifier: Optional[str] 
     with torch.no_grad():
         norms = w.norm(dim=1, keepdim=True)
         if bool((norms == 0).any()) and tau > 0:
-            raise ValueError("a class has an all-zero weight vector: tau-normalisation would "
-                             "divide by zero")
+            raise ValueError(
+                "a class has an all-zero weight vector: tau-normalisation would divide by zero"
+            )
         w.div_(norms.pow(tau))
         if not keep_bias and getattr(layer, "bias", None) is not None:
             layer.bias.zero_()
@@ -102,8 +113,9 @@ class LearnableWeightScaling(nn.Module):
     torch.Size([2, 3])
     """
 
-    def __init__(self, model: nn.Module, num_classes: Optional[int] = None,
-                 classifier: Optional[str] = None):
+    def __init__(
+        self, model: nn.Module, num_classes: int | None = None, classifier: str | None = None
+    ):
         super().__init__()
         if num_classes is None:
             layer = dict(unwrap_model(model).named_modules())[find_classifier(model, classifier)]
@@ -114,20 +126,30 @@ class LearnableWeightScaling(nn.Module):
         self.scales = nn.Parameter(torch.ones(int(num_classes), device=model_device(model)))
         self.model.eval()
 
-    def train(self, mode: bool = True) -> "LearnableWeightScaling":
+    def train(self, mode: bool = True) -> LearnableWeightScaling:
         super().train(mode)
-        self.model.eval()             # frozen features: batch-norm statistics stay as trained
+        self.model.eval()  # frozen features: batch-norm statistics stay as trained
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return logits_of(self.model(x)) * self.scales
 
 
-def retrain_classifier(model: nn.Module, loader: Iterable, epochs: int, lr: float,
-                       sampler=None, *, classifier: Optional[str] = None,
-                       params: Optional[Iterable[nn.Parameter]] = None, momentum: float = 0.9,
-                       weight_decay: float = 5e-4, device=None, reinit: bool = True,
-                       progress: bool = True) -> nn.Module:
+def retrain_classifier(
+    model: nn.Module,
+    loader: Iterable,
+    epochs: int,
+    lr: float,
+    sampler=None,
+    *,
+    classifier: str | None = None,
+    params: Iterable[nn.Parameter] | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    device=None,
+    reinit: bool = True,
+    progress: bool = True,
+) -> nn.Module:
     """cRT: re-initialise the classifier and train only it on a class-balanced stream.
 
     The rest of the network is frozen (``requires_grad=False``) and run in eval mode, so its
@@ -165,21 +187,41 @@ def retrain_classifier(model: nn.Module, loader: Iterable, epochs: int, lr: floa
     opt = torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
     steps = epochs * max(len(loader), 1) if hasattr(loader, "__len__") else None
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if steps else None
-    with eval_mode(model):              # frozen features: batch-norm statistics stay
+    with eval_mode(model):  # frozen features: batch-norm statistics stay
         for epoch in range(epochs):
             if sampler is not None and hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
-            _train_epoch(model, loader, opt, sched, device,
-                         desc=f"cRT epoch {epoch + 1}/{epochs}", progress=progress)
+            _train_epoch(
+                model,
+                loader,
+                opt,
+                sched,
+                device,
+                desc=f"cRT epoch {epoch + 1}/{epochs}",
+                progress=progress,
+            )
     return model
 
 
-def retrain_mislas(model: nn.Module, loader: Iterable, class_counts, epochs: int = 10,
-                   lr: float = 0.1, sampler=None, *, lr_factor: float = 0.5,
-                   smooth_head: float = 0.3, smooth_tail: float = 0.0, shape: str = "concave",
-                   shift_bn: bool = False, classifier: Optional[str] = None,
-                   momentum: float = 0.9, weight_decay: float = 2e-4, device=None,
-                   progress: bool = True) -> nn.Module:
+def retrain_mislas(
+    model: nn.Module,
+    loader: Iterable,
+    class_counts,
+    epochs: int = 10,
+    lr: float = 0.1,
+    sampler=None,
+    *,
+    lr_factor: float = 0.5,
+    smooth_head: float = 0.3,
+    smooth_tail: float = 0.0,
+    shape: str = "concave",
+    shift_bn: bool = False,
+    classifier: str | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 2e-4,
+    device=None,
+    progress: bool = True,
+) -> nn.Module:
     """MiSLAS's stage 2: the classifier re-trained with label-aware smoothing and a per-class
     scale on a class-balanced stream, the batch-norm statistics optionally shifted to it.
 
@@ -212,38 +254,47 @@ def retrain_mislas(model: nn.Module, loader: Iterable, class_counts, epochs: int
     name, layer = _linear_classifier(model, classifier, criterion.num_classes)
     trainable = _classifier_params(model, name, reinit=False)
     scales = nn.Parameter(torch.ones(layer.out_features, device=layer.weight.device))
-    opt = torch.optim.SGD([{"params": trainable}, {"params": [scales]}], lr=lr,
-                          momentum=momentum, weight_decay=weight_decay)
+    opt = torch.optim.SGD(
+        [{"params": trainable}, {"params": [scales]}],
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+    )
     device = torch.device(device) if device is not None else model_device(model)
     with preserved_modes(model):
-        model.train(bool(shift_bn))       # shift_bn: BN statistics follow the balanced stream
+        model.train(bool(shift_bn))  # shift_bn: BN statistics follow the balanced stream
         for epoch in range(epochs):
             cosine = 0.5 * lr * (1 + math.cos(math.pi * epoch / epochs))
             opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr_factor * cosine, cosine
-            batches = _epoch_of(loader, sampler, epoch, device, f"MiSLAS epoch {epoch + 1}/{epochs}",
-                                progress)
+            batches = _epoch_of(
+                loader, sampler, epoch, device, f"MiSLAS epoch {epoch + 1}/{epochs}", progress
+            )
             for x, y in batches:
                 loss = criterion(logits_of(model(x)) * scales, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-    with torch.no_grad():             # the scale folded into the classifier
+    with torch.no_grad():  # the scale folded into the classifier
         layer.weight.mul_(scales.detach().unsqueeze(1))
         if layer.bias is not None:
             layer.bias.mul_(scales.detach())
     return model
 
 
-def _linear_classifier(model: nn.Module, classifier: Optional[str], num_classes: int):
+def _linear_classifier(model: nn.Module, classifier: str | None, num_classes: int):
     """``(name, layer)`` of ``model``'s classifier, an ``nn.Linear`` with ``num_classes`` outputs."""
     name = find_classifier(model, classifier)
     layer = dict(unwrap_model(model).named_modules())[name]
     if not isinstance(layer, nn.Linear):
-        raise TypeError(f"retrain_mislas folds its per-class scale into an nn.Linear classifier; "
-                        f"{name!r} is a {type(layer).__name__}")
+        raise TypeError(
+            f"retrain_mislas folds its per-class scale into an nn.Linear classifier; "
+            f"{name!r} is a {type(layer).__name__}"
+        )
     if layer.out_features != num_classes:
-        raise ValueError(f"class_counts has {num_classes} classes but the classifier "
-                         f"{name!r} has {layer.out_features} outputs")
+        raise ValueError(
+            f"class_counts has {num_classes} classes but the classifier "
+            f"{name!r} has {layer.out_features} outputs"
+        )
     return name, layer
 
 
@@ -266,7 +317,7 @@ def _batches(loader: Iterable, device, desc: str, progress: bool):
         yield batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
 
 
-def _classifier_params(model: nn.Module, classifier: Optional[str], reinit: bool):
+def _classifier_params(model: nn.Module, classifier: str | None, reinit: bool):
     """Freeze ``model``, re-initialise its classifier (``reinit``) and unfreeze only that:
     the classifier's parameters."""
     inner = unwrap_model(model)
@@ -289,13 +340,20 @@ def _resampled(loader, sampler):
 
     if not hasattr(loader, "dataset"):
         raise TypeError("sampler= needs a torch DataLoader (its .dataset is re-sampled)")
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
-                      num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                      pin_memory=loader.pin_memory, drop_last=loader.drop_last)
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+    )
 
 
-def _train_epoch(model: nn.Module, loader: Iterable, opt, sched, device, desc: str,
-                 progress: bool) -> None:
+def _train_epoch(
+    model: nn.Module, loader: Iterable, opt, sched, device, desc: str, progress: bool
+) -> None:
     """One epoch of cross-entropy steps (the scheduler steps per batch)."""
     for x, y in _batches(loader, device, desc, progress):
         loss = F.cross_entropy(logits_of(model(x)), y)

@@ -7,13 +7,17 @@ tensors for gloo; results come back on the input's device.
 
 from __future__ import annotations
 
-from typing import List
-
 import torch
 import torch.distributed as dist
 
-__all__ = ["is_distributed", "get_rank", "get_world_size", "all_gather_cat", "all_reduce_sum",
-           "barrier"]
+__all__ = [
+    "all_gather_cat",
+    "all_reduce_sum",
+    "barrier",
+    "get_rank",
+    "get_world_size",
+    "is_distributed",
+]
 
 
 def is_distributed() -> bool:
@@ -46,7 +50,7 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     dev = _comm_device()
     local = tensor.detach().to(dev).contiguous()
     n = torch.tensor([local.shape[0]], device=dev)
-    sizes: List[torch.Tensor] = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    sizes: list[torch.Tensor] = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, n)
     longest = int(max(s.item() for s in sizes))
     padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=dev)

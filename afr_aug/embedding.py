@@ -10,16 +10,25 @@ loader" pass that the splitter, :func:`afr_aug.metrics.evaluate` and the benchma
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .model_mode import eval_mode, preserved_modes  # kept importable from here
 
-__all__ = ["Embedder", "Inference", "eval_mode", "is_classifier", "logits_of", "model_device",
-           "preserved_modes", "run_inference", "unwrap_model"]
+__all__ = [
+    "Embedder",
+    "Inference",
+    "eval_mode",
+    "is_classifier",
+    "logits_of",
+    "model_device",
+    "preserved_modes",
+    "run_inference",
+    "unwrap_model",
+]
 
 
 def unwrap_model(model: nn.Module, compiled: bool = True) -> nn.Module:
@@ -93,23 +102,29 @@ class Embedder:
         torch.Size([4, 5])
     """
 
-    def __init__(self, model: nn.Module, layer: Optional[str] = None):
+    def __init__(self, model: nn.Module, layer: str | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if layer is not None and not isinstance(layer, str):
-            raise TypeError(f"layer must be a module name (str) or None, got {type(layer).__name__}")
+            raise TypeError(
+                f"layer must be a module name (str) or None, got {type(layer).__name__}"
+            )
         self.model = model
         self.layer = layer
-        self.classifier: Optional[str] = None   # with layer=None: the module whose input counts
+        self.classifier: str | None = None  # with layer=None: the module whose input counts
         self._modules = dict(unwrap_model(model).named_modules())
         if layer is not None and layer not in self._modules:
             close = difflib.get_close_matches(layer, [n for n in self._modules if n], n=5)
             hint = f"; close names: {', '.join(close)}" if close else ""
-            raise ValueError(f"{type(unwrap_model(model)).__name__} has no sub-module named "
-                             f"{layer!r}{hint} (see model.named_modules())")
+            raise ValueError(
+                f"{type(unwrap_model(model)).__name__} has no sub-module named "
+                f"{layer!r}{hint} (see model.named_modules())"
+            )
         if layer is None and not any(is_classifier(m) for m in self._modules.values()):
-            raise ValueError(f"{type(unwrap_model(model)).__name__} has no nn.Linear classifier: "
-                             f"pass layer='<module name>' whose output is the embedding")
+            raise ValueError(
+                f"{type(unwrap_model(model)).__name__} has no nn.Linear classifier: "
+                f"pass layer='<module name>' whose output is the embedding"
+            )
 
     @property
     def where(self) -> str:
@@ -124,12 +139,13 @@ class Embedder:
     def __repr__(self) -> str:
         return f"Embedder({type(unwrap_model(self.model)).__name__}, {self.where})"
 
-    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         captured = {}
 
         def keep_input(name):
             def hook(_module, args):
                 captured["name"], captured["emb"] = name, args[0]
+
             return hook
 
         def keep_output(_module, _args, output):
@@ -140,7 +156,7 @@ class Embedder:
         elif self.classifier is not None:
             module = self._modules[self.classifier]
             handles = [module.register_forward_pre_hook(keep_input(self.classifier))]
-        else:                        # first call: watch every Linear, the last one to run wins
+        else:  # first call: watch every Linear, the last one to run wins
             watched = [(n, m) for n, m in self._modules.items() if is_classifier(m)]
             handles = [m.register_forward_pre_hook(keep_input(n)) for n, m in watched]
         try:
@@ -150,17 +166,23 @@ class Embedder:
                 h.remove()
         if "emb" not in captured:
             where = repr(self.layer) if self.layer is not None else "no nn.Linear"
-            raise RuntimeError(f"{where} did not run during model(x): no embedding captured; "
-                               f"pass layer='<module name>' of a module the forward uses")
+            raise RuntimeError(
+                f"{where} did not run during model(x): no embedding captured; "
+                f"pass layer='<module name>' of a module the forward uses"
+            )
         if self.layer is None:
             self.classifier = captured["name"]
         emb = captured["emb"]
         if not isinstance(emb, torch.Tensor):
-            raise TypeError(f"{self.where} is a {type(emb).__name__}, not a tensor; choose a "
-                            f"layer whose output is a tensor")
+            raise TypeError(
+                f"{self.where} is a {type(emb).__name__}, not a tensor; choose a "
+                f"layer whose output is a tensor"
+            )
         if emb.ndim == 0 or emb.shape[0] != logits.shape[0]:
-            raise ValueError(f"{self.where} has shape {tuple(emb.shape)}, expected one row per "
-                             f"image ({logits.shape[0]})")
+            raise ValueError(
+                f"{self.where} has shape {tuple(emb.shape)}, expected one row per "
+                f"image ({logits.shape[0]})"
+            )
         return logits, emb.flatten(1)
 
 
@@ -169,12 +191,12 @@ class Inference:
     """What :func:`run_inference` returns (CPU tensors, rows in dataset order when the loader
     gave indices, gathered over ``torch.distributed`` ranks)."""
 
-    predictions: torch.Tensor                 # int64 [N], argmax of the logits
-    labels: torch.Tensor                      # int64 [N]
-    num_classes: int                          # the logits' width
-    embeddings: Optional[torch.Tensor] = None  # float32 [N, D] with layer/embed
-    logits: Optional[torch.Tensor] = None      # float32 [N, C] with keep_logits
-    index: Optional[torch.Tensor] = None       # int64 [N], when the loader yields indices
+    predictions: torch.Tensor  # int64 [N], argmax of the logits
+    labels: torch.Tensor  # int64 [N]
+    num_classes: int  # the logits' width
+    embeddings: torch.Tensor | None = None  # float32 [N, D] with layer/embed
+    logits: torch.Tensor | None = None  # float32 [N, C] with keep_logits
+    index: torch.Tensor | None = None  # int64 [N], when the loader yields indices
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -185,10 +207,18 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def run_inference(model: nn.Module, loader: Iterable, *, embed: bool = False,
-                  layer: Optional[str] = None, keep_logits: bool = False, device=None,
-                  progress: bool = True, desc: str = "inference",
-                  indexed: bool = True) -> Inference:
+def run_inference(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    embed: bool = False,
+    layer: str | None = None,
+    keep_logits: bool = False,
+    device=None,
+    progress: bool = True,
+    desc: str = "inference",
+    indexed: bool = True,
+) -> Inference:
     """One pass of ``model`` over ``loader`` in eval mode (modes restored), without gradients.
 
     The loader yields ``(images, labels)`` or ``(images, labels, indices)``; with indices the
@@ -215,34 +245,54 @@ def run_inference(model: nn.Module, loader: Iterable, *, embed: bool = False,
     model = unwrap_model(model, compiled=False)
     embed = embed or layer is not None
     device = model_device(model) if device is None else torch.device(device)
-    cols, num_classes = _run_batches(model, loader, Embedder(model, layer) if embed else None,
-                                     device, keep_logits=keep_logits, indexed=indexed,
-                                     progress=progress, desc=desc)
+    cols, num_classes = _run_batches(
+        model,
+        loader,
+        Embedder(model, layer) if embed else None,
+        device,
+        keep_logits=keep_logits,
+        indexed=indexed,
+        progress=progress,
+        desc=desc,
+    )
     out, num_classes, has_index = _concat_and_gather(cols, num_classes)
     if len(out["labels"]) == 0:
         raise ValueError("the loader yielded no batch: nothing to run the model on")
     if has_index:
         out = _in_index_order(out)
-    return Inference(predictions=out["predictions"], labels=out["labels"], num_classes=num_classes,
-                     embeddings=out["embeddings"] if embed else None,
-                     logits=out["logits"] if keep_logits else None,
-                     index=out["index"] if has_index else None)
+    return Inference(
+        predictions=out["predictions"],
+        labels=out["labels"],
+        num_classes=num_classes,
+        embeddings=out["embeddings"] if embed else None,
+        logits=out["logits"] if keep_logits else None,
+        index=out["index"] if has_index else None,
+    )
 
 
-def _batch_parts(batch, i: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _batch_parts(batch, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch ``i``'s images and labels (int64, 1-D), with a clear error for any other shape."""
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        what = type(batch).__name__ + (f" of length {len(batch)}"
-                                       if isinstance(batch, (tuple, list)) else "")
+        what = type(batch).__name__ + (
+            f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""
+        )
         raise TypeError(f"loader must yield (images, labels[, indices]); batch {i} is {what}")
     if not isinstance(batch[0], torch.Tensor):
-        raise TypeError(f"loader must yield image tensors; batch {i} has "
-                        f"{type(batch[0]).__name__}")
+        raise TypeError(f"loader must yield image tensors; batch {i} has {type(batch[0]).__name__}")
     return batch[0], torch.as_tensor(batch[1]).reshape(-1).long()
 
 
-def _run_batches(model: nn.Module, loader: Iterable, embedder: Optional[Embedder], device, *,
-                 keep_logits: bool, indexed: bool, progress: bool, desc: str):
+def _run_batches(
+    model: nn.Module,
+    loader: Iterable,
+    embedder: Embedder | None,
+    device,
+    *,
+    keep_logits: bool,
+    indexed: bool,
+    progress: bool,
+    desc: str,
+):
     """The forward passes: per-batch CPU columns of :class:`Inference` and the logits' width."""
     from tqdm.auto import tqdm
 
@@ -261,11 +311,14 @@ def _run_batches(model: nn.Module, loader: Iterable, embedder: Optional[Embedder
             else:
                 logits = logits_of(model(images), f"batch {i}: model(x)")
             if len(target) != len(logits):
-                raise ValueError(f"batch {i}: labels has {len(target)} entries, model outputs "
-                                 f"{len(logits)}")
+                raise ValueError(
+                    f"batch {i}: labels has {len(target)} entries, model outputs {len(logits)}"
+                )
             if num_classes and logits.shape[1] != num_classes:
-                raise ValueError(f"batch {i}: model returns {logits.shape[1]} logits, earlier "
-                                 f"batches {num_classes}")
+                raise ValueError(
+                    f"batch {i}: model returns {logits.shape[1]} logits, earlier "
+                    f"batches {num_classes}"
+                )
             num_classes = int(logits.shape[1])
             cols["predictions"].append(logits.argmax(1).cpu())
             cols["labels"].append(target.cpu())
@@ -282,15 +335,29 @@ def _concat_and_gather(cols, num_classes: int):
     from .distributed import all_gather_cat, is_distributed
 
     d = cols["embeddings"][0].shape[1] if cols["embeddings"] else 0
-    empty = {"predictions": (0,), "labels": (0,), "index": (0,), "embeddings": (0, d),
-             "logits": (0, num_classes)}
-    out = {k: torch.cat(v) if v else torch.empty(empty[k], dtype=torch.long if k in
-                                                  ("predictions", "labels", "index") else None)
-           for k, v in cols.items()}
+    empty = {
+        "predictions": (0,),
+        "labels": (0,),
+        "index": (0,),
+        "embeddings": (0, d),
+        "logits": (0, num_classes),
+    }
+    out = {
+        k: torch.cat(v)
+        if v
+        else torch.empty(
+            empty[k], dtype=torch.long if k in ("predictions", "labels", "index") else None
+        )
+        for k, v in cols.items()
+    }
     has_index = bool(cols["index"])
     if is_distributed():  # a rank with an empty shard still takes part in every collective
         info = all_gather_cat(torch.tensor([[num_classes, d, int(has_index)]]))
-        num_classes, d, has_index = int(info[:, 0].max()), int(info[:, 1].max()), bool(info[:, 2].any())
+        num_classes, d, has_index = (
+            int(info[:, 0].max()),
+            int(info[:, 1].max()),
+            bool(info[:, 2].any()),
+        )
         out["embeddings"] = out["embeddings"].reshape(len(out["embeddings"]), d)
         out["logits"] = out["logits"].reshape(len(out["logits"]), num_classes)
         out = {k: all_gather_cat(v) for k, v in out.items()}

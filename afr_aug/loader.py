@@ -20,20 +20,21 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional, Union
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from .checks import check_int, check_labels, check_state
-from .stage2 import AFRDataset
 from .distributed import all_reduce_sum, get_rank, get_world_size
 from .embedding import is_classifier, unwrap_model
 from .metrics import RunningAccuracy
 from .mixing import CutMixBalancer, MixUpBalancer, Remix, mix_share
 from .sampler import LongTailSampler
+from .stage2 import AFRDataset
 
-__all__ = ["MixedBatch", "BalancedMixLoader", "AFRLoader"]
+__all__ = ["AFRLoader", "BalancedMixLoader", "MixedBatch"]
 
 _STATE_VERSION = 2
 
@@ -52,10 +53,10 @@ class MixedBatch(NamedTuple):
     x: torch.Tensor
     y_a: torch.Tensor
     y_b: torch.Tensor
-    lam: Union[float, torch.Tensor]     # a tensor [N] of per-sample shares from Remix
+    lam: float | torch.Tensor  # a tensor [N] of per-sample shares from Remix
 
 
-def dataset_labels(dataset: Any) -> Optional[torch.Tensor]:
+def dataset_labels(dataset: Any) -> torch.Tensor | None:
     """The labels a dataset declares without reading an image: ``.targets`` (torchvision's
     datasets, ``ImageFolder``, ``cifar_lt``), looked through ``Subset``; ``None`` if it has none."""
     if isinstance(dataset, Subset):
@@ -69,8 +70,11 @@ def _set_epoch(obj: Any, epoch: int) -> None:
     """Pass the epoch to a loader's sampler (``DistributedSampler``, ``LongTailSampler``) and
     to a batch sampler's inner sampler, wherever there is a ``set_epoch``."""
     seen = set()
-    for s in (getattr(obj, "sampler", None), getattr(obj, "batch_sampler", None),
-              getattr(getattr(obj, "batch_sampler", None), "sampler", None)):
+    for s in (
+        getattr(obj, "sampler", None),
+        getattr(obj, "batch_sampler", None),
+        getattr(getattr(obj, "batch_sampler", None), "sampler", None),
+    ):
         if s is not None and id(s) not in seen and callable(getattr(s, "set_epoch", None)):
             seen.add(id(s))
             s.set_epoch(epoch)
@@ -81,15 +85,26 @@ def _loader_like(loader: DataLoader, dataset: Dataset, sampler, persistent: bool
     pinned memory and collate function; ``drop_last`` so every balanced batch is full."""
     extra = {}
     if loader.num_workers > 0:
-        extra = {"prefetch_factor": loader.prefetch_factor, "persistent_workers": persistent,
-                 "multiprocessing_context": loader.multiprocessing_context}
-    return DataLoader(dataset, batch_size=loader.batch_size, sampler=sampler, drop_last=True,
-                      num_workers=loader.num_workers, pin_memory=loader.pin_memory,
-                      collate_fn=loader.collate_fn, worker_init_fn=loader.worker_init_fn,
-                      timeout=loader.timeout, **extra)
+        extra = {
+            "prefetch_factor": loader.prefetch_factor,
+            "persistent_workers": persistent,
+            "multiprocessing_context": loader.multiprocessing_context,
+        }
+    return DataLoader(
+        dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+        collate_fn=loader.collate_fn,
+        worker_init_fn=loader.worker_init_fn,
+        timeout=loader.timeout,
+        **extra,
+    )
 
 
-def _output_width(model: torch.nn.Module) -> Optional[int]:
+def _output_width(model: torch.nn.Module) -> int | None:
     """The number of logits ``model`` declares (timm's ``num_classes``, else its last
     ``nn.Linear``'s ``out_features``), or ``None`` when it declares none. A cheap check at
     construction; :meth:`BalancedMixLoader.observe` checks the real logits."""
@@ -150,26 +165,45 @@ class BalancedMixLoader:
         (5, torch.Size([2]))
     """
 
-    def __init__(self, loader: Iterable, mixer=None, *, balanced: Optional[Iterable] = None,
-                 labels=None, num_classes: Optional[int] = None, transform=None,
-                 device=None, seed: int = 0, mixing: bool = True, stream: str = "long_tailed"):
+    def __init__(
+        self,
+        loader: Iterable,
+        mixer=None,
+        *,
+        balanced: Iterable | None = None,
+        labels=None,
+        num_classes: int | None = None,
+        transform=None,
+        device=None,
+        seed: int = 0,
+        mixing: bool = True,
+        stream: str = "long_tailed",
+    ):
         if stream not in STREAMS:
             raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
         self.stream = stream
         self.mixer = self._check_mixer(CutMixBalancer(p=0.5) if mixer is None else mixer)
         if stream == "balanced" and self.mixer.in_batch:
-            raise ValueError("stream='balanced' mixes the balanced batches with the user's: the "
-                             "mixer must not be in_batch")
+            raise ValueError(
+                "stream='balanced' mixes the balanced batches with the user's: the "
+                "mixer must not be in_batch"
+            )
         needs_balanced = balanced is None and not self.mixer.in_batch
         if needs_balanced and not isinstance(loader, DataLoader):
-            raise TypeError("without balanced=, the loader must be a torch DataLoader (the "
-                            "balanced loader is built from its dataset and settings)")
+            raise TypeError(
+                "without balanced=, the loader must be a torch DataLoader (the "
+                "balanced loader is built from its dataset and settings)"
+            )
         if hasattr(loader, "__len__") and len(loader) == 0:
-            raise ValueError("the loader yields no batches (an empty dataset, or drop_last with "
-                             "fewer items than one batch)")
+            raise ValueError(
+                "the loader yields no batches (an empty dataset, or drop_last with "
+                "fewer items than one batch)"
+            )
         self.loader = loader
         if transform is not None and not callable(transform):
-            raise TypeError(f"transform must be a callable on a batch, got {type(transform).__name__}")
+            raise TypeError(
+                f"transform must be a callable on a batch, got {type(transform).__name__}"
+            )
         self.transform = transform
         self.device = None if device is None else torch.device(device)
         self.seed = check_int(seed, "seed")
@@ -178,27 +212,31 @@ class BalancedMixLoader:
         if num_classes is None:
             num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else None
         if num_classes is None and needs_balanced:
-            self._default_balanced(labels)                # raises: the dataset has no labels
+            self._default_balanced(labels)  # raises: the dataset has no labels
         if num_classes is None:
-            raise ValueError("num_classes is needed when the loader's dataset declares no "
-                             "labels (pass num_classes= or labels=)")
+            raise ValueError(
+                "num_classes is needed when the loader's dataset declares no "
+                "labels (pass num_classes= or labels=)"
+            )
         self.num_classes = int(num_classes)
         self.balanced = self._default_balanced(labels) if needs_balanced else balanced
         self.running = RunningAccuracy(self.num_classes, device=self.device)
-        self._nonfinite: Optional[torch.Tensor] = None
-        self.epoch = 0                 # the epoch the next iteration runs
-        self._labels_of_batch: Optional[torch.Tensor] = None
-        self._balanced_iter: Optional[Iterator] = None
+        self._nonfinite: torch.Tensor | None = None
+        self.epoch = 0  # the epoch the next iteration runs
+        self._labels_of_batch: torch.Tensor | None = None
+        self._balanced_iter: Iterator | None = None
 
     # -- construction ------------------------------------------------------------------------
     @staticmethod
     def _check_mixer(mixer):
         if not isinstance(mixer, (CutMixBalancer, MixUpBalancer, Remix)):
-            raise TypeError(f"mixer must be a CutMixBalancer, MixUpBalancer or Remix, got "
-                            f"{type(mixer).__name__}")
+            raise TypeError(
+                f"mixer must be a CutMixBalancer, MixUpBalancer or Remix, got "
+                f"{type(mixer).__name__}"
+            )
         return mixer
 
-    def _labels(self, labels) -> Optional[torch.Tensor]:
+    def _labels(self, labels) -> torch.Tensor | None:
         if labels is None:
             labels = dataset_labels(getattr(self.loader, "dataset", None))
             if labels is None:
@@ -207,16 +245,23 @@ class BalancedMixLoader:
 
     def _default_balanced(self, labels) -> DataLoader:
         if labels is None:
-            raise ValueError(f"{type(self.loader.dataset).__name__} has no .targets: pass "
-                             f"labels= (one per item) or your own balanced= loader")
+            raise ValueError(
+                f"{type(self.loader.dataset).__name__} has no .targets: pass "
+                f"labels= (one per item) or your own balanced= loader"
+            )
         if len(labels) != len(self.loader.dataset):
-            raise ValueError(f"{len(labels)} labels for a dataset of {len(self.loader.dataset)} "
-                             f"items")
+            raise ValueError(
+                f"{len(labels)} labels for a dataset of {len(self.loader.dataset)} items"
+            )
         if self.loader.batch_size is None:
             raise ValueError("the loader uses a batch_sampler; pass your own balanced= loader")
         sampler = LongTailSampler(labels, seed=self.seed)
-        return _loader_like(self.loader, self.loader.dataset, sampler,
-                            persistent=getattr(self.loader, "persistent_workers", False))
+        return _loader_like(
+            self.loader,
+            self.loader.dataset,
+            sampler,
+            persistent=getattr(self.loader, "persistent_workers", False),
+        )
 
     # -- iteration ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -241,7 +286,7 @@ class BalancedMixLoader:
         return x, y
 
     def _next_balanced(self, size: int):
-        for _ in range(2):                 # at most one restart: a fresh pass, then give up
+        for _ in range(2):  # at most one restart: a fresh pass, then give up
             if self._balanced_iter is None:
                 self._balanced_iter = iter(self.balanced)
             batch = next(self._balanced_iter, None)
@@ -251,9 +296,11 @@ class BalancedMixLoader:
             xb, yb = batch[0], batch[1]
             if len(xb) >= size:
                 return xb[:size], yb[:size]
-            self._balanced_iter = None     # a short last batch: start a fresh pass
-        raise ValueError(f"the balanced source gives batches smaller than the loader's ({size} "
-                         f"images): give it at least the loader's batch size")
+            self._balanced_iter = None  # a short last batch: start a fresh pass
+        raise ValueError(
+            f"the balanced source gives batches smaller than the loader's ({size} "
+            f"images): give it at least the loader's batch size"
+        )
 
     def _start_epoch(self) -> None:
         self.running.reset()
@@ -262,19 +309,29 @@ class BalancedMixLoader:
     def _pair(self, batch):
         """``(images, labels)`` of one of the user's batches, or one clear error."""
         if isinstance(batch, dict):
-            raise TypeError(f"the loader yields dicts (keys {sorted(map(str, batch))}); "
-                            f"{type(self).__name__} needs (images, labels) batches: map them, "
-                            f"e.g. with a collate_fn returning (batch['image'], batch['label'])")
-        if not isinstance(batch, (tuple, list)) or len(batch) < 2 or \
-                not all(isinstance(t, torch.Tensor) for t in batch[:2]):
-            kind = type(batch).__name__ + (f" of {len(batch)}" if isinstance(batch, (tuple, list))
-                                           else "")
-            raise TypeError(f"the loader yields a {kind}; {type(self).__name__} needs "
-                            f"(images, labels) tensor batches")
+            raise TypeError(
+                f"the loader yields dicts (keys {sorted(map(str, batch))}); "
+                f"{type(self).__name__} needs (images, labels) batches: map them, "
+                f"e.g. with a collate_fn returning (batch['image'], batch['label'])"
+            )
+        if (
+            not isinstance(batch, (tuple, list))
+            or len(batch) < 2
+            or not all(isinstance(t, torch.Tensor) for t in batch[:2])
+        ):
+            kind = type(batch).__name__ + (
+                f" of {len(batch)}" if isinstance(batch, (tuple, list)) else ""
+            )
+            raise TypeError(
+                f"the loader yields a {kind}; {type(self).__name__} needs "
+                f"(images, labels) tensor batches"
+            )
         x, y = batch[0], batch[1]
         if x.ndim != 4 or y.ndim != 1 or len(y) != len(x):
-            raise ValueError(f"a batch must be images [B, C, H, W] and labels [B], got "
-                             f"{tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"a batch must be images [B, C, H, W] and labels [B], got "
+                f"{tuple(x.shape)} and {tuple(y.shape)}"
+            )
         return x, y
 
     def _first_batch_checks(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -283,9 +340,11 @@ class BalancedMixLoader:
         if y.is_floating_point() or y.dtype == torch.bool:
             raise TypeError(f"the loader's labels must be integer class indices, got {y.dtype}")
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-            raise ValueError(f"the loader's labels must lie in [0, {self.num_classes - 1}] for "
-                             f"{self.num_classes} classes, got values in [{int(y.min())}, "
-                             f"{int(y.max())}]")
+            raise ValueError(
+                f"the loader's labels must lie in [0, {self.num_classes - 1}] for "
+                f"{self.num_classes} classes, got values in [{int(y.min())}, "
+                f"{int(y.max())}]"
+            )
 
     def _finite(self, x: torch.Tensor) -> None:
         """NaN or inf images: one clear error. A CPU batch is checked at once; a GPU batch
@@ -301,7 +360,7 @@ class BalancedMixLoader:
 
     def __iter__(self) -> Iterator[MixedBatch]:
         batches = iter(self.loader)
-        first = next(batches, None)           # checked before a refresh can start
+        first = next(batches, None)  # checked before a refresh can start
         if first is not None:
             self._pair(first)
         self._start_epoch()
@@ -316,7 +375,7 @@ class BalancedMixLoader:
             if self.transform is not None:
                 x = self.transform(x)
             if self.mixing and self.mixer.decide():
-                if self.mixer.in_batch:        # mixup, Remix: the partner is the batch itself
+                if self.mixer.in_batch:  # mixup, Remix: the partner is the batch itself
                     x, y_a, y_b, lam = self.mixer(x, y)
                 else:
                     xb, yb = self._to_device(*self._next_balanced(len(x)))
@@ -374,14 +433,23 @@ class BalancedMixLoader:
         running accuracy §3.3 adapts to; it stays on the device, no host sync)."""
         if self._labels_of_batch is None:
             raise RuntimeError("observe() needs a batch: call it inside the loop over this loader")
-        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 \
-                or len(logits) != len(self._labels_of_batch):
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"logits must be [B, C] for the last batch's {len(self._labels_of_batch)} "
-                             f"images, got {shape}")
+        if (
+            not isinstance(logits, torch.Tensor)
+            or logits.ndim != 2
+            or len(logits) != len(self._labels_of_batch)
+        ):
+            shape = (
+                tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            )
+            raise ValueError(
+                f"logits must be [B, C] for the last batch's {len(self._labels_of_batch)} "
+                f"images, got {shape}"
+            )
         if logits.shape[1] != self.num_classes:
-            raise ValueError(f"the model gives {logits.shape[1]} logits per image but the data "
-                             f"have {self.num_classes} classes")
+            raise ValueError(
+                f"the model gives {logits.shape[1]} logits per image but the data "
+                f"have {self.num_classes} classes"
+            )
         self.running.update(logits.detach(), self._labels_of_batch)
 
     def accuracy(self):
@@ -394,21 +462,35 @@ class BalancedMixLoader:
         return acc, (float(correct.sum()) / total if total else float("nan"))
 
     # -- checkpoints -------------------------------------------------------------------------
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The epoch, the mixer's random state and the running accuracy: save it between
         epochs; a resumed run then mixes as an uninterrupted one."""
-        return {"type": type(self).__name__, "version": _STATE_VERSION,
-                "num_classes": self.num_classes, "seed": self.seed, "epoch": self.epoch,
-                "mixer": self.mixer.state_dict(), "running": self.running.state_dict()}
+        return {
+            "type": type(self).__name__,
+            "version": _STATE_VERSION,
+            "num_classes": self.num_classes,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "mixer": self.mixer.state_dict(),
+            "running": self.running.state_dict(),
+        }
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; a state of a loader built with another ``seed`` (another
         balanced stream) or ``num_classes`` is refused. A state of afr-aug 0.1 (version 1)
         holds no seed and is taken as it is."""
-        if isinstance(state_dict, dict) and state_dict.get("version") == 1 and "seed" not in state_dict:
+        if (
+            isinstance(state_dict, dict)
+            and state_dict.get("version") == 1
+            and "seed" not in state_dict
+        ):
             state_dict = {**state_dict, "version": _STATE_VERSION, "seed": self.seed}
-        check_state(self, state_dict, {"version": _STATE_VERSION, "num_classes": self.num_classes,
-                                       "seed": self.seed}, self._state_keys())
+        check_state(
+            self,
+            state_dict,
+            {"version": _STATE_VERSION, "num_classes": self.num_classes, "seed": self.seed},
+            self._state_keys(),
+        )
         self.mixer.load_state_dict(state_dict["mixer"])
         self.running.load_state_dict(state_dict["running"])
         self.set_epoch(int(state_dict["epoch"]))
@@ -417,8 +499,7 @@ class BalancedMixLoader:
         return ("epoch", "mixer", "running")
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({len(self)} batches, {self.mixer!r}, "
-                f"epoch={self.epoch})")
+        return f"{type(self).__name__}({len(self)} batches, {self.mixer!r}, epoch={self.epoch})"
 
 
 class AFRLoader(BalancedMixLoader):
@@ -473,44 +554,77 @@ class AFRLoader(BalancedMixLoader):
         (2, 2, 3)
     """
 
-    def __init__(self, loader: Iterable, stage2: AFRDataset, model: torch.nn.Module,
-                 mixer=None, *, refresh_every: int = 10, running=None,
-                 balanced: Optional[Iterable] = None, transform=None, device=None, seed: int = 0,
-                 mixing: bool = True, auto_refresh: bool = True, stream: str = "long_tailed"):
+    def __init__(
+        self,
+        loader: Iterable,
+        stage2: AFRDataset,
+        model: torch.nn.Module,
+        mixer=None,
+        *,
+        refresh_every: int = 10,
+        running=None,
+        balanced: Iterable | None = None,
+        transform=None,
+        device=None,
+        seed: int = 0,
+        mixing: bool = True,
+        auto_refresh: bool = True,
+        stream: str = "long_tailed",
+    ):
         if not isinstance(stage2, AFRDataset):
             raise TypeError(f"stage2 must be an AFRDataset, got {type(stage2).__name__}")
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         width = _output_width(model)
         if width is not None and width < stage2.num_classes:
-            raise ValueError(f"the model's classifier gives {width} logits but the labels have "
-                             f"{stage2.num_classes} classes")
+            raise ValueError(
+                f"the model's classifier gives {width} logits but the labels have "
+                f"{stage2.num_classes} classes"
+            )
         self.stage2, self.model, self.auto_refresh = stage2, model, bool(auto_refresh)
         self.refresh_every = check_int(refresh_every, "refresh_every", minimum=1)
         if mixer is None:
             mixer = CutMixBalancer(p=0.25)
         if balanced is None:
             self._check_batching(loader)
-            sampler = DistributedSampler(stage2, num_replicas=get_world_size(), rank=get_rank(),
-                                         shuffle=True, seed=check_int(seed, "seed"), drop_last=True)
+            sampler = DistributedSampler(
+                stage2,
+                num_replicas=get_world_size(),
+                rank=get_rank(),
+                shuffle=True,
+                seed=check_int(seed, "seed"),
+                drop_last=True,
+            )
             balanced = _loader_like(loader, stage2, sampler, persistent=False)
-        super().__init__(loader, mixer, balanced=balanced, num_classes=stage2.num_classes,
-                         transform=transform, device=device, seed=seed, mixing=mixing,
-                         stream=stream)
+        super().__init__(
+            loader,
+            mixer,
+            balanced=balanced,
+            num_classes=stage2.num_classes,
+            transform=transform,
+            device=device,
+            seed=seed,
+            mixing=mixing,
+            stream=stream,
+        )
         self.report = stage2.report
-        self.refresh_seconds: Optional[float] = None
+        self.refresh_seconds: float | None = None
         self.refreshes = 0
-        self._refreshed_epoch: Optional[int] = None
+        self._refreshed_epoch: int | None = None
         self._carry = self._running_from(running)
 
     @staticmethod
     def _check_batching(loader) -> None:
         if not isinstance(loader, DataLoader):
-            raise TypeError("without balanced=, the loader must be a torch DataLoader (the "
-                            "stage-2 loader copies its batch size and workers)")
+            raise TypeError(
+                "without balanced=, the loader must be a torch DataLoader (the "
+                "stage-2 loader copies its batch size and workers)"
+            )
         if loader.batch_size is None:
-            raise ValueError("the loader uses a batch_sampler; pass your own balanced= loader "
-                             "over the AFRDataset")
+            raise ValueError(
+                "the loader uses a batch_sampler; pass your own balanced= loader "
+                "over the AFRDataset"
+            )
 
     def _running_from(self, running):
         if running is None:
@@ -519,17 +633,23 @@ class AFRLoader(BalancedMixLoader):
             return running.accuracy()
         if isinstance(running, RunningAccuracy):
             if running.num_classes != self.num_classes:
-                raise ValueError(f"running counts {running.num_classes} classes, the stage-2 set "
-                                 f"{self.num_classes}")
+                raise ValueError(
+                    f"running counts {running.num_classes} classes, the stage-2 set "
+                    f"{self.num_classes}"
+                )
             return running.per_class(), running.overall()
         if isinstance(running, (tuple, list)) and len(running) == 2:
             per_class = torch.as_tensor(running[0], dtype=torch.float32).reshape(-1)
             if len(per_class) != self.num_classes:
-                raise ValueError(f"running gives {len(per_class)} class accuracies, the stage-2 "
-                                 f"set has {self.num_classes} classes")
+                raise ValueError(
+                    f"running gives {len(per_class)} class accuracies, the stage-2 "
+                    f"set has {self.num_classes} classes"
+                )
             return per_class, float(running[1])
-        raise TypeError(f"running must be a RunningAccuracy, a BalancedMixLoader or a "
-                        f"(per-class, overall) pair, got {type(running).__name__}")
+        raise TypeError(
+            f"running must be a RunningAccuracy, a BalancedMixLoader or a "
+            f"(per-class, overall) pair, got {type(running).__name__}"
+        )
 
     def set_model(self, model: torch.nn.Module) -> None:
         """Point the refreshes at another model (e.g. a re-wrapped or compiled one)."""
@@ -545,9 +665,13 @@ class AFRLoader(BalancedMixLoader):
         else:
             class_accuracy, train_accuracy = self.accuracy()
         start = time.perf_counter()
-        self.report = self.stage2.refresh(self.model, device=self.device,
-                                          class_accuracy=class_accuracy,
-                                          train_accuracy=train_accuracy, mix=self.dose_mix())
+        self.report = self.stage2.refresh(
+            self.model,
+            device=self.device,
+            class_accuracy=class_accuracy,
+            train_accuracy=train_accuracy,
+            mix=self.dose_mix(),
+        )
         self.refresh_seconds = time.perf_counter() - start
         self.refreshes += 1
         self._refreshed_epoch = self.epoch
@@ -571,19 +695,21 @@ class AFRLoader(BalancedMixLoader):
             self._carry = None
         super()._start_epoch()
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """As :class:`BalancedMixLoader`'s, plus the stage-2 set and the refresh bookkeeping."""
         state = super().state_dict()
-        state.update(stage2=self.stage2.state_dict(), refreshed_epoch=self._refreshed_epoch,
-                     refreshes=self.refreshes,
-                     carry=None if self._carry is None else
-                     (self._carry[0].clone(), float(self._carry[1])))
+        state.update(
+            stage2=self.stage2.state_dict(),
+            refreshed_epoch=self._refreshed_epoch,
+            refreshes=self.refreshes,
+            carry=None if self._carry is None else (self._carry[0].clone(), float(self._carry[1])),
+        )
         return state
 
     def _state_keys(self):
-        return super()._state_keys() + ("stage2", "refreshed_epoch", "refreshes", "carry")
+        return (*super()._state_keys(), "stage2", "refreshed_epoch", "refreshes", "carry")
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.stage2.load_state_dict(state_dict["stage2"])
         self._refreshed_epoch = state_dict["refreshed_epoch"]

@@ -12,7 +12,7 @@ model.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -20,8 +20,16 @@ import torch.nn.functional as F
 
 from .checks import check_class_counts, check_int, check_number, check_probability
 
-__all__ = ["BalancedSoftmaxLoss", "LogitAdjustedLoss", "adjust_logits", "LDAMLoss", "drw_weights",
-           "class_weights", "IBLoss", "LabelAwareSmoothingLoss"]
+__all__ = [
+    "BalancedSoftmaxLoss",
+    "IBLoss",
+    "LDAMLoss",
+    "LabelAwareSmoothingLoss",
+    "LogitAdjustedLoss",
+    "adjust_logits",
+    "class_weights",
+    "drw_weights",
+]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -48,7 +56,9 @@ def _check_inputs(logits: torch.Tensor, targets: torch.Tensor, num_classes: int)
             f"class_counts has {num_classes} entries but logits have {logits.shape[1]} classes"
         )
     if not isinstance(targets, torch.Tensor):
-        raise TypeError(f"targets must be an int64 tensor of class indices, got {type(targets).__name__}")
+        raise TypeError(
+            f"targets must be an int64 tensor of class indices, got {type(targets).__name__}"
+        )
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise TypeError(
             f"targets must be hard integer class indices (int64), got dtype {targets.dtype}; "
@@ -135,7 +145,9 @@ class LogitAdjustedLoss(nn.Module):
     1.3863
     """
 
-    def __init__(self, class_counts: Sequence[float], tau: float = 1.0, reduction: str = "mean") -> None:
+    def __init__(
+        self, class_counts: Sequence[float], tau: float = 1.0, reduction: str = "mean"
+    ) -> None:
         super().__init__()
         self.tau = check_number(tau, "tau", minimum=0)
         self.reduction = _check_reduction(reduction)
@@ -153,7 +165,9 @@ class LogitAdjustedLoss(nn.Module):
         return f"num_classes={self.num_classes}, tau={self.tau}, reduction={self.reduction!r}"
 
 
-def adjust_logits(logits: torch.Tensor, class_counts: Sequence[float], tau: float = 1.0) -> torch.Tensor:
+def adjust_logits(
+    logits: torch.Tensor, class_counts: Sequence[float], tau: float = 1.0
+) -> torch.Tensor:
     """Post-hoc logit adjustment: ``logits - tau * log(prior)`` (Menon et al., ICLR 2021).
 
     Why: a model trained with plain cross-entropy on long-tailed data learns the label prior;
@@ -170,8 +184,9 @@ def adjust_logits(logits: torch.Tensor, class_counts: Sequence[float], tau: floa
         raise TypeError("logits must be a floating-point tensor [..., C]")
     prior = _log_prior(class_counts)
     if logits.shape[-1] != prior.numel():
-        raise ValueError(f"class_counts has {prior.numel()} entries but logits have "
-                         f"{logits.shape[-1]} classes")
+        raise ValueError(
+            f"class_counts has {prior.numel()} entries but logits have {logits.shape[-1]} classes"
+        )
     tau = check_number(tau, "tau", minimum=0)
     return logits - tau * prior.to(device=logits.device, dtype=logits.dtype)
 
@@ -212,7 +227,7 @@ class LDAMLoss(nn.Module):
         class_counts: Sequence[int],
         max_m: float = 0.5,
         s: float = 30,
-        weight: Optional[torch.Tensor] = None,
+        weight: torch.Tensor | None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__()
@@ -230,14 +245,16 @@ class LDAMLoss(nn.Module):
         self.register_buffer("margins", margins.float())
         self.register_buffer("weight", self._check_weight(weight))
 
-    def _check_weight(self, weight) -> Optional[torch.Tensor]:
+    def _check_weight(self, weight) -> torch.Tensor | None:
         if weight is None:
             return None
         if not isinstance(weight, torch.Tensor):
             try:
                 weight = torch.as_tensor(weight, dtype=torch.float32)
             except (TypeError, ValueError, RuntimeError) as exc:
-                raise TypeError(f"weight must be a float tensor of shape [C] or None, got {type(weight).__name__}") from exc
+                raise TypeError(
+                    f"weight must be a float tensor of shape [C] or None, got {type(weight).__name__}"
+                ) from exc
         if weight.dim() != 1 or weight.numel() != self.num_classes:
             raise ValueError(
                 f"weight must have shape [{self.num_classes}] (one entry per class), got shape {tuple(weight.shape)}"
@@ -297,8 +314,9 @@ def _check_beta(beta) -> float:
 _WEIGHT_RULES = ("effective", "inverse")
 
 
-def class_weights(class_counts: Sequence[float], rule: str = "effective",
-                  beta: float = 0.9999) -> torch.Tensor:
+def class_weights(
+    class_counts: Sequence[float], rule: str = "effective", beta: float = 0.9999
+) -> torch.Tensor:
     """Per-class loss weights that up-weight the rare classes, normalised to sum to C.
 
     Why: re-weighting is the other half of most long-tail recipes (DRW, IB). Two rules:
@@ -326,7 +344,9 @@ def class_weights(class_counts: Sequence[float], rule: str = "effective",
     else:
         beta = _check_beta(beta)
         # 1 - beta**n computed as -expm1(n * log(beta)) keeps precision for beta close to 1.
-        effective = torch.ones_like(counts) if beta == 0.0 else -torch.expm1(counts * math.log(beta))
+        effective = (
+            torch.ones_like(counts) if beta == 0.0 else -torch.expm1(counts * math.log(beta))
+        )
         weights = (1.0 - beta) / effective
     return (weights / weights.sum() * counts.numel()).float()
 
@@ -374,9 +394,15 @@ class IBLoss(nn.Module):
 
     needs_embedding = True
 
-    def __init__(self, class_counts: Optional[Sequence[int]] = None, alpha: float = 1000.0,
-                 eps: float = 1e-3, gamma: float = 0.0, weighting: Optional[str] = "inverse",
-                 start_epoch: int = 0) -> None:
+    def __init__(
+        self,
+        class_counts: Sequence[int] | None = None,
+        alpha: float = 1000.0,
+        eps: float = 1e-3,
+        gamma: float = 0.0,
+        weighting: str | None = "inverse",
+        start_epoch: int = 0,
+    ) -> None:
         super().__init__()
         self.alpha = check_number(alpha, "alpha", minimum=0, strict=True)
         self.eps = check_number(eps, "eps", minimum=0, strict=True)
@@ -399,16 +425,25 @@ class IBLoss(nn.Module):
         """The 0-based epoch about to be trained: IB is on from ``start_epoch``."""
         self.epoch = check_int(epoch, "epoch", minimum=0)
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
-                embedding: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, targets: torch.Tensor, embedding: torch.Tensor
+    ) -> torch.Tensor:
         """The loss of ``logits`` [N, C] for ``targets`` [N], given the embedding [N, D]."""
         targets = _check_inputs(logits, targets, self.num_classes or logits.shape[1])
-        if not isinstance(embedding, torch.Tensor) or embedding.ndim != 2 \
-                or embedding.shape[0] != logits.shape[0]:
-            got = tuple(embedding.shape) if isinstance(embedding, torch.Tensor) else \
-                type(embedding).__name__
-            raise ValueError(f"embedding must have shape [{logits.shape[0]}, D] (one row per "
-                             f"logit row), got {got}")
+        if (
+            not isinstance(embedding, torch.Tensor)
+            or embedding.ndim != 2
+            or embedding.shape[0] != logits.shape[0]
+        ):
+            got = (
+                tuple(embedding.shape)
+                if isinstance(embedding, torch.Tensor)
+                else type(embedding).__name__
+            )
+            raise ValueError(
+                f"embedding must have shape [{logits.shape[0]}, D] (one row per "
+                f"logit row), got {got}"
+            )
         if not self.active:
             return F.cross_entropy(logits, targets)
         one_hot = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
@@ -420,8 +455,10 @@ class IBLoss(nn.Module):
         return (ce * (self.alpha / (influence + self.eps))).mean()
 
     def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, eps={self.eps}, gamma={self.gamma}, "
-                f"weighting={self.weighting!r}, start_epoch={self.start_epoch}")
+        return (
+            f"alpha={self.alpha}, eps={self.eps}, gamma={self.gamma}, "
+            f"weighting={self.weighting!r}, start_epoch={self.start_epoch}"
+        )
 
 
 _SHAPES = ("concave", "linear", "convex", "exp")
@@ -450,9 +487,14 @@ class LabelAwareSmoothingLoss(nn.Module):
     1.0986
     """
 
-    def __init__(self, class_counts: Sequence[int], smooth_head: float = 0.3,
-                 smooth_tail: float = 0.0, shape: str = "concave",
-                 power: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        class_counts: Sequence[int],
+        smooth_head: float = 0.3,
+        smooth_tail: float = 0.0,
+        shape: str = "concave",
+        power: float | None = None,
+    ) -> None:
         super().__init__()
         counts = check_class_counts(class_counts)
         head = check_probability(smooth_head, "smooth_head")

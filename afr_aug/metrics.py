@@ -11,7 +11,7 @@ model and a data loader (:func:`evaluate`).
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -19,8 +19,16 @@ from .checks import check_finite, check_int, check_labels
 from .embedding import run_inference
 from .shots import shot_groups  # kept importable from here
 
-__all__ = ["shot_groups", "top1_accuracy", "per_class_accuracy", "shot_accuracy", "evaluate",
-           "calibration_bins", "expected_calibration_error", "RunningAccuracy"]
+__all__ = [
+    "RunningAccuracy",
+    "calibration_bins",
+    "evaluate",
+    "expected_calibration_error",
+    "per_class_accuracy",
+    "shot_accuracy",
+    "shot_groups",
+    "top1_accuracy",
+]
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
@@ -29,14 +37,16 @@ def _as_tensor(x, name: str) -> torch.Tensor:
     try:
         return torch.as_tensor(x)
     except Exception as exc:
-        raise TypeError(f"{name} must be a tensor, numpy array or sequence of numbers: {exc}") from exc
+        raise TypeError(
+            f"{name} must be a tensor, numpy array or sequence of numbers: {exc}"
+        ) from exc
 
 
 def _is_int_dtype(t: torch.Tensor) -> bool:
     return not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
 
 
-def _predictions(outputs, targets, num_classes: Optional[int] = None):
+def _predictions(outputs, targets, num_classes: int | None = None):
     """Validate ``outputs`` / ``targets`` and return (pred, target) as CPU int64 tensors."""
     out = _as_tensor(outputs, "outputs")
     tgt = _as_tensor(targets, "targets")
@@ -114,7 +124,7 @@ def shot_accuracy(
     class_counts: Sequence[int],
     many: int = 100,
     few: int = 20,
-) -> Dict[str, Optional[float]]:
+) -> dict[str, float | None]:
     """Mean per-class accuracy over the Many-, Medium- and Few-shot classes.
 
     Why: the paper reports these three numbers to show where a long-tail method helps; the
@@ -146,7 +156,7 @@ def shot_accuracy(
     if len(groups) != len(acc):
         raise ValueError(f"per_class_acc has {len(acc)} entries, class_counts {len(groups)}")
     values = acc.to(torch.float64).tolist()
-    result: Dict[str, Optional[float]] = {}
+    result: dict[str, float | None] = {}
     for group in ("many", "med", "few"):
         vals = [v for v, g in zip(values, groups) if g == group and not math.isnan(v)]
         result[group] = sum(vals) / len(vals) if vals else None
@@ -156,11 +166,11 @@ def shot_accuracy(
 def evaluate(
     model: torch.nn.Module,
     loader: Iterable,
-    num_classes: Optional[int] = None,
-    class_counts: Optional[Sequence[int]] = None,
+    num_classes: int | None = None,
+    class_counts: Sequence[int] | None = None,
     device=None,
     progress: bool = True,
-) -> Dict[str, object]:
+) -> dict[str, object]:
     """Evaluate a classifier on a data loader: top-1, per-class and Many/Med/Few accuracy.
 
     Why: one call gives every number of the paper's result tables, and it is safe to call in
@@ -195,15 +205,28 @@ def evaluate(
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     num_classes = _expected_classes(num_classes, class_counts)
-    out = run_inference(model, loader, device=device, progress=progress, desc="evaluate",
-                        indexed=False, keep_logits=True)
+    out = run_inference(
+        model,
+        loader,
+        device=device,
+        progress=progress,
+        desc="evaluate",
+        indexed=False,
+        keep_logits=True,
+    )
     if num_classes is not None and out.num_classes != num_classes:
-        raise ValueError(f"model returns {out.num_classes} logits per sample, num_classes is "
-                         f"{num_classes}")
+        raise ValueError(
+            f"model returns {out.num_classes} logits per sample, num_classes is {num_classes}"
+        )
     pred, tgt = out.predictions, out.labels
     per_class = per_class_accuracy(pred, tgt, out.num_classes)
-    result: Dict[str, object] = {"top1": top1_accuracy(pred, tgt), "per_class": per_class.tolist(),
-                                 "many": None, "med": None, "few": None}
+    result: dict[str, object] = {
+        "top1": top1_accuracy(pred, tgt),
+        "per_class": per_class.tolist(),
+        "many": None,
+        "med": None,
+        "few": None,
+    }
     bins = calibration_bins(out.logits, tgt)
     result["ece"] = _ece_of(bins)
     result["calibration"] = {k: bins[k].tolist() for k in ("count", "confidence", "accuracy")}
@@ -212,7 +235,7 @@ def evaluate(
     return result
 
 
-def _expected_classes(num_classes, class_counts) -> Optional[int]:
+def _expected_classes(num_classes, class_counts) -> int | None:
     """The number of classes :func:`evaluate` should see: ``num_classes``, else
     ``len(class_counts)``, else ``None`` (the logits' width decides); the two must agree."""
     if class_counts is not None:
@@ -224,7 +247,7 @@ def _expected_classes(num_classes, class_counts) -> Optional[int]:
     return None if num_classes is None else check_int(num_classes, "num_classes", minimum=1)
 
 
-def calibration_bins(logits, labels, n_bins: int = 15) -> Dict[str, torch.Tensor]:
+def calibration_bins(logits, labels, n_bins: int = 15) -> dict[str, torch.Tensor]:
     """Per-bin ``count``, mean ``confidence`` and ``accuracy`` of the top-1 softmax prediction.
 
     Why: a reliability diagram plots these; long-tail methods that re-weight logits (Balanced
@@ -240,7 +263,9 @@ def calibration_bins(logits, labels, n_bins: int = 15) -> Dict[str, torch.Tensor
     n_bins = check_int(n_bins, "n_bins", minimum=1)
     out = _as_tensor(logits, "logits")
     if out.dim() != 2 or not out.is_floating_point():
-        raise ValueError(f"logits must be floating-point [N, C], got {out.dtype} {tuple(out.shape)}")
+        raise ValueError(
+            f"logits must be floating-point [N, C], got {out.dtype} {tuple(out.shape)}"
+        )
     check_finite(out, "logits")
     pred, tgt = _predictions(out, labels)
     conf = torch.softmax(out.to("cpu", torch.float64), dim=1).max(dim=1).values
@@ -252,10 +277,12 @@ def calibration_bins(logits, labels, n_bins: int = 15) -> Dict[str, torch.Tensor
         hit_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, hit)
     denom = count.double()
     nan = torch.full((n_bins,), float("nan"), dtype=torch.float64)
-    return {"count": count,
-            "confidence": torch.where(count > 0, conf_sum / denom.clamp(min=1), nan),
-            "accuracy": torch.where(count > 0, hit_sum / denom.clamp(min=1), nan),
-            "edges": torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)}
+    return {
+        "count": count,
+        "confidence": torch.where(count > 0, conf_sum / denom.clamp(min=1), nan),
+        "accuracy": torch.where(count > 0, hit_sum / denom.clamp(min=1), nan),
+        "edges": torch.linspace(0, 1, n_bins + 1, dtype=torch.float64),
+    }
 
 
 def expected_calibration_error(logits, labels, n_bins: int = 15) -> float:
@@ -270,7 +297,7 @@ def expected_calibration_error(logits, labels, n_bins: int = 15) -> float:
     return _ece_of(calibration_bins(logits, labels, n_bins))
 
 
-def _ece_of(bins: Dict[str, torch.Tensor]) -> float:
+def _ece_of(bins: dict[str, torch.Tensor]) -> float:
     full = bins["count"] > 0
     gap = (bins["confidence"][full] - bins["accuracy"][full]).abs()
     weight = bins["count"][full].double() / bins["count"].sum()
@@ -312,11 +339,14 @@ class RunningAccuracy:
             raise TypeError("logits and labels must be tensors")
         pred = logits.argmax(1) if logits.ndim == 2 else logits
         if logits.ndim == 2 and logits.shape[1] != self.num_classes:
-            raise ValueError(f"logits have {logits.shape[1]} columns, expected num_classes="
-                             f"{self.num_classes}")
+            raise ValueError(
+                f"logits have {logits.shape[1]} columns, expected num_classes={self.num_classes}"
+            )
         if pred.ndim != 1 or labels.ndim != 1 or len(pred) != len(labels):
-            raise ValueError(f"expected logits [B, C] and labels [B], got {tuple(logits.shape)} "
-                             f"and {tuple(labels.shape)}")
+            raise ValueError(
+                f"expected logits [B, C] and labels [B], got {tuple(logits.shape)} "
+                f"and {tuple(labels.shape)}"
+            )
         if len(labels) == 0:
             return
         if self.correct.device != labels.device:
@@ -339,15 +369,16 @@ class RunningAccuracy:
         seen = float(self.seen.sum())
         return float(self.correct.sum()) / seen if seen else float("nan")
 
-    def state_dict(self) -> Dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, torch.Tensor]:
         return {"correct": self.correct.cpu().clone(), "seen": self.seen.cpu().clone()}
 
-    def load_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         for key in ("correct", "seen"):
             t = torch.as_tensor(state_dict[key], dtype=torch.float64)
             if t.shape != (self.num_classes,):
-                raise ValueError(f"state's {key} has shape {tuple(t.shape)}, expected "
-                                 f"({self.num_classes},)")
+                raise ValueError(
+                    f"state's {key} has shape {tuple(t.shape)}, expected ({self.num_classes},)"
+                )
             setattr(self, key, t.clone())
 
     def __repr__(self) -> str:

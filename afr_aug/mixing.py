@@ -13,19 +13,34 @@ explicitly.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Union
 
 import torch
 
 from ._deprecation import renamed_attribute, renamed_keywords
-from .checks import (check_class_counts, check_generator_state, check_image_batch, check_int,
-                     check_number, check_probability, check_seed, check_state)
+from .checks import (
+    check_class_counts,
+    check_generator_state,
+    check_image_batch,
+    check_int,
+    check_number,
+    check_probability,
+    check_seed,
+    check_state,
+)
 from .random_variates import beta_draw
 
-__all__ = ["CutMixBalancer", "MixUpBalancer", "Remix", "mixed_loss", "cutmix_area_mean",
-           "mix_share", "effective_class_counts"]
+__all__ = [
+    "CutMixBalancer",
+    "MixUpBalancer",
+    "Remix",
+    "cutmix_area_mean",
+    "effective_class_counts",
+    "mix_share",
+    "mixed_loss",
+]
 
-Mixed = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Union[float, torch.Tensor]]
+Mixed = tuple[torch.Tensor, torch.Tensor, torch.Tensor, Union[float, torch.Tensor]]
 
 
 def _value_range(x: torch.Tensor):
@@ -41,19 +56,24 @@ def _value_range(x: torch.Tensor):
 def _check_ranges(x: torch.Tensor, x_bal: torch.Tensor) -> None:
     """Both sides in one value convention, or a conversion that is unambiguous (uint8 and
     float in [0, 1]); one clear error otherwise."""
-    if not (x.dtype == torch.uint8 or x.is_floating_point()) or \
-            not (x_bal.dtype == torch.uint8 or x_bal.is_floating_point()):
+    if not (x.dtype == torch.uint8 or x.is_floating_point()) or not (
+        x_bal.dtype == torch.uint8 or x_bal.is_floating_point()
+    ):
         raise TypeError(f"images must be uint8 or float, got x {x.dtype} and x_bal {x_bal.dtype}")
     (rx, *_), (rb, *_) = _value_range(x), _value_range(x_bal)
     floats = {r for r, t in ((rx, x), (rb, x_bal)) if t.is_floating_point()}
     if "uint8" in (rx, rb) and floats and floats != {"[0, 1]"}:
-        raise ValueError(f"x is {x.dtype} with values {rx} and x_bal is {x_bal.dtype} with values "
-                         f"{rb}: a uint8 batch mixes only with floats in [0, 1]; give both "
-                         f"sides the same dtype and range")
+        raise ValueError(
+            f"x is {x.dtype} with values {rx} and x_bal is {x_bal.dtype} with values "
+            f"{rb}: a uint8 batch mixes only with floats in [0, 1]; give both "
+            f"sides the same dtype and range"
+        )
     if "uint8" not in (rx, rb) and (rx == "[0, 1]") != (rb == "[0, 1]"):
-        raise ValueError(f"x has values {rx} and x_bal has values {rb}: the two batches are not "
-                         f"in the same range (one normalised or 0-255?); give both sides the "
-                         f"same preprocessing")
+        raise ValueError(
+            f"x has values {rx} and x_bal has values {rb}: the two batches are not "
+            f"in the same range (one normalised or 0-255?); give both sides the "
+            f"same preprocessing"
+        )
 
 
 def _blend(x: torch.Tensor, x_bal: torch.Tensor, lam: float) -> torch.Tensor:
@@ -70,7 +90,7 @@ class _Balancer:
 
     alpha = renamed_attribute("alpha", "beta")
 
-    def __init__(self, p: float, beta: float, seed: Optional[int], in_batch: bool = False):
+    def __init__(self, p: float, beta: float, seed: int | None, in_batch: bool = False):
         self.p = check_probability(p, "p")
         self.beta = check_number(beta, "beta", minimum=0, strict=True)
         if not isinstance(in_batch, bool):
@@ -82,8 +102,8 @@ class _Balancer:
             self.generator.seed()
         else:
             self.generator.manual_seed(seed)
-        self._pending = False          # decide() said "mix": the next call mixes, no new coin
-        self._checked: set = set()     # dtype pairs whose value ranges were checked
+        self._pending = False  # decide() said "mix": the next call mixes, no new coin
+        self._checked: set = set()  # dtype pairs whose value ranges were checked
 
     def decide(self) -> bool:
         """Toss the next batch's coin now: ``True`` means the next call mixes, ``False`` means
@@ -116,8 +136,13 @@ class _Balancer:
         """One ``Beta(beta, beta)`` draw."""
         return beta_draw(self.beta, self.beta, self.generator)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_bal: Optional[torch.Tensor] = None,
-                 y_bal: Optional[torch.Tensor] = None) -> Mixed:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        x_bal: torch.Tensor | None = None,
+        y_bal: torch.Tensor | None = None,
+    ) -> Mixed:
         x_bal, y_bal = self._partner(x, y, x_bal, y_bal)
         self._check(x, y, x_bal, y_bal)
         if not self._coin():
@@ -151,8 +176,10 @@ class _Balancer:
         of ``(x, y)`` (one permutation from the mixer's stream)."""
         if x_bal is None and y_bal is None:
             if not self.in_batch:
-                raise TypeError(f"{type(self).__name__} mixes with a second batch: pass x_bal "
-                                f"and y_bal, or build it with in_batch=True")
+                raise TypeError(
+                    f"{type(self).__name__} mixes with a second batch: pass x_bal "
+                    f"and y_bal, or build it with in_batch=True"
+                )
             check_image_batch(x, "x")
             perm = torch.randperm(len(x), generator=self.generator).to(x.device)
             return x[perm], y[perm]
@@ -165,44 +192,58 @@ class _Balancer:
         check_image_batch(x, "x")
         check_image_batch(x_bal, "x_bal")
         if x.shape != x_bal.shape:
-            raise ValueError(f"x and x_bal must have the same shape, got {tuple(x.shape)} and "
-                             f"{tuple(x_bal.shape)}")
+            raise ValueError(
+                f"x and x_bal must have the same shape, got {tuple(x.shape)} and "
+                f"{tuple(x_bal.shape)}"
+            )
         for name, t in (("y", y), ("y_bal", y_bal)):
             if not isinstance(t, torch.Tensor) or t.ndim != 1 or len(t) != len(x):
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ValueError(f"{name} must be a 1-D label tensor with {len(x)} entries (one per "
-                                 f"image), got {shape}")
+                raise ValueError(
+                    f"{name} must be a 1-D label tensor with {len(x)} entries (one per "
+                    f"image), got {shape}"
+                )
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The random state (plus type, ``p`` and ``beta`` to check on load), so a resumed
         run mixes exactly like an uninterrupted one."""
-        state = {"type": type(self).__name__, **self._config(),
-                 "generator": self.generator.get_state()}
-        if self._pending:              # saved between decide() and the call it announced
+        state = {
+            "type": type(self).__name__,
+            **self._config(),
+            "generator": self.generator.get_state(),
+        }
+        if self._pending:  # saved between decide() and the call it announced
             state["pending"] = True
         return state
 
     @renamed_keywords(state="state_dict")
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s random state. Why so strict: a state from another
         mixer type, ``p`` or ``beta`` would resume a different stream without a word, so it
         raises ``ValueError`` (``TypeError`` for a non-dict), and nothing changes. A state
         saved by an older afr-aug (a numpy random state) cannot be resumed and says so."""
         name = type(self).__name__
         if isinstance(state_dict, dict) and "rng" in state_dict:
-            raise ValueError(f"{name} state comes from an older afr-aug version (a numpy random "
-                             f"state under 'rng'; mixers now draw from a torch.Generator): it "
-                             f"cannot resume the same stream; start the mixer from a seed")
+            raise ValueError(
+                f"{name} state comes from an older afr-aug version (a numpy random "
+                f"state under 'rng'; mixers now draw from a torch.Generator): it "
+                f"cannot resume the same stream; start the mixer from a seed"
+            )
         pending = isinstance(state_dict, dict) and "pending" in state_dict
         if isinstance(state_dict, dict) and "in_batch" not in state_dict:
-            state_dict = {**state_dict, "in_batch": False}      # saved before in_batch existed
-        check_state(self, state_dict, self._config(),
-                    ("generator", "pending") if pending else ("generator",))
-        self.generator.set_state(check_generator_state(state_dict["generator"],
-                                                       f"{name} state: 'generator'"))
+            state_dict = {**state_dict, "in_batch": False}  # saved before in_batch existed
+        check_state(
+            self,
+            state_dict,
+            self._config(),
+            ("generator", "pending") if pending else ("generator",),
+        )
+        self.generator.set_state(
+            check_generator_state(state_dict["generator"], f"{name} state: 'generator'")
+        )
         self._pending = bool(state_dict.get("pending", False))
 
-    def _config(self) -> Dict[str, Any]:
+    def _config(self) -> dict[str, Any]:
         """The settings a state is checked against on load."""
         return {"p": self.p, "beta": self.beta, "in_batch": self.in_batch}
 
@@ -242,11 +283,12 @@ class CutMixBalancer(_Balancer):
     """
 
     @renamed_keywords(alpha="beta")
-    def __init__(self, p: float = 0.25, beta: float = 1.0, seed: Optional[int] = 0,
-                 in_batch: bool = False):
+    def __init__(
+        self, p: float = 0.25, beta: float = 1.0, seed: int | None = 0, in_batch: bool = False
+    ):
         super().__init__(p, beta, seed, in_batch)
 
-    def box(self, height: int, width: int) -> Tuple[int, int, int, int]:
+    def box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """A random box ``(y0, y1, x0, x1)`` for one mix (CutMix's rule, clipped)."""
         lam0 = self._lam()
         ratio = (1.0 - lam0) ** 0.5
@@ -292,8 +334,9 @@ class MixUpBalancer(_Balancer):
     """
 
     @renamed_keywords(alpha="beta")
-    def __init__(self, p: float = 0.25, beta: float = 1.0, seed: Optional[int] = 0,
-                 in_batch: bool = False):
+    def __init__(
+        self, p: float = 0.25, beta: float = 1.0, seed: int | None = 0, in_batch: bool = False
+    ):
         super().__init__(p, beta, seed, in_batch)
 
     def _mix(self, x, y, x_bal, y_bal) -> Mixed:
@@ -342,9 +385,17 @@ class Remix(_Balancer):
     ValueError: kappa must be a finite number >= 1, got 0.5
     """
 
-    def __init__(self, class_counts, kappa: float = 3.0, tau: float = 0.5, mode: str = "mixup",
-                 p: float = 1.0, beta: float = 1.0, seed: Optional[int] = 0,
-                 in_batch: bool = True):
+    def __init__(
+        self,
+        class_counts,
+        kappa: float = 3.0,
+        tau: float = 0.5,
+        mode: str = "mixup",
+        p: float = 1.0,
+        beta: float = 1.0,
+        seed: int | None = 0,
+        in_batch: bool = True,
+    ):
         super().__init__(p, beta, seed, in_batch)
         self.counts = check_class_counts(class_counts).float()
         self.kappa = check_number(kappa, "kappa", minimum=1)
@@ -354,15 +405,17 @@ class Remix(_Balancer):
         self.mode = mode
         self._box = CutMixBalancer(p=1.0, beta=beta, seed=None) if mode == "cutmix" else None
         if self._box is not None:
-            self._box.generator = self.generator      # one random stream for the whole mixer
-        self.last_lam: Optional[float] = None         # the image share of the last mixed batch
+            self._box.generator = self.generator  # one random stream for the whole mixer
+        self.last_lam: float | None = None  # the image share of the last mixed batch
 
     def label_share(self, y: torch.Tensor, y_partner: torch.Tensor, lam: float) -> torch.Tensor:
         """``lam_y`` per sample (Eq. 10) for images mixed with share ``lam`` of ``y``'s."""
         n = self.counts.to(y.device)
         if bool(((y < 0) | (y >= len(n)) | (y_partner < 0) | (y_partner >= len(n))).any()):
-            raise ValueError(f"labels must lie in [0, {len(n) - 1}] for the {len(n)} class "
-                             f"counts Remix was given")
+            raise ValueError(
+                f"labels must lie in [0, {len(n) - 1}] for the {len(n)} class "
+                f"counts Remix was given"
+            )
         ratio = n[y] / n[y_partner]
         share = torch.full(y.shape, float(lam), device=y.device)
         share[(ratio >= self.kappa) & (lam < self.tau)] = 0.0
@@ -378,12 +431,14 @@ class Remix(_Balancer):
         self.last_lam = float(lam)
         return mixed, y, y_bal, self.label_share(y, y_bal, lam)
 
-    def _config(self) -> Dict[str, Any]:
+    def _config(self) -> dict[str, Any]:
         return {**super()._config(), "kappa": self.kappa, "tau": self.tau, "mode": self.mode}
 
     def __repr__(self) -> str:
-        return (f"Remix(kappa={self.kappa}, tau={self.tau}, mode={self.mode!r}, p={self.p}, "
-                f"beta={self.beta}, in_batch={self.in_batch})")
+        return (
+            f"Remix(kappa={self.kappa}, tau={self.tau}, mode={self.mode!r}, p={self.p}, "
+            f"beta={self.beta}, in_batch={self.in_batch})"
+        )
 
 
 def _per_sample(criterion, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -391,8 +446,10 @@ def _per_sample(criterion, logits: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     through a shallow copy with ``reduction="none"``, a function with ``reduction="none"``."""
     if isinstance(criterion, torch.nn.Module):
         if not hasattr(criterion, "reduction"):
-            raise TypeError(f"per-sample lam needs per-sample losses: {type(criterion).__name__} "
-                            f"has no 'reduction' attribute to set to 'none'")
+            raise TypeError(
+                f"per-sample lam needs per-sample losses: {type(criterion).__name__} "
+                f"has no 'reduction' attribute to set to 'none'"
+            )
         import copy
 
         per = copy.copy(criterion)
@@ -401,13 +458,20 @@ def _per_sample(criterion, logits: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     else:
         out = criterion(logits, y, reduction="none")
     if out.shape != y.shape:
-        raise ValueError(f"criterion with reduction='none' gave shape {tuple(out.shape)}, "
-                         f"expected one loss per sample {tuple(y.shape)}")
+        raise ValueError(
+            f"criterion with reduction='none' gave shape {tuple(out.shape)}, "
+            f"expected one loss per sample {tuple(y.shape)}"
+        )
     return out
 
 
-def mixed_loss(criterion, logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor,
-               lam: Union[float, torch.Tensor]) -> torch.Tensor:
+def mixed_loss(
+    criterion,
+    logits: torch.Tensor,
+    y_a: torch.Tensor,
+    y_b: torch.Tensor,
+    lam: float | torch.Tensor,
+) -> torch.Tensor:
     """``lam * criterion(logits, y_a) + (1 - lam) * criterion(logits, y_b)``.
 
     Why a function: with ``lam == 1`` it skips the second term, so unmixed batches cost one
@@ -430,13 +494,17 @@ def mixed_loss(criterion, logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Te
     """
     if isinstance(lam, torch.Tensor):
         if lam.shape != y_a.shape or not lam.is_floating_point():
-            raise ValueError(f"a per-sample lam must be a float tensor of shape "
-                             f"{tuple(y_a.shape)}, got {lam.dtype} {tuple(lam.shape)}")
+            raise ValueError(
+                f"a per-sample lam must be a float tensor of shape "
+                f"{tuple(y_a.shape)}, got {lam.dtype} {tuple(lam.shape)}"
+            )
         if bool(((lam < 0) | (lam > 1)).any()):
             raise ValueError("a per-sample lam must lie in [0, 1]")
         lam = lam.to(logits.dtype)
-        return (lam * _per_sample(criterion, logits, y_a)
-                + (1.0 - lam) * _per_sample(criterion, logits, y_b)).mean()
+        return (
+            lam * _per_sample(criterion, logits, y_a)
+            + (1.0 - lam) * _per_sample(criterion, logits, y_b)
+        ).mean()
     check_probability(lam, "lam")
     loss = criterion(logits, y_a)
     if lam < 1.0:
@@ -463,7 +531,7 @@ def cutmix_area_mean(height: int, width: int, beta: float = 1.0, grid: int = 100
     pdf = pdf / pdf.sum()
     ratio = (1.0 - lam0).sqrt()
 
-    def mean_length(size: int) -> torch.Tensor:       # over the uniform centre, per lam0
+    def mean_length(size: int) -> torch.Tensor:  # over the uniform centre, per lam0
         half = (size * ratio).floor().div(2).floor().view(-1, 1)
         centre = torch.arange(size, dtype=torch.float64).view(1, -1)
         return ((centre + half).clamp(max=size) - (centre - half).clamp(min=0)).mean(1)
@@ -471,7 +539,7 @@ def cutmix_area_mean(height: int, width: int, beta: float = 1.0, grid: int = 100
     return float((pdf * mean_length(height) * mean_length(width)).sum() / (height * width))
 
 
-def mix_share(mixer, image_size: Tuple[int, int]) -> Tuple[float, float]:
+def mix_share(mixer, image_size: tuple[int, int]) -> tuple[float, float]:
     """``(p, E[1 - lam])`` of a mixer: how often it mixes and how much of an image it takes
     from the second batch on average, at ``image_size`` (H, W). The refresh report's dose of
     AFR's stage 2 is ``p * E[1 - lam] * adversarial share``; ``None`` is the paper's stage-2
@@ -491,9 +559,14 @@ def mix_share(mixer, image_size: Tuple[int, int]) -> Tuple[float, float]:
 
 
 @renamed_keywords(sampler_alpha="exponent", mix_alpha="beta")
-def effective_class_counts(class_counts, p: float, lam_mean: Optional[float] = None,
-                           exponent: float = 1.0, image_size: Tuple[int, int] = (32, 32),
-                           beta: float = 1.0) -> torch.Tensor:
+def effective_class_counts(
+    class_counts,
+    p: float,
+    lam_mean: float | None = None,
+    exponent: float = 1.0,
+    image_size: tuple[int, int] = (32, 32),
+    beta: float = 1.0,
+) -> torch.Tensor:
     """The expected label mass per class of a stream mixed by a balancer, scaled to the counts.
 
     Why: CMO pastes balanced-sampler patches onto the long-tailed batch, so the labels a model

@@ -10,7 +10,7 @@ managers instead of calling ``model.eval()`` / ``model.train()`` itself.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from torch import nn
 

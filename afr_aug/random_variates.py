@@ -16,7 +16,7 @@ import torch
 
 from .checks import check_number
 
-__all__ = ["log_gamma_draw", "beta_draw"]
+__all__ = ["beta_draw", "log_gamma_draw"]
 
 
 def _uniform(generator: torch.Generator) -> float:
@@ -44,7 +44,7 @@ def log_gamma_draw(shape: float, generator: torch.Generator) -> float:
             continue
         v = v * v * v
         u = _uniform(generator)
-        if u < 1.0 - 0.0331 * x ** 4 or math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
+        if u < 1.0 - 0.0331 * x**4 or math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
             return math.log(d) + math.log(v)
 
 
@@ -59,5 +59,5 @@ def beta_draw(a: float, b: float, generator: torch.Generator) -> float:
     if a == 1.0 and b == 1.0:
         return float(torch.rand((), dtype=torch.float64, generator=generator))
     log_x, log_y = log_gamma_draw(a, generator), log_gamma_draw(b, generator)
-    diff = log_y - log_x                       # X / (X + Y) = 1 / (1 + exp(log Y - log X))
+    diff = log_y - log_x  # X / (X + Y) = 1 / (1 + exp(log Y - log X))
     return 0.0 if diff > 700.0 else 1.0 / (1.0 + math.exp(diff))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field, fields
-from typing import Dict, List, Optional
 
 import torch
 
@@ -58,19 +57,19 @@ class RefreshReport:
     generation: int
     target: str
     layout: str
-    originals: List[int]
-    slots: List[int]
-    minority: List[int]
-    threshold: List[float]
-    hard: Optional[List[bool]]
-    accuracy: Optional[List[float]]
-    train_accuracy: Optional[float]
-    rule: Optional[str]
-    attacked: List[int]
-    crossed: List[float]
-    cos_before: List[float]
-    cos_after: List[float]
-    label_kept: List[float]
+    originals: list[int]
+    slots: list[int]
+    minority: list[int]
+    threshold: list[float]
+    hard: list[bool] | None
+    accuracy: list[float] | None
+    train_accuracy: float | None
+    rule: str | None
+    attacked: list[int]
+    crossed: list[float]
+    cos_before: list[float]
+    cos_after: list[float]
+    label_kept: list[float]
     clean_accuracy: float
     adversarial_accuracy: float
     linf: float
@@ -81,17 +80,34 @@ class RefreshReport:
     adversarial_similarity: torch.Tensor = field(repr=False)
     adversarial_labels: torch.Tensor = field(repr=False)
     cos_before_mean: float = float("nan")
-    head_accuracy: Optional[float] = None
+    head_accuracy: float | None = None
     cos_after_mean: float = float("nan")
-    share_below_0_8: float = float("nan")         # what a fixed λ = 0.8 would call minority
-    total_crossed: float = float("nan")           # share of all attacked slots that crossed λ_c
-    rejected: Optional[List[int]] = None          # per class: attacked slots served clean
+    share_below_0_8: float = float("nan")  # what a fixed λ = 0.8 would call minority
+    total_crossed: float = float("nan")  # share of all attacked slots that crossed λ_c
+    rejected: list[int] | None = None  # per class: attacked slots served clean
 
     @classmethod
-    def measure(cls, *, generation, target, layout, class_counts, slot_labels, split, attacked,
-                before_correct, after_similarity, after_correct, linf, mix_p, mix_area,
-                accuracy=None, train_accuracy=None, head_accuracy=None,
-                rejected=None) -> "RefreshReport":
+    def measure(
+        cls,
+        *,
+        generation,
+        target,
+        layout,
+        class_counts,
+        slot_labels,
+        split,
+        attacked,
+        before_correct,
+        after_similarity,
+        after_correct,
+        linf,
+        mix_p,
+        mix_area,
+        accuracy=None,
+        train_accuracy=None,
+        head_accuracy=None,
+        rejected=None,
+    ) -> RefreshReport:
         """Build the report from a refresh's split and the attacked slots' before/after."""
         c = split.num_classes
         lab = split.labels[attacked]
@@ -99,40 +115,54 @@ class RefreshReport:
         crossed = (after_similarity < lam[lab]).float()
         before = split.similarity[attacked]
 
-        def per_class(values: torch.Tensor) -> List[float]:
+        def per_class(values: torch.Tensor) -> list[float]:
             return [_mean(values[lab == k]) for k in range(c)]
 
         acc0, acc1 = per_class(before_correct.float()), per_class(after_correct.float())
         kept = [a1 / a0 if a0 > 0 else float("nan") for a0, a1 in zip(acc0, acc1)]
         slots = torch.bincount(slot_labels, minlength=c)
-        return cls(generation=generation, target=target, layout=layout,
-                   originals=[int(v) for v in class_counts],
-                   slots=slots.tolist(), minority=split.minority_counts.tolist(),
-                   threshold=[float(v) for v in lam],
-                   hard=None if split.hard is None else split.hard.tolist(),
-                   accuracy=None if accuracy is None else [float(v) for v in accuracy],
-                   train_accuracy=None if train_accuracy is None else float(train_accuracy),
-                   rule=split.rule,
-                   attacked=torch.bincount(lab, minlength=c).tolist(), crossed=per_class(crossed),
-                   cos_before=per_class(before), cos_after=per_class(after_similarity),
-                   label_kept=kept, clean_accuracy=_mean(before_correct),
-                   adversarial_accuracy=_mean(after_correct), linf=_mean(linf),
-                   mix_p=float(mix_p), mix_area=float(mix_area),
-                   similarity=split.similarity, labels=split.labels,
-                   adversarial_similarity=after_similarity, adversarial_labels=lab,
-                   cos_before_mean=_mean(before), head_accuracy=head_accuracy,
-                   cos_after_mean=_mean(after_similarity), total_crossed=_mean(crossed),
-                   rejected=None if rejected is None else [int(r) for r in rejected],
-                   share_below_0_8=_mean((split.similarity < 0.8).float()))
+        return cls(
+            generation=generation,
+            target=target,
+            layout=layout,
+            originals=[int(v) for v in class_counts],
+            slots=slots.tolist(),
+            minority=split.minority_counts.tolist(),
+            threshold=[float(v) for v in lam],
+            hard=None if split.hard is None else split.hard.tolist(),
+            accuracy=None if accuracy is None else [float(v) for v in accuracy],
+            train_accuracy=None if train_accuracy is None else float(train_accuracy),
+            rule=split.rule,
+            attacked=torch.bincount(lab, minlength=c).tolist(),
+            crossed=per_class(crossed),
+            cos_before=per_class(before),
+            cos_after=per_class(after_similarity),
+            label_kept=kept,
+            clean_accuracy=_mean(before_correct),
+            adversarial_accuracy=_mean(after_correct),
+            linf=_mean(linf),
+            mix_p=float(mix_p),
+            mix_area=float(mix_area),
+            similarity=split.similarity,
+            labels=split.labels,
+            adversarial_similarity=after_similarity,
+            adversarial_labels=lab,
+            cos_before_mean=_mean(before),
+            head_accuracy=head_accuracy,
+            cos_after_mean=_mean(after_similarity),
+            total_crossed=_mean(crossed),
+            rejected=None if rejected is None else [int(r) for r in rejected],
+            share_below_0_8=_mean((split.similarity < 0.8).float()),
+        )
 
     # -- totals -----------------------------------------------------------------------------
     @property
-    def served(self) -> List[int]:
+    def served(self) -> list[int]:
         """Adversarial items per class: the attacked slots minus the rejected ones."""
         return [a - r for a, r in zip(self.attacked, self.rejected or [0] * len(self.attacked))]
 
     @property
-    def adversarial_share(self) -> List[float]:
+    def adversarial_share(self) -> list[float]:
         """Adversarial items / items, per class."""
         return [a / s if s else float("nan") for a, s in zip(self.served, self.slots)]
 
@@ -159,33 +189,40 @@ class RefreshReport:
         model's embedding space."""
         return _mean((self.similarity < cosine).float())
 
-    def warnings(self) -> List[str]:
+    def warnings(self) -> list[str]:
         """What suggests AFR does little on this data."""
         out = []
         if self.dose < 0.01:
-            out.append(f"AFR dose {self.dose:.2%} < 1%: adversarial images are {self.dose:.2%} of "
-                       f"stage 2's pixel mass (mix p {self.mix_p} x pasted area "
-                       f"{self.mix_area:.2f} x adversarial share "
-                       f"{self.total_adversarial_share:.1%})")
+            out.append(
+                f"AFR dose {self.dose:.2%} < 1%: adversarial images are {self.dose:.2%} of "
+                f"stage 2's pixel mass (mix p {self.mix_p} x pasted area "
+                f"{self.mix_area:.2f} x adversarial share "
+                f"{self.total_adversarial_share:.1%})"
+            )
         single = [k for k, m in enumerate(self.minority) if m == 1]
         if single:
-            out.append(f"classes {single} have a single minority image: their attack target "
-                       f"is one image")
+            out.append(
+                f"classes {single} have a single minority image: their attack target is one image"
+            )
         return out
 
     # -- output -----------------------------------------------------------------------------
-    def to_dict(self) -> Dict:
+    def to_dict(self) -> dict:
         """Everything but the per-slot cosines, JSON-ready."""
         skip = {"similarity", "labels", "adversarial_similarity", "adversarial_labels"}
         out = {k: v for k, v in self.__dict__.items() if k not in skip}
-        out.update(adversarial_share=self.adversarial_share, dose=self.dose,
-                   total_adversarial_share=self.total_adversarial_share,
-                   total_crossed=self.total_crossed, total_label_kept=self.total_label_kept,
-                   warnings=self.warnings())
+        out.update(
+            adversarial_share=self.adversarial_share,
+            dose=self.dose,
+            total_adversarial_share=self.total_adversarial_share,
+            total_crossed=self.total_crossed,
+            total_label_kept=self.total_label_kept,
+            warnings=self.warnings(),
+        )
         return out
 
     @classmethod
-    def from_dict(cls, data: Dict) -> "RefreshReport":
+    def from_dict(cls, data: dict) -> RefreshReport:
         """The report back from :meth:`to_dict` (e.g. from a checkpoint). The per-slot cosines
         are not in the dict, so :meth:`plot` of a restored report has no histograms.
 
@@ -199,48 +236,85 @@ class RefreshReport:
         True
         """
         if not isinstance(data, dict):
-            raise TypeError(f"from_dict expects the dict of RefreshReport.to_dict(), got "
-                            f"{type(data).__name__}")
+            raise TypeError(
+                f"from_dict expects the dict of RefreshReport.to_dict(), got {type(data).__name__}"
+            )
         names = {f.name for f in fields(cls)}
         tensors = {"similarity", "labels", "adversarial_similarity", "adversarial_labels"}
-        optional = {"cos_before_mean", "head_accuracy", "cos_after_mean", "share_below_0_8",
-                    "total_crossed", "rejected"}
+        optional = {
+            "cos_before_mean",
+            "head_accuracy",
+            "cos_after_mean",
+            "share_below_0_8",
+            "total_crossed",
+            "rejected",
+        }
         missing = sorted(names - tensors - optional - set(data))
         if missing:
             raise ValueError(f"not a RefreshReport dict: missing {missing}")
-        empty = {"similarity": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long),
-                 "adversarial_similarity": torch.zeros(0),
-                 "adversarial_labels": torch.zeros(0, dtype=torch.long)}
+        empty = {
+            "similarity": torch.zeros(0),
+            "labels": torch.zeros(0, dtype=torch.long),
+            "adversarial_similarity": torch.zeros(0),
+            "adversarial_labels": torch.zeros(0, dtype=torch.long),
+        }
         return cls(**{k: v for k, v in data.items() if k in names - tensors}, **empty)
 
     def __str__(self) -> str:
-        head = (f"AFR refresh {self.generation} ({self.layout}, target {self.target}): "
-                f"§3.3 {'applied (' + self.rule + ')' if self.rule else 'not applied'}")
-        cols = ("class", "orig", "slots", "minor", "λ_c", "hard", "acc", "attacked", "adv%",
-                "crossed", "cos before→after", "kept")
+        head = (
+            f"AFR refresh {self.generation} ({self.layout}, target {self.target}): "
+            f"§3.3 {'applied (' + self.rule + ')' if self.rule else 'not applied'}"
+        )
+        cols = (
+            "class",
+            "orig",
+            "slots",
+            "minor",
+            "λ_c",
+            "hard",
+            "acc",
+            "attacked",
+            "adv%",
+            "crossed",
+            "cos before→after",
+            "kept",
+        )
         lines = [head, "  ".join(f"{c:>8}" for c in cols)]
         for k in range(len(self.slots)):
             hard = "-" if self.hard is None else ("yes" if self.hard[k] else "no")
             acc = "-" if self.accuracy is None else f"{self.accuracy[k]:.2f}"
-            cells = (k, self.originals[k], self.slots[k], self.minority[k],
-                     f"{self.threshold[k]:.3f}", hard, acc,
-                     self.attacked[k] if self.rejected is None
-                     else f"{self.attacked[k]}-{self.rejected[k]}",
-                     f"{self.adversarial_share[k]:.1%}", f"{self.crossed[k]:.1%}",
-                     f"{self.cos_before[k]:.3f}→{self.cos_after[k]:.3f}",
-                     f"{self.label_kept[k]:.2f}")
-            lines.append("  ".join(f"{str(c):>8}" for c in cells))
+            cells = (
+                k,
+                self.originals[k],
+                self.slots[k],
+                self.minority[k],
+                f"{self.threshold[k]:.3f}",
+                hard,
+                acc,
+                self.attacked[k]
+                if self.rejected is None
+                else f"{self.attacked[k]}-{self.rejected[k]}",
+                f"{self.adversarial_share[k]:.1%}",
+                f"{self.crossed[k]:.1%}",
+                f"{self.cos_before[k]:.3f}→{self.cos_after[k]:.3f}",
+                f"{self.label_kept[k]:.2f}",
+            )
+            lines.append("  ".join(f"{c!s:>8}" for c in cells))
         rejected = "" if self.rejected is None else f" ({sum(self.rejected)} rejected)"
-        lines.append(f"total: {sum(self.served)} adversarial{rejected} of {sum(self.slots)} items "
-                     f"({self.total_adversarial_share:.1%}); cos to class mean "
-                     f"{self.cos_before_mean:.3f}→{self.cos_after_mean:.3f}; crossed λ_c {self.total_crossed:.1%}; "
-                     f"labels kept {self.total_label_kept:.2f} (accuracy {self.clean_accuracy:.3f} "
-                     f"clean → {self.adversarial_accuracy:.3f}); mean L∞ {self.linf * 255:.2f}/255; "
-                     f"dose {self.dose:.2%} (p {self.mix_p} × area {self.mix_area:.3f} × share)")
+        lines.append(
+            f"total: {sum(self.served)} adversarial{rejected} of {sum(self.slots)} items "
+            f"({self.total_adversarial_share:.1%}); cos to class mean "
+            f"{self.cos_before_mean:.3f}→{self.cos_after_mean:.3f}; crossed λ_c {self.total_crossed:.1%}; "
+            f"labels kept {self.total_label_kept:.2f} (accuracy {self.clean_accuracy:.3f} "
+            f"clean → {self.adversarial_accuracy:.3f}); mean L∞ {self.linf * 255:.2f}/255; "
+            f"dose {self.dose:.2%} (p {self.mix_p} × area {self.mix_area:.3f} × share)"
+        )
         split = "slots" if self.layout == "slots" else "originals"
         total = sum(self.slots if self.layout == "slots" else self.originals)
-        lines.append(f"minority {sum(self.minority) / max(total, 1):.1%} of the "
-                     f"{split} split; a fixed λ = 0.8 would give {self.share_below_0_8:.1%}")
+        lines.append(
+            f"minority {sum(self.minority) / max(total, 1):.1%} of the "
+            f"{split} split; a fixed λ = 0.8 would give {self.share_below_0_8:.1%}"
+        )
         lines += [f"warning: {w}" for w in self.warnings()]
         return "\n".join(lines)
 
@@ -248,10 +322,11 @@ class RefreshReport:
         for w in self.warnings():
             warnings.warn(w, stacklevel=3)
 
-    def plot(self, path: Optional[str] = None, bins: int = 40):
+    def plot(self, path: str | None = None, bins: int = 40):
         """Fig. 1 style: per class, histograms of the cosine to the class mean of the clean
         slots and of the adversarial images, with λ_c. Returns the figure (saved to ``path``)."""
         import matplotlib
+
         if path is not None:
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -270,14 +345,17 @@ class RefreshReport:
             if len(adv):
                 ax.hist(adv, bins=edges, alpha=0.6, label="adversarial", density=True)
             ax.axvline(self.threshold[k], color="k", ls="--", lw=1)
-            ax.set_title(f"class {k}: {self.adversarial_share[k]:.0%} adv, "
-                         f"{self.crossed[k]:.0%} crossed", fontsize=8)
+            ax.set_title(
+                f"class {k}: {self.adversarial_share[k]:.0%} adv, {self.crossed[k]:.0%} crossed",
+                fontsize=8,
+            )
             ax.tick_params(labelsize=7)
         for k in range(c, rows * cols):
             axes[k // cols][k % cols].axis("off")
         axes[0][0].legend(fontsize=7)
-        fig.suptitle(f"cosine to the class mean, refresh {self.generation} (dashed: λ_c)",
-                     fontsize=9)
+        fig.suptitle(
+            f"cosine to the class mean, refresh {self.generation} (dashed: λ_c)", fontsize=9
+        )
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=110)

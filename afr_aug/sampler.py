@@ -8,7 +8,8 @@ stream for any labelled dataset, and shards it across ``torch.distributed`` rank
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
@@ -95,16 +96,16 @@ class LongTailSampler(Sampler[int]):
         self,
         labels: Sequence[int],
         exponent: float = 1.0,
-        num_samples: Optional[int] = None,
+        num_samples: int | None = None,
         replacement: bool = True,
         seed: int = 0,
-        num_replicas: Optional[int] = None,
-        rank: Optional[int] = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
     ):
         self.exponent = check_number(exponent, "exponent")
         t = _as_label_tensor(labels, compact=True)
         n = t.numel()
-        self.seed = check_int(seed, "seed")            # every rank needs the same draw: no None
+        self.seed = check_int(seed, "seed")  # every rank needs the same draw: no None
         self.epoch = 0
         self._set_sizes(n, num_samples, bool(replacement), num_replicas, rank)
 
@@ -119,8 +120,14 @@ class LongTailSampler(Sampler[int]):
         self._starts = torch.cumsum(self.class_counts, 0) - self.class_counts
         self._set_class_probs()
 
-    def _set_sizes(self, n: int, num_samples: Optional[int], replacement: bool,
-                   num_replicas: Optional[int], rank: Optional[int]) -> None:
+    def _set_sizes(
+        self,
+        n: int,
+        num_samples: int | None,
+        replacement: bool,
+        num_replicas: int | None,
+        rank: int | None,
+    ) -> None:
         """The draw's global length, this rank's shard of it and their checks."""
         if num_replicas is None or rank is None:
             dist_ok = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -131,15 +138,17 @@ class LongTailSampler(Sampler[int]):
         self.num_replicas = check_int(num_replicas, "num_replicas", minimum=1)
         self.rank = check_int(rank, "rank", minimum=0, maximum=self.num_replicas - 1)
         self.num_labels = n
-        self.num_samples = n if num_samples is None else check_int(num_samples, "num_samples",
-                                                                   minimum=1)
+        self.num_samples = (
+            n if num_samples is None else check_int(num_samples, "num_samples", minimum=1)
+        )
         self.per_replica = math.ceil(self.num_samples / self.num_replicas)
         self.total = self.per_replica * self.num_replicas
         self.replacement = replacement
         if not replacement and self.total > n:
             raise ValueError(
                 f"without replacement the draw ({self.total} = {self.per_replica} per replica x "
-                f"{self.num_replicas}) cannot exceed the {n} labelled items")
+                f"{self.num_replicas}) cannot exceed the {n} labelled items"
+            )
 
     def _set_class_probs(self) -> None:
         """Each class's chance per draw, its CDF and the guide table that inverts it."""
@@ -147,12 +156,13 @@ class LongTailSampler(Sampler[int]):
         log_mass = (1.0 - self.exponent) * self.class_counts.double().log()
         mass = (log_mass - log_mass.max()).exp()
         if not bool(torch.isfinite(mass).all()):
-            raise ValueError(f"exponent={self.exponent} is too extreme: class probabilities "
-                             f"overflow")
+            raise ValueError(
+                f"exponent={self.exponent} is too extreme: class probabilities overflow"
+            )
         self.class_probs = mass / mass.sum()
         cdf = torch.cumsum(mass, 0)
-        self._cdf = cdf / cdf[-1]                  # exactly 1.0 at the end
-        self._last = int(mass.nonzero()[-1])       # never land on an underflowed tail class
+        self._cdf = cdf / cdf[-1]  # exactly 1.0 at the end
+        self._last = int(mass.nonzero()[-1])  # never land on an underflowed tail class
         # Guide table: bucket j of [0, 1) in K equal parts is known to map to classes
         # guide[j]..guide[j+1]; most buckets hold one class, so most draws skip the search.
         k = 1 << min(20, max(10, (len(mass) - 1).bit_length() + 4))
@@ -181,26 +191,27 @@ class LongTailSampler(Sampler[int]):
 
     def _draw_with_replacement(self, g: torch.Generator) -> torch.Tensor:
         out = torch.empty(self.total, dtype=torch.long)
-        k = len(self._guide) - 1                   # a power of 2: u * k and its floor are exact
+        k = len(self._guide) - 1  # a power of 2: u * k and its floor are exact
         for start in range(0, self.total, _CHUNK):
             m = min(_CHUNK, self.total - start)
             u = torch.rand(m, dtype=torch.float64, generator=g)
             bucket = u.mul(k).long()
             cls = self._guide.index_select(0, bucket)
             unsure = (self._guide.index_select(0, bucket.add_(1)) != cls).nonzero().squeeze(1)
-            cls[unsure] = self._class_of(u[unsure])   # same answer as searching every u
+            cls[unsure] = self._class_of(u[unsure])  # same answer as searching every u
             size = self.class_counts.index_select(0, cls)
             pos = torch.rand(m, dtype=torch.float64, generator=g).mul_(size).long()
             pos = torch.minimum(pos, size.sub_(1)).add_(self._starts.index_select(0, cls))
-            out[start:start + m] = self.order.index_select(0, pos)   # a uniform member
+            out[start : start + m] = self.order.index_select(0, pos)  # a uniform member
         return out
 
     def _draw_without_replacement(self, g: torch.Generator) -> torch.Tensor:
         # Efraimidis-Spirakis in log space: key_i = log(Exp(1)) - log(w_i), smallest first.
         # Keys are built in class order (position p holds item order[p]).
         key = torch.empty(self.num_labels, dtype=torch.float64).exponential_(generator=g).log_()
-        key.add_((self.exponent * self.class_counts.double().log())
-                 .repeat_interleave(self.class_counts))
+        key.add_(
+            (self.exponent * self.class_counts.double().log()).repeat_interleave(self.class_counts)
+        )
         if self.total < self.num_labels:
             pos = torch.topk(key, self.total, largest=False, sorted=True).indices
         else:
@@ -209,30 +220,38 @@ class LongTailSampler(Sampler[int]):
         return self.order[pos].long()
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.global_draw()[self.rank::self.num_replicas].tolist())
+        return iter(self.global_draw()[self.rank :: self.num_replicas].tolist())
 
     def __len__(self) -> int:
         return self.per_replica
 
     # -- checkpoints ------------------------------------------------------------------------
-    def _identity(self) -> Dict[str, Any]:
+    def _identity(self) -> dict[str, Any]:
         """What fixes the draw besides seed and epoch: a state must agree on all of it."""
-        return {"num_labels": self.num_labels, "num_classes": len(self.classes),
-                "num_samples": self.num_samples, "replacement": self.replacement,
-                "exponent": self.exponent}
+        return {
+            "num_labels": self.num_labels,
+            "num_classes": len(self.classes),
+            "num_samples": self.num_samples,
+            "replacement": self.replacement,
+            "exponent": self.exponent,
+        }
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """Seed and epoch (plus what defines the draw, to check on load), so a resumed run
         replays the same epochs. Rank and world size are not part of it.
 
         >>> LongTailSampler([0, 1, 1], seed=3).state_dict()["seed"]
         3
         """
-        return {"type": type(self).__name__, "seed": self.seed, "epoch": self.epoch,
-                **self._identity()}
+        return {
+            "type": type(self).__name__,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            **self._identity(),
+        }
 
     @renamed_keywords(state="state_dict")
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore seed and epoch from :meth:`state_dict`; a state from a sampler with other
         labels, exponent, num_samples or replacement raises ``ValueError``. States saved
         before ``alpha`` was renamed ``exponent`` load too.
@@ -247,10 +266,13 @@ class LongTailSampler(Sampler[int]):
             state = {("exponent" if k == "alpha" else k): v for k, v in state.items()}
         check_state(self, state, self._identity(), ("seed", "epoch"))
         name = type(self).__name__
-        self.seed, self.epoch = (check_int(state[key], f"{name} state: {key}")
-                                 for key in ("seed", "epoch"))
+        self.seed, self.epoch = (
+            check_int(state[key], f"{name} state: {key}") for key in ("seed", "epoch")
+        )
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.num_labels} labels, {len(self.classes)} classes, "
-                f"exponent={self.exponent}, num_samples={self.num_samples}, "
-                f"replacement={self.replacement}, seed={self.seed})")
+        return (
+            f"{type(self).__name__}({self.num_labels} labels, {len(self.classes)} classes, "
+            f"exponent={self.exponent}, num_samples={self.num_samples}, "
+            f"replacement={self.replacement}, seed={self.seed})"
+        )

@@ -8,7 +8,7 @@ side (``afr_aug.data`` reports it next to the counts) and the evaluation side
 from __future__ import annotations
 
 import numbers
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -17,7 +17,7 @@ from .checks import check_int
 __all__ = ["shot_groups"]
 
 
-def shot_groups(class_counts: Sequence[int], many: int = 100, few: int = 20) -> List[str]:
+def shot_groups(class_counts: Sequence[int], many: int = 100, few: int = 20) -> list[str]:
     """Many/Medium/Few-shot group of every class, from its number of training images.
 
     (Also importable as ``afr_aug.metrics.shot_groups`` and ``afr_aug.data.shot_groups``.)
@@ -33,7 +33,9 @@ def shot_groups(class_counts: Sequence[int], many: int = 100, few: int = 20) -> 
     ['many', 'many', 'med', 'med', 'few', 'few']
     """
     if isinstance(class_counts, (str, bytes)):
-        raise TypeError(f"class_counts must be a sequence of ints, got {type(class_counts).__name__}")
+        raise TypeError(
+            f"class_counts must be a sequence of ints, got {type(class_counts).__name__}"
+        )
     if isinstance(class_counts, torch.Tensor):
         class_counts = class_counts.tolist()
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +46,8 @@ class SplitResult:
     labels: torch.Tensor
     class_counts: torch.Tensor
     adaptive_applied: bool = False
-    hard: Optional[torch.Tensor] = None
-    rule: Optional[str] = None
+    hard: torch.Tensor | None = None
+    rule: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -72,8 +71,10 @@ class SplitResult:
 
     def __repr__(self) -> str:
         n, m = len(self.labels), int(self.minority_mask.sum())
-        return (f"SplitResult({n} images, {self.num_classes} classes, {m} minority "
-                f"({m / max(n, 1):.1%}), adaptive_applied={self.adaptive_applied})")
+        return (
+            f"SplitResult({n} images, {self.num_classes} classes, {m} minority "
+            f"({m / max(n, 1):.1%}), adaptive_applied={self.adaptive_applied})"
+        )
 
 
 class IntraClassSplitter:
@@ -139,24 +140,35 @@ class IntraClassSplitter:
 
     RULES = ("keep_originals", "literal")
 
-    def __init__(self, threshold: Optional[float] = None, adaptive: bool = True,
-                 accuracy_window: Optional[Tuple[float, float]] = (0.6, 0.7), *,
-                 quantile: Optional[float] = None, adaptive_rule: str = "keep_originals",
-                 max_minority: float = 0.5):
+    def __init__(
+        self,
+        threshold: float | None = None,
+        adaptive: bool = True,
+        accuracy_window: tuple[float, float] | None = (0.6, 0.7),
+        *,
+        quantile: float | None = None,
+        adaptive_rule: str = "keep_originals",
+        max_minority: float = 0.5,
+    ):
         if threshold is not None and quantile is not None:
-            raise ValueError("give threshold (a fixed cosine) or quantile (a minority share per "
-                             "class), not both")
+            raise ValueError(
+                "give threshold (a fixed cosine) or quantile (a minority share per class), not both"
+            )
         if threshold is None and quantile is None:
             quantile = 0.2
         if threshold is not None and not -1.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold is a cosine similarity and must be in [-1, 1], got {threshold}")
+            raise ValueError(
+                f"threshold is a cosine similarity and must be in [-1, 1], got {threshold}"
+            )
         if quantile is not None and not 0.0 <= float(quantile) < 1.0:
             raise ValueError(f"quantile is a minority share and must be in [0, 1), got {quantile}")
         if accuracy_window is not None:
             lo, hi = accuracy_window
             if not 0.0 <= lo <= hi <= 1.0:
-                raise ValueError(f"accuracy_window must be (lo, hi) with 0 <= lo <= hi <= 1, got "
-                                 f"{accuracy_window}")
+                raise ValueError(
+                    f"accuracy_window must be (lo, hi) with 0 <= lo <= hi <= 1, got "
+                    f"{accuracy_window}"
+                )
             accuracy_window = (float(lo), float(hi))
         if adaptive_rule not in self.RULES:
             raise ValueError(f"adaptive_rule must be one of {self.RULES}, got {adaptive_rule!r}")
@@ -166,16 +178,27 @@ class IntraClassSplitter:
         self.accuracy_window = accuracy_window
         self.adaptive_rule = adaptive_rule
         self.max_minority = check_probability(max_minority, "max_minority")
-        self._warned = False   # the §3.3-not-applied warning is given once per splitter
+        self._warned = False  # the §3.3-not-applied warning is given once per splitter
 
     def __repr__(self) -> str:
-        base = (f"threshold={self.threshold}" if self.threshold is not None
-                else f"quantile={self.quantile}")
-        return (f"IntraClassSplitter({base}, adaptive={self.adaptive}, "
-                f"accuracy_window={self.accuracy_window}, adaptive_rule={self.adaptive_rule!r})")
+        base = (
+            f"threshold={self.threshold}"
+            if self.threshold is not None
+            else f"quantile={self.quantile}"
+        )
+        return (
+            f"IntraClassSplitter({base}, adaptive={self.adaptive}, "
+            f"accuracy_window={self.accuracy_window}, adaptive_rule={self.adaptive_rule!r})"
+        )
 
-    def embed(self, model: torch.nn.Module, loader, device=None, progress: bool = True,
-              layer: Optional[str] = None):
+    def embed(
+        self,
+        model: torch.nn.Module,
+        loader,
+        device=None,
+        progress: bool = True,
+        layer: str | None = None,
+    ):
         """Deprecated: the splitter takes embeddings, never a model. Use
         :func:`afr_aug.embedding.run_inference` (``embed=True``) and pass its ``embeddings``
         and ``labels`` to :meth:`split`.
@@ -184,13 +207,24 @@ class IntraClassSplitter:
         [N, D], labels [N], class_accuracy [C], train_accuracy)`` on the CPU, the accuracies
         measured on these very images (rows by dataset index when the loader yields indices).
         """
-        warnings.warn("IntraClassSplitter.embed is deprecated: use afr_aug.embedding."
-                      "run_inference(model, loader, embed=True) and split(out.embeddings, "
-                      "out.labels)", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "IntraClassSplitter.embed is deprecated: use afr_aug.embedding."
+            "run_inference(model, loader, embed=True) and split(out.embeddings, "
+            "out.labels)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         from .embedding import run_inference
 
-        out = run_inference(model, loader, embed=True, layer=layer, device=device,
-                            progress=progress, desc="embedding")
+        out = run_inference(
+            model,
+            loader,
+            embed=True,
+            layer=layer,
+            device=device,
+            progress=progress,
+            desc="embedding",
+        )
         labels, num_classes = check_labels(out.labels, num_classes=out.num_classes), out.num_classes
         correct = (out.predictions == labels).double()
         counts = torch.bincount(labels, minlength=num_classes).double()
@@ -199,8 +233,9 @@ class IntraClassSplitter:
         class_accuracy[counts == 0] = float("nan")
         return out.embeddings, labels, class_accuracy, float(correct.mean())
 
-    def hard_classes(self, num_classes: int, class_accuracy=None,
-                     train_accuracy: Optional[float] = None) -> Tuple[Optional[torch.Tensor], bool]:
+    def hard_classes(
+        self, num_classes: int, class_accuracy=None, train_accuracy: float | None = None
+    ) -> tuple[torch.Tensor | None, bool]:
         """§3.3's "hard" classes (``a_c < a_train``), bool [C], and whether the rule applies
         (``None, False`` when it does not: no accuracies, ``adaptive=False`` or outside the
         window)."""
@@ -208,8 +243,9 @@ class IntraClassSplitter:
             return None, False
         acc = torch.as_tensor(class_accuracy, dtype=torch.float32).flatten()
         if len(acc) != num_classes:
-            raise ValueError(f"class_accuracy has {len(acc)} entries, expected one per class "
-                             f"({num_classes})")
+            raise ValueError(
+                f"class_accuracy has {len(acc)} entries, expected one per class ({num_classes})"
+            )
         train_accuracy = check_probability(train_accuracy, "train_accuracy")
         known = ~torch.isnan(acc)
         if ((acc[known] < 0) | (acc[known] > 1)).any():
@@ -224,7 +260,9 @@ class IntraClassSplitter:
                         f"outside accuracy_window={self.accuracy_window}, so the adaptive "
                         f"per-class thresholds of §3.3 are NOT applied (every class keeps its "
                         f"base λ). Pass the running accuracy on the mixed training batches, or "
-                        f"accuracy_window=None to always apply them.", stacklevel=3)
+                        f"accuracy_window=None to always apply them.",
+                        stacklevel=3,
+                    )
                 return None, False
         return known & (acc < float(train_accuracy)), True
 
@@ -233,13 +271,13 @@ class IntraClassSplitter:
         num_classes = len(counts)
         hard, applied = self.hard_classes(num_classes, class_accuracy, train_accuracy)
         order = torch.argsort(similarity)
-        order = order[torch.argsort(labels[order], stable=True)]   # by class, then cosine
+        order = order[torch.argsort(labels[order], stable=True)]  # by class, then cosine
         ordered = similarity[order]
         starts = (torch.cumsum(counts, 0) - counts).tolist()
 
-        def at_share(c: int, share: float) -> float:   # the cosine below which `share` lies
+        def at_share(c: int, share: float) -> float:  # the cosine below which `share` lies
             n = int(counts[c])
-            k = int(round(share * n))
+            k = round(share * n)
             return float("inf") if k >= n else float(ordered[starts[c] + k])
 
         lam = torch.empty(num_classes)
@@ -249,8 +287,10 @@ class IntraClassSplitter:
                 lam[c] = self.threshold if self.threshold is not None else float("nan")
                 continue
             if self.threshold is not None:
-                base, share = self.threshold, float((ordered[starts[c]:starts[c] + n]
-                                                     < self.threshold).float().mean())
+                base, share = (
+                    self.threshold,
+                    float((ordered[starts[c] : starts[c] + n] < self.threshold).float().mean()),
+                )
             else:
                 base, share = at_share(c, self.quantile), self.quantile
             if hard is None or not bool(hard[c]):
@@ -262,9 +302,14 @@ class IntraClassSplitter:
                 lam[c] = at_share(c, max(share, min(self.max_minority, 1 - (1 - share) * ratio)))
         return lam, hard, applied
 
-    def split(self, embeddings: torch.Tensor, labels: torch.Tensor, class_accuracy=None,
-              train_accuracy: Optional[float] = None,
-              num_classes: Optional[int] = None) -> SplitResult:
+    def split(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        class_accuracy=None,
+        train_accuracy: float | None = None,
+        num_classes: int | None = None,
+    ) -> SplitResult:
         """Label each image minority/majority (Eq. 2) with per-class thresholds (§3.3).
 
         ``num_classes`` defaults to ``len(class_accuracy)`` when given, else ``max(labels)+1``.
@@ -278,18 +323,22 @@ class IntraClassSplitter:
         embeddings = embeddings.float().cpu()
         if not torch.isfinite(embeddings).all():
             bad = torch.nonzero(~torch.isfinite(embeddings).all(1)).flatten()
-            raise ValueError(f"embeddings contain NaN or inf in {len(bad)} rows (first: "
-                             f"{bad[:5].tolist()})")
+            raise ValueError(
+                f"embeddings contain NaN or inf in {len(bad)} rows (first: {bad[:5].tolist()})"
+            )
         if num_classes is None:
-            num_classes = len(class_accuracy) if class_accuracy is not None else int(labels.max()) + 1
+            num_classes = (
+                len(class_accuracy) if class_accuracy is not None else int(labels.max()) + 1
+            )
         check_labels(labels, num_classes=num_classes)
-        n, d = embeddings.shape
+        _n, d = embeddings.shape
         counts = torch.bincount(labels, minlength=num_classes)
         sums = torch.zeros(num_classes, d).index_add_(0, labels, embeddings)
         means = sums / counts.clamp(min=1).unsqueeze(1)
         similarity = F.cosine_similarity(embeddings, means[labels], dim=1, eps=1e-12)
-        thresholds, hard, applied = self._thresholds(similarity, labels, counts, class_accuracy,
-                                                     train_accuracy)
+        thresholds, hard, applied = self._thresholds(
+            similarity, labels, counts, class_accuracy, train_accuracy
+        )
         minority = similarity < thresholds[labels]
 
         m_counts = torch.bincount(labels[minority], minlength=num_classes)
@@ -298,7 +347,15 @@ class IntraClassSplitter:
         for c in torch.nonzero((m_counts == 0) & (counts > 0)).flatten().tolist():
             members = torch.nonzero(labels == c).flatten()
             centroids[c] = embeddings[members[similarity[members].argmin()]]
-        return SplitResult(minority_mask=minority, thresholds=thresholds, similarity=similarity,
-                           class_means=means, minority_centroids=centroids, labels=labels,
-                           class_counts=counts, adaptive_applied=applied, hard=hard,
-                           rule=self.adaptive_rule if applied else None)
+        return SplitResult(
+            minority_mask=minority,
+            thresholds=thresholds,
+            similarity=similarity,
+            class_means=means,
+            minority_centroids=centroids,
+            labels=labels,
+            class_counts=counts,
+            adaptive_applied=applied,
+            hard=hard,
+            rule=self.adaptive_rule if applied else None,
+        )

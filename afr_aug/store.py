@@ -14,12 +14,12 @@ unchanged; a failure leaves nothing open and says which generation is still serv
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import tempfile
 import zlib
-from typing import List, Optional
 
 import numpy as np
 import torch
@@ -44,11 +44,13 @@ def _shared_token() -> str:
     return f"{int(all_gather_cat(token)[0]):012x}"
 
 
-def _checksums(data, rows_per_block: int, row_bytes: int, num_rows: int) -> List[int]:
+def _checksums(data, rows_per_block: int, row_bytes: int, num_rows: int) -> list[int]:
     """crc32 of each block of ``rows_per_block`` rows of ``data`` (bytes-like or a uint8 array)."""
     view = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data.reshape(-1)
-    return [zlib.crc32(view[start * row_bytes:min(start + rows_per_block, num_rows) * row_bytes])
-            for start in range(0, num_rows, rows_per_block)]
+    return [
+        zlib.crc32(view[start * row_bytes : min(start + rows_per_block, num_rows) * row_bytes])
+        for start in range(0, num_rows, rows_per_block)
+    ]
 
 
 def _describe(exc: OSError) -> str:
@@ -56,7 +58,9 @@ def _describe(exc: OSError) -> str:
         return "disk full (ENOSPC)"
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"cannot write ({errno.errorcode.get(exc.errno, exc.errno)}: read-only or no permission)"
-    return f"{type(exc).__name__} {errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror or exc}"
+    return (
+        f"{type(exc).__name__} {errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror or exc}"
+    )
 
 
 class _Writer:
@@ -64,11 +68,17 @@ class _Writer:
     ``.partial`` file (disk), every write checked. :meth:`finish` makes it complete and says
     what to swap in; :meth:`abort` drops it and leaves nothing open or on disk."""
 
-    def __init__(self, generation: int, num_rows: int, image_shape: tuple,
-                 path: Optional[str] = None, storage: Optional[str] = None):
+    def __init__(
+        self,
+        generation: int,
+        num_rows: int,
+        image_shape: tuple,
+        path: str | None = None,
+        storage: str | None = None,
+    ):
         self.generation, self.num_rows, self.image_shape = generation, num_rows, image_shape
         self.row_bytes = int(np.prod(image_shape))
-        self.path, self.storage = path, storage          # disk: the .partial file, its folder
+        self.path, self.storage = path, storage  # disk: the .partial file, its folder
         self.handle = None
         self.parts = ([], [])
 
@@ -115,8 +125,8 @@ class _Writer:
         os.fsync(self.handle.fileno())
         self.handle.close()
         self.handle = None
-        barrier()                                 # every rank's rows are on disk
-        final = self.path[:-len(".partial")]
+        barrier()  # every rank's rows are on disk
+        final = self.path[: -len(".partial")]
         if get_rank() == 0:
             os.replace(self.path, final)
             dir_fd = os.open(self.storage, os.O_RDONLY)
@@ -125,7 +135,9 @@ class _Writer:
             finally:
                 os.close(dir_fd)
         barrier()
-        data = np.memmap(final, dtype=np.uint8, mode="r") if self.num_rows else np.zeros(0, np.uint8)
+        data = (
+            np.memmap(final, dtype=np.uint8, mode="r") if self.num_rows else np.zeros(0, np.uint8)
+        )
         try:
             return None, final, _checksums(data, per_block, self.row_bytes, self.num_rows)
         finally:
@@ -144,15 +156,11 @@ class _Writer:
 
     def abort(self) -> None:
         if self.handle is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.handle.close()
-            except OSError:
-                pass
         if self.path is not None and get_rank() == 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(self.path)
-            except OSError:
-                pass
 
 
 class AdversarialStore:
@@ -188,23 +196,24 @@ class AdversarialStore:
         self.storage = self._check(storage)
         self.keep_generations = check_int(keep_generations, "keep_generations", minimum=1)
         self.generation = 0
-        self.image_shape: Optional[tuple] = None
+        self.image_shape: tuple | None = None
         self.num_rows = 0
-        self.token: Optional[str] = None
-        self.file: Optional[str] = None
-        self.checksums: List[int] = []
-        self._rows: Optional[torch.Tensor] = None
+        self.token: str | None = None
+        self.file: str | None = None
+        self.checksums: list[int] = []
+        self._rows: torch.Tensor | None = None
         self._map = None
-        self._verified: Optional[np.ndarray] = None
-        self._pending: Optional[_Pending] = None
+        self._verified: np.ndarray | None = None
+        self._pending: _Pending | None = None
 
     @staticmethod
     def _check(storage):
         if storage == "memory":
             return storage
         if not isinstance(storage, (str, os.PathLike)):
-            raise TypeError(f"storage must be 'memory' or a directory path, got "
-                            f"{type(storage).__name__}")
+            raise TypeError(
+                f"storage must be 'memory' or a directory path, got {type(storage).__name__}"
+            )
         path = os.fspath(storage)
         try:
             os.makedirs(path, exist_ok=True)
@@ -222,18 +231,21 @@ class AdversarialStore:
     def row_bytes(self) -> int:
         return int(np.prod(self.image_shape)) if self.image_shape else 0
 
-    def rows_per_block(self, row_bytes: Optional[int] = None) -> int:
+    def rows_per_block(self, row_bytes: int | None = None) -> int:
         return max(1, BLOCK_BYTES // max(row_bytes or self.row_bytes, 1))
 
-    def _file_name(self, generation: int, token: Optional[str] = None) -> str:
+    def _file_name(self, generation: int, token: str | None = None) -> str:
         return os.path.join(self.storage, f"afr-adversarial-{token or self.token}-{generation}.u8")
 
     def _failed(self, exc: BaseException, generation: int, action: str) -> StoreError:
         where = f" in {self.storage}" if self.on_disk else ""
         cause = _describe(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
         code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO
-        return StoreError(code, f"{cause}{where} while {action} generation {generation}; the "
-                                f"set still holds generation {self.generation}")
+        return StoreError(
+            code,
+            f"{cause}{where} while {action} generation {generation}; the "
+            f"set still holds generation {self.generation}",
+        )
 
     # -- writing a generation ---------------------------------------------------------------
     def begin(self, num_rows: int, image_shape: tuple) -> None:
@@ -256,14 +268,23 @@ class AdversarialStore:
         if pending is None:
             raise RuntimeError("write() outside a generation: call begin() first")
         positions = torch.as_tensor(positions, dtype=torch.long).reshape(-1)
-        if rows.dtype != torch.uint8 or tuple(rows.shape[1:]) != pending.image_shape \
-                or len(rows) != len(positions):
-            raise ValueError(f"rows must be uint8 [{len(positions)}, "
-                             f"{', '.join(map(str, pending.image_shape))}], got {rows.dtype} "
-                             f"{tuple(rows.shape)}")
-        if len(positions) and (int(positions.min()) < 0 or int(positions.max()) >= pending.num_rows):
-            raise ValueError(f"positions must lie in [0, {pending.num_rows}), got "
-                             f"[{int(positions.min())}, {int(positions.max())}]")
+        if (
+            rows.dtype != torch.uint8
+            or tuple(rows.shape[1:]) != pending.image_shape
+            or len(rows) != len(positions)
+        ):
+            raise ValueError(
+                f"rows must be uint8 [{len(positions)}, "
+                f"{', '.join(map(str, pending.image_shape))}], got {rows.dtype} "
+                f"{tuple(rows.shape)}"
+            )
+        if len(positions) and (
+            int(positions.min()) < 0 or int(positions.max()) >= pending.num_rows
+        ):
+            raise ValueError(
+                f"positions must lie in [0, {pending.num_rows}), got "
+                f"[{int(positions.min())}, {int(positions.max())}]"
+            )
         self._attempt(lambda: pending.write(positions, rows), "writing")
 
     def finish(self) -> None:
@@ -274,11 +295,15 @@ class AdversarialStore:
         if pending is None:
             raise RuntimeError("finish() outside a generation: call begin() first")
         rows, final, checksums = self._attempt(
-            lambda: pending.finish(self.rows_per_block(pending.row_bytes)), "finishing")
+            lambda: pending.finish(self.rows_per_block(pending.row_bytes)), "finishing"
+        )
         # the swap: plain assignments, nothing left that can fail half-way
         self._pending, old = None, self.generation
-        self.generation, self.num_rows, self.image_shape = (pending.generation, pending.num_rows,
-                                                            pending.image_shape)
+        self.generation, self.num_rows, self.image_shape = (
+            pending.generation,
+            pending.num_rows,
+            pending.image_shape,
+        )
         self._rows, self.file, self.checksums = rows, final, checksums
         self._map, self._verified = None, None
         if self.on_disk:
@@ -290,7 +315,9 @@ class AdversarialStore:
         try:
             return step()
         except BaseException as exc:
-            generation = self._pending.generation if self._pending is not None else self.generation + 1
+            generation = (
+                self._pending.generation if self._pending is not None else self.generation + 1
+            )
             self.abort()
             if isinstance(exc, OSError) and not isinstance(exc, StoreError):
                 raise self._failed(exc, generation, action) from exc
@@ -306,14 +333,16 @@ class AdversarialStore:
         """Delete this token's files older than the last ``keep_generations``."""
         if get_rank() != 0:
             return
-        for g in range(max(1, old_generation - self.keep_generations + 1),
-                       self.generation - self.keep_generations + 1):
+        for g in range(
+            max(1, old_generation - self.keep_generations + 1),
+            self.generation - self.keep_generations + 1,
+        ):
             path = self._file_name(g)
             if os.path.exists(path):
                 try:
                     os.remove(path)
                 except OSError:
-                    pass                          # a read-only store keeps it: harmless
+                    pass  # a read-only store keeps it: harmless
 
     # -- reading ----------------------------------------------------------------------------
     def rows(self, idx) -> torch.Tensor:
@@ -334,11 +363,15 @@ class AdversarialStore:
         size = self.num_rows * self.row_bytes
         actual = os.path.getsize(self.file) if os.path.isfile(self.file) else None
         if actual != size:
-            raise StoreError(errno.EIO, f"adversarial store file {self.file!r} is "
-                                        f"{'missing' if actual is None else f'{actual} bytes'}, "
-                                        f"expected {size}: it was truncated or deleted")
-        self._map = np.memmap(self.file, dtype=np.uint8, mode="r",
-                              shape=(self.num_rows, *self.image_shape))
+            raise StoreError(
+                errno.EIO,
+                f"adversarial store file {self.file!r} is "
+                f"{'missing' if actual is None else f'{actual} bytes'}, "
+                f"expected {size}: it was truncated or deleted",
+            )
+        self._map = np.memmap(
+            self.file, dtype=np.uint8, mode="r", shape=(self.num_rows, *self.image_shape)
+        )
         self._verified = np.zeros(len(self.checksums), dtype=bool)
 
     def _verify(self, positions: np.ndarray) -> None:
@@ -349,11 +382,16 @@ class AdversarialStore:
             if self._verified[b]:
                 continue
             start, stop = b * per_block, min((b + 1) * per_block, self.num_rows)
-            if zlib.crc32(np.ascontiguousarray(self._map[start:stop]).reshape(-1)) \
-                    != self.checksums[b]:
-                raise StoreError(errno.EIO, f"adversarial store file {self.file!r}: rows "
-                                            f"{start}..{stop - 1} fail their checksum (the file "
-                                            f"was changed or damaged after it was written)")
+            if (
+                zlib.crc32(np.ascontiguousarray(self._map[start:stop]).reshape(-1))
+                != self.checksums[b]
+            ):
+                raise StoreError(
+                    errno.EIO,
+                    f"adversarial store file {self.file!r}: rows "
+                    f"{start}..{stop - 1} fail their checksum (the file "
+                    f"was changed or damaged after it was written)",
+                )
             self._verified[b] = True
 
     def __getstate__(self):
@@ -363,9 +401,15 @@ class AdversarialStore:
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Rows in memory travel in the state; a file is named by it. Both with checksums."""
-        return {"generation": self.generation, "image_shape": self.image_shape,
-                "num_rows": self.num_rows, "token": self.token, "file": self.file,
-                "rows": self._rows, "checksums": list(self.checksums)}
+        return {
+            "generation": self.generation,
+            "image_shape": self.image_shape,
+            "num_rows": self.num_rows,
+            "token": self.token,
+            "file": self.file,
+            "rows": self._rows,
+            "checksums": list(self.checksums),
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore :meth:`state_dict` into either storage, after checking every block against
@@ -375,17 +419,19 @@ class AdversarialStore:
         rows, path = state_dict["rows"], state_dict["file"]
         shape = tuple(state_dict["image_shape"]) if state_dict["image_shape"] is not None else None
         n = int(state_dict["num_rows"])
-        sums = list(state_dict.get("checksums") or [])   # states before checksums: none
+        sums = list(state_dict.get("checksums") or [])  # states before checksums: none
         row_bytes = int(np.prod(shape)) if shape else 0
         per_block = self.rows_per_block(row_bytes)
         if rows is None and path is not None:
             size = n * row_bytes
             actual = os.path.getsize(path) if os.path.isfile(path) else None
             if actual != size:
-                raise ValueError(f"the state's adversarial images are in {path!r}, which is "
-                                 f"{'missing' if actual is None else f'{actual} bytes'}, not "
-                                 f"{size} bytes (a store deletes the files of generations older "
-                                 f"than its keep_generations: is the checkpoint older than that?)")
+                raise ValueError(
+                    f"the state's adversarial images are in {path!r}, which is "
+                    f"{'missing' if actual is None else f'{actual} bytes'}, not "
+                    f"{size} bytes (a store deletes the files of generations older "
+                    f"than its keep_generations: is the checkpoint older than that?)"
+                )
             data = np.memmap(path, dtype=np.uint8, mode="r") if n else np.zeros(0, np.uint8)
         elif rows is not None:
             if len(rows) != n:
@@ -394,9 +440,11 @@ class AdversarialStore:
         else:
             data = None
         if data is not None and sums and _checksums(data, per_block, row_bytes, n) != sums:
-            raise ValueError(f"the state's adversarial images "
-                             f"{'in ' + repr(path) if rows is None else '(in memory)'} fail their "
-                             f"checksums: the file was changed or damaged after it was written")
+            raise ValueError(
+                f"the state's adversarial images "
+                f"{'in ' + repr(path) if rows is None else '(in memory)'} fail their "
+                f"checksums: the file was changed or damaged after it was written"
+            )
         if data is not None and not sums:
             sums = _checksums(data, per_block, row_bytes, n)
         del data
@@ -415,7 +463,7 @@ class AdversarialStore:
         else:
             self._rows = rows
 
-    def _adopt(self, path: Optional[str], rows: Optional[torch.Tensor]) -> None:
+    def _adopt(self, path: str | None, rows: torch.Tensor | None) -> None:
         """This store's own file for a loaded generation: a link to ``path`` (a copy across
         devices), or ``rows`` written out."""
         tmp = self.file + ".partial"

@@ -16,15 +16,13 @@ it holds; a new target is one more class with these three methods.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
 from .checks import check_finite, check_int
 from .split import SplitResult
 
-__all__ = ["HeadTarget", "CentroidTarget", "SlotTarget", "TARGETS"]
+__all__ = ["TARGETS", "CentroidTarget", "HeadTarget", "SlotTarget"]
 
 
 class HeadTarget:
@@ -46,8 +44,8 @@ class HeadTarget:
 
     def __init__(self, head_steps: int = 200):
         self.head_steps = check_int(head_steps, "head_steps", minimum=1)
-        self.head: Optional[torch.nn.Linear] = None
-        self.head_accuracy: Optional[float] = None
+        self.head: torch.nn.Linear | None = None
+        self.head_accuracy: float | None = None
 
     @property
     def fitted(self) -> bool:
@@ -58,11 +56,12 @@ class HeadTarget:
         return self.head.out_features // 2 if self.head is not None else 0
 
     @property
-    def width(self) -> Optional[int]:
+    def width(self) -> int | None:
         return self.head.in_features if self.head is not None else None
 
-    def fit(self, embeddings: torch.Tensor, split: SplitResult,
-            generator: torch.Generator) -> "HeadTarget":
+    def fit(
+        self, embeddings: torch.Tensor, split: SplitResult, generator: torch.Generator
+    ) -> HeadTarget:
         c = split.num_classes
         category = 2 * split.labels + split.minority_mask.long()
         per = max(16, min(256, 50_000 // (2 * c)))
@@ -108,7 +107,7 @@ class CentroidTarget:
     head_accuracy = None
 
     def __init__(self):
-        self.targets: Optional[torch.Tensor] = None
+        self.targets: torch.Tensor | None = None
 
     @property
     def fitted(self) -> bool:
@@ -119,24 +118,26 @@ class CentroidTarget:
         return len(self.targets) if self.targets is not None else 0
 
     @property
-    def width(self) -> Optional[int]:
+    def width(self) -> int | None:
         return self.targets.shape[1] if self.targets is not None else None
 
-    def set(self, targets) -> "CentroidTarget":
+    def set(self, targets) -> CentroidTarget:
         """The pull targets: a ``SplitResult`` (its minority centroids) or a [C, D] tensor."""
         if isinstance(targets, SplitResult):
             targets = targets.minority_centroids
         if not isinstance(targets, torch.Tensor):
-            raise TypeError(f"targets must be a SplitResult or a [C, D] tensor, got "
-                            f"{type(targets).__name__}")
+            raise TypeError(
+                f"targets must be a SplitResult or a [C, D] tensor, got {type(targets).__name__}"
+            )
         if targets.ndim != 2 or targets.shape[0] == 0:
-            raise ValueError(f"targets must be [C, D] (one row per class), got shape "
-                             f"{tuple(targets.shape)}")
+            raise ValueError(
+                f"targets must be [C, D] (one row per class), got shape {tuple(targets.shape)}"
+            )
         check_finite(targets, "targets")
         self.targets = targets.detach().float()
         return self
 
-    def fit(self, embeddings, split: SplitResult, generator) -> "CentroidTarget":
+    def fit(self, embeddings, split: SplitResult, generator) -> CentroidTarget:
         self.targets = split.minority_centroids.float()
         return self
 
@@ -167,10 +168,10 @@ class SlotTarget:
         return len(self._count) if self._count is not None else 0
 
     @property
-    def width(self) -> Optional[int]:
+    def width(self) -> int | None:
         return self._pool.shape[1] if self._pool is not None else None
 
-    def fit(self, embeddings: torch.Tensor, split: SplitResult, generator) -> "SlotTarget":
+    def fit(self, embeddings: torch.Tensor, split: SplitResult, generator) -> SlotTarget:
         c = split.num_classes
         minority = torch.nonzero(split.minority_mask).flatten()
         minority = minority[torch.argsort(split.labels[minority], stable=True)]

@@ -35,24 +35,36 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision import models, transforms as T
+from torchvision import models
+from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from afr_aug import (AFRDataset, AFRLoader, BalancedMixLoader, CutMixBalancer, Embedder,
-                     MinorityPGD, mixed_loss)
+from afr_aug import (
+    AFRDataset,
+    AFRLoader,
+    BalancedMixLoader,
+    CutMixBalancer,
+    Embedder,
+    MinorityPGD,
+    mixed_loss,
+)
 from afr_aug.data import load_cifar, long_tailed_counts
 from afr_aug.losses import BalancedSoftmaxLoss
 from afr_aug.metrics import evaluate
 
-MEAN, STD = (0.491, 0.482, 0.447), (0.247, 0.243, 0.262)      # CIFAR-10's; use your data's
+MEAN, STD = (0.491, 0.482, 0.447), (0.247, 0.243, 0.262)  # CIFAR-10's; use your data's
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--root", type=Path, help="ImageFolder tree with train/ and val/ "
-                   "(default: write one from CIFAR-10 into <out>/imagefolder)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        help="ImageFolder tree with train/ and val/ "
+        "(default: write one from CIFAR-10 into <out>/imagefolder)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/own_model"))
     p.add_argument("--classes", type=int, default=10, help="CIFAR-10 classes to write")
     p.add_argument("--per-class-max", type=int, default=300, help="head class size to write")
@@ -66,31 +78,41 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.01, help="stage 1 (stage 2: a tenth of it)")
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--storage", default=None, help="'memory' or a directory for the "
-                   "adversarial images (default: <out>/afr)")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="'memory' or a directory for the adversarial images (default: <out>/afr)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
 
-def write_imagefolder(out: Path, classes: int, per_class_max: int, ratio: float,
-                      val_per_class: int) -> Path:
+def write_imagefolder(
+    out: Path, classes: int, per_class_max: int, ratio: float, val_per_class: int
+) -> Path:
     """A long-tailed ImageFolder of CIFAR-10 PNGs (kept when already written alike)."""
     root = out / "imagefolder"
-    settings = json.dumps({"classes": classes, "per_class_max": per_class_max,
-                           "ratio": ratio, "val_per_class": val_per_class})
+    settings = json.dumps(
+        {
+            "classes": classes,
+            "per_class_max": per_class_max,
+            "ratio": ratio,
+            "val_per_class": val_per_class,
+        }
+    )
     marker = root / "settings.json"
     if marker.is_file() and marker.read_text() == settings:
         return root
     shutil.rmtree(root, ignore_errors=True)
     counts = long_tailed_counts(per_class_max, classes, ratio)
     for split, train in (("train", True), ("val", False)):
-        cifar = load_cifar("cifar10", train=train)        # $AFR_DATA or ./data
+        cifar = load_cifar("cifar10", train=train)  # $AFR_DATA or ./data
         targets = np.asarray(cifar.targets)
         for c in range(classes):
-            folder = root / split / f"{c}_{cifar.classes[c]}"   # sorted names = label order
+            folder = root / split / f"{c}_{cifar.classes[c]}"  # sorted names = label order
             folder.mkdir(parents=True)
-            for i in np.flatnonzero(targets == c)[:counts[c] if train else val_per_class]:
+            for i in np.flatnonzero(targets == c)[: counts[c] if train else val_per_class]:
                 Image.fromarray(cifar.data[i]).save(folder / f"{i:05d}.png")
     marker.write_text(settings)
     return root
@@ -101,8 +123,9 @@ def train_epoch(model, mixed, criterion, opt, args, desc):
     accuracy from the logits handed back (what AFRLoader's refresh adapts to, §3.3)."""
     steps = min(len(mixed), args.max_iters or len(mixed))
     model.train()
-    for x, y_a, y_b, lam in tqdm(islice(mixed, steps), total=steps, desc=desc, leave=False,
-                                 disable=args.no_progress):
+    for x, y_a, y_b, lam in tqdm(
+        islice(mixed, steps), total=steps, desc=desc, leave=False, disable=args.no_progress
+    ):
         logits = model(x)
         loss = mixed_loss(criterion, logits, y_a, y_b, lam)
         opt.zero_grad()
@@ -124,13 +147,17 @@ def run_stage(name, model, mixed, criterion, lr, epochs, args) -> None:
         acc = train_epoch(model, mixed, criterion, opt, args, f"{name} epoch {epoch + 1}")
         if getattr(mixed, "refreshes", 0) > refreshes:
             report, refresh_s = mixed.report, refresh_s + mixed.refresh_seconds
-            print(f"{name} refresh: {sum(report.attacked)} adversarial images in "
-                  f"{len(mixed.stage2)}; crossed λ_c {report.total_crossed:.0%}, "
-                  f"dose {report.dose:.2%}")
+            print(
+                f"{name} refresh: {sum(report.attacked)} adversarial images in "
+                f"{len(mixed.stage2)}; crossed λ_c {report.total_crossed:.0%}, "
+                f"dose {report.dose:.2%}"
+            )
             print(report)
         sched.step()
         print(f"{name} epoch {epoch + 1}: running accuracy on mixed batches {acc:.1%}")
-    refreshes = f" ({refresh_s:.0f} s of it in AFR refreshes)" if isinstance(mixed, AFRLoader) else ""
+    refreshes = (
+        f" ({refresh_s:.0f} s of it in AFR refreshes)" if isinstance(mixed, AFRLoader) else ""
+    )
     print(f"{name}: {epochs} epochs in {time.perf_counter() - start:.0f} s{refreshes}")
 
 
@@ -138,15 +165,20 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     args.no_progress = args.no_progress or not sys.stderr.isatty()
     torch.manual_seed(0)
-    root = args.root or write_imagefolder(args.out, args.classes, args.per_class_max,
-                                          args.ratio, args.val_per_class)
+    root = args.root or write_imagefolder(
+        args.out, args.classes, args.per_class_max, args.ratio, args.val_per_class
+    )
     S, W = args.size, args.num_workers
 
     # Two views of the same folder. afr-aug wants images in [0, 1]: no Normalize here.
-    train = ImageFolder(root / "train", transform=T.Compose(
-        [T.RandomResizedCrop(S, scale=(0.35, 1)), T.RandomHorizontalFlip(), T.ToTensor()]))
-    plain = T.Compose([T.Resize(S), T.CenterCrop(S), T.ToTensor()])       # deterministic
-    eval_view = ImageFolder(root / "train", transform=plain)     # for AFR's stage-2 set
+    train = ImageFolder(
+        root / "train",
+        transform=T.Compose(
+            [T.RandomResizedCrop(S, scale=(0.35, 1)), T.RandomHorizontalFlip(), T.ToTensor()]
+        ),
+    )
+    plain = T.Compose([T.Resize(S), T.CenterCrop(S), T.ToTensor()])  # deterministic
+    eval_view = ImageFolder(root / "train", transform=plain)  # for AFR's stage-2 set
     val = ImageFolder(root / "val", transform=plain)
     counts = torch.bincount(torch.tensor(train.targets), minlength=len(train.classes)).tolist()
     print(f"{len(train)} training images, per class {counts}; {len(val)} validation images")
@@ -155,15 +187,17 @@ def main(argv=None) -> int:
     # set, the embedding pass, the attack, evaluate) stays in [0, 1]. The alternative: a plain
     # model, and AFRDataset(..., attack=atk) with atk.set_normalization_used(MEAN, STD); the
     # refresh then normalises for the model in both passes (but evaluate would not).
-    model = nn.Sequential(T.Normalize(MEAN, STD),
-                          models.resnet18(weights=None, num_classes=len(counts))).to(args.device)
-    embedder = Embedder(model.eval())                  # default: input of the last nn.Linear
+    model = nn.Sequential(
+        T.Normalize(MEAN, STD), models.resnet18(weights=None, num_classes=len(counts))
+    ).to(args.device)
+    embedder = Embedder(model.eval())  # default: input of the last nn.Linear
     with torch.no_grad():
         dim = embedder(val[0][0][None].to(args.device))[1].shape[1]
-    print(f"AFR embeds the input of {embedder.classifier!r} ({dim}-d)")      # resnet18's fc: 512-d
+    print(f"AFR embeds the input of {embedder.classifier!r} ({dim}-d)")  # resnet18's fc: 512-d
 
-    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                        num_workers=W)
+    loader = DataLoader(
+        train, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=W
+    )
     criterion = BalancedSoftmaxLoss(counts).to(args.device)
 
     # Stage 1: CMO's class-balanced batch (LongTailSampler, built by the wrapper from the
@@ -178,19 +212,29 @@ def main(argv=None) -> int:
     # "(class, minority)", embedding at the same layer as Embedder(model). AFRLoader refreshes
     # it every --refresh-every epochs with the running accuracy of the epoch before (the first
     # time: stage 1's last), and CutMixes it onto 25 % of the batches.
-    afr_set = AFRDataset(eval_view, attack=MinorityPGD(model), batch_size=2 * args.batch_size,
-                          num_workers=W, storage=args.storage or str(args.out / "afr"),
-                          transform=v2.Compose([v2.RandomCrop(S, padding=S // 8),
-                                                v2.RandomHorizontalFlip()]),
-                          progress=not args.no_progress)
-    stage2 = AFRLoader(loader, afr_set, model, refresh_every=args.refresh_every,
-                       running=stage1, device=args.device)
+    afr_set = AFRDataset(
+        eval_view,
+        attack=MinorityPGD(model),
+        batch_size=2 * args.batch_size,
+        num_workers=W,
+        storage=args.storage or str(args.out / "afr"),
+        transform=v2.Compose([v2.RandomCrop(S, padding=S // 8), v2.RandomHorizontalFlip()]),
+        progress=not args.no_progress,
+    )
+    stage2 = AFRLoader(
+        loader, afr_set, model, refresh_every=args.refresh_every, running=stage1, device=args.device
+    )
     run_stage("stage 2", model, stage2, criterion, args.lr / 10, args.stage2_epochs, args)
 
-    result = evaluate(model, DataLoader(val, batch_size=256, num_workers=W),
-                      class_counts=counts, progress=not args.no_progress)
-    shots = "  ".join(f"{g} {'-' if result[g] is None else f'{result[g]:.1%}'}"
-                      for g in ("many", "med", "few"))
+    result = evaluate(
+        model,
+        DataLoader(val, batch_size=256, num_workers=W),
+        class_counts=counts,
+        progress=not args.no_progress,
+    )
+    shots = "  ".join(
+        f"{g} {'-' if result[g] is None else f'{result[g]:.1%}'}" for g in ("many", "med", "few")
+    )
     print(f"result: top-1 {result['top1']:.1%}  {shots}")
     return 0
 

@@ -39,8 +39,15 @@ def fabricated_lt(counts, size=12):
     x = torch.randint(0, 256, (len(y), 3, size, size), dtype=torch.uint8, generator=g)
     xt = torch.randint(0, 256, (30, 3, size, size), dtype=torch.uint8, generator=g)
     k = len(counts)
-    return Data("cifar10-lt", x, y, xt, torch.arange(30) % k, list(counts),
-                [chr(ord("a") + c) for c in range(k)])
+    return Data(
+        "cifar10-lt",
+        x,
+        y,
+        xt,
+        torch.arange(30) % k,
+        list(counts),
+        [chr(ord("a") + c) for c in range(k)],
+    )
 
 
 @pytest.fixture(scope="session")

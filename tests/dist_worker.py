@@ -36,29 +36,59 @@ def compute(storage_dir):
     out = run_inference(model, batches, embed=True, progress=False)
     emb, labs = out.embeddings, out.labels
     correct = (out.predictions == labs).double()
-    acc = (torch.bincount(labs, weights=correct, minlength=3) / torch.bincount(labs, minlength=3)).float()
+    acc = (
+        torch.bincount(labs, weights=correct, minlength=3) / torch.bincount(labs, minlength=3)
+    ).float()
     train_acc = float(correct.mean())
     split = splitter.split(emb, labs, num_classes=3)
-    balancer = AFRDataset(images, labels, batch_size=5, seed=3, progress=False,
-                           splitter=IntraClassSplitter(threshold=0.9, adaptive=False))
+    balancer = AFRDataset(
+        images,
+        labels,
+        batch_size=5,
+        seed=3,
+        progress=False,
+        splitter=IntraClassSplitter(threshold=0.9, adaptive=False),
+    )
     balancer.refresh(model)
-    on_disk = AFRDataset(images, labels, batch_size=5, seed=3, progress=False,
-                          splitter=IntraClassSplitter(threshold=0.9, adaptive=False),
-                          storage=storage_dir)
-    on_disk.refresh(model)            # every rank writes its rows of one shared file
-    metrics = evaluate(model, [(images[i].float() / 255, labels[i]) for i in mine.split(9)],
-                       class_counts=[30, 12, 6], progress=False)
+    on_disk = AFRDataset(
+        images,
+        labels,
+        batch_size=5,
+        seed=3,
+        progress=False,
+        splitter=IntraClassSplitter(threshold=0.9, adaptive=False),
+        storage=storage_dir,
+    )
+    on_disk.refresh(model)  # every rank writes its rows of one shared file
+    metrics = evaluate(
+        model,
+        [(images[i].float() / 255, labels[i]) for i in mine.split(9)],
+        class_counts=[30, 12, 6],
+        progress=False,
+    )
     sampler = LongTailSampler(labels.tolist(), num_samples=40, seed=1)
     sampler.set_epoch(2)
     shares = all_gather_cat(torch.tensor(list(sampler)).view(1, -1))
-    return {"embeddings": emb, "labels": labs, "class_accuracy": acc, "train_accuracy": train_acc,
-            "minority_mask": split.minority_mask, "thresholds": split.thresholds,
-            "centroids": split.minority_centroids, "adversarial": balancer.adversarial,
-            "adversarial_disk": on_disk.adversarial.clone(),
-            "item_index": balancer.item_index, "is_adversarial": balancer.is_adversarial,
-            "attacked": balancer.report.attacked, "crossed": balancer.report.crossed,
-            "top1": metrics["top1"], "per_class": metrics["per_class"], "shares": shares,
-            "global_draw": sampler.global_draw(), "world": world}
+    return {
+        "embeddings": emb,
+        "labels": labs,
+        "class_accuracy": acc,
+        "train_accuracy": train_acc,
+        "minority_mask": split.minority_mask,
+        "thresholds": split.thresholds,
+        "centroids": split.minority_centroids,
+        "adversarial": balancer.adversarial,
+        "adversarial_disk": on_disk.adversarial.clone(),
+        "item_index": balancer.item_index,
+        "is_adversarial": balancer.is_adversarial,
+        "attacked": balancer.report.attacked,
+        "crossed": balancer.report.crossed,
+        "top1": metrics["top1"],
+        "per_class": metrics["per_class"],
+        "shares": shares,
+        "global_draw": sampler.global_draw(),
+        "world": world,
+    }
 
 
 if __name__ == "__main__":

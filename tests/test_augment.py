@@ -31,7 +31,7 @@ def test_random_crop_is_shifted_window_of_padded_input(dtype):
             (dy, dx)
             for dy in range(2 * p + 1)
             for dx in range(2 * p + 1)
-            if torch.equal(y[i], padded[i, :, dy:dy + 10, dx:dx + 14])
+            if torch.equal(y[i], padded[i, :, dy : dy + 10, dx : dx + 14])
         ]
         assert len(hits) == 1, f"sample {i} is not a unique window of the padded input"
         offsets.add(hits[0])
@@ -76,7 +76,9 @@ def test_cutout_zeros_a_clipped_square(size):
     inside = 0
     for i in range(64):
         zero = y[i] == 0
-        assert torch.equal(zero[0], zero[1]) and torch.equal(zero[0], zero[2])  # same hole on all channels
+        assert torch.equal(zero[0], zero[1]) and torch.equal(
+            zero[0], zero[2]
+        )  # same hole on all channels
         rows = zero[0].any(1).nonzero().flatten()
         cols = zero[0].any(0).nonzero().flatten()
         r0, r1, c0, c1 = rows.min().item(), rows.max().item(), cols.min().item(), cols.max().item()
@@ -119,9 +121,9 @@ def test_batched_ops_equal_per_image_ops():
         bins = {b for sub in A._CIFAR10_POLICY for n, _, b in sub if n == name}
         for b in bins:
             mag = A.op_magnitude(name, b, 32, 32)
-            for m in ((mag, -mag) if name in A._SIGNED else (mag,)):
+            for m in (mag, -mag) if name in A._SIGNED else (mag,):
                 batched = A.apply_op(x, name, m)
-                single = torch.cat([A.apply_op(x[i:i + 1], name, m) for i in range(4)])
+                single = torch.cat([A.apply_op(x[i : i + 1], name, m) for i in range(4)])
                 assert torch.equal(batched, single), (name, m)
 
 
@@ -226,16 +228,31 @@ def test_batch_augment_load_state_dict_bad_input():
     before = aug.generator.get_state()
     bad = [
         ([("seed", 0)], TypeError, "expects the dict"),
-        ({k: v for k, v in good.items() if k != "generator_state"}, ValueError,
-         r"missing keys \['generator_state'\]"),
+        (
+            {k: v for k, v in good.items() if k != "generator_state"},
+            ValueError,
+            r"missing keys \['generator_state'\]",
+        ),
         (dict(good, extra=1), ValueError, r"unexpected keys \['extra'\]"),
         (dict(good, type="CutMixBalancer"), ValueError, "saved by 'CutMixBalancer'"),
-        (BatchAugment(seed=0).state_dict(), ValueError, "cutout=False but this BatchAugment has cutout=True"),
+        (
+            BatchAugment(seed=0).state_dict(),
+            ValueError,
+            "cutout=False but this BatchAugment has cutout=True",
+        ),
         (BatchAugment(cutout=True, cutout_size=8).state_dict(), ValueError, "cutout_size=8"),
         (BatchAugment(cutout=True, padding=2).state_dict(), ValueError, "padding=2"),
         (dict(good, seed="0"), TypeError, "seed must be an int or None"),
-        (dict(good, generator_state=[0] * 5056), ValueError, "'generator_state' must be .*got list"),
-        (dict(good, generator_state=torch.zeros(3, dtype=torch.uint8)), ValueError, r"shape \(3,\)"),
+        (
+            dict(good, generator_state=[0] * 5056),
+            ValueError,
+            "'generator_state' must be .*got list",
+        ),
+        (
+            dict(good, generator_state=torch.zeros(3, dtype=torch.uint8)),
+            ValueError,
+            r"shape \(3,\)",
+        ),
         (dict(good, generator_state=good["generator_state"].float()), ValueError, "torch.float32"),
     ]
     for state, exc, match in bad:
@@ -249,13 +266,19 @@ def test_batch_augment_load_state_dict_bad_input():
 
 def test_errors():
     aug = BatchAugment(seed=0)
-    with pytest.raises(ValueError, match=r"4-D image batch \[N, C, H, W\], got shape \(3, 32, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"4-D image batch \[N, C, H, W\], got shape \(3, 32, 32\)"
+    ):
         aug(torch.zeros(3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"1 or 3 channels \(NCHW\), got 32 channels"):
         aug(torch.zeros(2, 32, 32, 3, dtype=torch.uint8))
-    with pytest.raises(ValueError, match=r"float images must be in \[0, 1\], got values in \[0, 255\]"):
+    with pytest.raises(
+        ValueError, match=r"float images must be in \[0, 1\], got values in \[0, 255\]"
+    ):
         aug(torch.arange(256.0).view(1, 1, 16, 16).expand(2, 3, 16, 16))
-    with pytest.raises(ValueError, match=r"float images must be in \[0, 1\], got values in \[-0.5, 0.5\]"):
+    with pytest.raises(
+        ValueError, match=r"float images must be in \[0, 1\], got values in \[-0.5, 0.5\]"
+    ):
         aug(torch.tensor([-0.5, 0.5]).view(1, 1, 1, 2).expand(2, 3, 8, 2))
     with pytest.raises(ValueError, match="images must be finite, got NaN"):
         aug(torch.full((2, 3, 8, 8), float("nan")))
@@ -263,7 +286,9 @@ def test_errors():
         aug(torch.zeros(2, 3, 8, 8, dtype=torch.int32))
     with pytest.raises(TypeError, match="image batch tensor"):
         aug([[0]])
-    with pytest.raises(TypeError, match="auto_augment expects a uint8 image batch, got dtype torch.float32"):
+    with pytest.raises(
+        TypeError, match="auto_augment expects a uint8 image batch, got dtype torch.float32"
+    ):
         auto_augment(torch.rand(2, 3, 8, 8))
     with pytest.raises(ValueError, match="padding must be >= 0, got -1"):
         random_crop(images(2), padding=-1)
@@ -287,7 +312,7 @@ def test_errors():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     x = images(16)
-    aug_args = dict(crop=True, flip=True, cutout=True)
+    aug_args = {"crop": True, "flip": True, "cutout": True}
     cpu = BatchAugment(seed=0, **aug_args)(x)
     gpu = BatchAugment(seed=0, **aug_args)(x.cuda())
     assert gpu.is_cuda and torch.equal(gpu.cpu(), cpu)
@@ -300,12 +325,12 @@ def test_cuda_matches_cpu():
 
 def test_translate_moves_rounded_pixels_and_fills_grey():
     x = torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
-    x[0, 0, :, 0] = 200                                   # a bright first column
+    x[0, 0, :, 0] = 200  # a bright first column
     for bin_idx, pixels in ((3, 5), (8, 13), (9, 15)):
         mag = A.op_magnitude("TranslateX", bin_idx, 32, 32)
         out = A.apply_op(x, "TranslateX", mag)
         assert out[0, 0, :, pixels].eq(200).all() and out[0, 0, :, pixels + 1].eq(0).all()
-        assert out[0, 0, :, :pixels].eq(A.AUTOAUGMENT_FILL).all()     # uncovered: grey 128
+        assert out[0, 0, :, :pixels].eq(A.AUTOAUGMENT_FILL).all()  # uncovered: grey 128
         back = A.apply_op(x, "TranslateY", -mag)
         assert back.eq(A.AUTOAUGMENT_FILL).sum() == pixels * 32
 
@@ -332,8 +357,8 @@ def test_shear_is_bicubic_like_pil_by_hand_and_against_pil():
     x[0, 0, 1, 2] = 90
     out = A.apply_op(x, "ShearX", 0.25)
     d = 0.375
-    assert out[0, 0, 1, 1] == int(90 * d + d * d * 90 - d ** 3 * 90)      # 41.66 -> 41
-    assert out[0, 0, 3, 7] == A.AUTOAUGMENT_FILL      # samples 7.5 + 0.25 * 3.5 >= 8: outside
+    assert out[0, 0, 1, 1] == int(90 * d + d * d * 90 - d**3 * 90)  # 41.66 -> 41
+    assert out[0, 0, 3, 7] == A.AUTOAUGMENT_FILL  # samples 7.5 + 0.25 * 3.5 >= 8: outside
     pil_image = pytest.importorskip("PIL.Image")
     g = torch.Generator().manual_seed(0)
     imgs = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
@@ -342,8 +367,9 @@ def test_shear_is_bicubic_like_pil_by_hand_and_against_pil():
             ours = A.apply_op(imgs, name, m)
             for i in range(3):
                 im = pil_image.fromarray(imgs[i].permute(1, 2, 0).numpy())
-                ref = im.transform(im.size, pil_image.AFFINE, coeffs, pil_image.BICUBIC,
-                                   fillcolor=(128, 128, 128))
+                ref = im.transform(
+                    im.size, pil_image.AFFINE, coeffs, pil_image.BICUBIC, fillcolor=(128, 128, 128)
+                )
                 assert torch.equal(ours[i].permute(1, 2, 0), torch.from_numpy(np.array(ref)))
 
 

@@ -5,9 +5,8 @@ import math
 
 import pytest
 import torch
+from conftest import fabricated_lt
 
-from afr_aug.losses import BalancedSoftmaxLoss, LogitAdjustedLoss
-from afr_aug.mixing import effective_class_counts
 from afr_aug.bench import grid, presets, reproduce
 from afr_aug.bench.checkpoints import state_of
 from afr_aug.bench.derived import BalancedStream, derive_model
@@ -15,8 +14,8 @@ from afr_aug.bench.factories import make_criterion
 from afr_aug.bench.loop import new_run, train_epoch
 from afr_aug.bench.methods import ALL_METHODS, DERIVED_METHODS, PAPER_METHODS
 from afr_aug.bench.schedule import Schedule
-
-from conftest import fabricated_lt
+from afr_aug.losses import BalancedSoftmaxLoss, LogitAdjustedLoss
+from afr_aug.mixing import effective_class_counts
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +23,9 @@ def data():
     return fabricated_lt([40, 12, 4])
 
 
-SMALL = Schedule(epochs=1, stage2_epochs=1, warmup_epochs=1, batch_size=16, crt_epochs=2,
-                 cmo_off_epochs=-1)
+SMALL = Schedule(
+    epochs=1, stage2_epochs=1, warmup_epochs=1, batch_size=16, crt_epochs=2, cmo_off_epochs=-1
+)
 
 
 def finished(method, data, schedule=SMALL):
@@ -49,7 +49,8 @@ def test_la_and_bs_cmo_eff_losses(data):
     z, t = torch.randn(5, 3), torch.tensor([0, 1, 2, 2, 1])
     assert eff(z, t).item() == pytest.approx(BalancedSoftmaxLoss(want)(z, t).item(), rel=1e-6)
     assert plain(z, t).item() == pytest.approx(
-        BalancedSoftmaxLoss(data.class_counts)(z, t).item(), rel=1e-6)
+        BalancedSoftmaxLoss(data.class_counts)(z, t).item(), rel=1e-6
+    )
     # the tail gets more prior mass under mixing than its count says
     assert want[2] / want.sum() > 4 / 56
 
@@ -78,8 +79,8 @@ def test_posthoc_rows_shift_the_logits_by_hand(data):
     eff = effective_class_counts(counts, p=SMALL.cmo_p, image_size=(12, 12))
     shift = (eff / counts).log().float()
     got, want = logits(model, data), logits(raw, data) - shift
-    diff = got - want              # adjust_logits normalises the counts: a constant per row
-    assert torch.allclose(diff, diff[:, :1].expand_as(diff), atol=1e-3)   # float32 logits
+    diff = got - want  # adjust_logits normalises the counts: a constant per row
+    assert torch.allclose(diff, diff[:, :1].expand_as(diff), atol=1e-3)  # float32 logits
     # the tail's logit drops the most: CMO over-fed it
     assert shift.argmax().item() == 2
     ce = finished("ce", data)
@@ -109,16 +110,16 @@ def test_crt_row_retrains_only_the_classifier_on_a_balanced_stream(data):
     stream = BalancedStream(data, SMALL, 0, "cpu")
     assert len(stream) == math.ceil(56 / 16) and images == SMALL.crt_epochs * len(stream) * 16
     labels = torch.cat([y for _, y in stream])
-    assert torch.bincount(labels, minlength=3).min() >= 15     # balanced: ~21 each of 64
+    assert torch.bincount(labels, minlength=3).min() >= 15  # balanced: ~21 each of 64
     after = model.state_dict()
     lin = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)][-1]
     for k, v in src["model"].items():
         if k.startswith(lin + "."):
             assert not torch.equal(after[k], v)
         else:
-            assert torch.equal(after[k], v), k          # features and BN statistics frozen
+            assert torch.equal(after[k], v), k  # features and BN statistics frozen
     again, _ = derive_model("bs_cmo_crt", src, data, "cpu", SMALL, 0)
-    assert all(torch.equal(again.state_dict()[k], after[k]) for k in after)   # reproducible
+    assert all(torch.equal(again.state_dict()[k], after[k]) for k in after)  # reproducible
 
 
 def test_derive_model_rejects_unknown_rows(data):
@@ -133,35 +134,48 @@ def test_derive_model_rejects_unknown_rows(data):
 def test_grid_orders_rows_after_what_they_start_from():
     tasks, deps = grid.grid(["afr_tau", "ce_posthoc"], [0])
     assert tasks == [("ce", 0), ("ce_posthoc", 0), ("bs_cmo", 0), ("afr", 0), ("afr_tau", 0)]
-    assert deps == {("ce_posthoc", 0): ("ce", 0), ("afr_tau", 0): ("afr", 0),
-                    ("afr", 0): ("bs_cmo", 0)}
+    assert deps == {
+        ("ce_posthoc", 0): ("ce", 0),
+        ("afr_tau", 0): ("afr", 0),
+        ("afr", 0): ("bs_cmo", 0),
+    }
     _, deps = grid.grid(["bs_cmo_crt", "afr_tau"], [1], stage1_seed=0)
     assert deps[("bs_cmo_crt", 1)] == ("bs_cmo", 0) and deps[("afr_tau", 1)] == ("afr", 1)
     assert grid.from_bs_cmo("afr_tau") and not grid.from_bs_cmo("ce_posthoc")
 
 
 def test_stage2_from_another_stage1_model_is_a_row_of_its_own(tmp_path):
-    tasks, deps = grid.grid(["bs_cmo_ft", "afr_tau", "bs_cmo_crt"], [1], stage1_seed=0,
-                            stage1_method="bs_cmo_eff")
+    tasks, deps = grid.grid(
+        ["bs_cmo_ft", "afr_tau", "bs_cmo_crt"], [1], stage1_seed=0, stage1_method="bs_cmo_eff"
+    )
     assert deps[("bs_cmo_ft", 1)] == deps[("afr", 1)] == ("bs_cmo_eff", 0)
     assert deps[("afr_tau", 1)] == ("afr", 1) and deps[("bs_cmo_crt", 1)] == ("bs_cmo", 0)
     assert tasks.index(("bs_cmo_eff", 0)) < tasks.index(("afr", 1))
-    assert grid.start_order([("ce", 0), ("afr", 0), ("bs_cmo_eff", 0)], "bs_cmo_eff")[0] \
-        == ("bs_cmo_eff", 0)
+    assert grid.start_order([("ce", 0), ("afr", 0), ("bs_cmo_eff", 0)], "bs_cmo_eff")[0] == (
+        "bs_cmo_eff",
+        0,
+    )
     eff = Schedule(stage1_method="bs_cmo_eff")
-    assert [grid.run_label(m, eff) for m in ("afr", "bs_cmo_ft", "afr_tau", "bs_cmo_eff",
-                                             "bs_cmo_tau")] == [
-        "afr[from=bs_cmo_eff]", "bs_cmo_ft[from=bs_cmo_eff]", "afr_tau[from=bs_cmo_eff]",
-        "bs_cmo_eff", "bs_cmo_tau"]
+    assert [
+        grid.run_label(m, eff) for m in ("afr", "bs_cmo_ft", "afr_tau", "bs_cmo_eff", "bs_cmo_tau")
+    ] == [
+        "afr[from=bs_cmo_eff]",
+        "bs_cmo_ft[from=bs_cmo_eff]",
+        "afr_tau[from=bs_cmo_eff]",
+        "bs_cmo_eff",
+        "bs_cmo_tau",
+    ]
     assert presets.schedule_from(reproduce.parse_args([])).stage1_method == "bs_cmo"
-    args = reproduce.parse_args(["--stage1-method", "bs_cmo_eff", "--stage1-seed", "0",
-                                 "--out", str(tmp_path)])
+    args = reproduce.parse_args(
+        ["--stage1-method", "bs_cmo_eff", "--stage1-seed", "0", "--out", str(tmp_path)]
+    )
     s = presets.schedule_from(args)
     assert s.stage1_method == "bs_cmo_eff"
     assert grid.ckpt_path(args, s, grid.run_label("afr", s), 1).endswith(
-        "afr[from=bs_cmo_eff]-seed1-from0.pt")
+        "afr[from=bs_cmo_eff]-seed1-from0.pt"
+    )
     assert grid.ckpt_path(args, s, "bs_cmo_eff", 1).endswith("bs_cmo_eff-seed1.pt")
-    with pytest.raises(SystemExit):     # its cosine classifier is not the stage-2 model's
+    with pytest.raises(SystemExit):  # its cosine classifier is not the stage-2 model's
         reproduce.parse_args(["--stage1-method", "ldam_drw"])
 
 
@@ -169,8 +183,22 @@ def test_methods_groups_labels_and_paths(tmp_path):
     paper = reproduce.parse_args(["--preset", "paper"])
     assert paper.methods == list(PAPER_METHODS)
     assert reproduce.parse_args(["--preset", "smoke"]).methods == list(ALL_METHODS)
-    args = reproduce.parse_args(["--methods", "afr_tau", "paper", "la", "--out", str(tmp_path),
-                                 "--tau", "0.5", "--la-tau", "2", "--stage1-seed", "0"])
+    args = reproduce.parse_args(
+        [
+            "--methods",
+            "afr_tau",
+            "paper",
+            "la",
+            "--out",
+            str(tmp_path),
+            "--tau",
+            "0.5",
+            "--la-tau",
+            "2",
+            "--stage1-seed",
+            "0",
+        ]
+    )
     assert args.methods == [m for m in ALL_METHODS if m in set(PAPER_METHODS) | {"afr_tau", "la"}]
     s = presets.schedule_from(args)
     assert (s.tau, s.la_tau) == (0.5, 2.0)

@@ -6,19 +6,30 @@ import re
 
 import pytest
 import torch
+from conftest import cifar10_root, needs_cifar10
 
 from afr_aug.bench import reproduce
 from afr_aug.bench.checkpoints import load_checkpoint
 from afr_aug.bench.methods import ALL_METHODS, DERIVED_METHODS, METHODS
 
-from conftest import cifar10_root, needs_cifar10
-
 pytestmark = needs_cifar10
 
 
 def smoke(out, *extra):
-    return reproduce.main(["--preset", "smoke", "--dataset", "cifar10-lt", "--data-root",
-                           str(cifar10_root()), "--out", str(out), "--no-progress", *extra])
+    return reproduce.main(
+        [
+            "--preset",
+            "smoke",
+            "--dataset",
+            "cifar10-lt",
+            "--data-root",
+            str(cifar10_root()),
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_smoke_every_method_writes_schema(tmp_path):
@@ -28,14 +39,28 @@ def test_smoke_every_method_writes_schema(tmp_path):
     assert results["device"].startswith("cpu")
     # the smoke preset runs every row: the paper's and issue 10's baselines
     assert [r["method"] for r in results["runs"]] == list(ALL_METHODS)
-    keys = {"method", "epochs", "seed", "top1", "many", "med", "few", "per_class", "seconds",
-            "img_per_s", "ece", "calibration"}
+    keys = {
+        "method",
+        "epochs",
+        "seed",
+        "top1",
+        "many",
+        "med",
+        "few",
+        "per_class",
+        "seconds",
+        "img_per_s",
+        "ece",
+        "calibration",
+    }
     for r in results["runs"]:
         assert keys <= set(r)
         assert 0 <= r["top1"] <= 1 and len(r["per_class"]) == 10 and r["seed"] == 0
-        assert 0 <= r["ece"] <= 1 and sum(r["calibration"]["count"]) == 500   # test_limit
-        trained = r["method"] not in DERIVED_METHODS or METHODS[r["method"]].derive in ("crt",
-                                                                                      "mislas")
+        assert 0 <= r["ece"] <= 1 and sum(r["calibration"]["count"]) == 500  # test_limit
+        trained = r["method"] not in DERIVED_METHODS or METHODS[r["method"]].derive in (
+            "crt",
+            "mislas",
+        )
         assert r["seconds"] >= 0 and (r["img_per_s"] > 0 if trained else r["img_per_s"] is None)
         for group in ("many", "med", "few"):
             assert r[group] is None or 0 <= r[group] <= 1
@@ -46,7 +71,7 @@ def test_smoke_every_method_writes_schema(tmp_path):
     assert {r["epochs"] for r in results["runs"]} == {2, 3, 4}
     table = (tmp_path / "results.md").read_text()
     assert "AFR" in table and "BS+CMO + cRT" in table and "| 2+1 |" in table
-    assert not re.search(r"\d ± \d", table)            # one seed: no spread in the cells
+    assert not re.search(r"\d ± \d", table)  # one seed: no spread in the cells
     if importlib.util.find_spec("matplotlib") is None:
         pytest.skip("matplotlib (the 'plot' extra) is not installed: no plots to check")
     for name in ("shot_accuracy.png", "per_class.png", "class_distribution.png", "reliability.png"):
@@ -110,14 +135,39 @@ def test_jobs_give_the_serial_result(tmp_path):
 
 
 def test_stage1_seed_shares_one_bs_cmo_model_and_reports_paired_differences(tmp_path):
-    assert smoke(tmp_path, "--methods", "bs_cmo_ft", "afr", "--seeds", "0", "1",
-                 "--stage1-seed", "0", "--jobs", "2", "--max-iters", "1") == 0
+    assert (
+        smoke(
+            tmp_path,
+            "--methods",
+            "bs_cmo_ft",
+            "afr",
+            "--seeds",
+            "0",
+            "1",
+            "--stage1-seed",
+            "0",
+            "--jobs",
+            "2",
+            "--max-iters",
+            "1",
+        )
+        == 0
+    )
     ckpts = sorted(p.name for p in (tmp_path / "ckpt").glob("*.pt"))
-    assert ckpts == ["afr-seed0.pt", "afr-seed1-from0.pt", "bs_cmo-seed0.pt",
-                     "bs_cmo_ft-seed0.pt", "bs_cmo_ft-seed1-from0.pt"]
+    assert ckpts == [
+        "afr-seed0.pt",
+        "afr-seed1-from0.pt",
+        "bs_cmo-seed0.pt",
+        "bs_cmo_ft-seed0.pt",
+        "bs_cmo_ft-seed1-from0.pt",
+    ]
     runs = json.loads((tmp_path / "results.json").read_text())["runs"]
     assert [(r["method"], r["seed"], r["stage1_seed"]) for r in runs] == [
-        ("bs_cmo_ft", 0, 0), ("afr", 0, 0), ("bs_cmo_ft", 1, 0), ("afr", 1, 0)]
+        ("bs_cmo_ft", 0, 0),
+        ("afr", 0, 0),
+        ("bs_cmo_ft", 1, 0),
+        ("afr", 1, 0),
+    ]
     md = (tmp_path / "results.md").read_text()
     assert "Paired difference AFR (ours) − BS+CMO + fine-tune (control)" in md
     diff = runs[1]["top1"] - runs[0]["top1"]
@@ -126,6 +176,7 @@ def test_stage1_seed_shares_one_bs_cmo_model_and_reports_paired_differences(tmp_
 
 def test_stage1_method_fine_tunes_that_model_and_pairs_its_rows(tmp_path, monkeypatch):
     from afr_aug.bench import runner
+
     started_from, real = [], runner.new_run
 
     def new_run(method, seed, *args, init_state=None, **kwargs):
@@ -133,13 +184,30 @@ def test_stage1_method_fine_tunes_that_model_and_pairs_its_rows(tmp_path, monkey
         return real(method, seed, *args, init_state=init_state, **kwargs)
 
     monkeypatch.setattr(runner, "new_run", new_run)
-    assert smoke(tmp_path, "--methods", "bs_cmo_ft", "afr", "--stage1-method", "bs_cmo_eff",
-                 "--max-iters", "1") == 0
-    assert started_from == [("bs_cmo_eff", None), ("bs_cmo_ft", "bs_cmo_eff"),
-                            ("afr", "bs_cmo_eff")]
-    ckpts = sorted(p.name for p in (tmp_path / "ckpt").glob("*.pt"))   # no bs_cmo model
-    assert ckpts == ["afr[from=bs_cmo_eff]-seed0.pt", "bs_cmo_eff-seed0.pt",
-                     "bs_cmo_ft[from=bs_cmo_eff]-seed0.pt"]
+    assert (
+        smoke(
+            tmp_path,
+            "--methods",
+            "bs_cmo_ft",
+            "afr",
+            "--stage1-method",
+            "bs_cmo_eff",
+            "--max-iters",
+            "1",
+        )
+        == 0
+    )
+    assert started_from == [
+        ("bs_cmo_eff", None),
+        ("bs_cmo_ft", "bs_cmo_eff"),
+        ("afr", "bs_cmo_eff"),
+    ]
+    ckpts = sorted(p.name for p in (tmp_path / "ckpt").glob("*.pt"))  # no bs_cmo model
+    assert ckpts == [
+        "afr[from=bs_cmo_eff]-seed0.pt",
+        "bs_cmo_eff-seed0.pt",
+        "bs_cmo_ft[from=bs_cmo_eff]-seed0.pt",
+    ]
     results = json.loads((tmp_path / "results.json").read_text())
     runs = results["runs"]
     assert [r["method"] for r in runs] == ["bs_cmo_ft[from=bs_cmo_eff]", "afr[from=bs_cmo_eff]"]
@@ -147,8 +215,10 @@ def test_stage1_method_fine_tunes_that_model_and_pairs_its_rows(tmp_path, monkey
     assert [r["device"] for r in runs] == [results["device"]] * 2
     md = (tmp_path / "results.md").read_text()
     assert "Trained on" not in md
-    assert ("Paired difference AFR (ours) [from=bs_cmo_eff] − BS+CMO + fine-tune (control) "
-            "[from=bs_cmo_eff]") in md
+    assert (
+        "Paired difference AFR (ours) [from=bs_cmo_eff] − BS+CMO + fine-tune (control) "
+        "[from=bs_cmo_eff]"
+    ) in md
     diff = runs[1]["top1"] - runs[0]["top1"]
     assert f"| 0 | {100 * diff:+.2f} |" in md
 
@@ -161,8 +231,21 @@ def test_jobs_resume_skips_finished_runs_and_reports_failures(tmp_path, capsys):
     assert "0 runs to do (2 already finished)" in capsys.readouterr().out
     # a worker that fails (here: a stage-2 run whose bs_cmo file is corrupt) is reported
     (tmp_path / "ckpt" / "bs_cmo-seed1.pt").write_bytes(b"not a checkpoint")
-    assert smoke(tmp_path, "--methods", "afr", "--seeds", "1", "--max-iters", "1", "--jobs", "2",
-                 "--resume") == 1
+    assert (
+        smoke(
+            tmp_path,
+            "--methods",
+            "afr",
+            "--seeds",
+            "1",
+            "--max-iters",
+            "1",
+            "--jobs",
+            "2",
+            "--resume",
+        )
+        == 1
+    )
     assert "failed" in capsys.readouterr().err
 
 

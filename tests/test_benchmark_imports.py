@@ -31,12 +31,15 @@ def import_graph(folder: Path, package: str = "afr_aug.bench") -> dict:
                 module = node.module or ""
                 absolute = node.level == 0 and (module == package or module.startswith(prefix))
                 if node.level == 1 or absolute:
-                    rest = module[len(package):].lstrip(".") if absolute else module
+                    rest = module[len(package) :].lstrip(".") if absolute else module
                     parts = rest.split(".") if rest else []
                     edges |= {parts[0]} if parts else {a.name for a in node.names}
             elif isinstance(node, ast.Import):
-                edges |= {a.name[len(prefix):].split(".")[0] for a in node.names
-                          if a.name.startswith(prefix)}
+                edges |= {
+                    a.name[len(prefix) :].split(".")[0]
+                    for a in node.names
+                    if a.name.startswith(prefix)
+                }
         graph[name] = edges & modules
     return graph
 
@@ -50,7 +53,7 @@ def find_cycle(graph: dict):
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                return path[path.index(nxt):] + [nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -70,7 +73,9 @@ def find_cycle(graph: dict):
 def test_the_checker_sees_a_cycle_through_a_function_level_import(tmp_path):
     (tmp_path / "a.py").write_text("from .b import f\n")
     (tmp_path / "b.py").write_text("def f():\n    from .a import g\n")
-    (tmp_path / "c.py").write_text("import afr_aug.bench.a\nfrom afr_aug.bench import b\nimport os\n")
+    (tmp_path / "c.py").write_text(
+        "import afr_aug.bench.a\nfrom afr_aug.bench import b\nimport os\n"
+    )
     graph = import_graph(tmp_path)
     assert graph == {"a": {"b"}, "b": {"a"}, "c": {"a", "b"}}
     assert find_cycle(graph) in (["a", "b", "a"], ["b", "a", "b"])

@@ -6,14 +6,22 @@ import numpy as np
 import pytest
 import torch
 
-from afr_aug.checks import (check_class_counts, check_finite, check_generator_state,
-                            check_image_batch, check_image_values, check_int, check_number,
-                            check_probability, check_seed)
+from afr_aug.checks import (
+    check_class_counts,
+    check_finite,
+    check_generator_state,
+    check_image_batch,
+    check_image_values,
+    check_int,
+    check_number,
+    check_probability,
+    check_seed,
+)
 
 
 def test_check_int_bounds_and_types():
     assert check_int(np.int64(4), "n", minimum=1) == 4 and type(check_int(np.int64(4), "n")) is int
-    assert check_int(-3, "offset") == -3                       # no bound unless asked
+    assert check_int(-3, "offset") == -3  # no bound unless asked
     with pytest.raises(TypeError, match="flag must be an int, got bool True"):
         check_int(True, "flag")
     with pytest.raises(ValueError, match="rank must be <= 1, got 2"):
@@ -47,7 +55,7 @@ def test_check_probability():
 def test_check_finite_and_class_counts():
     x = torch.tensor([1.0, 2.0])
     assert check_finite(x, "x") is x
-    assert check_finite(torch.tensor([1, 2]), "labels") is not None     # ints are always finite
+    assert check_finite(torch.tensor([1, 2]), "labels") is not None  # ints are always finite
     with pytest.raises(ValueError, match="logits must be finite"):
         check_finite(torch.tensor([math.inf]), "logits")
     assert check_class_counts(torch.tensor([2.5, 1])).dtype == torch.float64
@@ -76,7 +84,9 @@ def test_image_checks():
 def test_check_generator_state():
     state = torch.Generator().manual_seed(3).get_state()
     assert check_generator_state(state, "rng") is state
-    with pytest.raises(ValueError, match="rng must be a CPU torch.Generator state .*got torch.float32"):
+    with pytest.raises(
+        ValueError, match="rng must be a CPU torch.Generator state .*got torch.float32"
+    ):
         check_generator_state(state.float(), "rng")
     with pytest.raises(ValueError, match=r"uint8 tensor of shape \(5056,\)\), got list"):
         check_generator_state(state.tolist(), "rng")

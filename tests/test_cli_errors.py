@@ -11,21 +11,40 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIS = ["reproduce", "throughput", "attack_balance", "refresh_scale", "sampler_scale", "plan",
-        "preflight", "pack", "bundle", "report"]
+CLIS = [
+    "reproduce",
+    "throughput",
+    "attack_balance",
+    "refresh_scale",
+    "sampler_scale",
+    "plan",
+    "preflight",
+    "pack",
+    "bundle",
+    "report",
+]
 
 
 def run_cli(module, args, tmp_path, **env):
     """``python -m benchmarks.MODULE ARGS`` from an empty folder (no ./data to fall back on),
     with ``AFR_DATA`` pointing at a folder that does not exist."""
-    environ = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-        AFR_DATA=str(tmp_path / "no-such-folder"), OMP_NUM_THREADS="1")
+    environ = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        AFR_DATA=str(tmp_path / "no-such-folder"),
+        OMP_NUM_THREADS="1",
+    )
     environ.update(env)
     cwd = tmp_path / "cwd"
     cwd.mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=cwd,
-                          env=environ, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def one_line_error(proc, module):
@@ -36,22 +55,28 @@ def one_line_error(proc, module):
     return lines[0]
 
 
-@pytest.mark.parametrize("module, args, fix", [
-    ("reproduce", ["--preset", "smoke", "--out", "{tmp}/out"], "--data-root"),
-    ("reproduce", ["--preset", "smoke", "--jobs", "2", "--out", "{tmp}/out"], "--download"),
-    ("reproduce", ["--preset", "smoke", "--data", "{tmp}/none.afrpack", "--out", "{tmp}/out"],
-     "afr-aug pack"),
-    ("throughput", [], "--data PACK"),
-    ("attack_balance", ["--checkpoint", "{tmp}/ckpt.pt"], "--data-root"),
-    ("attack_balance", ["--checkpoint", "{tmp}/none.pt"], "afr-aug reproduce"),
-    ("refresh_scale", ["--images", "40", "--size", "8"], "--skip-cifar"),
-    ("plan", ["--out", "{tmp}/plan.json"], "--data-root"),
-    ("pack", ["--out", "{tmp}/p.afrpack"], "--download"),
-    ("bundle", ["{tmp}/bundle"], "--pack PACK"),
-    ("report", ["{tmp}/nothing"], "results.json"),
-])
+@pytest.mark.parametrize(
+    "module, args, fix",
+    [
+        ("reproduce", ["--preset", "smoke", "--out", "{tmp}/out"], "--data-root"),
+        ("reproduce", ["--preset", "smoke", "--jobs", "2", "--out", "{tmp}/out"], "--download"),
+        (
+            "reproduce",
+            ["--preset", "smoke", "--data", "{tmp}/none.afrpack", "--out", "{tmp}/out"],
+            "afr-aug pack",
+        ),
+        ("throughput", [], "--data PACK"),
+        ("attack_balance", ["--checkpoint", "{tmp}/ckpt.pt"], "--data-root"),
+        ("attack_balance", ["--checkpoint", "{tmp}/none.pt"], "afr-aug reproduce"),
+        ("refresh_scale", ["--images", "40", "--size", "8"], "--skip-cifar"),
+        ("plan", ["--out", "{tmp}/plan.json"], "--data-root"),
+        ("pack", ["--out", "{tmp}/p.afrpack"], "--download"),
+        ("bundle", ["{tmp}/bundle"], "--pack PACK"),
+        ("report", ["{tmp}/nothing"], "results.json"),
+    ],
+)
 def test_missing_data_is_one_line_naming_the_fix(tmp_path, module, args, fix):
-    (tmp_path / "ckpt.pt").write_bytes(b"")          # exists: the data are what is missing
+    (tmp_path / "ckpt.pt").write_bytes(b"")  # exists: the data are what is missing
     proc = run_cli(module, [a.format(tmp=tmp_path) for a in args], tmp_path)
     assert fix in one_line_error(proc, module)
     assert not (tmp_path / "out" / "ckpt").exists()
@@ -80,11 +105,23 @@ def test_download_offline_is_one_line_naming_the_alternatives(tmp_path):
         "import urllib.request, urllib.error\n"
         "def _offline(*a, **k):\n"
         "    raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')\n"
-        "urllib.request.urlopen = _offline\n")
+        "urllib.request.urlopen = _offline\n"
+    )
     env = {"PYTHONPATH": os.pathsep.join([str(sitecustomize.parent), str(ROOT)])}
-    proc = run_cli("reproduce", ["--preset", "smoke", "--download", "--data-root",
-                                 str(tmp_path / "dl"), "--out", str(tmp_path / "out")],
-                   tmp_path, **env)
+    proc = run_cli(
+        "reproduce",
+        [
+            "--preset",
+            "smoke",
+            "--download",
+            "--data-root",
+            str(tmp_path / "dl"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        tmp_path,
+        **env,
+    )
     line = one_line_error(proc, "reproduce")
     assert "could not download cifar10-lt" in line and "offline?" in line
     assert "--data-root" in line and "$AFR_DATA" in line and "--data PACK" in line

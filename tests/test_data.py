@@ -5,9 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import cifar10_root, needs_cifar10
 import torch
+from conftest import cifar10_root, needs_cifar10
 from torch.utils.data import Subset
 
 from afr_aug.data import (
@@ -57,11 +56,15 @@ def write_fake_cifar10(root: Path, per_batch: int = 20, test_n: int = 10, seed: 
             "filenames": [f"test_{i}.png" for i in range(test_n)],
         },
     )
-    _dump(folder / "batches.meta", {"label_names": [f"name{i}" for i in range(10)], "num_vis": 3072})
+    _dump(
+        folder / "batches.meta", {"label_names": [f"name{i}" for i in range(10)], "num_vis": 3072}
+    )
     return folder
 
 
-def write_fake_cifar100(root: Path, train_per_class: int = 6, test_per_class: int = 2, seed: int = 0) -> Path:
+def write_fake_cifar100(
+    root: Path, train_per_class: int = 6, test_per_class: int = 2, seed: int = 0
+) -> Path:
     """cifar-100-python/ with ``train_per_class`` / ``test_per_class`` images per fine class."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-100-python"
@@ -118,11 +121,15 @@ def test_counts_cifar100_lt_exact():
     assert all(a >= b for a, b in zip(counts, counts[1:]))
 
 
-@pytest.mark.parametrize("ratio, factor", [(100, 0.01), (50, 0.02), (10, 0.1), (200, 0.005), (20, 0.05)])
+@pytest.mark.parametrize(
+    "ratio, factor", [(100, 0.01), (50, 0.02), (10, 0.1), (200, 0.005), (20, 0.05)]
+)
 @pytest.mark.parametrize("n_max, classes", [(5000, 10), (500, 100)])
 def test_factor_equals_ratio(ratio, factor, n_max, classes):
     assert long_tailed_counts(n_max, classes, factor) == long_tailed_counts(n_max, classes, ratio)
-    assert long_tailed_counts(n_max, classes, float(ratio)) == long_tailed_counts(n_max, classes, ratio)
+    assert long_tailed_counts(n_max, classes, float(ratio)) == long_tailed_counts(
+        n_max, classes, ratio
+    )
 
 
 def test_counts_balanced_and_single_class():
@@ -155,7 +162,12 @@ def test_counts_exact_integers_survive_float_rounding():
         ((5000, 10, -5), {}, ValueError, "imbalance_ratio must be a finite number > 0"),
         ((5000, 10, float("nan")), {}, ValueError, "imbalance_ratio must be a finite number > 0"),
         ((5000, 10, "100"), {}, TypeError, "imbalance_ratio must be a number"),
-        ((5000, 10, 100), {"profile": "linear"}, ValueError, r"profile must be one of \['exp', 'step'\]"),
+        (
+            (5000, 10, 100),
+            {"profile": "linear"},
+            ValueError,
+            r"profile must be one of \['exp', 'step'\]",
+        ),
         ((10, 10, 100), {}, ValueError, "leaves class 5 with 0 images"),
         ((10, 4, 100), {"profile": "step"}, ValueError, "leaves class 2 with 0 images"),
     ],
@@ -202,14 +214,18 @@ def test_make_long_tailed_accepts_list_array_tensor():
 def test_make_long_tailed_seeds():
     targets = _balanced_targets()
     assert (make_long_tailed(targets, 10, seed=5) == make_long_tailed(targets, 10, seed=5)).all()
-    assert not np.array_equal(make_long_tailed(targets, 10, seed=5), make_long_tailed(targets, 10, seed=6))
+    assert not np.array_equal(
+        make_long_tailed(targets, 10, seed=5), make_long_tailed(targets, 10, seed=6)
+    )
 
 
 def test_make_long_tailed_head_uses_available_max_and_subset():
     # class 0 has the most images (8) and keeps all of them
     targets = [0] * 8 + [1] * 6 + [2] * 5
     idx = make_long_tailed(targets, imbalance_ratio=4, seed=0)
-    assert np.bincount(np.asarray(targets)[idx]).tolist() == long_tailed_counts(8, 3, 4) == [8, 4, 2]
+    assert (
+        np.bincount(np.asarray(targets)[idx]).tolist() == long_tailed_counts(8, 3, 4) == [8, 4, 2]
+    )
     assert idx[:8].tolist() == list(range(8))
     subset = Subset(list(zip(range(len(targets)), targets)), idx.tolist())
     assert [y for _, y in subset] == np.asarray(targets)[idx].tolist()
@@ -219,13 +235,23 @@ def test_make_long_tailed_head_uses_available_max_and_subset():
     "targets, kwargs, exc, match",
     [
         ([0, 0, 2, 2], {}, ValueError, r"class 1 has no images in targets"),
-        ([0] * 10 + [1] * 2, {"imbalance_ratio": 2}, ValueError, "class 1 has 2 images available but .* asks for 5"),
+        (
+            [0] * 10 + [1] * 2,
+            {"imbalance_ratio": 2},
+            ValueError,
+            "class 1 has 2 images available but .* asks for 5",
+        ),
         ([], {}, ValueError, "targets is empty"),
         ([[0, 1], [1, 0]], {}, ValueError, r"targets must be 1-D, got shape \(2, 2\)"),
         ([0.0, 1.0], {}, TypeError, "targets must hold integer labels, got dtype float64"),
         ([0, -1, 1], {}, ValueError, "targets must be non-negative class labels, got minimum -1"),
         ([0, 1] * 10, {"seed": 1.5}, TypeError, "seed must be an int"),
-        ([0, 1] * 10, {"imbalance_ratio": 0}, ValueError, "imbalance_ratio must be a finite number > 0"),
+        (
+            [0, 1] * 10,
+            {"imbalance_ratio": 0},
+            ValueError,
+            "imbalance_ratio must be a finite number > 0",
+        ),
     ],
 )
 def test_make_long_tailed_errors(targets, kwargs, exc, match):
@@ -239,7 +265,15 @@ def test_make_long_tailed_errors(targets, kwargs, exc, match):
 
 
 def test_shot_groups_boundaries():
-    assert shot_groups([5000, 101, 100, 50, 20, 19, 0]) == ["many", "many", "med", "med", "med", "few", "few"]
+    assert shot_groups([5000, 101, 100, 50, 20, 19, 0]) == [
+        "many",
+        "many",
+        "med",
+        "med",
+        "med",
+        "few",
+        "few",
+    ]
     assert shot_groups(CIFAR10_LT_100) == ["many"] * 8 + ["med"] * 2
     assert shot_groups([10, 5, 3], many=5, few=5) == ["many", "med", "few"]
     assert shot_groups(torch.tensor([150, 10])) == ["many", "few"]
@@ -248,7 +282,12 @@ def test_shot_groups_boundaries():
 @pytest.mark.parametrize(
     "args, kwargs, exc, match",
     [
-        (([10, 5],), {"many": 10, "few": 20}, ValueError, "few must be <= many, got few=20, many=10"),
+        (
+            ([10, 5],),
+            {"many": 10, "few": 20},
+            ValueError,
+            "few must be <= many, got few=20, many=10",
+        ),
         (([10, -1],), {}, ValueError, r"class_counts\[1\] must be >= 0, got -1"),
         (([10, 2.5],), {}, TypeError, r"class_counts\[1\] must be an int"),
         ((5,), {}, TypeError, "class_counts must be a sequence of ints, got int"),
@@ -280,7 +319,7 @@ def test_fake_cifar10_shapes_labels_and_pixel_layout(tmp_path):
     img, y = ds[i]
     assert img.dtype == torch.float32 and img.shape == (3, 32, 32)
     assert torch.allclose(img[:, 5, 7], torch.tensor([201, 17, 99]) / 255.0)
-    assert 0.0 <= float(img.min()) and float(img.max()) <= 1.0
+    assert float(img.min()) >= 0.0 and float(img.max()) <= 1.0
     assert y == ds.targets[i]
 
     test = load_cifar("cifar10", root=tmp_path, train=False)
@@ -302,8 +341,8 @@ def test_fake_cifar100_shapes_labels_and_pixel_layout(tmp_path):
 
 
 def test_transform_receives_pil_image(tmp_path):
-    from PIL import Image
     import torchvision.transforms as T
+    from PIL import Image
 
     write_fake_cifar10(tmp_path, per_batch=2, test_n=2)
     seen = []
@@ -401,7 +440,9 @@ def test_corrupt_batches(tmp_path):
         load_cifar("cifar10", root=tmp_path)
 
     _dump(folder / "data_batch_3", {"data": np.zeros((4, 3000), np.uint8), "labels": [0] * 4})
-    with pytest.raises(ValueError, match=r"'data' should be uint8 of shape N x 3072, got uint8 \(4, 3000\)"):
+    with pytest.raises(
+        ValueError, match=r"'data' should be uint8 of shape N x 3072, got uint8 \(4, 3000\)"
+    ):
         load_cifar("cifar10", root=tmp_path)
 
     _dump(folder / "data_batch_3", {"data": np.zeros((4, 3072), np.uint8), "labels": [0] * 3})
@@ -431,8 +472,18 @@ def test_corrupt_batches(tmp_path):
     "data, targets, exc, match",
     [
         (np.zeros((2, 32, 32), np.uint8), [0, 1], ValueError, "data must have shape N x H x W x 3"),
-        (np.zeros((2, 32, 32, 3), np.float32), [0, 1], TypeError, "data must be uint8, got float32"),
-        (np.zeros((2, 32, 32, 3), np.uint8), [0, 1, 1], ValueError, "targets has 3 entries, data 2 images"),
+        (
+            np.zeros((2, 32, 32, 3), np.float32),
+            [0, 1],
+            TypeError,
+            "data must be uint8, got float32",
+        ),
+        (
+            np.zeros((2, 32, 32, 3), np.uint8),
+            [0, 1, 1],
+            ValueError,
+            "targets has 3 entries, data 2 images",
+        ),
         (np.zeros((2, 32, 32, 3), np.uint8), [0, 2], ValueError, r"targets must lie in \[0, 2\)"),
     ],
 )
@@ -501,9 +552,18 @@ def test_package_keeps_its_public_names_and_does_not_import_metrics():
     import afr_aug.data as data
     from afr_aug import metrics
 
-    assert sorted(data.__all__) == sorted(["long_tailed_counts", "make_long_tailed", "CIFARDataset",
-                                           "load_cifar", "cifar_lt", "shot_groups", "ImageList",
-                                           "INaturalist"])
+    assert sorted(data.__all__) == sorted(
+        [
+            "long_tailed_counts",
+            "make_long_tailed",
+            "CIFARDataset",
+            "load_cifar",
+            "cifar_lt",
+            "shot_groups",
+            "ImageList",
+            "INaturalist",
+        ]
+    )
     assert all(callable(getattr(data, name)) for name in data.__all__)
     assert data.shot_groups is metrics.shot_groups
     for path in Path(data.__file__).parent.glob("*.py"):

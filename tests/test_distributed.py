@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import cifar10_root, needs_cifar10
 
 HERE = Path(__file__).resolve().parent
@@ -18,8 +17,14 @@ ROOT = HERE.parent
 
 def torchrun(*args, timeout=300):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--standalone", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
@@ -30,8 +35,10 @@ def both(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist") / "rank0.pt"
     done = torchrun(str(HERE / "dist_worker.py"), str(out), str(out.parent / "ddp-adv"))
     assert done.returncode == 0, done.stderr[-3000:]
-    return (torch.load(out, weights_only=False),
-            dist_worker.compute(str(tmp_path_factory.mktemp("single-adv"))))
+    return (
+        torch.load(out, weights_only=False),
+        dist_worker.compute(str(tmp_path_factory.mktemp("single-adv"))),
+    )
 
 
 def test_split_equals_single_process(both):
@@ -54,7 +61,7 @@ def test_stage2_set_equals_single_process(both):
     diff = (ddp["adversarial"].int() - single["adversarial"].int()).abs()
     # sign-gradient steps on near-zero gradients may differ with batch composition
     assert diff.float().mean() < 0.01 and diff.max() <= 2
-    assert torch.equal(ddp["adversarial_disk"], ddp["adversarial"])     # one shared file
+    assert torch.equal(ddp["adversarial_disk"], ddp["adversarial"])  # one shared file
     assert torch.equal(single["adversarial_disk"], single["adversarial"])
 
 
@@ -75,14 +82,41 @@ def test_sampler_shares_disjoint_and_cover_the_draw(both):
 
 @needs_cifar10
 def test_torchrun_smoke_benchmark(tmp_path):
-    done = torchrun("-m", "benchmarks.reproduce", "--preset", "smoke", "--dataset", "cifar10-lt",
-                    "--data-root", str(cifar10_root()), "--methods", "bs_cmo", "afr",
-                    "--out", str(tmp_path), "--no-progress")
+    done = torchrun(
+        "-m",
+        "benchmarks.reproduce",
+        "--preset",
+        "smoke",
+        "--dataset",
+        "cifar10-lt",
+        "--data-root",
+        str(cifar10_root()),
+        "--methods",
+        "bs_cmo",
+        "afr",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["world_size"] == 2
     assert [r["method"] for r in results["runs"]] == ["bs_cmo", "afr"]
-    keys = {"method", "epochs", "seed", "top1", "many", "med", "few", "per_class", "seconds", "img_per_s"}
+    keys = {
+        "method",
+        "epochs",
+        "seed",
+        "top1",
+        "many",
+        "med",
+        "few",
+        "per_class",
+        "seconds",
+        "img_per_s",
+    }
     assert all(keys <= set(r) for r in results["runs"])
-    assert done.stdout.count("wrote ") == 1                   # rank 0 alone writes
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["afr-seed0.pt", "bs_cmo-seed0.pt"]
+    assert done.stdout.count("wrote ") == 1  # rank 0 alone writes
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "afr-seed0.pt",
+        "bs_cmo-seed0.pt",
+    ]

@@ -13,9 +13,15 @@ from afr_aug.models import resnet32
 
 
 def small_vit(num_classes=5):
-    return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2,
-                                                num_heads=2, hidden_dim=32, mlp_dim=64,
-                                                num_classes=num_classes)
+    return torchvision.models.VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
+        num_classes=num_classes,
+    )
 
 
 def all_hooks(model):
@@ -38,15 +44,35 @@ def capture(module, *, output):
     return box, h
 
 
-@pytest.mark.parametrize("name,build,size,classifier,dim", [
-    ("resnet32", lambda: resnet32(num_classes=5), 32, "fc", 64),
-    ("resnet18", lambda: torchvision.models.resnet18(num_classes=5), 64, "fc", 512),
-    ("mobilenet_v3_small", lambda: torchvision.models.mobilenet_v3_small(num_classes=5), 64,
-     "classifier.3", 1024),
-    ("vit", small_vit, 32, "heads.head", 32),
-    ("sequential", lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                         nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5)), 16, "5", 6),
-])
+@pytest.mark.parametrize(
+    "name,build,size,classifier,dim",
+    [
+        ("resnet32", lambda: resnet32(num_classes=5), 32, "fc", 64),
+        ("resnet18", lambda: torchvision.models.resnet18(num_classes=5), 64, "fc", 512),
+        (
+            "mobilenet_v3_small",
+            lambda: torchvision.models.mobilenet_v3_small(num_classes=5),
+            64,
+            "classifier.3",
+            1024,
+        ),
+        ("vit", small_vit, 32, "heads.head", 32),
+        (
+            "sequential",
+            lambda: nn.Sequential(
+                nn.Conv2d(3, 4, 3),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(4, 6),
+                nn.ReLU(),
+                nn.Linear(6, 5),
+            ),
+            16,
+            "5",
+            6,
+        ),
+    ],
+)
 def test_default_layer_is_the_classifier_input_in_one_forward(name, build, size, classifier, dim):
     torch.manual_seed(0)
     model = build().eval()
@@ -59,14 +85,14 @@ def test_default_layer_is_the_classifier_input_in_one_forward(name, build, size,
     embedder = Embedder(model)
     with torch.no_grad():
         logits, emb = embedder(x)
-    assert len(calls) == 1                       # one call of model(x)
-    assert embedder.classifier == classifier and embedder.layer is None   # found, remembered
+    assert len(calls) == 1  # one call of model(x)
+    assert embedder.classifier == classifier and embedder.layer is None  # found, remembered
     assert embedder.where == f"the input of {classifier!r}"
     assert emb.shape == (3, dim)
     assert torch.allclose(emb, box["t"].flatten(1)) and torch.allclose(logits, expected_logits)
     with torch.no_grad():
         embedder(x)
-    assert len(calls) == 2 and all_hooks(model) == 1   # only the counter is left
+    assert len(calls) == 2 and all_hooks(model) == 1  # only the counter is left
 
 
 def test_resnet32_embedding_equals_return_embedding():
@@ -97,7 +123,7 @@ def test_named_layer_output_flattened():
     h.remove()
     assert emb.shape == (2, 512) and torch.allclose(emb, box["t"].flatten(1))
     with torch.no_grad():
-        _, emb = Embedder(model, "layer4")(x)        # a feature map, flattened
+        _, emb = Embedder(model, "layer4")(x)  # a feature map, flattened
     assert emb.shape == (2, 512 * 2 * 2)
 
 
@@ -134,7 +160,7 @@ def test_distributed_data_parallel_wrapper(tmp_path):
         model = nn.parallel.DistributedDataParallel(inner)
         assert unwrap_model(model) is inner
         x = torch.rand(2, 3, 32, 32)
-        logits, emb = Embedder(model, layer="avgpool")(x)        # names of the inner module
+        logits, emb = Embedder(model, layer="avgpool")(x)  # names of the inner module
         assert logits.shape == (2, 3) and emb.shape == (2, 512)
         embedder = Embedder(model)
         embedder(x)
@@ -153,10 +179,11 @@ def test_errors():
         Embedder(lambda x: x)
     with pytest.raises(TypeError, match="layer must be"):
         Embedder(nn.Linear(2, 2), layer=3)
+
     class Unused(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fc, self.spare = nn.Linear(12, 2), nn.Linear(3, 3)   # spare: never run
+            self.fc, self.spare = nn.Linear(12, 2), nn.Linear(3, 3)  # spare: never run
 
         def forward(self, x):
             return self.fc(x.flatten(1))
@@ -182,7 +209,7 @@ def test_logits_from_tuples_and_objects():
 
 def test_eval_mode_restores_every_module():
     model = resnet32(num_classes=2).train()
-    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d)).eval()   # frozen BN
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d)).eval()  # frozen BN
     with eval_mode(model):
         assert not any(m.training for m in model.modules())
     assert model.training and not bn.training
@@ -193,7 +220,9 @@ def test_run_inference_orders_by_index_and_keeps_modes():
     model = resnet32(num_classes=3).train()
     x, y = torch.rand(10, 3, 32, 32), torch.randint(0, 3, (10,))
     perm = torch.randperm(10)
-    batches = [(x[p], y[p], p) for p in perm.split(4)] + [(x[:2], y[:2], torch.arange(2))]  # repeats
+    batches = [(x[p], y[p], p) for p in perm.split(4)] + [
+        (x[:2], y[:2], torch.arange(2))
+    ]  # repeats
     out = run_inference(model, batches, embed=True, keep_logits=True)
     assert model.training
     assert out.index.tolist() == list(range(10)) and torch.equal(out.labels, y)

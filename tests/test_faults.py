@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import afr_aug.store as store_module
 import afr_aug.stage2.pipeline as pipeline
+import afr_aug.store as store_module
 from afr_aug import AFRDataset
 from afr_aug.models import resnet32
 from afr_aug.store import StoreError
@@ -89,6 +89,7 @@ def _raise_in(monkeypatch, b, step):
                 if i == 1:
                     raise error(step)
                 yield out
+
         monkeypatch.setattr(b.attack, "generate", generate)
     elif step in ("write", "finish"):
         real = getattr(b.store, step)
@@ -99,6 +100,7 @@ def _raise_in(monkeypatch, b, step):
             if step == "finish" or len(calls) == 2:
                 raise Boom(step)
             return real(*a, **k)
+
         monkeypatch.setattr(b.store, step, fail)
 
 
@@ -109,7 +111,7 @@ STEPS = ["embed", "split", "fit", "generate", "write", "finish", "ctrl-c"]
 @pytest.mark.parametrize("step", STEPS)
 def test_a_failure_at_any_step_keeps_the_previous_generation(tmp_path, monkeypatch, where, step):
     storage = "memory" if where == "memory" else str(tmp_path)
-    b = new_set(storage, batch_size=8)          # several attack batches: fail in the middle
+    b = new_set(storage, batch_size=8)  # several attack batches: fail in the middle
     refresh(b)
     before, fds, state = served(b), open_fds(), b.generator.get_state()
     with monkeypatch.context() as m:
@@ -120,7 +122,7 @@ def test_a_failure_at_any_step_keeps_the_previous_generation(tmp_path, monkeypat
         assert "the set still holds generation 1" in err.value.__notes__[-1]
     assert same(served(b), before) and b.generation == b.store.generation == 1
     assert b.store._pending is None and open_fds() == fds and partials(storage) == []
-    assert torch.equal(b.generator.get_state(), state)          # a retry draws the same slots
+    assert torch.equal(b.generator.get_state(), state)  # a retry draws the same slots
     refresh(b)
     twin = new_set(storage if where == "memory" else str(tmp_path / "twin"), batch_size=8)
     refresh(twin)
@@ -140,6 +142,7 @@ def _writable_for_root_too(monkeypatch, tmp_path):
         if str(path).startswith(str(tmp_path)) and flags & os.O_CREAT:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real(path, flags, *a, **k)
+
     monkeypatch.setattr(store_module.os, "open", deny)
 
 
@@ -149,23 +152,27 @@ def test_a_read_only_directory_is_one_clear_error_and_bumps_nothing(tmp_path, mo
     before, state = served(b), b.state_dict()
     with monkeypatch.context() as m:
         _writable_for_root_too(m, tmp_path)
-        with pytest.raises(StoreError, match=r"cannot write .* while starting generation 2; the "
-                                             r"set still holds generation 1") as err:
+        with pytest.raises(
+            StoreError,
+            match=r"cannot write .* while starting generation 2; the "
+            r"set still holds generation 1",
+        ) as err:
             refresh(b)
         assert err.value.errno == errno.EACCES
     os.chmod(tmp_path, 0o755)
     assert same(served(b), before) and b.store.generation == 1
-    refresh(b)                                   # generation 2, not 3: nothing was bumped
+    refresh(b)  # generation 2, not 3: nothing was bumped
     assert b.store.generation == 2
     again = new_set(str(tmp_path / "other"))
-    again.load_state_dict(state)                 # the last checkpoint's file is still there
+    again.load_state_dict(state)  # the last checkpoint's file is still there
     assert same(served(again), before)
 
 
 def _mount_tmpfs(path, size):
     path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                       capture_output=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     return r.returncode == 0
 
 
@@ -175,7 +182,7 @@ def test_a_full_disk_keeps_the_previous_generation_and_never_sigbus(tmp_path):
     mounted = _mount_tmpfs(disk, "160k")
     script = textwrap.dedent(f"""
         import errno, os, sys, warnings
-        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        sys.path.insert(0, {str(ROOT / "tests")!r})
         import torch
         import afr_aug.store as store_module
         from test_faults import new_set, refresh, served, same
@@ -206,8 +213,9 @@ def test_a_full_disk_keeps_the_previous_generation_and_never_sigbus(tmp_path):
         print("ok", {mounted})
     """)
     try:
-        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                              timeout=300, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT
+        )
     finally:
         if mounted:
             subprocess.run(["umount", str(disk)], capture_output=True)
@@ -231,11 +239,11 @@ def test_a_corrupted_file_is_caught_on_load_and_on_read(tmp_path):
     refresh(b)
     state, path = b.state_dict(), b.store.file
     size = os.path.getsize(path)
-    with open(path, "r+b") as f:                 # random bytes of the same size
+    with open(path, "r+b") as f:  # random bytes of the same size
         f.write(os.urandom(size))
     with pytest.raises(ValueError, match="fail their checksums"):
         new_set(str(tmp_path / "b")).load_state_dict(state)
-    worker = pickle.loads(pickle.dumps(b))       # what a DataLoader worker reads with
+    worker = pickle.loads(pickle.dumps(b))  # what a DataLoader worker reads with
     with pytest.raises(StoreError, match="fail their checksum"):
         worker.get_batch(torch.nonzero(worker.is_adversarial).flatten()[:1])
 
@@ -264,9 +272,9 @@ def test_two_sets_from_one_checkpoint_never_share_a_file(tmp_path):
     refresh(b)
     refresh(b)
     refresh(b)
-    assert same(served(a), before)               # B's refreshes never touched A's rows
+    assert same(served(a), before)  # B's refreshes never touched A's rows
     c = new_set(str(tmp_path / "run"))
-    c.load_state_dict(state)                     # nor the checkpoint's file
+    c.load_state_dict(state)  # nor the checkpoint's file
     assert same(served(c), before)
 
 
@@ -287,7 +295,7 @@ def test_kill_9_at_each_phase_leaves_the_checkpoint_loadable(tmp_path, phase):
     disk, ckpt = tmp_path / "adv", tmp_path / "state.pt"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        sys.path.insert(0, {str(ROOT / "tests")!r})
         import torch
         import afr_aug.store as store_module
         import afr_aug.stage2.pipeline as pipeline
@@ -326,12 +334,13 @@ def test_kill_9_at_each_phase_leaves_the_checkpoint_loadable(tmp_path, phase):
         refresh(b)
         raise SystemExit("not killed")
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-3000:])
     saved = torch.load(ckpt, weights_only=True)
     resumed = new_set(str(tmp_path / "resumed"))
     resumed.load_state_dict(saved["state"])
     assert same(served(resumed), saved["served"])
-    refresh(resumed)                             # and it goes on
+    refresh(resumed)  # and it goes on
     assert resumed.generation == 2

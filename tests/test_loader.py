@@ -3,7 +3,7 @@
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from afr_aug import AFRDataset, AFRLoader, BalancedMixLoader, CutMixBalancer, MixUpBalancer
 from afr_aug.loader import MixedBatch, dataset_labels
@@ -35,8 +35,9 @@ class Net(nn.Module):
 
     def __init__(self, num_classes=3):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.head = nn.Linear(8, num_classes)
 
     def forward(self, x):
@@ -67,10 +68,10 @@ def test_stage1_mixes_with_class_balanced_batches():
     for epoch in range(20):
         mixed.set_epoch(epoch)
         for batch in mixed:
-            assert isinstance(batch, MixedBatch) and batch.lam < 1.0 or batch.lam == 1.0
+            assert (isinstance(batch, MixedBatch) and batch.lam < 1.0) or batch.lam == 1.0
             drawn += torch.bincount(batch.y_b, minlength=3)
     share = drawn / drawn.sum()
-    assert torch.all((share - 1 / 3).abs() < 0.06), share      # balanced, not 24:8:4
+    assert torch.all((share - 1 / 3).abs() < 0.06), share  # balanced, not 24:8:4
 
 
 def test_unmixed_batches_pass_through_and_no_balanced_batch_is_fetched():
@@ -91,11 +92,9 @@ def test_a_balanced_batch_is_fetched_only_for_the_batches_that_mix():
 
 
 def test_short_balanced_source_restarts_then_fails_clearly():
-    mixed = BalancedMixLoader(loader_of(Images()), CutMixBalancer(p=1.0),
-                              balanced=Counting(n=1))
-    assert sum(1 for _ in mixed) == len(mixed)               # restarted as often as needed
-    tiny = BalancedMixLoader(loader_of(Images()), CutMixBalancer(p=1.0),
-                             balanced=Counting(batch=2))
+    mixed = BalancedMixLoader(loader_of(Images()), CutMixBalancer(p=1.0), balanced=Counting(n=1))
+    assert sum(1 for _ in mixed) == len(mixed)  # restarted as often as needed
+    tiny = BalancedMixLoader(loader_of(Images()), CutMixBalancer(p=1.0), balanced=Counting(batch=2))
     with pytest.raises(ValueError, match="smaller than the loader's"):
         next(iter(tiny))
 
@@ -114,7 +113,7 @@ def test_observe_counts_the_running_accuracy_against_y_a():
     per_class, overall = mixed.accuracy()
     assert torch.allclose(per_class, expected.per_class(), equal_nan=True)
     assert overall == pytest.approx(expected.overall())
-    next(iter(mixed))                                         # a new epoch counts afresh
+    next(iter(mixed))  # a new epoch counts afresh
     assert mixed.running.seen.sum() == 0
 
 
@@ -141,8 +140,13 @@ def test_transform_runs_on_both_batches_before_mixing():
 
 def test_set_epoch_reaches_ddp_and_balanced_samplers_and_workers_are_kept():
     data = Images()
-    user = DataLoader(data, batch_size=6, num_workers=1, pin_memory=False,
-                      sampler=DistributedSampler(data, num_replicas=2, rank=1, shuffle=True))
+    user = DataLoader(
+        data,
+        batch_size=6,
+        num_workers=1,
+        pin_memory=False,
+        sampler=DistributedSampler(data, num_replicas=2, rank=1, shuffle=True),
+    )
     mixed = BalancedMixLoader(user)
     mixed.set_epoch(7)
     assert user.sampler.epoch == 7 and mixed.balanced.sampler.epoch == 7
@@ -186,7 +190,7 @@ def test_state_dict_resumes_the_same_mixing():
     resumed = BalancedMixLoader(loader_of(data), MixUpBalancer(p=0.5, seed=9))
     resumed.load_state_dict(state)
     assert resumed.epoch == 1
-    assert run(resumed, [1]) == full[len(full) // 2:]
+    assert run(resumed, [1]) == full[len(full) // 2 :]
     with pytest.raises(ValueError, match="num_classes"):
         BalancedMixLoader(loader_of(data), labels=[0, 1, 2, 3] * 9).load_state_dict(state)
 
@@ -201,15 +205,20 @@ def test_afr_loader_refreshes_on_schedule_with_the_epoch_befores_accuracy(monkey
     torch.manual_seed(0)
     data, model = Images(), Net()
     before = RunningAccuracy(3)
-    before.update(torch.tensor([0, 0, 2]), torch.tensor([0, 1, 2]))   # 2 / 3, class 1 wrong
+    before.update(torch.tensor([0, 0, 2]), torch.tensor([0, 1, 2]))  # 2 / 3, class 1 wrong
     stage2 = afr_loader(data, model, refresh_every=2, running=before)
     seen = []
     real = stage2.stage2.refresh
 
     def spy(model, device=None, class_accuracy=None, train_accuracy=None, mix=None):
         seen.append((stage2.epoch, class_accuracy.tolist(), train_accuracy))
-        return real(model, device=device, class_accuracy=class_accuracy,
-                    train_accuracy=train_accuracy, mix=mix)
+        return real(
+            model,
+            device=device,
+            class_accuracy=class_accuracy,
+            train_accuracy=train_accuracy,
+            mix=mix,
+        )
 
     monkeypatch.setattr(stage2.stage2, "refresh", spy)
     counted = []
@@ -284,8 +293,9 @@ def test_afr_loader_takes_a_lazy_dataset_and_the_stage1_loader():
     stage1 = BalancedMixLoader(loader_of(data))
     for batch in stage1:
         stage1.observe(model(batch.x))
-    stage2 = AFRLoader(loader_of(data), AFRDataset(data, progress=False), model,
-                       running=stage1, refresh_every=1)
+    stage2 = AFRLoader(
+        loader_of(data), AFRDataset(data, progress=False), model, running=stage1, refresh_every=1
+    )
     batch = next(iter(stage2))
     assert batch.x.shape == (6, 3, 24, 24) and stage2.refreshes == 1
     assert stage2.report.train_accuracy == pytest.approx(stage1.accuracy()[1])
@@ -327,7 +337,7 @@ def test_the_balanced_stream_draws_every_batch_from_the_afr_set():
     data, model = Images(), Net()
     literal = afr_loader(data, model, mixer=CutMixBalancer(p=1.0, seed=0))
     balanced = afr_loader(data, model, mixer=CutMixBalancer(p=1.0, seed=0), stream="balanced")
-    assert len(balanced) == len(literal) == len(loader_of(data))     # the same budget
+    assert len(balanced) == len(literal) == len(loader_of(data))  # the same budget
     bases, partners = torch.zeros(3), torch.zeros(3)
     for epoch in range(4):
         balanced.set_epoch(epoch)

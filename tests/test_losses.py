@@ -26,7 +26,9 @@ def test_balanced_softmax_matches_hand_computation():
         per.append(_ce(z, y))
     loss = BalancedSoftmaxLoss(COUNTS)(logits, targets)
     assert loss.item() == pytest.approx(sum(per) / 2, rel=1e-6)  # buffers are float32
-    assert BalancedSoftmaxLoss(COUNTS, reduction="sum")(logits, targets).item() == pytest.approx(sum(per))
+    assert BalancedSoftmaxLoss(COUNTS, reduction="sum")(logits, targets).item() == pytest.approx(
+        sum(per)
+    )
     none = BalancedSoftmaxLoss(COUNTS, reduction="none")(logits, targets)
     assert none.tolist() == pytest.approx(per)
 
@@ -43,7 +45,11 @@ def test_balanced_softmax_gradient_flows_and_buffer_moves():
     assert "log_prior" in dict(loss_fn.named_buffers())
     logits = torch.randn(4, 3, requires_grad=True)
     loss_fn.to("cpu")(logits, torch.tensor([0, 1, 2, 0])).backward()
-    assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    assert (
+        logits.grad is not None
+        and torch.isfinite(logits.grad).all()
+        and logits.grad.abs().sum() > 0
+    )
 
 
 def test_balanced_softmax_accepts_int32_targets():
@@ -100,7 +106,7 @@ def test_reduction_error():
 
 
 def _ldam_margins(counts, max_m):
-    raw = [n ** -0.25 for n in counts]
+    raw = [n**-0.25 for n in counts]
     return [r * max_m / max(raw) for r in raw]
 
 
@@ -140,7 +146,11 @@ def test_ldam_weight_assignment_changes_value_and_gradient_flows():
     after = loss_fn(logits, targets)
     assert not torch.allclose(before, after)
     after.backward()
-    assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    assert (
+        logits.grad is not None
+        and torch.isfinite(logits.grad).all()
+        and logits.grad.abs().sum() > 0
+    )
     loss_fn.weight = None
     assert torch.allclose(loss_fn(logits, targets), before)
 
@@ -165,14 +175,16 @@ def test_drw_weights_schedule():
     before = drw_weights(COUNTS, epoch=159, start_epoch=160)
     assert before.dtype == torch.float32 and torch.equal(before, torch.ones(3))
     beta = 0.9999
-    raw = [(1 - beta) / (1 - beta ** n) for n in COUNTS]
+    raw = [(1 - beta) / (1 - beta**n) for n in COUNTS]
     expected = [r / sum(raw) * 3 for r in raw]
     for epoch in (160, 199):
         w = drw_weights(COUNTS, epoch=epoch, start_epoch=160, beta=beta)
         assert w.tolist() == pytest.approx(expected, rel=1e-5)
         assert w.sum().item() == pytest.approx(3.0, rel=1e-6)
     # beta = 0 means no re-weighting at all
-    assert drw_weights(COUNTS, epoch=5, start_epoch=0, beta=0.0).tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert drw_weights(COUNTS, epoch=5, start_epoch=0, beta=0.0).tolist() == pytest.approx(
+        [1.0, 1.0, 1.0]
+    )
 
 
 def test_drw_weights_errors():
@@ -186,7 +198,10 @@ def test_drw_weights_errors():
 def test_cuda_matches_cpu():
     logits = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
     targets = torch.tensor([0, 1, 2, 0, 1, 2, 0, 0])
-    for loss_fn in (BalancedSoftmaxLoss(COUNTS), LDAMLoss(COUNTS, weight=drw_weights(COUNTS, epoch=200))):
+    for loss_fn in (
+        BalancedSoftmaxLoss(COUNTS),
+        LDAMLoss(COUNTS, weight=drw_weights(COUNTS, epoch=200)),
+    ):
         cpu = loss_fn(logits, targets)
         gpu = loss_fn.to("cuda")(logits.cuda(), targets.cuda())
         assert torch.allclose(gpu.cpu(), cpu, atol=1e-5)

@@ -62,30 +62,79 @@ def test_shot_accuracy_groups():
     "call, exc, match",
     [
         (lambda: top1_accuracy(PREDS[:7], TARGETS), ValueError, "outputs has 7 entries, targets 8"),
-        (lambda: top1_accuracy(torch.zeros(2, 3, 4), TARGETS[:2]), ValueError,
-         r"outputs must be logits \[N, C\] or predicted labels \[N\], got shape \(2, 3, 4\)"),
-        (lambda: top1_accuracy(PREDS, TARGETS.view(2, 4)), ValueError,
-         r"targets must be 1-D \(one label per item\), got shape \(2, 4\)"),
-        (lambda: top1_accuracy(PREDS.float(), TARGETS), TypeError,
-         "1-D outputs are read as predicted labels .* must be integers, got dtype torch.float32"),
-        (lambda: top1_accuracy(PREDS, TARGETS.float() + 0.5), TypeError,
-         "targets must be integer class indices, got fractional"),
-        (lambda: top1_accuracy(_logits(PREDS), TARGETS + 1), ValueError,
-         r"targets must lie in \[0, 2\] for 3 classes, got 3"),
-        (lambda: top1_accuracy(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long)),
-         ValueError, "outputs and targets are empty"),
-        (lambda: per_class_accuracy(PREDS, TARGETS, 2), ValueError, r"targets must lie in \[0, 1\] for 2 classes, got 2"),
-        (lambda: per_class_accuracy(PREDS, torch.tensor([0, 0, 0, 1, 1, 1, -1, 2]), 3), ValueError,
-         r"targets must be >= 0, got -1"),
-        (lambda: per_class_accuracy(torch.tensor([0, 5]), torch.tensor([0, 1]), 3), ValueError,
-         r"predicted labels must lie in \[0, 2\] for 3 classes, got 5"),
-        (lambda: per_class_accuracy(_logits(PREDS), TARGETS, 4), ValueError,
-         "outputs has 3 columns .*, num_classes is 4"),
-        (lambda: per_class_accuracy(PREDS, TARGETS, 0), ValueError, "num_classes must be >= 1, got 0"),
+        (
+            lambda: top1_accuracy(torch.zeros(2, 3, 4), TARGETS[:2]),
+            ValueError,
+            r"outputs must be logits \[N, C\] or predicted labels \[N\], got shape \(2, 3, 4\)",
+        ),
+        (
+            lambda: top1_accuracy(PREDS, TARGETS.view(2, 4)),
+            ValueError,
+            r"targets must be 1-D \(one label per item\), got shape \(2, 4\)",
+        ),
+        (
+            lambda: top1_accuracy(PREDS.float(), TARGETS),
+            TypeError,
+            "1-D outputs are read as predicted labels .* must be integers, got dtype torch.float32",
+        ),
+        (
+            lambda: top1_accuracy(PREDS, TARGETS.float() + 0.5),
+            TypeError,
+            "targets must be integer class indices, got fractional",
+        ),
+        (
+            lambda: top1_accuracy(_logits(PREDS), TARGETS + 1),
+            ValueError,
+            r"targets must lie in \[0, 2\] for 3 classes, got 3",
+        ),
+        (
+            lambda: top1_accuracy(
+                torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long)
+            ),
+            ValueError,
+            "outputs and targets are empty",
+        ),
+        (
+            lambda: per_class_accuracy(PREDS, TARGETS, 2),
+            ValueError,
+            r"targets must lie in \[0, 1\] for 2 classes, got 2",
+        ),
+        (
+            lambda: per_class_accuracy(PREDS, torch.tensor([0, 0, 0, 1, 1, 1, -1, 2]), 3),
+            ValueError,
+            r"targets must be >= 0, got -1",
+        ),
+        (
+            lambda: per_class_accuracy(torch.tensor([0, 5]), torch.tensor([0, 1]), 3),
+            ValueError,
+            r"predicted labels must lie in \[0, 2\] for 3 classes, got 5",
+        ),
+        (
+            lambda: per_class_accuracy(_logits(PREDS), TARGETS, 4),
+            ValueError,
+            "outputs has 3 columns .*, num_classes is 4",
+        ),
+        (
+            lambda: per_class_accuracy(PREDS, TARGETS, 0),
+            ValueError,
+            "num_classes must be >= 1, got 0",
+        ),
         (lambda: per_class_accuracy(PREDS, TARGETS, 3.0), TypeError, "num_classes must be an int"),
-        (lambda: shot_accuracy([0.5, 0.5], [100, 10, 1]), ValueError, "per_class_acc has 2 entries, class_counts 3"),
-        (lambda: shot_accuracy([[0.5, 0.5]], [100, 10]), ValueError, r"per_class_acc must be 1-D \[C\]"),
-        (lambda: shot_accuracy([0.5, 0.5], [100, 10], many=10, few=50), ValueError, "few must be <= many"),
+        (
+            lambda: shot_accuracy([0.5, 0.5], [100, 10, 1]),
+            ValueError,
+            "per_class_acc has 2 entries, class_counts 3",
+        ),
+        (
+            lambda: shot_accuracy([[0.5, 0.5]], [100, 10]),
+            ValueError,
+            r"per_class_acc must be 1-D \[C\]",
+        ),
+        (
+            lambda: shot_accuracy([0.5, 0.5], [100, 10], many=10, few=50),
+            ValueError,
+            "few must be <= many",
+        ),
     ],
 )
 def test_errors(call, exc, match):
@@ -115,7 +164,7 @@ class LookupModel(nn.Module):
 
 def _loader(batch=3):
     ids = torch.arange(len(TARGETS))
-    return [(ids[i:i + batch], TARGETS[i:i + batch]) for i in range(0, len(ids), batch)]
+    return [(ids[i : i + batch], TARGETS[i : i + batch]) for i in range(0, len(ids), batch)]
 
 
 def test_evaluate_hand_computed_and_restores_mode():
@@ -144,7 +193,9 @@ def test_evaluate_restores_mixed_modes_and_after_error():
         yield torch.arange(3), TARGETS[:3]
         yield "not a batch"
 
-    with pytest.raises(TypeError, match=r"loader must yield \(images, labels\[, indices\]\); batch 1 is str"):
+    with pytest.raises(
+        TypeError, match=r"loader must yield \(images, labels\[, indices\]\); batch 1 is str"
+    ):
         evaluate(model, bad_loader())
     assert model.training and not model.bn.training
 
@@ -163,7 +214,7 @@ def test_evaluate_without_counts_infers_classes_and_extra_items():
 def test_evaluate_shows_a_progress_bar_by_default(capsys):
     model = LookupModel(PREDS)
     evaluate(model, _loader())
-    assert "evaluate" in capsys.readouterr().err          # tqdm's bar, cleared when done
+    assert "evaluate" in capsys.readouterr().err  # tqdm's bar, cleared when done
     evaluate(model, _loader(), progress=False)
     assert capsys.readouterr().err == ""
 
@@ -196,12 +247,37 @@ def test_evaluate_with_real_dataloader():
 @pytest.mark.parametrize(
     "kwargs, loader, exc, match",
     [
-        ({"class_counts": [5, 5]}, None, ValueError, "model returns 3 logits per sample, num_classes is 2"),
-        ({"num_classes": 3, "class_counts": [5, 5]}, None, ValueError, "class_counts has 2 entries, num_classes is 3"),
+        (
+            {"class_counts": [5, 5]},
+            None,
+            ValueError,
+            "model returns 3 logits per sample, num_classes is 2",
+        ),
+        (
+            {"num_classes": 3, "class_counts": [5, 5]},
+            None,
+            ValueError,
+            "class_counts has 2 entries, num_classes is 3",
+        ),
         ({}, [], ValueError, "loader yielded no batch"),
-        ({}, [(torch.arange(3), TARGETS[:2])], ValueError, "batch 0: labels has 2 entries, model outputs 3"),
-        ({}, [(torch.arange(3), torch.tensor([0, 1, 7]))], ValueError, r"targets must lie in \[0, 2\] for 3 classes, got 7"),
-        ({}, [([0, 1, 2], TARGETS[:3])], TypeError, "loader must yield image tensors; batch 0 has list"),
+        (
+            {},
+            [(torch.arange(3), TARGETS[:2])],
+            ValueError,
+            "batch 0: labels has 2 entries, model outputs 3",
+        ),
+        (
+            {},
+            [(torch.arange(3), torch.tensor([0, 1, 7]))],
+            ValueError,
+            r"targets must lie in \[0, 2\] for 3 classes, got 7",
+        ),
+        (
+            {},
+            [([0, 1, 2], TARGETS[:3])],
+            TypeError,
+            "loader must yield image tensors; batch 0 has list",
+        ),
         ({"num_classes": 0}, None, ValueError, "num_classes must be >= 1, got 0"),
         ({"num_classes": 3.0}, None, TypeError, "num_classes must be an int, got float"),
     ],
@@ -222,7 +298,9 @@ def test_evaluate_rejects_non_module_and_non_logits():
         def forward(self, x):
             return x.float()
 
-    with pytest.raises(ValueError, match=r"batch 0: model\(x\) must return logits \[N, C\], got \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"batch 0: model\(x\) must return logits \[N, C\], got \(3,\)"
+    ):
         evaluate(Flat(), _loader())
 
 
@@ -232,7 +310,7 @@ def test_running_accuracy_counts_per_class_and_overall():
     acc = RunningAccuracy(3)
     assert torch.isnan(acc.per_class()).all() and acc.overall() != acc.overall()
     acc.update(torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [1.0, 0, 0]]), torch.tensor([0, 1, 1]))
-    acc.update(torch.tensor([2, 2]), torch.tensor([2, 0]))          # predictions work too
+    acc.update(torch.tensor([2, 2]), torch.tensor([2, 0]))  # predictions work too
     assert acc.per_class().tolist() == pytest.approx([0.5, 0.5, 1.0])
     assert acc.overall() == pytest.approx(3 / 5)
     other = RunningAccuracy(3)

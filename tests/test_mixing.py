@@ -17,11 +17,11 @@ def test_cutmix_lam_is_exact_pixel_share():
     seen = set()
     for _ in range(200):
         out, y_a, y_b, lam = mixer(x, y, xb, yb)
-        from_x = (out == 0).all(1).float().mean(dim=(1, 2))   # per image share of x pixels
+        from_x = (out == 0).all(1).float().mean(dim=(1, 2))  # per image share of x pixels
         assert torch.allclose(from_x, torch.full_like(from_x, lam))
         assert torch.equal(y_a, y) and torch.equal(y_b, yb)
         seen.add(round(lam, 2))
-    assert len(seen) > 20          # box sizes vary
+    assert len(seen) > 20  # box sizes vary
     assert torch.equal(x, torch.zeros_like(x))  # input untouched
 
 
@@ -57,7 +57,10 @@ def test_state_round_trip_continues_the_stream(cls):
         straight(x, y, xb, yb)
         stopped(x, y, xb, yb)
     state = stopped.state_dict()
-    assert set(state) == {"type", "p", "beta", "in_batch", "generator"} and state["type"] == cls.__name__
+    assert (
+        set(state) == {"type", "p", "beta", "in_batch", "generator"}
+        and state["type"] == cls.__name__
+    )
     resumed = cls(p=0.5, seed=123)
     resumed.load_state_dict(state)
     for _ in range(20):
@@ -65,7 +68,9 @@ def test_state_round_trip_continues_the_stream(cls):
         assert a[3] == b[3] and torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
 
 
-@pytest.mark.parametrize("cls,other", [(CutMixBalancer, MixUpBalancer), (MixUpBalancer, CutMixBalancer)])
+@pytest.mark.parametrize(
+    "cls,other", [(CutMixBalancer, MixUpBalancer), (MixUpBalancer, CutMixBalancer)]
+)
 def test_load_state_dict_bad_input(cls, other):
     mixer = cls(p=0.5, seed=0)
     good = mixer.state_dict()
@@ -77,23 +82,35 @@ def test_load_state_dict_bad_input(cls, other):
         (other(p=0.5).state_dict(), ValueError, f"saved by '{other.__name__}'"),
         (cls(p=0.25).state_dict(), ValueError, f"p=0.25 but this {cls.__name__} has p=0.5"),
         (cls(p=0.5, beta=2.0).state_dict(), ValueError, "beta=2.0"),
-        (dict(good, generator="seed 0"), ValueError, "'generator' must be a CPU torch.Generator state"),
+        (
+            dict(good, generator="seed 0"),
+            ValueError,
+            "'generator' must be a CPU torch.Generator state",
+        ),
         (dict(good, generator=good["generator"][:100]), ValueError, r"shape \(100,\)"),
         (dict(good, generator=good["generator"].long()), ValueError, "torch.int64"),
     ]
     for state, exc, match in bad:
         with pytest.raises(exc, match=match):
             mixer.load_state_dict(state)
-    assert torch.equal(mixer.generator.get_state(), before)   # rejected states change nothing
+    assert torch.equal(mixer.generator.get_state(), before)  # rejected states change nothing
 
 
 @pytest.mark.parametrize("cls", [CutMixBalancer, MixUpBalancer])
 def test_state_of_the_numpy_era_is_refused_clearly(cls):
     mixer = cls(p=0.5)
     before = mixer.generator.get_state()
-    old = {"type": cls.__name__, "p": 0.5, "alpha": 1.0,
-           "rng": {"bit_generator": "PCG64", "state": {"state": 1, "inc": 1}, "has_uint32": 0,
-                   "uinteger": 0}}
+    old = {
+        "type": cls.__name__,
+        "p": 0.5,
+        "alpha": 1.0,
+        "rng": {
+            "bit_generator": "PCG64",
+            "state": {"state": 1, "inc": 1},
+            "has_uint32": 0,
+            "uinteger": 0,
+        },
+    }
     with pytest.raises(ValueError, match="comes from an older afr-aug version"):
         mixer.load_state_dict(old)
     assert torch.equal(mixer.generator.get_state(), before)
@@ -106,7 +123,8 @@ def test_old_alpha_keyword_and_attribute(cls):
         old = cls(p=1.0, alpha=0.5, seed=2)
     new = cls(p=1.0, beta=0.5, seed=2)
     assert old.beta == 0.5 and [old(x, y, xb, yb)[3] for _ in range(5)] == [
-        new(x, y, xb, yb)[3] for _ in range(5)]
+        new(x, y, xb, yb)[3] for _ in range(5)
+    ]
     with pytest.warns(DeprecationWarning, match=f"{cls.__name__}.alpha is deprecated"):
         assert old.alpha == 0.5
     with pytest.raises(TypeError, match="both 'beta' and its deprecated name 'alpha'"):
@@ -126,7 +144,7 @@ def test_lam_follows_beta_a_a(a):
     assert bool(((lams >= 0) & (lams <= 1)).all())
     assert abs(float(lams.mean()) - 0.5) < 4 * (var / len(lams)) ** 0.5
     sample_var = float(((lams - 0.5) ** 2).mean())
-    assert abs(sample_var - var) < 4 * ((fourth - var ** 2) / len(lams)) ** 0.5
+    assert abs(sample_var - var) < 4 * ((fourth - var**2) / len(lams)) ** 0.5
 
 
 def test_beta_with_unequal_shapes_and_tiny_shapes():
@@ -138,14 +156,17 @@ def test_beta_with_unequal_shapes_and_tiny_shapes():
     mean, var = a / (a + b), a * b / ((a + b) ** 2 * (a + b + 1))
     assert abs(float(draws.mean()) - mean) < 4 * (var / len(draws)) ** 0.5
     assert abs(float(draws.var()) - var) < 0.05 * var
-    tiny = [beta_draw(1e-3, 1e-3, g) for _ in range(200)]      # U ** (1 / a) underflows
+    tiny = [beta_draw(1e-3, 1e-3, g) for _ in range(200)]  # U ** (1 / a) underflows
     assert all(0.0 <= t <= 1.0 for t in tiny) and 0.2 < sum(t > 0.5 for t in tiny) / 200 < 0.8
 
 
 @pytest.mark.parametrize("cls", [CutMixBalancer, MixUpBalancer])
 def test_seed_defaults_to_zero_and_none_is_fresh(cls):
     x, y, xb, yb = batches(n=2, size=16)
-    lams = lambda m: [m(x, y, xb, yb)[3] for _ in range(10)]
+
+    def lams(m):
+        return [m(x, y, xb, yb)[3] for _ in range(10)]
+
     assert lams(cls(p=1.0)) == lams(cls(p=1.0, seed=0))
     assert lams(cls(p=1.0, seed=None)) != lams(cls(p=1.0, seed=None))
 
@@ -160,7 +181,7 @@ def test_cutmix_box_mean_area_matches_beta():
 def test_mixup_interpolates():
     mixer = MixUpBalancer(p=1.0, seed=0)
     x, y, xb, yb = batches(n=4, size=4)
-    out, y_a, y_b, lam = mixer(x, y, xb, yb)
+    out, _y_a, _y_b, lam = mixer(x, y, xb, yb)
     assert 0.0 <= lam <= 1.0
     assert torch.allclose(out, torch.full_like(out, 1 - lam))
     never = MixUpBalancer(p=0.0, seed=0)

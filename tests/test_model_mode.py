@@ -18,8 +18,15 @@ Y = torch.tensor([0] * 12 + [1] * 8 + [2] * 4)
 
 def small_net():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.1), nn.Linear(4, 3))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.1),
+        nn.Linear(4, 3),
+    )
 
 
 def set_mode(net, mode):
@@ -28,7 +35,7 @@ def set_mode(net, mode):
     if mode == "eval":
         return net.eval()
     net.train()
-    net[1].eval()                      # a BatchNorm the user froze inside a training model
+    net[1].eval()  # a BatchNorm the user froze inside a training model
     return net
 
 
@@ -51,12 +58,17 @@ CALLS = {
     "run_inference": lambda net: run_inference(net, [(X, Y)], embed=True, progress=False),
     "evaluate": lambda net: evaluate(net, [(X, Y)], progress=False),
     "retrain_classifier": lambda net: retrain_classifier(
-        net, DataLoader(TensorDataset(X, Y), batch_size=8), epochs=1, lr=0.1, progress=False),
+        net, DataLoader(TensorDataset(X, Y), batch_size=8), epochs=1, lr=0.1, progress=False
+    ),
     "MinorityPGD.__call__": attack_call,
     "MinorityPGD.generate": attack_generate,
     "AFRDataset.refresh": lambda net: AFRDataset(
-        (X * 255).to(torch.uint8), Y, progress=False, batch_size=8,
-        splitter=IntraClassSplitter(quantile=0.25, adaptive=False)).refresh(net),
+        (X * 255).to(torch.uint8),
+        Y,
+        progress=False,
+        batch_size=8,
+        splitter=IntraClassSplitter(quantile=0.25, adaptive=False),
+    ).refresh(net),
     "IntraClassSplitter.embed": splitter_embed,
 }
 

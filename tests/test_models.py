@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from afr_aug.models import ResNet32, resnet32
-from afr_aug.models import PadShortcut
+from afr_aug.models import PadShortcut, ResNet32, resnet32
 
 
 def _n_params(model):
@@ -24,8 +23,16 @@ def test_architecture_layout():
     assert model.num_classes == 10 and model.embedding_dim == 64
     assert [len(s) for s in (model.layer1, model.layer2, model.layer3)] == [5, 5, 5]
     assert model.conv1.out_channels == 16
-    assert [s[0].conv1.stride for s in (model.layer1, model.layer2, model.layer3)] == [(1, 1), (2, 2), (2, 2)]
-    assert [s[-1].conv2.out_channels for s in (model.layer1, model.layer2, model.layer3)] == [16, 32, 64]
+    assert [s[0].conv1.stride for s in (model.layer1, model.layer2, model.layer3)] == [
+        (1, 1),
+        (2, 2),
+        (2, 2),
+    ]
+    assert [s[-1].conv2.out_channels for s in (model.layer1, model.layer2, model.layer3)] == [
+        16,
+        32,
+        64,
+    ]
     shortcuts = [m for m in model.modules() if isinstance(m, PadShortcut)]
     assert len(shortcuts) == 2 and all(_n_params(s) == 0 for s in shortcuts)
     assert model.fc.in_features == 64 and model.fc.out_features == 10

@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from conftest import cifar10_root, needs_cifar10
 
 from afr_aug.bench import pack, pack_format
 from afr_aug.bench.data import DataError, load_data
-
-from conftest import cifar10_root, needs_cifar10
 
 
 def test_image_codec_is_lossless_on_edge_values():
@@ -15,7 +14,7 @@ def test_image_codec_is_lossless_on_edge_values():
     x = rng.integers(0, 256, size=(5, 3, 7, 9), dtype=np.uint8)
     x[0] = 0
     x[1] = 255
-    x[2, :, ::2] = 255                                   # the largest jumps between neighbours
+    x[2, :, ::2] = 255  # the largest jumps between neighbours
     res = pack_format.encode_images(x)
     assert res.dtype == np.uint8 and res.shape == x.shape
     assert np.array_equal(pack_format.decode_images(res), x)
@@ -33,10 +32,12 @@ def test_single_channel_and_bad_input():
 
 def test_pack_round_trip_checksum_and_damage(tmp_path):
     rng = np.random.default_rng(1)
-    arrays = {"x_train": rng.integers(0, 256, (6, 3, 8, 8), dtype=np.uint8),
-              "y_train": np.array([0, 0, 0, 1, 1, 2]),
-              "x_test": rng.integers(0, 256, (3, 3, 8, 8), dtype=np.uint8),
-              "y_test": np.array([2, 1, 0])}
+    arrays = {
+        "x_train": rng.integers(0, 256, (6, 3, 8, 8), dtype=np.uint8),
+        "y_train": np.array([0, 0, 0, 1, 1, 2]),
+        "x_test": rng.integers(0, 256, (3, 3, 8, 8), dtype=np.uint8),
+        "y_test": np.array([2, 1, 0]),
+    }
     path = tmp_path / "d.afrpack"
     digest = pack_format.write_pack(path, arrays, {"dataset": "toy"})
     assert digest == pack_format.file_sha256(path) and len(digest) == 64
@@ -45,7 +46,7 @@ def test_pack_round_trip_checksum_and_damage(tmp_path):
     for k in arrays:
         assert np.array_equal(got[k], arrays[k])
     blob = bytearray(path.read_bytes())
-    blob[-3] ^= 0xFF                                     # flip bits in the last stream
+    blob[-3] ^= 0xFF  # flip bits in the last stream
     path.write_bytes(bytes(blob))
     with pytest.raises(ValueError, match="damaged"):
         pack_format.read_pack(path)
@@ -68,8 +69,12 @@ def test_cifar10_lt_pack_equals_the_folder_and_fits(cifar10_lt_pack):
 
 
 def test_command_line_prints_the_sha256(tmp_path, capsys, monkeypatch):
-    arrays = {"x_train": np.zeros((4, 3, 4, 4), np.uint8), "y_train": np.array([0, 0, 0, 1]),
-              "x_test": np.zeros((2, 3, 4, 4), np.uint8), "y_test": np.array([0, 1])}
+    arrays = {
+        "x_train": np.zeros((4, 3, 4, 4), np.uint8),
+        "y_train": np.array([0, 0, 0, 1]),
+        "x_test": np.zeros((2, 3, 4, 4), np.uint8),
+        "y_test": np.array([0, 1]),
+    }
 
     def fake_pack(dataset, out, root, ratio, download):
         assert (dataset, ratio, download) == ("cifar100-lt", 50.0, True)
@@ -77,8 +82,12 @@ def test_command_line_prints_the_sha256(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(pack, "pack_dataset", fake_pack)
     out = tmp_path / "p.afrpack"
-    assert pack.main(["--dataset", "cifar100-lt", "--imbalance-ratio", "50", "--download",
-                      "--out", str(out)]) == 0
+    assert (
+        pack.main(
+            ["--dataset", "cifar100-lt", "--imbalance-ratio", "50", "--download", "--out", str(out)]
+        )
+        == 0
+    )
     assert pack_format.file_sha256(out) in capsys.readouterr().out
 
 

@@ -36,7 +36,10 @@ def _fake_wheel(folder, name, version, requires=()):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr(f"{dist}/__init__.py", "")
         z.writestr(f"{info}/METADATA", "\n".join(meta) + "\n")
-        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(
+            f"{info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         z.writestr(f"{info}/RECORD", "")
     return path
 
@@ -47,8 +50,16 @@ def _declared_requirements():
 
 
 def _pip(python, *args):
-    cmd = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check",
-           "--no-input", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(python),
+        "--disable-pip-version-check",
+        "--no-input",
+        *args,
+    ]
     # ignore this machine's pip configuration (index mirrors, version caps): the test is offline
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
@@ -76,8 +87,17 @@ def _resolve(tmp_path, requirements):
     done = _pip(python, "install", "--no-index", "--find-links", str(wh), "requests==2.32.3")
     assert done.returncode == 0, done.stderr
     report = tmp_path / "report.json"
-    res = _pip(python, "install", "--dry-run", "--no-index", "--find-links", str(wh),
-               "--report", str(report), *requirements)
+    res = _pip(
+        python,
+        "install",
+        "--dry-run",
+        "--no-index",
+        "--find-links",
+        str(wh),
+        "--report",
+        str(report),
+        *requirements,
+    )
     assert res.returncode == 0, res.stderr
     return res, report
 
@@ -124,15 +144,23 @@ def test_sdist_and_wheel_build_and_pass_twine_check(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "dist"
-    built = subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir",
-                            str(out), str(root)], capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     import afr_aug
 
     sdist = out / f"afr_aug-{afr_aug.__version__}.tar.gz"
     wheel = out / f"afr_aug-{afr_aug.__version__}-py3-none-any.whl"
-    check = subprocess.run([sys.executable, "-m", "twine", "check", str(sdist), str(wheel)],
-                           capture_output=True, text=True, timeout=300)
+    check = subprocess.run(
+        [sys.executable, "-m", "twine", "check", str(sdist), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     with tarfile.open(sdist) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
@@ -140,14 +168,17 @@ def test_sdist_and_wheel_build_and_pass_twine_check(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         files = set(z.namelist())
     assert "afr_aug/py.typed" in files and any(f.endswith("licenses/LICENSE") for f in files)
-    meta = zipfile.ZipFile(wheel).read(
-        f"afr_aug-{afr_aug.__version__}.dist-info/METADATA").decode()
+    meta = zipfile.ZipFile(wheel).read(f"afr_aug-{afr_aug.__version__}.dist-info/METADATA").decode()
     assert "License :: OSI Approved :: MIT License" in meta and "Python :: 3.11" in meta
 
 
-@pytest.mark.skipif(not os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "..",
-                                                   "shared", "data", "cifar-10-batches-py"))
-                    and not os.environ.get("AFR_DATA"), reason="needs CIFAR-10")
+@pytest.mark.skipif(
+    not os.path.isdir(
+        os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar-10-batches-py")
+    )
+    and not os.environ.get("AFR_DATA"),
+    reason="needs CIFAR-10",
+)
 def test_the_wheel_runs_the_benchmark_from_anywhere(tmp_path):
     """After ``pip install`` of the built wheel into a fresh environment (its dependencies
     borrowed from this one through a .pth file), ``afr-aug reproduce`` runs from another
@@ -158,30 +189,71 @@ def test_the_wheel_runs_the_benchmark_from_anywhere(tmp_path):
     from conftest import cifar10_root
 
     root = Path(__file__).resolve().parents[1]
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(root),
-                            "-w", str(tmp_path / "dist")], capture_output=True, text=True,
-                           timeout=600)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            str(root),
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert built.returncode == 0, built.stderr[-2000:]
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                           "['purelib'])"], capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "_borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     wheel = next((tmp_path / "dist").glob("afr_aug-*.whl"))
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(AFR_DATA=str(cifar10_root()), OMP_NUM_THREADS="1")
-    run = subprocess.run([str(env_dir / "bin" / "afr-aug"), "reproduce", "--preset", "smoke",
-                          "--methods", "bs_cmo", "afr", "--out", "out", "--no-progress"],
-                         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [
+            str(env_dir / "bin" / "afr-aug"),
+            "reproduce",
+            "--preset",
+            "smoke",
+            "--methods",
+            "bs_cmo",
+            "afr",
+            "--out",
+            "out",
+            "--no-progress",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     results = json.loads((elsewhere / "out" / "results.json").read_text())
     assert [r["method"] for r in results["runs"]] == ["bs_cmo", "afr"]
-    where = subprocess.run([str(python), "-c", "import afr_aug.bench; print(afr_aug.bench.__file__)"],
-                           cwd=elsewhere, env=env, capture_output=True, text=True)
+    where = subprocess.run(
+        [str(python), "-c", "import afr_aug.bench; print(afr_aug.bench.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert str(env_dir) in where.stdout and str(root) not in where.stdout

@@ -3,14 +3,13 @@ every epoch after the first milestone, is recorded in results.json, and a checkp
 recipe never resumes a run of the other."""
 
 import pytest
+from conftest import fabricated_lt
 
 from afr_aug.bench import presets, reproduce
 from afr_aug.bench.checkpoints import restore, state_of
 from afr_aug.bench.loop import new_run
 from afr_aug.bench.methods import METHODS
 from afr_aug.bench.schedule import Schedule
-
-from conftest import fabricated_lt
 
 
 def test_recipe_flag_reaches_the_schedule():
@@ -27,7 +26,11 @@ def test_authors_recipe_drops_autoaugment_and_cutout():
     authors = new_run("ldam_drw", 0, Schedule(epochs=2, recipe="authors"), data, "cpu").augment
     assert (paper.crop, paper.flip, paper.auto_augment, paper.cutout) == (True, True, True, True)
     assert (authors.crop, authors.flip, authors.auto_augment, authors.cutout) == (
-        True, True, False, False)
+        True,
+        True,
+        False,
+        False,
+    )
     with pytest.raises(ValueError, match="unknown recipe 'x'"):
         METHODS["ce"].recipe("x", Schedule())
 
@@ -46,5 +49,5 @@ def test_a_checkpoint_of_another_recipe_is_refused():
     assert state["recipe"] == "authors"
     with pytest.raises(ValueError, match="trained with --recipe authors, not paper"):
         restore(new_run("ce", 0, Schedule(epochs=2), data, "cpu"), state)
-    del state["recipe"]                        # checkpoints from before recipes: "paper"
+    del state["recipe"]  # checkpoints from before recipes: "paper"
     restore(new_run("ce", 0, Schedule(epochs=2), data, "cpu"), state)

@@ -3,21 +3,19 @@ the authors' recipes give their codes' learning rates epoch by epoch, and the ne
 Remix, MiSLAS) train through the one loop."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
-
-from dataclasses import replace
+from conftest import cifar10_root, fabricated_lt, needs_cifar10
 
 from afr_aug.bench import grid, presets, reproduce
+from afr_aug.bench.checkpoints import state_of
 from afr_aug.bench.derived import DERIVES, derive_model
 from afr_aug.bench.factories import LOSSES, MIXERS, make_criterion
 from afr_aug.bench.loop import new_run, train_epoch
 from afr_aug.bench.methods import METHODS, PAPER_METHODS, STAGE1_BASES, Recipe, method
-from afr_aug.bench.checkpoints import state_of
 from afr_aug.bench.schedule import Schedule
-
-from conftest import cifar10_root, fabricated_lt, needs_cifar10
 
 
 def test_every_entry_names_builders_that_exist():
@@ -46,17 +44,21 @@ def test_ldam_code_schedule_and_drw():
     assert lr[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
     assert lr[159] == 0.1 and lr[160] == pytest.approx(1e-3) and lr[180] == pytest.approx(1e-5)
     assert s.at(s.drw_from) == 160 and s.augment == "crop_flip"
-    assert _lrs("ce")[0].drw_from is None                 # no DRW without drw
+    assert _lrs("ce")[0].drw_from is None  # no DRW without drw
 
 
 def test_balanced_softmax_code_schedule():
     s, lr = _lrs("bs")
-    assert (s.epochs, s.batch_size, s.weight_decay, s.augment) == (520, 512, 5e-4,
-                                                                    "autoaugment_cutout")
+    assert (s.epochs, s.batch_size, s.weight_decay, s.augment) == (
+        520,
+        512,
+        5e-4,
+        "autoaugment_cutout",
+    )
     # CosineAnnealingLRWarmup(warmup 32, base 0.05, warmup_lr 0.1), stepped before each epoch
     assert lr[0] == pytest.approx(0.05) and lr[1] == pytest.approx(0.05 + 0.05 / 31)
     assert lr[31] == pytest.approx(0.1) and lr[519] == pytest.approx(0.0)
-    assert lr[275] == pytest.approx(0.05, abs=2e-4)       # half-way down the cosine
+    assert lr[275] == pytest.approx(0.05, abs=2e-4)  # half-way down the cosine
 
 
 def test_ib_code_schedule_and_switch():
@@ -90,11 +92,12 @@ def test_authors_recipes_scale_with_the_preset():
     assert short.for_stage1(METHODS["bs"]).epochs == 52
     assert short.for_stage1(METHODS["bs"]).warmup_epochs == 3
     assert short.for_stage1(METHODS["remix"]).epochs == 30
-    assert short.for_stage1(METHODS["ce"]).warmup_epochs == 1        # the preset's warm-up
+    assert short.for_stage1(METHODS["ce"]).warmup_epochs == 1  # the preset's warm-up
 
 
-SMALL = Schedule(epochs=4, stage2_epochs=1, warmup_epochs=1, batch_size=16, crt_epochs=1,
-                 recipe="authors")
+SMALL = Schedule(
+    epochs=4, stage2_epochs=1, warmup_epochs=1, batch_size=16, crt_epochs=1, recipe="authors"
+)
 
 
 def test_ib_row_trains_with_the_embedding_after_its_switch():
@@ -139,14 +142,30 @@ def test_mislas_row_retrains_only_the_classifier_of_its_stage1_model():
     after = model.state_dict()
     assert images == 1 * 4 * 16
     assert not torch.equal(after["fc.weight"], source["model"]["fc.weight"])
-    assert all(torch.equal(after[k], v) for k, v in source["model"].items() if not k.startswith("fc"))
+    assert all(
+        torch.equal(after[k], v) for k, v in source["model"].items() if not k.startswith("fc")
+    )
 
 
 @needs_cifar10
 def test_authors_recipe_rows_in_results_json(tmp_path):
-    code = reproduce.main(["--preset", "smoke", "--recipe", "authors", "--methods", "ib",
-                           "remix_drw", "mislas", "--data-root", str(cifar10_root()),
-                           "--out", str(tmp_path), "--no-progress"])
+    code = reproduce.main(
+        [
+            "--preset",
+            "smoke",
+            "--recipe",
+            "authors",
+            "--methods",
+            "ib",
+            "remix_drw",
+            "mislas",
+            "--data-root",
+            str(cifar10_root()),
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     runs = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["runs"]}
     assert set(runs) == {"ib", "remix_drw", "mislas"}
@@ -170,18 +189,40 @@ def test_new_rows_on_a_fabricated_cifar100_lt(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(derived, "retrain_mislas", spy)
-    code = reproduce.main(["--preset", "smoke", "--dataset", "cifar100-lt", "--imbalance-ratio",
-                           "10", "--recipe", "authors", "--methods", "bs", "ib", "remix_drw",
-                           "mislas", "--data-root", str(tmp_path / "data"),
-                           "--out", str(tmp_path / "out"), "--no-progress"])
+    code = reproduce.main(
+        [
+            "--preset",
+            "smoke",
+            "--dataset",
+            "cifar100-lt",
+            "--imbalance-ratio",
+            "10",
+            "--recipe",
+            "authors",
+            "--methods",
+            "bs",
+            "ib",
+            "remix_drw",
+            "mislas",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     runs = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
     assert [r["method"] for r in runs] == ["bs", "ib", "remix_drw", "mislas"]
     assert all(len(r["per_class"]) == 100 for r in runs)
     # MiSLAS's CIFAR-100 settings: stronger smoothing, a smaller classifier lr, BN shifted
     assert (seen["smooth_head"], seen["smooth_tail"], seen["lr_factor"], seen["shift_bn"]) == (
-        0.4, 0.1, 0.2, True)
-    assert "| 42.14 |" in (tmp_path / "out" / "results.md").read_text()   # IB's CIFAR-100 number
+        0.4,
+        0.1,
+        0.2,
+        True,
+    )
+    assert "| 42.14 |" in (tmp_path / "out" / "results.md").read_text()  # IB's CIFAR-100 number
 
 
 def test_stage2_rows_control_balanced_stream_and_label_safe():
@@ -196,8 +237,12 @@ def test_stage2_rows_control_balanced_stream_and_label_safe():
     args = reproduce.parse_args(["--label-safe", "label"])
     safe = presets.schedule_from(args)
     assert safe.label_safe == "label" and grid.run_label("afr", safe) == "afr[safe=label]"
-    assert grid.run_label("bs_cmo_ft", safe) == "bs_cmo_ft"          # the control never attacks
-    assert new_run("afr", 0, replace(s, label_safe=0.6), data, "cpu",
-                   init_state=base).stage2.parts.label_safe == 0.6
+    assert grid.run_label("bs_cmo_ft", safe) == "bs_cmo_ft"  # the control never attacks
+    assert (
+        new_run(
+            "afr", 0, replace(s, label_safe=0.6), data, "cpu", init_state=base
+        ).stage2.parts.label_safe
+        == 0.6
+    )
     with pytest.raises(SystemExit):
         reproduce.parse_args(["--label-safe", "2"])

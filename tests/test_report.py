@@ -9,7 +9,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
 
-from afr_aug.bench import plots, report, tables  # noqa: E402
+from afr_aug.bench import plots, report, tables
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, ratio 100
@@ -17,14 +17,27 @@ COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, ra
 
 def _run(method, seed, top1, many, med, few=None, **extra):
     per_class = [min(1.0, max(0.0, top1 + 0.4 - 0.09 * c + 0.01 * seed)) for c in range(10)]
-    return {"method": method, "epochs": 200, "seed": seed, "top1": top1, "many": many, "med": med,
-            "few": few, "per_class": per_class, "seconds": 10.0, "img_per_s": 100.0, **extra}
+    return {
+        "method": method,
+        "epochs": 200,
+        "seed": seed,
+        "top1": top1,
+        "many": many,
+        "med": med,
+        "few": few,
+        "per_class": per_class,
+        "seconds": 10.0,
+        "img_per_s": 100.0,
+        **extra,
+    }
 
 
 @pytest.fixture
 def results():
     runs = []
-    for seed, (t, m, d) in enumerate([(0.4613, 0.60, 0.40), (0.4513, 0.62, 0.41), (0.4563, 0.64, 0.45)]):
+    for seed, (t, m, d) in enumerate(
+        [(0.4613, 0.60, 0.40), (0.4513, 0.62, 0.41), (0.4563, 0.64, 0.45)]
+    ):
         runs.append(_run("bs_cmo", seed, t, m, d, best_top1=t + 0.01))
     for seed, (t, m, d) in enumerate([(0.50, 0.70, 0.30), (0.52, 0.72, 0.34), (0.54, 0.71, 0.38)]):
         runs.append(_run("afr", seed, t, m, d, best_top1=t + 0.02))
@@ -41,7 +54,9 @@ def test_summarize_means_and_sample_stds(results):
     assert bs["top1_mean"] == pytest.approx(0.4563)
     assert bs["top1_std"] == pytest.approx(0.005)
     assert bs["many_mean"] == pytest.approx(0.62) and bs["many_std"] == pytest.approx(0.02)
-    assert bs["med_mean"] == pytest.approx(0.42) and bs["med_std"] == pytest.approx(np.std([0.40, 0.41, 0.45], ddof=1))
+    assert bs["med_mean"] == pytest.approx(0.42) and bs["med_std"] == pytest.approx(
+        np.std([0.40, 0.41, 0.45], ddof=1)
+    )
     assert bs["best_top1_mean"] == pytest.approx(0.4663) and bs["best_top1_n"] == 3
     assert afr["top1_mean"] == pytest.approx(0.52) and afr["top1_std"] == pytest.approx(0.02)
     assert afr["med_mean"] == pytest.approx(0.34) and afr["med_std"] == pytest.approx(0.04)
@@ -75,13 +90,24 @@ def test_markdown_table_cells(results):
 
 
 def test_markdown_table_example_cell_and_names():
-    runs = [{"method": m, "epochs": 200, "seed": s, "top1": t}
-            for m, s, t in [("bs_cmo", 0, 0.4613 - 0.0052), ("bs_cmo", 1, 0.4613 + 0.0052),
-                            ("mystery", 0, 0.3), ("ldam_drw", 0, 0.4)]]
+    runs = [
+        {"method": m, "epochs": 200, "seed": s, "top1": t}
+        for m, s, t in [
+            ("bs_cmo", 0, 0.4613 - 0.0052),
+            ("bs_cmo", 1, 0.4613 + 0.0052),
+            ("mystery", 0, 0.3),
+            ("ldam_drw", 0, 0.4),
+        ]
+    ]
     table = tables.markdown_table({"dataset": "cifar100-lt", "imbalance_ratio": 50, "runs": runs})
     assert "46.13 ± 0.74" in table  # ±0.0052 around the mean: sample std 0.0052*sqrt(2)
-    one = {"dataset": "x", "runs": [{"method": "bs_cmo", "seed": s, "top1": t}
-                                    for s, t in [(0, 0.4561), (1, 0.4613), (2, 0.4665)]]}
+    one = {
+        "dataset": "x",
+        "runs": [
+            {"method": "bs_cmo", "seed": s, "top1": t}
+            for s, t in [(0, 0.4561), (1, 0.4613), (2, 0.4665)]
+        ],
+    }
     assert "46.13 ± 0.52" in tables.markdown_table(one)
     assert "| mystery |" in table and "| LDAM-DRW |" in table and "CIFAR-100-LT" in table
     assert "Best top-1" not in table  # no run records it
@@ -92,22 +118,58 @@ def test_plots_write_pngs(tmp_path, results):
     pytest.importorskip("matplotlib")
     paths = [
         plots.plot_shot_accuracy(results, tmp_path / "shot.png"),
-        plots.plot_per_class(results, COUNTS, tmp_path / "per_class.png",
-                              class_names=["plane", "car", "bird", "cat", "deer", "dog", "frog",
-                                           "horse", "ship", "truck"]),
+        plots.plot_per_class(
+            results,
+            COUNTS,
+            tmp_path / "per_class.png",
+            class_names=[
+                "plane",
+                "car",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ],
+        ),
     ]
     gen = torch.Generator().manual_seed(0)
     labels = torch.cat([torch.full((c // 10,), i) for i, c in enumerate(COUNTS)])
     centre = torch.linspace(0.85, 0.6, 10)[labels]
     spread = torch.linspace(0.03, 0.12, 10)[labels]
     similarity = (centre + spread * torch.randn(len(labels), generator=gen)).clamp(-1, 1)
-    paths.append(plots.plot_class_distribution(
-        COUNTS, similarity, labels, 0, 9, tmp_path / "fig1.png",
-        class_names=["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-        thresholds=[0.8] * 9 + [0.55]))
+    paths.append(
+        plots.plot_class_distribution(
+            COUNTS,
+            similarity,
+            labels,
+            0,
+            9,
+            tmp_path / "fig1.png",
+            class_names=[
+                "plane",
+                "car",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ],
+            thresholds=[0.8] * 9 + [0.55],
+        )
+    )
     # numpy arrays and lists work too
-    paths.append(plots.plot_class_distribution(COUNTS, similarity.numpy(), labels.tolist(), 1, 8,
-                                                tmp_path / "fig1_np.png"))
+    paths.append(
+        plots.plot_class_distribution(
+            COUNTS, similarity.numpy(), labels.tolist(), 1, 8, tmp_path / "fig1_np.png"
+        )
+    )
     for p in paths:
         data = Path(p).read_bytes()
         assert len(data) > 1000 and data.startswith(PNG_SIGNATURE), p
@@ -141,18 +203,34 @@ def test_cli(tmp_path, results):
     assert (tmp_path / "results.md").is_file()
 
 
-@pytest.mark.parametrize("runs, match", [
-    ([{"method": "ce", "seed": 0}], "top1"),
-    ([{"method": "ce", "seed": 0, "top1": None}], "top1"),
-    ([{"method": "ce", "seed": 0, "top1": 46.1}], r"\[0, 1\]"),
-    ([{"seed": 0, "top1": 0.4}], "method"),
-    ([], "non-empty"),
-    ([{"method": "ce", "seed": 0, "top1": 0.4}, {"method": "ce", "seed": 0, "top1": 0.5}], "duplicate"),
-    ([{"method": "ce", "seed": 0, "top1": 0.4, "epochs": 200},
-      {"method": "ce", "seed": 1, "top1": 0.5, "epochs": 100}], "epochs"),
-    ([{"method": "ce", "seed": 0, "top1": 0.4, "few": 0.1},
-      {"method": "ce", "seed": 1, "top1": 0.5, "few": None}], "few"),
-])
+@pytest.mark.parametrize(
+    "runs, match",
+    [
+        ([{"method": "ce", "seed": 0}], "top1"),
+        ([{"method": "ce", "seed": 0, "top1": None}], "top1"),
+        ([{"method": "ce", "seed": 0, "top1": 46.1}], r"\[0, 1\]"),
+        ([{"seed": 0, "top1": 0.4}], "method"),
+        ([], "non-empty"),
+        (
+            [{"method": "ce", "seed": 0, "top1": 0.4}, {"method": "ce", "seed": 0, "top1": 0.5}],
+            "duplicate",
+        ),
+        (
+            [
+                {"method": "ce", "seed": 0, "top1": 0.4, "epochs": 200},
+                {"method": "ce", "seed": 1, "top1": 0.5, "epochs": 100},
+            ],
+            "epochs",
+        ),
+        (
+            [
+                {"method": "ce", "seed": 0, "top1": 0.4, "few": 0.1},
+                {"method": "ce", "seed": 1, "top1": 0.5, "few": None},
+            ],
+            "few",
+        ),
+    ],
+)
 def test_summarize_rejects_bad_runs(runs, match):
     with pytest.raises(ValueError, match=match):
         tables.summarize(runs)
@@ -178,7 +256,9 @@ def test_plot_errors(tmp_path, results):
     with pytest.raises(ValueError, match="entries but labels"):
         plots.plot_class_distribution([2, 1, 1], sim, lab[:2], 0, 2, tmp_path / "x.png")
     with pytest.raises(ValueError, match="thresholds"):
-        plots.plot_class_distribution([2, 1, 1], sim, lab, 0, 2, tmp_path / "x.png", thresholds=[0.5])
+        plots.plot_class_distribution(
+            [2, 1, 1], sim, lab, 0, 2, tmp_path / "x.png", thresholds=[0.5]
+        )
     with pytest.raises(ValueError, match="differ"):
         plots.plot_class_distribution([2, 1, 1], sim, lab, 0, 0, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
@@ -187,14 +267,17 @@ def test_plot_errors(tmp_path, results):
 def test_import_does_not_need_matplotlib():
     import subprocess
 
-    code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "from afr_aug.bench import plots, report, tables\n"
-            "print(tables.markdown_table({'runs': [{'method': 'afr', 'top1': 0.5}]}))\n"
-            "try:\n    plots.plot_shot_accuracy({'runs': [{'method': 'afr', 'top1': 0.5}]}, 'x.png')\n"
-            "except ImportError as e:\n    print(e)\n")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from afr_aug.bench import plots, report, tables\n"
+        "print(tables.markdown_table({'runs': [{'method': 'afr', 'top1': 0.5}]}))\n"
+        "try:\n    plots.plot_shot_accuracy({'runs': [{'method': 'afr', 'top1': 0.5}]}, 'x.png')\n"
+        "except ImportError as e:\n    print(e)\n"
+    )
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert "AFR (ours)" in out.stdout and 'pip install "afr-aug[plot]"' in out.stdout
 
@@ -202,17 +285,20 @@ def test_import_does_not_need_matplotlib():
 def test_reliability_bins_pool_seeds_and_refuse_mismatched_bins(tmp_path):
     cal = {"count": [2, 0, 2], "confidence": [0.2, None, 0.9], "accuracy": [0.5, None, 1.0]}
     other = {"count": [2, 1, 0], "confidence": [0.4, 0.5, None], "accuracy": [0.0, 1.0, None]}
-    runs = [_run("bs", 0, 0.5, 0.6, 0.4, calibration=cal), _run("bs", 1, 0.5, 0.6, 0.4, calibration=other),
-            _run("ce", 0, 0.5, 0.6, 0.4)]                      # no bins: left out
+    runs = [
+        _run("bs", 0, 0.5, 0.6, 0.4, calibration=cal),
+        _run("bs", 1, 0.5, 0.6, 0.4, calibration=other),
+        _run("ce", 0, 0.5, 0.6, 0.4),
+    ]  # no bins: left out
     count, conf, acc = plots.reliability_bins(runs)["bs"]
     assert count == [4, 1, 2] and conf == pytest.approx([0.3, 0.5, 0.9])
     assert acc == pytest.approx([0.25, 1.0, 1.0]) and "ce" not in plots.reliability_bins(runs)
     short = dict(other, count=[2, 1])
     with pytest.raises(ValueError, match="differ in length"):
         plots.reliability_bins([_run("bs", 0, 0.5, 0.6, 0.4, calibration=short)])
-    four = {k: v + [v[0]] for k, v in other.items()}
+    four = {k: [*v, v[0]] for k, v in other.items()}
     with pytest.raises(ValueError, match="different numbers of bins"):
-        plots.reliability_bins(runs[:1] + [_run("bs", 1, 0.5, 0.6, 0.4, calibration=four)])
+        plots.reliability_bins([*runs[:1], _run("bs", 1, 0.5, 0.6, 0.4, calibration=four)])
     with pytest.raises(ValueError, match="no run has 'calibration' bins"):
         plots.plot_reliability({"dataset": "cifar10-lt", "runs": runs[2:]}, tmp_path / "r.png")
 
@@ -220,15 +306,35 @@ def test_reliability_bins_pool_seeds_and_refuse_mismatched_bins(tmp_path):
 def test_published_table_sets_each_row_beside_its_paper():
     from afr_aug.bench.tables import published_table
 
-    runs = [{"method": "ldam_drw", "epochs": 200, "seed": 0, "top1": 0.75, "best_top1": 0.7753,
-             "many": 0.8, "med": 0.7, "few": None, "ece": 0.1, "seconds": 3600,
-             "device": "cpu (AMD EPYC)", "recipe": "authors"},
-            {"method": "afr", "epochs": 250, "seed": 0, "top1": 0.78, "many": 0.8, "med": 0.7,
-             "few": None}]
+    runs = [
+        {
+            "method": "ldam_drw",
+            "epochs": 200,
+            "seed": 0,
+            "top1": 0.75,
+            "best_top1": 0.7753,
+            "many": 0.8,
+            "med": 0.7,
+            "few": None,
+            "ece": 0.1,
+            "seconds": 3600,
+            "device": "cpu (AMD EPYC)",
+            "recipe": "authors",
+        },
+        {
+            "method": "afr",
+            "epochs": 250,
+            "seed": 0,
+            "top1": 0.78,
+            "many": 0.8,
+            "med": 0.7,
+            "few": None,
+        },
+    ]
     table = published_table({"dataset": "cifar10-lt", "imbalance_ratio": 100, "runs": runs})
     ldam, afr = table.splitlines()[4:6]
     assert "| 77.03 | +0.50 |" in ldam and "| 75.00 | 77.53 |" in ldam and "1.0 h" in ldam
-    assert afr.endswith("| – | – | – |")                       # no published CIFAR-10 number
+    assert afr.endswith("| – | – | – |")  # no published CIFAR-10 number
     assert published_table({"dataset": "cifar10-lt", "runs": runs[1:]}) == ""
     c100 = published_table({"dataset": "cifar100-lt", "runs": runs[:1]})
     assert "| 42.04 |" in c100 and "CIFAR-100-LT" in c100

@@ -75,7 +75,7 @@ def test_literal_rule_uses_the_accuracy_as_cosine():
     assert literal.minority_mask.sum() < fixed.minority_mask.sum()
 
 
-@pytest.mark.parametrize("base", [dict(threshold=0.8), dict(quantile=0.2)])
+@pytest.mark.parametrize("base", [{"threshold": 0.8}, {"quantile": 0.2}])
 def test_keep_originals_rule_gives_hard_classes_more_minority(base):
     # §3.3's stated purpose: "harder classes tend to keep more original samples"; pinned for
     # both kinds of base threshold: a hard class gets a larger minority (fewer attacked slots)
@@ -87,7 +87,7 @@ def test_keep_originals_rule_gives_hard_classes_more_minority(base):
     split = s.split(emb, labels, class_accuracy=[0.9, 0.45], train_accuracy=0.6)
     assert split.rule == "keep_originals" and split.hard.tolist() == [False, True]
     share, base_share = split.minority_shares, plain.minority_shares
-    assert share[0] == pytest.approx(float(base_share[0]), abs=0.011)          # easy: unchanged
+    assert share[0] == pytest.approx(float(base_share[0]), abs=0.011)  # easy: unchanged
     expected = min(0.5, 1 - (1 - float(base_share[1])) * 0.45 / 0.6)
     assert share[1] == pytest.approx(expected, abs=0.011) and share[1] > base_share[1]
     assert split.thresholds[1] > plain.thresholds[1]
@@ -96,20 +96,26 @@ def test_keep_originals_rule_gives_hard_classes_more_minority(base):
 def test_keep_originals_is_capped_at_max_minority():
     emb, labels = _one_class(SYMMETRIC)
     split = IntraClassSplitter(quantile=0.2, accuracy_window=None, max_minority=0.4).split(
-        emb, labels, [0.05], 0.9)
+        emb, labels, [0.05], 0.9
+    )
     assert split.minority_shares.tolist() == pytest.approx([0.4])
 
 
 def test_quantile_is_a_share_per_class_whatever_the_geometry():
     torch.manual_seed(0)
-    tight = torch.randn(50, 16) * 0.01 + 1.0          # every cosine near 1: λ = 0.8 finds none
+    tight = torch.randn(50, 16) * 0.01 + 1.0  # every cosine near 1: λ = 0.8 finds none
     loose = torch.randn(30, 16)
     emb, labels = torch.cat([tight, loose]), torch.tensor([0] * 50 + [1] * 30)
-    assert not IntraClassSplitter(threshold=0.8, adaptive=False).split(emb, labels).minority_mask[:50].any()
+    assert (
+        not IntraClassSplitter(threshold=0.8, adaptive=False)
+        .split(emb, labels)
+        .minority_mask[:50]
+        .any()
+    )
     r = IntraClassSplitter(quantile=0.2, adaptive=False).split(emb, labels)
     assert r.minority_counts.tolist() == [10, 6]
     # the minority are each class's least typical images
-    for c, members in ((0, torch.arange(50)), (1, torch.arange(50, 80))):
+    for _c, members in ((0, torch.arange(50)), (1, torch.arange(50, 80))):
         sim, minority = r.similarity[members], r.minority_mask[members]
         assert sim[minority].max() <= sim[~minority].min()
     assert IntraClassSplitter().quantile == 0.2 and IntraClassSplitter().threshold is None
@@ -118,11 +124,13 @@ def test_quantile_is_a_share_per_class_whatever_the_geometry():
 def test_accuracy_window_gates_adaptive():
     s = IntraClassSplitter(0.8, accuracy_window=(0.6, 0.7))
     emb, labels = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
-    with pytest.warns(UserWarning, match=r"accuracy 0\.950 lies outside accuracy_window=\(0\.6, 0\.7\)"):
+    with pytest.warns(
+        UserWarning, match=r"accuracy 0\.950 lies outside accuracy_window=\(0\.6, 0\.7\)"
+    ):
         hard, applied = s.hard_classes(2, [0.5, 0.9], train_accuracy=0.95)
     assert not applied and hard is None
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                    # said once per splitter
+        warnings.simplefilter("error")  # said once per splitter
         assert not s.split(emb, labels, [0.5, 0.9], 0.9).adaptive_applied
         assert s.hard_classes(2, [0.5, 0.9], train_accuracy=0.65)[1]
     hard, applied = IntraClassSplitter(0.8, accuracy_window=None).hard_classes(2, [0.5, 0.99], 0.95)
@@ -133,12 +141,14 @@ def test_edge_classes_single_empty_and_no_minority():
     emb = torch.tensor([[1.0, 0.0], [1.0, 0.1], [1.0, -0.1], [0.0, 1.0]])
     labels = torch.tensor([0, 0, 0, 2])  # class 1 is empty, class 2 has one image
     r = IntraClassSplitter(threshold=0.5).split(emb, labels, num_classes=3)
-    assert not r.minority_mask.any()                     # tight class 0, singleton class 2
+    assert not r.minority_mask.any()  # tight class 0, singleton class 2
     assert r.class_counts.tolist() == [3, 0, 1]
     assert torch.equal(r.class_means[1], torch.zeros(2))
     assert torch.equal(r.minority_centroids[1], torch.zeros(2))
     # no minority: the centroid is the least typical image of the class
-    assert torch.equal(r.minority_centroids[0], emb[1]) or torch.equal(r.minority_centroids[0], emb[2])
+    assert torch.equal(r.minority_centroids[0], emb[1]) or torch.equal(
+        r.minority_centroids[0], emb[2]
+    )
     assert torch.equal(r.minority_centroids[2], emb[3])
     assert r.similarity[3].item() == pytest.approx(1.0)
     assert r.majority_indices(0).tolist() == [0, 1, 2]
@@ -160,7 +170,7 @@ def test_embed_restores_mode_and_measures_accuracy():
                 self.fc.bias.zero_()
             self.drop = torch.nn.Dropout(0.5)
 
-        def forward(self, x):                      # a plain classifier: Embedder finds fc
+        def forward(self, x):  # a plain classifier: Embedder finds fc
             return self.fc(self.drop(x))
 
     model = Tiny().train()
@@ -170,7 +180,7 @@ def test_embed_restores_mode_and_measures_accuracy():
     with pytest.warns(DeprecationWarning, match="run_inference"):
         emb, labels, acc, train_acc = IntraClassSplitter().embed(model, loader, progress=False)
     assert model.training and model.drop.training
-    assert torch.equal(emb, x)                                    # eval mode: no dropout
+    assert torch.equal(emb, x)  # eval mode: no dropout
     assert labels.tolist() == y.tolist()
     assert acc.tolist() == pytest.approx([1.0, 2 / 3])
     assert train_acc == pytest.approx(0.75)
@@ -182,17 +192,37 @@ def test_result_repr_and_type():
     assert isinstance(r, SplitResult) and "minority" in repr(r)
 
 
-@pytest.mark.parametrize("emb,labels,kwargs,exc,match", [
-    (torch.zeros(8, 4), torch.zeros(7, dtype=torch.long), {}, ValueError, "labels has 7 entries, expected 8"),
-    (torch.zeros(8), torch.zeros(8, dtype=torch.long), {}, ValueError, r"\[N, D\]"),
-    (torch.full((2, 3), float("nan")), torch.zeros(2, dtype=torch.long), {}, ValueError, "NaN"),
-    (torch.zeros(2, 3), torch.tensor([0, 5]), dict(num_classes=3), ValueError, r"in \[0, 2\] for 3 classes"),
-    (torch.zeros(2, 3), torch.tensor([0, -1]), {}, ValueError, "labels must be >= 0"),
-    (torch.zeros(2, 3), torch.tensor([0.0, 1.5]), {}, TypeError, "integer class indices"),
-    (torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), {}, ValueError, "no embeddings"),
-    (torch.zeros(2, 3), torch.tensor([0, 1]), dict(class_accuracy=[0.5], train_accuracy=0.65),
-     ValueError, r"labels must lie in \[0, 0\] for 1 classes"),
-])
+@pytest.mark.parametrize(
+    "emb,labels,kwargs,exc,match",
+    [
+        (
+            torch.zeros(8, 4),
+            torch.zeros(7, dtype=torch.long),
+            {},
+            ValueError,
+            "labels has 7 entries, expected 8",
+        ),
+        (torch.zeros(8), torch.zeros(8, dtype=torch.long), {}, ValueError, r"\[N, D\]"),
+        (torch.full((2, 3), float("nan")), torch.zeros(2, dtype=torch.long), {}, ValueError, "NaN"),
+        (
+            torch.zeros(2, 3),
+            torch.tensor([0, 5]),
+            {"num_classes": 3},
+            ValueError,
+            r"in \[0, 2\] for 3 classes",
+        ),
+        (torch.zeros(2, 3), torch.tensor([0, -1]), {}, ValueError, "labels must be >= 0"),
+        (torch.zeros(2, 3), torch.tensor([0.0, 1.5]), {}, TypeError, "integer class indices"),
+        (torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), {}, ValueError, "no embeddings"),
+        (
+            torch.zeros(2, 3),
+            torch.tensor([0, 1]),
+            {"class_accuracy": [0.5], "train_accuracy": 0.65},
+            ValueError,
+            r"labels must lie in \[0, 0\] for 1 classes",
+        ),
+    ],
+)
 def test_split_bad_input(emb, labels, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         IntraClassSplitter().split(emb, labels, **kwargs)

@@ -5,7 +5,9 @@ from afr_aug.store import AdversarialStore
 
 
 def rows(n, value=0):
-    return torch.full((n, 1, 2, 2), value, dtype=torch.uint8) + torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1)
+    return torch.full((n, 1, 2, 2), value, dtype=torch.uint8) + torch.arange(
+        n, dtype=torch.uint8
+    ).view(n, 1, 1, 1)
 
 
 @pytest.mark.parametrize("where", ["memory", "disk"])
@@ -14,11 +16,16 @@ def test_generations_written_in_any_order_read_back(tmp_path, where):
     for g in range(1, 4):
         store.begin(4, (1, 2, 2))
         store.write(torch.tensor([2, 3]), rows(2, 10 * g + 2))
-        store.write(torch.tensor([1, 0]), rows(2, 10 * g))      # out of order
+        store.write(torch.tensor([1, 0]), rows(2, 10 * g))  # out of order
         store.finish()
         assert store.generation == g
-        assert store.rows(slice(None))[:, 0, 0, 0].tolist() == [10 * g + 1, 10 * g, 10 * g + 2, 10 * g + 3]
-    if where == "disk":                                           # the last two files kept
+        assert store.rows(slice(None))[:, 0, 0, 0].tolist() == [
+            10 * g + 1,
+            10 * g,
+            10 * g + 2,
+            10 * g + 3,
+        ]
+    if where == "disk":  # the last two files kept
         assert len(list(tmp_path.iterdir())) == 2 and store.state_dict()["rows"] is None
 
 
@@ -43,7 +50,14 @@ def test_bad_rows_and_state(tmp_path):
         store.write(torch.arange(2), rows(2).float())
     with pytest.raises(ValueError, match="which is missing, not 8 bytes"):
         AdversarialStore(tmp_path).load_state_dict(
-            {"generation": 1, "image_shape": (1, 2, 2), "num_rows": 2, "token": "x",
-             "file": str(tmp_path / "gone.u8"), "rows": None})
+            {
+                "generation": 1,
+                "image_shape": (1, 2, 2),
+                "num_rows": 2,
+                "token": "x",
+                "file": str(tmp_path / "gone.u8"),
+                "rows": None,
+            }
+        )
     with pytest.raises(TypeError, match="directory path"):
         AdversarialStore(3)

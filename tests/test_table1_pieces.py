@@ -21,11 +21,12 @@ def test_class_weights_by_hand():
     # inverse: 1/n normalised to sum to C: (1/3, 1) / (4/3) * 2 = (0.5, 1.5)
     assert class_weights([3, 1], "inverse").tolist() == pytest.approx([0.5, 1.5])
     beta = 0.9
-    raw = [(1 - beta) / (1 - beta ** 3), (1 - beta) / (1 - beta ** 1)]
+    raw = [(1 - beta) / (1 - beta**3), (1 - beta) / (1 - beta**1)]
     expected = [2 * r / sum(raw) for r in raw]
     assert class_weights([3, 1], "effective", beta).tolist() == pytest.approx(expected)
-    assert torch.equal(drw_weights([3, 1], 5, start_epoch=5, beta=beta),
-                       class_weights([3, 1], "effective", beta))
+    assert torch.equal(
+        drw_weights([3, 1], 5, start_epoch=5, beta=beta), class_weights([3, 1], "effective", beta)
+    )
     with pytest.raises(ValueError, match="beta must be a number in"):
         class_weights([3, 1], "effective", 1.0)
 
@@ -63,7 +64,7 @@ def test_ib_focal_matches_the_formula_and_the_influence_gets_a_gradient():
     loss = IBLoss([3, 1], gamma=1.0, alpha=10.0)(logits, torch.tensor([0, 1]), emb)
     assert loss.item() == pytest.approx(_ib_by_hand((0.5, 1.5), alpha=10.0, gamma=1.0), rel=1e-5)
     loss.backward()
-    assert emb.grad is not None and emb.grad.abs().sum() > 0   # not detached, as the authors'
+    assert emb.grad is not None and emb.grad.abs().sum() > 0  # not detached, as the authors'
 
 
 def test_ib_loss_is_plain_cross_entropy_before_its_start():
@@ -72,7 +73,7 @@ def test_ib_loss_is_plain_cross_entropy_before_its_start():
     for epoch, active in ((0, False), (99, False), (100, True), (150, True)):
         loss_fn.set_epoch(epoch)
         assert loss_fn.active is active
-        ce = F.cross_entropy(logits, y)                # unweighted, as the authors' warm phase
+        ce = F.cross_entropy(logits, y)  # unweighted, as the authors' warm phase
         assert torch.isclose(loss_fn(logits, y, emb), ce).item() is not active
 
 
@@ -107,7 +108,7 @@ def test_label_aware_smoothing_values_of_cifar10_lt():
 def test_label_aware_smoothing_loss_by_hand():
     loss_fn = LabelAwareSmoothingLoss([4, 1], smooth_head=0.2, smooth_tail=0.0, shape="linear")
     logits, y = torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 1])
-    lp0 = 1 - math.log(math.e + 1)                      # log p of the larger logit
+    lp0 = 1 - math.log(math.e + 1)  # log p of the larger logit
     lp1 = -math.log(math.e + 1)
     by_hand = (0.8 * -lp0 + 0.2 * -(lp0 + lp1) / 2 + 1.0 * -lp1) / 2
     assert loss_fn(logits, y).item() == pytest.approx(by_hand, rel=1e-6)
@@ -131,12 +132,15 @@ def test_remix_label_rule_by_hand():
     partner = torch.tensor([2, 0, 1, 0, 0, 2])
     # ratios n_y / n_partner: 30, 1/30, 3, 1/3, 1, 10
     assert remix.label_share(y, partner, 0.3).tolist() == pytest.approx(
-        [0.0, 0.3, 0.0, 0.3, 0.3, 0.0])
+        [0.0, 0.3, 0.0, 0.3, 0.3, 0.0]
+    )
     assert remix.label_share(y, partner, 0.7).tolist() == pytest.approx(
-        [0.7, 1.0, 0.7, 1.0, 0.7, 0.7])
+        [0.7, 1.0, 0.7, 1.0, 0.7, 0.7]
+    )
     # a milder kappa: 3 no longer counts as imbalanced
     assert Remix([300, 100, 10], kappa=4).label_share(y, partner, 0.3).tolist() == pytest.approx(
-        [0.0, 0.3, 0.3, 0.3, 0.3, 0.0])
+        [0.0, 0.3, 0.3, 0.3, 0.3, 0.0]
+    )
 
 
 def test_remix_mixes_within_the_batch():
@@ -147,7 +151,7 @@ def test_remix_mixes_within_the_batch():
     lam = remix.last_lam
     assert torch.equal(y_a, y) and sorted(y_b.tolist()) == list(range(6))
     assert torch.allclose(mixed[:, 0, 0, 0], lam * y.float() + (1 - lam) * y_b.float())
-    assert torch.allclose(lam_y, torch.full((6,), lam))       # balanced counts: plain mixup
+    assert torch.allclose(lam_y, torch.full((6,), lam))  # balanced counts: plain mixup
 
 
 def test_remix_cutmix_mode_uses_the_box_share():
@@ -180,14 +184,14 @@ def test_remix_state_and_errors():
 
 def test_mixup_within_the_batch_and_its_state():
     mixup = MixUpBalancer(p=1.0, in_batch=True, seed=0)
-    mixed, y_a, y_b, lam = mixup(torch.rand(5, 3, 4, 4), torch.arange(5))
+    _mixed, _y_a, y_b, lam = mixup(torch.rand(5, 3, 4, 4), torch.arange(5))
     assert isinstance(lam, float) and sorted(y_b.tolist()) == list(range(5))
     with pytest.raises(TypeError, match="pass x_bal and y_bal, or build it with in_batch=True"):
         MixUpBalancer(p=1.0)(torch.rand(2, 3, 4, 4), torch.arange(2))
     with pytest.raises(ValueError, match="in_batch=True but this MixUpBalancer has in_batch=False"):
         MixUpBalancer(p=1.0).load_state_dict(mixup.state_dict())
     old = MixUpBalancer(p=1.0).state_dict()
-    del old["in_batch"]                               # a state from before in_batch existed
+    del old["in_batch"]  # a state from before in_batch existed
     MixUpBalancer(p=1.0).load_state_dict(old)
     with pytest.raises(ValueError, match="in_batch=False but this MixUpBalancer has in_batch=True"):
         MixUpBalancer(p=1.0, in_batch=True).load_state_dict(old)
@@ -199,10 +203,13 @@ def test_per_sample_mixed_loss_with_a_weighted_module():
     criterion = nn.CrossEntropyLoss(weight=weight)
     logits = torch.tensor([[0.5, -0.5], [1.0, 2.0]])
     y_a, y_b, lam = torch.tensor([0, 1]), torch.tensor([1, 0]), torch.tensor([0.25, 1.0])
-    ce = lambda i, c: -F.log_softmax(logits[i], 0)[c].item() * weight[c].item()
+
+    def ce(i, c):
+        return -F.log_softmax(logits[i], 0)[c].item() * weight[c].item()
+
     by_hand = (0.25 * ce(0, 0) + 0.75 * ce(0, 1) + 1.0 * ce(1, 1)) / 2
     assert mixed_loss(criterion, logits, y_a, y_b, lam).item() == pytest.approx(by_hand)
-    assert criterion.reduction == "mean"                # the user's criterion is left alone
+    assert criterion.reduction == "mean"  # the user's criterion is left alone
     with pytest.raises(ValueError, match="must lie in"):
         mixed_loss(criterion, logits, y_a, y_b, torch.tensor([0.5, 1.5]))
     with pytest.raises(ValueError, match=r"float tensor of shape \(2,\)"):
@@ -222,8 +229,9 @@ def test_remix_inside_balanced_mix_loader_never_reads_the_balanced_source():
             raise AssertionError("an in-batch mixer read the balanced source")
 
     data = TensorDataset(torch.rand(24, 3, 6, 6), torch.tensor([0] * 18 + [1] * 6))
-    loader = BalancedMixLoader(DataLoader(data, batch_size=8), Remix([18, 6]),
-                               balanced=Untouchable(), num_classes=2)
+    loader = BalancedMixLoader(
+        DataLoader(data, batch_size=8), Remix([18, 6]), balanced=Untouchable(), num_classes=2
+    )
     model = nn.Sequential(nn.Flatten(), nn.Linear(108, 2))
     for x, y_a, y_b, lam in loader:
         assert isinstance(lam, torch.Tensor) and lam.shape == (8,)
@@ -249,15 +257,22 @@ def _loader():
 def test_retrain_mislas_scales_the_trained_classifier_without_reinitialising_it():
     net, (loader, y) = _net(), _loader()
     before = net[3].weight.detach().clone()
-    retrain_mislas(net, loader, [40, 15, 5], epochs=3, lr_factor=0.0, progress=False,
-                   sampler=LongTailSampler(y, exponent=1.0))
+    retrain_mislas(
+        net,
+        loader,
+        [40, 15, 5],
+        epochs=3,
+        lr_factor=0.0,
+        progress=False,
+        sampler=LongTailSampler(y, exponent=1.0),
+    )
     after = net[3].weight.detach()
     # lr_factor 0: the classifier itself never moves, only the folded per-class scale does
     cos = F.cosine_similarity(before, after, dim=1)
     assert torch.allclose(cos, torch.ones(3), atol=1e-6)
     assert not torch.allclose(before, after)
     assert [p.requires_grad for p in net.parameters()] == [False] * 4 + [True] * 2
-    assert net.training                                  # modes put back
+    assert net.training  # modes put back
 
 
 def test_retrain_mislas_shifts_batch_norm_only_when_asked():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from afr_aug import LongTailSampler
-from afr_aug.data import INaturalist, ImageList
+from afr_aug.data import ImageList, INaturalist
 from afr_aug.losses import BalancedSoftmaxLoss, LogitAdjustedLoss, adjust_logits
 from afr_aug.metrics import calibration_bins, expected_calibration_error, shot_groups
 from afr_aug.mixing import CutMixBalancer, cutmix_area_mean, effective_class_counts
@@ -28,7 +28,8 @@ def test_logit_adjusted_loss_by_hand_and_tau():
         assert LogitAdjustedLoss(counts, tau=tau)(logits, y).item() == pytest.approx(want, rel=1e-6)
     # tau = 1 is Balanced Softmax (log prior and log counts differ by a constant per row)
     assert LogitAdjustedLoss(counts)(logits, y).item() == pytest.approx(
-        BalancedSoftmaxLoss(counts)(logits, y).item(), rel=1e-6)
+        BalancedSoftmaxLoss(counts)(logits, y).item(), rel=1e-6
+    )
     with pytest.raises(ValueError, match="tau"):
         LogitAdjustedLoss(counts, tau=-1)
     with pytest.raises(ValueError, match="3 entries"):
@@ -40,7 +41,7 @@ def test_adjust_logits_by_hand_keeps_device_and_dtype():
     out = adjust_logits(logits, [9, 1], tau=0.5)
     assert out.dtype == torch.float64
     assert out[0].tolist() == pytest.approx([2.0 - 0.5 * math.log(0.9), 1.0 - 0.5 * math.log(0.1)])
-    assert torch.equal(logits, torch.tensor([[2.0, 1.0]], dtype=torch.float64))   # not in place
+    assert torch.equal(logits, torch.tensor([[2.0, 1.0]], dtype=torch.float64))  # not in place
     meta = adjust_logits(torch.zeros(3, 2, device="meta"), [1, 1])
     assert meta.device.type == "meta"
     with pytest.raises(ValueError, match="2 entries"):
@@ -64,16 +65,19 @@ def test_effective_counts_give_the_issue_numbers_on_cifar10_lt():
     eff = effective_class_counts(counts, p=0.5)
     assert float(eff.sum()) == pytest.approx(sum(counts))
     gain = (eff / torch.tensor(counts, dtype=torch.float64)).log()
-    assert float(gain[-1]) == pytest.approx(1.52, abs=0.02)        # tail: about +1.5 nats
-    assert float(gain[0]) == pytest.approx(-0.12, abs=0.01)        # head: -0.12
+    assert float(gain[-1]) == pytest.approx(1.52, abs=0.02)  # tail: about +1.5 nats
+    assert float(gain[0]) == pytest.approx(-0.12, abs=0.01)  # head: -0.12
     # no mixing, or a sampler that follows the counts (exponent 0): the counts themselves
     assert torch.allclose(effective_class_counts(counts, p=0.0), torch.tensor(counts).double())
-    assert torch.allclose(effective_class_counts(counts, p=0.5, exponent=0.0),
-                          torch.tensor(counts).double())
+    assert torch.allclose(
+        effective_class_counts(counts, p=0.5, exponent=0.0), torch.tensor(counts).double()
+    )
     # by hand with lam_mean given
     two = effective_class_counts([3, 1], p=1.0, lam_mean=0.5)
-    assert two.tolist() == pytest.approx([4 * (0.5 * 0.75 + 0.5 * 0.5), 4 * (0.5 * 0.25 + 0.5 * 0.5)])
-    BalancedSoftmaxLoss(eff.tolist())       # accepted as (fractional) counts
+    assert two.tolist() == pytest.approx(
+        [4 * (0.5 * 0.75 + 0.5 * 0.5), 4 * (0.5 * 0.25 + 0.5 * 0.5)]
+    )
+    BalancedSoftmaxLoss(eff.tolist())  # accepted as (fractional) counts
     with pytest.raises(ValueError, match="lam_mean"):
         effective_class_counts(counts, p=0.5, lam_mean=1.5)
 
@@ -104,7 +108,9 @@ def test_ece_by_hand():
     want = 2 / 3 * abs(0.85 - 0.5) + 1 / 3 * abs(0.65 - 1.0)
     assert expected_calibration_error(logits, labels, n_bins=10) == pytest.approx(want)
     # perfectly confident and right: 0
-    assert expected_calibration_error(torch.tensor([[50.0, 0.0]]), torch.tensor([0])) == pytest.approx(0, abs=1e-12)
+    assert expected_calibration_error(
+        torch.tensor([[50.0, 0.0]]), torch.tensor([0])
+    ) == pytest.approx(0, abs=1e-12)
     with pytest.raises(ValueError, match="NaN"):
         expected_calibration_error(torch.tensor([[float("nan"), 0.0]]), torch.tensor([0]))
     with pytest.raises(ValueError, match="n_bins"):
@@ -126,7 +132,8 @@ def test_image_list_reads_lazily_and_feeds_the_sampler(tmp_path):
     _images(tmp_path, names)
     labels = [int(n.split("/")[1][1]) for n in names]
     (tmp_path / "ImageNet_LT_train.txt").write_text(
-        "".join(f"{n} {y}\n" for n, y in zip(names, labels)) + "\n")
+        "".join(f"{n} {y}\n" for n, y in zip(names, labels)) + "\n"
+    )
     ds = ImageList(tmp_path, tmp_path / "ImageNet_LT_train.txt")
     assert ds.class_counts == [6, 3, 1] and ds.targets == labels and len(ds) == 10
     x, y = ds[9]
@@ -135,9 +142,10 @@ def test_image_list_reads_lazily_and_feeds_the_sampler(tmp_path):
     assert shot_groups(ds.class_counts, many=5, few=2) == ["many", "med", "few"]
     sampler = LongTailSampler(ds.targets, exponent=1.0, seed=0)
     drawn = torch.bincount(torch.tensor(ds.targets)[torch.tensor(list(iter(sampler)))], minlength=3)
-    assert drawn.min() >= 1                        # the one-image class is drawn too
-    ds_t = ImageList(tmp_path, tmp_path / "ImageNet_LT_train.txt", transform=lambda im: im.size,
-                     num_classes=5)
+    assert drawn.min() >= 1  # the one-image class is drawn too
+    ds_t = ImageList(
+        tmp_path, tmp_path / "ImageNet_LT_train.txt", transform=lambda im: im.size, num_classes=5
+    )
     assert ds_t[0][0] == (12, 10) and ds_t.class_counts == [6, 3, 1, 0, 0]
 
 
@@ -162,15 +170,19 @@ def test_inaturalist_json_and_the_lazy_afr_balancer(tmp_path):
     names = [f"train_val2018/Plantae/{i}.jpg" for i in range(7)]
     _images(tmp_path, names, size=(8, 8))
     cats = [5, 5, 5, 5, 2, 2, 9]
-    ann = {"images": [{"id": 100 + i, "file_name": n} for i, n in enumerate(names)],
-           "annotations": [{"id": i, "image_id": 100 + i, "category_id": c} for i, c in enumerate(cats)],
-           "categories": [{"id": c, "name": f"sp{c}"} for c in (9, 2, 5)]}
+    ann = {
+        "images": [{"id": 100 + i, "file_name": n} for i, n in enumerate(names)],
+        "annotations": [
+            {"id": i, "image_id": 100 + i, "category_id": c} for i, c in enumerate(cats)
+        ],
+        "categories": [{"id": c, "name": f"sp{c}"} for c in (9, 2, 5)],
+    }
     (tmp_path / "train2018.json").write_text(json.dumps(ann))
     ds = INaturalist(tmp_path, tmp_path / "train2018.json")
     assert ds.classes == ["sp2", "sp5", "sp9"] and ds.class_counts == [2, 4, 1]
     assert ds.targets == [1, 1, 1, 1, 0, 0, 2]
-    balancer = AFRDataset(ds, num_classes=3, progress=False)   # labels from .targets: no image read
-    assert len(balancer) == 12                                   # 3 classes x 4
+    balancer = AFRDataset(ds, num_classes=3, progress=False)  # labels from .targets: no image read
+    assert len(balancer) == 12  # 3 classes x 4
     ann["annotations"].pop()
     (tmp_path / "broken.json").write_text(json.dumps(ann))
     with pytest.raises(ValueError, match="no annotation"):

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from afr_aug import AFRDataset, Embedder, LongTailSampler, MinorityPGD
 from afr_aug.decouple import LearnableWeightScaling, retrain_classifier, tau_normalize
 
-COUNTS = [12, 6, 3]                      # long-tailed: head, middle, tail
+COUNTS = [12, 6, 3]  # long-tailed: head, middle, tail
 SIZE = 32
-STEPS, ALPHA = 2, 3 / 255                # a short PGD: the refresh's plumbing, not its strength
+STEPS, ALPHA = 2, 3 / 255  # a short PGD: the refresh's plumbing, not its strength
 
 
 def _timm_mobilenet():
@@ -51,6 +51,7 @@ ZOO = {
 @pytest.fixture(params=sorted(ZOO))
 def zoo(request, monkeypatch):
     """``(model, classifier name, embedding width, pre_logits)``; any network use fails."""
+
     def offline(*args, **kwargs):
         raise AssertionError("the zoo tests must not touch the network")
 
@@ -73,8 +74,9 @@ def _classifier(model, name):
 
 def _backbone_state(model, classifier):
     """Every parameter and buffer (batch-norm statistics too) outside the classifier."""
-    return {k: v.clone() for k, v in model.state_dict().items()
-            if not k.startswith(classifier + ".")}
+    return {
+        k: v.clone() for k, v in model.state_dict().items() if not k.startswith(classifier + ".")
+    }
 
 
 def _modes(model):
@@ -93,16 +95,21 @@ def test_embedding_is_the_classifier_input(zoo):
         logits, emb = embedder(x)
         assert embedder.classifier == classifier
         assert emb.shape == (5, dim) and logits.shape == (5, len(COUNTS))
-        torch.testing.assert_close(logits, model(x))                  # the model runs unchanged
-        torch.testing.assert_close(layer(emb), logits)                # classifier(emb) = logits
-        torch.testing.assert_close(emb, pre_logits(model, x))         # the model's own features
+        torch.testing.assert_close(logits, model(x))  # the model runs unchanged
+        torch.testing.assert_close(layer(emb), logits)  # classifier(emb) = logits
+        torch.testing.assert_close(emb, pre_logits(model, x))  # the model's own features
 
 
 # -- the stage-2 refresh ------------------------------------------------------------------------
 def _refreshed(model):
     images, labels = _data()
-    balancer = AFRDataset(images, labels, batch_size=16, progress=False,
-                           attack=MinorityPGD(model, steps=STEPS, alpha=ALPHA, head_steps=50))
+    balancer = AFRDataset(
+        images,
+        labels,
+        batch_size=16,
+        progress=False,
+        attack=MinorityPGD(model, steps=STEPS, alpha=ALPHA, head_steps=50),
+    )
     with warnings.catch_warnings():
         # tiny random data: §3.3 falls back and single-image minorities are expected here
         warnings.simplefilter("ignore", UserWarning)
@@ -120,21 +127,33 @@ def test_refresh_makes_adversarial_slots_in_range(zoo):
     target = max(COUNTS)
     assert balancer.class_sizes().tolist() == [target] * len(COUNTS)
     assert report.slots == [target] * len(COUNTS)
-    assert all(a > 0 for a in report.attacked), report.attacked     # every class, the tail too
+    assert all(a > 0 for a in report.attacked), report.attacked  # every class, the tail too
     assert int(balancer.is_adversarial.sum()) == sum(report.attacked)
 
     adv, clean = balancer.adversarial, balancer.adversarial_clean()
-    assert adv.dtype == torch.uint8 and adv.shape == clean.shape == (sum(report.attacked), 3, SIZE, SIZE)
+    assert adv.dtype == torch.uint8 and adv.shape == clean.shape == (
+        sum(report.attacked),
+        3,
+        SIZE,
+        SIZE,
+    )
     moved = (adv.int() - clean.int()).abs()
-    assert 0 < moved.max() <= math.ceil(STEPS * ALPHA * 255)         # inside the PGD budget
+    assert 0 < moved.max() <= math.ceil(STEPS * ALPHA * 255)  # inside the PGD budget
     for i in torch.nonzero(balancer.is_adversarial).flatten()[:4].tolist():
-        img, y = balancer[i]                                          # what a DataLoader gets
+        img, y = balancer[i]  # what a DataLoader gets
         assert img.shape == (3, SIZE, SIZE) and img.dtype == torch.float32
-        assert 0 <= float(img.min()) and float(img.max()) <= 1 and 0 <= y < len(COUNTS)
+        assert float(img.min()) >= 0 and float(img.max()) <= 1 and 0 <= y < len(COUNTS)
 
     per_class = report.threshold + report.cos_before + report.cos_after + report.crossed
-    totals = [report.dose, report.linf, report.total_crossed, report.total_adversarial_share,
-              report.clean_accuracy, report.adversarial_accuracy, report.cos_before_mean]
+    totals = [
+        report.dose,
+        report.linf,
+        report.total_crossed,
+        report.total_adversarial_share,
+        report.clean_accuracy,
+        report.adversarial_accuracy,
+        report.cos_before_mean,
+    ]
     assert all(math.isfinite(v) for v in per_class + totals), report.to_dict()
     assert 0 < report.linf <= STEPS * ALPHA + 1e-6 and 0 < report.dose < 1
     torch.testing.assert_close(_backbone_state(model, classifier), before)  # weights untouched
@@ -144,7 +163,7 @@ def test_refresh_keeps_every_modules_mode(zoo):
     model, _, _, _ = zoo
     model.train()
     frozen = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    frozen.eval()                          # a user's frozen batch norm must stay frozen
+    frozen.eval()  # a user's frozen batch norm must stay frozen
     modes = _modes(model)
     _refreshed(model)
     assert _modes(model) == modes
@@ -158,27 +177,35 @@ def _loader():
 
 def test_crt_trains_the_classifier_only(zoo):
     model, classifier, _, _ = zoo
-    model.train()                      # cRT must not update batch-norm statistics even so
+    model.train()  # cRT must not update batch-norm statistics even so
     backbone = _backbone_state(model, classifier)
     trained_before = copy.deepcopy(_classifier(model, classifier))
     loader, labels = _loader()
 
     torch.manual_seed(1)
-    retrain_classifier(model, loader, epochs=1, lr=0.1, sampler=LongTailSampler(labels, exponent=1.0),
-                       progress=False)
+    retrain_classifier(
+        model,
+        loader,
+        epochs=1,
+        lr=0.1,
+        sampler=LongTailSampler(labels, exponent=1.0),
+        progress=False,
+    )
     layer = _classifier(model, classifier)
-    torch.manual_seed(1)               # cRT's re-initialisation, replayed on a copy
+    torch.manual_seed(1)  # cRT's re-initialisation, replayed on a copy
     reinit = copy.deepcopy(trained_before)
     reinit.reset_parameters()
 
     for p in ("weight", "bias"):
         new = getattr(layer, p)
-        assert not torch.equal(new, getattr(trained_before, p))     # changed ...
-        assert not torch.equal(new, getattr(reinit, p))             # ... by training, not only reset
+        assert not torch.equal(new, getattr(trained_before, p))  # changed ...
+        assert not torch.equal(new, getattr(reinit, p))  # ... by training, not only reset
         assert torch.isfinite(new).all()
     torch.testing.assert_close(_backbone_state(model, classifier), backbone, rtol=0, atol=0)
-    assert [n for n, p in model.named_parameters() if p.requires_grad] == \
-        [f"{classifier}.weight", f"{classifier}.bias"]
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == [
+        f"{classifier}.weight",
+        f"{classifier}.bias",
+    ]
 
 
 def test_tau_normalisation_rescales_class_norms(zoo):
@@ -188,14 +215,17 @@ def test_tau_normalisation_rescales_class_norms(zoo):
 
     unit = tau_normalize(model, tau=1.0)
     half = tau_normalize(model, tau=0.5)
-    torch.testing.assert_close(_classifier(unit, classifier).weight.norm(dim=1),
-                               torch.ones(len(COUNTS)))
+    torch.testing.assert_close(
+        _classifier(unit, classifier).weight.norm(dim=1), torch.ones(len(COUNTS))
+    )
     torch.testing.assert_close(_classifier(half, classifier).weight.norm(dim=1), norms.sqrt())
     # directions kept, bias dropped (Kang et al.), the input model and the features untouched
     torch.testing.assert_close(_classifier(unit, classifier).weight, weight / norms[:, None])
     assert not _classifier(unit, classifier).bias.any()
     assert torch.equal(_classifier(model, classifier).weight, weight)
-    torch.testing.assert_close(_backbone_state(unit, classifier), _backbone_state(model, classifier))
+    torch.testing.assert_close(
+        _backbone_state(unit, classifier), _backbone_state(model, classifier)
+    )
 
 
 def test_lws_trains_one_scale_per_class(zoo):
@@ -203,7 +233,17 @@ def test_lws_trains_one_scale_per_class(zoo):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     lws = LearnableWeightScaling(model)
     loader, labels = _loader()
-    retrain_classifier(lws, loader, epochs=1, lr=0.1, params=lws.parameters(), reinit=False,
-                       sampler=LongTailSampler(labels, exponent=1.0), progress=False)
-    assert lws.scales.shape == (len(COUNTS),) and not torch.equal(lws.scales, torch.ones(len(COUNTS)))
-    torch.testing.assert_close(model.state_dict(), state, rtol=0, atol=0)   # model frozen
+    retrain_classifier(
+        lws,
+        loader,
+        epochs=1,
+        lr=0.1,
+        params=lws.parameters(),
+        reinit=False,
+        sampler=LongTailSampler(labels, exponent=1.0),
+        progress=False,
+    )
+    assert lws.scales.shape == (len(COUNTS),) and not torch.equal(
+        lws.scales, torch.ones(len(COUNTS))
+    )
+    torch.testing.assert_close(model.state_dict(), state, rtol=0, atol=0)  # model frozen

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import List, Optional
 
 # command -> (module of afr_aug.bench, what it does)
 COMMANDS = {
@@ -25,13 +24,16 @@ COMMANDS = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: afr-aug COMMAND [options]   (afr-aug COMMAND --help for its options)", "",
-             "the reference benchmark of afr-aug:"]
+    lines = [
+        "usage: afr-aug COMMAND [options]   (afr-aug COMMAND --help for its options)",
+        "",
+        "the reference benchmark of afr-aug:",
+    ]
     lines += [f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items()]
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())

@@ -22,8 +22,13 @@ class OriginalsLayout:
 
     name = "originals"
 
-    def candidates(self, labels: torch.Tensor, class_counts: torch.Tensor, target_size: int,
-                   generator: torch.Generator) -> Candidates:
+    def candidates(
+        self,
+        labels: torch.Tensor,
+        class_counts: torch.Tensor,
+        target_size: int,
+        generator: torch.Generator,
+    ) -> Candidates:
         # items() fills the classes with this refresh's generator, sizes and members
         self._fill_with = (labels, class_counts, target_size, generator)
         return Candidates(torch.arange(len(labels)), labels.clone(), None)
@@ -41,9 +46,18 @@ class OriginalsLayout:
                 continue
             index += [extra, rows]
             item_labels.append(torch.full((len(extra) + len(rows),), c, dtype=torch.long))
-            flags += [torch.zeros(len(extra), dtype=torch.bool), torch.ones(len(rows), dtype=torch.bool)]
-        return ItemTable(torch.cat(index), torch.cat(item_labels), None, torch.cat(flags),
-                         cand.index[attacked], None)
+            flags += [
+                torch.zeros(len(extra), dtype=torch.bool),
+                torch.ones(len(rows), dtype=torch.bool),
+            ]
+        return ItemTable(
+            torch.cat(index),
+            torch.cat(item_labels),
+            None,
+            torch.cat(flags),
+            cand.index[attacked],
+            None,
+        )
 
     @staticmethod
     def apply(images: torch.Tensor, draws) -> torch.Tensor:

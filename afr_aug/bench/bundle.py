@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Dict, List, Optional
 
 from .cli import fail, require_file
 from .data import DataError
@@ -33,14 +32,18 @@ PROG = "afr-aug bundle"
 
 # What the lent image lacks: {distribution: version}. torchattacks 3.3.0 is pure Python and
 # declares no dependencies (setup.cfg says why not 3.4.0 to 3.5.1).
-WHEELS: Dict[str, str] = {"torchattacks": "3.3.0"}
-LIMIT_BYTES = 50 * 2 ** 20
+WHEELS: dict[str, str] = {"torchattacks": "3.3.0"}
+LIMIT_BYTES = 50 * 2**20
 
 
 def pack_name(dataset: str, imbalance_ratio: float) -> str:
     """``cifar10lt.afrpack`` for ratio 100, ``cifar10lt-r50.afrpack`` otherwise."""
     stem = dataset.replace("-", "")
-    return f"{stem}.afrpack" if float(imbalance_ratio) == 100 else f"{stem}-r{imbalance_ratio:g}.afrpack"
+    return (
+        f"{stem}.afrpack"
+        if float(imbalance_ratio) == 100
+        else f"{stem}-r{imbalance_ratio:g}.afrpack"
+    )
 
 
 def _matches(path: str, dataset: str, imbalance_ratio: float) -> bool:
@@ -48,7 +51,9 @@ def _matches(path: str, dataset: str, imbalance_ratio: float) -> bool:
         meta = read_meta(path)
     except (OSError, ValueError):
         return False
-    return meta.get("dataset") == dataset and float(meta.get("imbalance_ratio", -1)) == float(imbalance_ratio)
+    return meta.get("dataset") == dataset and float(meta.get("imbalance_ratio", -1)) == float(
+        imbalance_ratio
+    )
 
 
 def fetch_wheel(name: str, version: str, dest: str) -> str:
@@ -56,25 +61,46 @@ def fetch_wheel(name: str, version: str, dest: str) -> str:
     have = glob.glob(os.path.join(dest, f"{name}-{version}-*.whl"))
     if have:
         return have[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", dest, f"{name}=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        dest,
+        f"{name}=={version}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = glob.glob(os.path.join(dest, f"{name}-{version}-*.whl"))
     if proc.returncode != 0 or not found:
-        raise RuntimeError(f"could not fetch the {name}=={version} wheel with pip "
-                           f"({proc.stderr.strip()[-300:]}); give it with --wheel FILE")
+        raise RuntimeError(
+            f"could not fetch the {name}=={version} wheel with pip "
+            f"({proc.stderr.strip()[-300:]}); give it with --wheel FILE"
+        )
     return found[0]
 
 
-def make_bundle(out: str, dataset: str = "cifar10-lt", imbalance_ratio: float = 100,
-                root: Optional[str] = None, download: bool = False,
-                wheels: Optional[List[str]] = None, pack: Optional[str] = None) -> dict:
+def make_bundle(
+    out: str,
+    dataset: str = "cifar10-lt",
+    imbalance_ratio: float = 100,
+    root: str | None = None,
+    download: bool = False,
+    wheels: list[str] | None = None,
+    pack: str | None = None,
+) -> dict:
     """Write (or complete) the bundle folder ``out``; returns its manifest."""
     os.makedirs(os.path.join(out, "wheels"), exist_ok=True)
     target = os.path.join(out, pack_name(dataset, imbalance_ratio))
     if pack is not None and os.path.abspath(pack) != os.path.abspath(target):
         if not _matches(pack, dataset, imbalance_ratio):
-            raise ValueError(f"{pack} is not a {dataset} pack of imbalance ratio {imbalance_ratio:g}")
+            raise ValueError(
+                f"{pack} is not a {dataset} pack of imbalance ratio {imbalance_ratio:g}"
+            )
         shutil.copyfile(pack, target)
     elif not _matches(target, dataset, imbalance_ratio):
         pack_dataset(dataset, target, root, imbalance_ratio, download=download)
@@ -84,48 +110,73 @@ def make_bundle(out: str, dataset: str = "cifar10-lt", imbalance_ratio: float = 
             shutil.copy(given[name], os.path.join(out, "wheels"))
         else:
             fetch_wheel(name, version, os.path.join(out, "wheels"))
-    files = [target] + sorted(glob.glob(os.path.join(out, "wheels", "*.whl")))
-    manifest = {"dataset": dataset, "imbalance_ratio": imbalance_ratio, "wheels": WHEELS,
-                "files": [{"path": os.path.relpath(f, out), "bytes": os.path.getsize(f),
-                           "sha256": file_sha256(f)} for f in files]}
+    files = [target, *sorted(glob.glob(os.path.join(out, "wheels", "*.whl")))]
+    manifest = {
+        "dataset": dataset,
+        "imbalance_ratio": imbalance_ratio,
+        "wheels": WHEELS,
+        "files": [
+            {"path": os.path.relpath(f, out), "bytes": os.path.getsize(f), "sha256": file_sha256(f)}
+            for f in files
+        ],
+    }
     manifest["bytes"] = sum(f["bytes"] for f in manifest["files"])
     with open(os.path.join(out, "MANIFEST.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     if manifest["bytes"] > LIMIT_BYTES:
-        raise ValueError(f"the bundle in {out} holds {manifest['bytes'] / 2 ** 20:.1f} MiB, over the "
-                         f"{LIMIT_BYTES / 2 ** 20:.0f} MiB a device call can carry beside the tree")
+        raise ValueError(
+            f"the bundle in {out} holds {manifest['bytes'] / 2**20:.1f} MiB, over the "
+            f"{LIMIT_BYTES / 2**20:.0f} MiB a device call can carry beside the tree"
+        )
     return manifest
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("out", help="the bundle folder (created or completed)")
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
     p.add_argument("--imbalance-ratio", type=float, default=100)
-    p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/ or "
-                   "cifar-100-python/ (default: $AFR_DATA, else ./data)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding cifar-10-batches-py/ or "
+        "cifar-100-python/ (default: $AFR_DATA, else ./data)",
+    )
     p.add_argument("--download", action="store_true", help="fetch CIFAR with torchvision first")
     p.add_argument("--pack", default=None, help="an existing pack to take instead of writing one")
-    p.add_argument("--wheel", action="append", default=[], metavar="FILE",
-                   help="a wheel to take instead of fetching it (repeatable)")
+    p.add_argument(
+        "--wheel",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a wheel to take instead of fetching it (repeatable)",
+    )
     args = p.parse_args(argv)
     require_file(PROG, "--pack", args.pack, "a pack written by afr-aug pack")
     for wheel in args.wheel:
         require_file(PROG, "--wheel", wheel, "a .whl file")
     try:
-        m = make_bundle(args.out, args.dataset, args.imbalance_ratio, args.data_root,
-                        args.download, args.wheel, args.pack)
-    except DataError as e:              # no CIFAR folder to pack, or no download
+        m = make_bundle(
+            args.out,
+            args.dataset,
+            args.imbalance_ratio,
+            args.data_root,
+            args.download,
+            args.wheel,
+            args.pack,
+        )
+    except DataError as e:  # no CIFAR folder to pack, or no download
         fail(PROG, f"{e} (a bundle takes a written pack with --pack PACK)")
-    except ValueError as e:             # a --pack of another data set, or over the size limit
+    except ValueError as e:  # a --pack of another data set, or over the size limit
         fail(PROG, e)
-    except RuntimeError as e:           # pip could not fetch a wheel
+    except RuntimeError as e:  # pip could not fetch a wheel
         print(f"bundle: {e}", file=sys.stderr)
         return 1
     for f in m["files"]:
-        print(f"  {f['path']}: {f['bytes'] / 2 ** 20:.1f} MiB, sha256 {f['sha256'][:16]}…")
-    print(f"wrote {args.out}: {m['bytes'] / 2 ** 20:.1f} MiB of {LIMIT_BYTES / 2 ** 20:.0f} MiB")
+        print(f"  {f['path']}: {f['bytes'] / 2**20:.1f} MiB, sha256 {f['sha256'][:16]}…")
+    print(f"wrote {args.out}: {m['bytes'] / 2**20:.1f} MiB of {LIMIT_BYTES / 2**20:.0f} MiB")
     return 0
 
 

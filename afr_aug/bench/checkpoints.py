@@ -5,7 +5,6 @@ run with the same result as an uninterrupted one. The run's loader is saved thro
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
 
 import torch
 
@@ -14,19 +13,28 @@ from afr_aug.distributed import barrier, get_rank
 from .loop import Run
 
 
-def state_of(run: Run, done: bool = False, result: Optional[Dict] = None) -> dict:
+def state_of(run: Run, done: bool = False, result: dict | None = None) -> dict:
     """Everything :func:`restore` needs to continue ``run`` as if it had never stopped."""
     state = {
-        "method": run.method, "seed": run.seed, "stage": run.stage, "epoch": run.epoch,
-        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "method": run.method,
+        "seed": run.seed,
+        "stage": run.stage,
+        "epoch": run.epoch,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
         "order": run.order.get_state(),
-        "seconds": run.seconds, "images_seen": run.images_seen, "history": run.history,
-        "class_accuracy": run.class_accuracy, "train_accuracy": run.train_accuracy,
-        "torch_rng": torch.get_rng_state(), "done": done, "result": result,
+        "seconds": run.seconds,
+        "images_seen": run.images_seen,
+        "history": run.history,
+        "class_accuracy": run.class_accuracy,
+        "train_accuracy": run.train_accuracy,
+        "torch_rng": torch.get_rng_state(),
+        "done": done,
+        "result": result,
         "recipe": run.schedule.recipe,
     }
-    if not done:     # a finished run is only evaluated: its loader (the stage-2 set's
-        state["loader"] = run.loader.state_dict()   # adversarial rows, MBs) stays out
+    if not done:  # a finished run is only evaluated: its loader (the stage-2 set's
+        state["loader"] = run.loader.state_dict()  # adversarial rows, MBs) stays out
     return state
 
 
@@ -35,8 +43,10 @@ def restore(run: Run, state: dict) -> None:
     a checkpoint of another recipe is refused (checkpoints before recipes were "paper")."""
     recipe = state.get("recipe", "paper")
     if recipe != run.schedule.recipe:
-        raise ValueError(f"{run.method} seed {run.seed}: the checkpoint was trained with "
-                         f"--recipe {recipe}, not {run.schedule.recipe}; use another --out")
+        raise ValueError(
+            f"{run.method} seed {run.seed}: the checkpoint was trained with "
+            f"--recipe {recipe}, not {run.schedule.recipe}; use another --out"
+        )
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.order.set_state(state["order"])
@@ -45,9 +55,11 @@ def restore(run: Run, state: dict) -> None:
     run.class_accuracy, run.train_accuracy = state["class_accuracy"], state["train_accuracy"]
     torch.set_rng_state(state["torch_rng"])
     if "loader" not in state:
-        raise ValueError(f"{run.method} seed {run.seed}: the checkpoint predates the loader "
-                         f"state (afr-aug 0.1's benchmark); resume it with the commit that "
-                         f"started it")
+        raise ValueError(
+            f"{run.method} seed {run.seed}: the checkpoint predates the loader "
+            f"state (afr-aug 0.1's benchmark); resume it with the commit that "
+            f"started it"
+        )
     run.loader.load_state_dict(state["loader"])
 
 
@@ -73,5 +85,5 @@ def is_finished(path: str) -> bool:
         return False
     try:
         return bool(load_checkpoint(path)["done"])
-    except Exception:   # noqa: BLE001 - any unreadable file counts as not finished
+    except Exception:
         return False

@@ -72,31 +72,59 @@ def _tau(model, source_state, data, device, schedule, seed, progress):
 
 
 def _crt(model, source_state, data, device, schedule, seed, progress):
-    torch.manual_seed(seed)                       # the classifier's re-initialisation
+    torch.manual_seed(seed)  # the classifier's re-initialisation
     stream = BalancedStream(data, schedule, seed, device)
-    retrain_classifier(model, stream, epochs=schedule.crt_epochs, lr=schedule.crt_lr,
-                       momentum=schedule.momentum, weight_decay=schedule.weight_decay,
-                       device=device, progress=progress)
+    retrain_classifier(
+        model,
+        stream,
+        epochs=schedule.crt_epochs,
+        lr=schedule.crt_lr,
+        momentum=schedule.momentum,
+        weight_decay=schedule.weight_decay,
+        device=device,
+        progress=progress,
+    )
     return model, schedule.crt_epochs * len(stream) * stream.batch_size
 
 
 def _mislas(model, source_state, data, device, schedule, seed, progress):
     settings = MISLAS_STAGE2.get(data.name, MISLAS_STAGE2["cifar10-lt"])
     stream = BalancedStream(data, schedule, seed, device)
-    retrain_mislas(model, stream, data.class_counts, epochs=schedule.crt_epochs, lr=0.1,
-                   momentum=schedule.momentum, weight_decay=schedule.weight_decay,
-                   device=device, progress=progress, **settings)
+    retrain_mislas(
+        model,
+        stream,
+        data.class_counts,
+        epochs=schedule.crt_epochs,
+        lr=0.1,
+        momentum=schedule.momentum,
+        weight_decay=schedule.weight_decay,
+        device=device,
+        progress=progress,
+        **settings,
+    )
     return model, schedule.crt_epochs * len(stream) * stream.batch_size
 
 
 # derive name (``Method.derive``) -> (model, source_state, data, device, schedule, seed,
 # progress) -> (the model, images trained on)
-DERIVES = {"posthoc": _posthoc, "posthoc_cmo": _posthoc_cmo, "tau": _tau, "crt": _crt,
-           "mislas": _mislas}
+DERIVES = {
+    "posthoc": _posthoc,
+    "posthoc_cmo": _posthoc_cmo,
+    "tau": _tau,
+    "crt": _crt,
+    "mislas": _mislas,
+}
 
 
-def derive_model(name: str, source_state: dict, data: Data, device, schedule: Schedule,
-                 seed: int, progress: bool = False):
+def derive_model(
+    name: str,
+    source_state: dict,
+    data: Data,
+    device,
+    schedule: Schedule,
+    seed: int,
+    progress: bool = False,
+):
     """The model of a derived row (``stage=0`` in ``afr_aug.bench.methods``) made from the
     finished checkpoint of the run it starts from, and the number of images it trained on.
 

@@ -8,19 +8,25 @@ build the same objects and no one compares row names.
 
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 
-from afr_aug import (AFRDataset, CutMixBalancer, IntraClassSplitter, MinorityPGD, MixUpBalancer,
-                     Remix, SignNoise)
+from afr_aug import (
+    AFRDataset,
+    CutMixBalancer,
+    IntraClassSplitter,
+    MinorityPGD,
+    MixUpBalancer,
+    Remix,
+    SignNoise,
+)
 from afr_aug.losses import BalancedSoftmaxLoss, IBLoss, LDAMLoss, LogitAdjustedLoss
 from afr_aug.mixing import effective_class_counts
 from afr_aug.models import resnet32
 
 from .afr_old import OriginalsLayout
 from .data import Data
-from .methods import Method, method as method_entry
+from .methods import Method
+from .methods import method as method_entry
 from .schedule import Schedule
 
 CIFAR_MEAN_STD = {
@@ -29,31 +35,35 @@ CIFAR_MEAN_STD = {
 }
 
 
-def _entry(method: Union[str, Method]) -> Method:
+def _entry(method: str | Method) -> Method:
     """A row's registry entry, from the entry or its name."""
     return method if isinstance(method, Method) else method_entry(method)
 
 
-def make_model(data: Data, device, method: Union[str, Method, None] = None) -> torch.nn.Module:
+def make_model(data: Data, device, method: str | Method | None = None) -> torch.nn.Module:
     """ResNet32 with CIFAR normalisation inside (attacks then see [0, 1] images); a row with
     ``classifier="cosine"`` (LDAM) gets the cosine classifier its margins and scale assume."""
     mean, std = CIFAR_MEAN_STD.get(data.name.replace("-lt", ""), CIFAR_MEAN_STD["cifar10"])
     cosine = method is not None and _entry(method).classifier == "cosine"
-    return resnet32(num_classes=data.num_classes, normalize=(mean, std),
-                    normed_classifier=cosine).to(device)
+    return resnet32(
+        num_classes=data.num_classes, normalize=(mean, std), normed_classifier=cosine
+    ).to(device)
 
 
 def cmo_prior(data: Data, schedule: Schedule) -> torch.Tensor:
     """The label mass per class CMO's mixed stream carries (``effective_class_counts``)."""
-    return effective_class_counts(data.class_counts, p=schedule.cmo_p,
-                                  image_size=tuple(data.x_train.shape[-2:]))
+    return effective_class_counts(
+        data.class_counts, p=schedule.cmo_p, image_size=tuple(data.x_train.shape[-2:])
+    )
 
 
 def _ib(gamma: float):
     def build(data: Data, schedule: Schedule, mixing: bool):
         start = 0 if schedule.switch_from is None else schedule.at(schedule.switch_from)
-        return IBLoss(data.class_counts, alpha=1000.0, gamma=gamma, weighting="inverse",
-                      start_epoch=start)
+        return IBLoss(
+            data.class_counts, alpha=1000.0, gamma=gamma, weighting="inverse", start_epoch=start
+        )
+
     return build
 
 
@@ -65,14 +75,16 @@ LOSSES = {
     "la": lambda data, s, mixing: LogitAdjustedLoss(data.class_counts, tau=s.la_tau),
     "bs": lambda data, s, mixing: BalancedSoftmaxLoss(data.class_counts),
     "bs_eff": lambda data, s, mixing: BalancedSoftmaxLoss(
-        cmo_prior(data, s) if mixing else data.class_counts),
+        cmo_prior(data, s) if mixing else data.class_counts
+    ),
     "ib": _ib(0.0),
     "ib_focal": _ib(1.0),
 }
 
 
-def make_criterion(method: Union[str, Method], data: Data, device, schedule: Schedule,
-                   mixing: bool = True) -> torch.nn.Module:
+def make_criterion(
+    method: str | Method, data: Data, device, schedule: Schedule, mixing: bool = True
+) -> torch.nn.Module:
     """The loss of ``method`` (its ``loss`` builder in :data:`LOSSES`)."""
     return LOSSES[_entry(method).loss](data, schedule, mixing).to(device)
 
@@ -87,7 +99,7 @@ MIXERS = {
 }
 
 
-def make_mixer(method: Union[str, Method], data: Data, schedule: Schedule, seed: int):
+def make_mixer(method: str | Method, data: Data, schedule: Schedule, seed: int):
     """The stage-1 mixer of ``method`` (``None`` for a row that does not mix)."""
     name = _entry(method).mixer
     return None if name is None else MIXERS[name](data, schedule, seed)
@@ -102,27 +114,50 @@ def make_optimizer(params, lr: float, s: Schedule, device: torch.device) -> torc
 def _attack_and_splitter(method: Method, model, schedule: Schedule):
     if method.stage2_set == "afr_old":  # AFR before issue 16: originals attacked toward the
         # minority centroid, λ = 0.8
-        attack = MinorityPGD(model, target="centroid", steps=3, alpha=1 / 255, label_weight=1.0,
-                             grad_scale="pixels", keep_when="always")
+        attack = MinorityPGD(
+            model,
+            target="centroid",
+            steps=3,
+            alpha=1 / 255,
+            label_weight=1.0,
+            grad_scale="pixels",
+            keep_when="always",
+        )
         return attack, IntraClassSplitter(threshold=0.8, adaptive_rule="literal")
     if method.stage2_set == "afr_noise":
         attack = SignNoise(model, alpha=schedule.attack_step, steps=schedule.attack_steps)
     else:
-        attack = MinorityPGD(model, target=schedule.attack_target, steps=schedule.attack_steps,
-                             alpha=schedule.attack_step, label_weight=schedule.label_weight,
-                             grad_scale=schedule.grad_scale)
+        attack = MinorityPGD(
+            model,
+            target=schedule.attack_target,
+            steps=schedule.attack_steps,
+            alpha=schedule.attack_step,
+            label_weight=schedule.label_weight,
+            grad_scale=schedule.grad_scale,
+        )
     return attack, IntraClassSplitter(quantile=schedule.minority_quantile)
 
 
-def make_stage2_set(method: Union[str, Method], data: Data, schedule: Schedule, model, seed: int,
-                    autocast=None) -> AFRDataset:
+def make_stage2_set(
+    method: str | Method, data: Data, schedule: Schedule, model, seed: int, autocast=None
+) -> AFRDataset:
     """The stage-2 set of ``method``. The control's set draws AFR's slots at every refresh of
     the same seed and attacks none: the only difference is the attack."""
     method = _entry(method)
     attack, splitter = _attack_and_splitter(method, model, schedule)
     layout = OriginalsLayout() if method.stage2_set == "afr_old" else None
-    return AFRDataset(data.x_train.cpu(), data.y_train.cpu(), num_classes=data.num_classes,
-                      target_size=schedule.slots_per_class, attack_share=schedule.attack_share,
-                      splitter=splitter, attack=attack, layout=layout, autocast=autocast,
-                      seed=seed, progress=True, control=method.stage2_set == "control",
-                      label_safe=None if method.stage2_set == "control" else schedule.label_safe)
+    return AFRDataset(
+        data.x_train.cpu(),
+        data.y_train.cpu(),
+        num_classes=data.num_classes,
+        target_size=schedule.slots_per_class,
+        attack_share=schedule.attack_share,
+        splitter=splitter,
+        attack=attack,
+        layout=layout,
+        autocast=autocast,
+        seed=seed,
+        progress=True,
+        control=method.stage2_set == "control",
+        label_safe=None if method.stage2_set == "control" else schedule.label_safe,
+    )

@@ -8,7 +8,6 @@ start, what each is called in the report and where its checkpoint lives.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from .methods import ALL_METHODS, METHODS
 from .schedule import Schedule
@@ -20,8 +19,9 @@ def _seeded_by_stage1(source: str, stage1_method: str) -> bool:
     return source in ("bs_cmo", stage1_method)
 
 
-def source_of(method: str, seed: int, stage1_seed: Optional[int] = None,
-              stage1_method: str = "bs_cmo") -> Optional[tuple]:
+def source_of(
+    method: str, seed: int, stage1_seed: int | None = None, stage1_method: str = "bs_cmo"
+) -> tuple | None:
     """The (method, seed) run whose finished model the run of ``method`` starts from, if any:
     a stage-2 run's stage-1 model (``stage1_method``, --stage1-method; of --stage1-seed when
     given), a derived row's source."""
@@ -42,7 +42,7 @@ def from_bs_cmo(method: str, stage1_method: str = "bs_cmo") -> bool:
     return source is not None
 
 
-def grid(methods, seeds, stage1_seed: Optional[int] = None, stage1_method: str = "bs_cmo"):
+def grid(methods, seeds, stage1_seed: int | None = None, stage1_method: str = "bs_cmo"):
     """The (method, seed) runs to do, in report order, and the run each one starts from (a
     dependency missing from the grid is added before it: trained but not reported)."""
     order = [m for m in ALL_METHODS if m in methods]
@@ -66,6 +66,7 @@ def start_order(tasks, stage1_method: str = "bs_cmo"):
     """The order --jobs starts runs in: bs_cmo (and --stage1-method's model) first (the stage-2
     runs wait for it and it is the longest), then each run that starts from another as soon as
     it may, then the other stage-1 runs."""
+
     def rank(task) -> int:
         if task[0] in ("bs_cmo", stage1_method):
             return 0
@@ -89,18 +90,25 @@ def run_label(method: str, s: Schedule) -> str:
         tags.append(f"tau={s.tau:g}")
     if (entry.loss == "la" or entry.derive == "posthoc") and s.la_tau != 1:
         tags.append(f"tau={s.la_tau:g}")
-    if entry.attacks:                                 # an attack other than the default
+    if entry.attacks:  # an attack other than the default
         default = Schedule()
         noise = entry.stage2_set == "afr_noise"
-        for key, short in (("attack_target", "target"), ("attack_steps", "steps"),
-                           ("attack_step", "step"), ("label_weight", "w"),
-                           ("grad_scale", "scale"), ("minority_quantile", "q"),
-                           ("label_safe", "safe")):
+        for key, short in (
+            ("attack_target", "target"),
+            ("attack_steps", "steps"),
+            ("attack_step", "step"),
+            ("label_weight", "w"),
+            ("grad_scale", "scale"),
+            ("minority_quantile", "q"),
+            ("label_safe", "safe"),
+        ):
             value = getattr(s, key)
-            if value != getattr(default, key) and not (noise and short in
-                                                       ("target", "w", "scale")):
-                shown = f"{value * 255:g}/255" if key == "attack_step" else (
-                    value if isinstance(value, str) or value is None else f"{value:g}")
+            if value != getattr(default, key) and not (noise and short in ("target", "w", "scale")):
+                shown = (
+                    f"{value * 255:g}/255"
+                    if key == "attack_step"
+                    else (value if isinstance(value, str) or value is None else f"{value:g}")
+                )
                 tags.append(f"{short}={shown}")
     return f"{method}[{','.join(tags)}]" if tags else method
 

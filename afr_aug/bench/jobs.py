@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List
 
 from .checkpoints import is_finished
 from .grid import ckpt_path, grid, run_label, start_order
@@ -25,25 +24,31 @@ class JobRunner:
     once the stage-1 checkpoint it fine-tunes is finished. Worker output goes to --out/logs/ and
     to the screen; SIGTERM (e.g. from ``timeout``) stops the workers too."""
 
-    def __init__(self, args, argv: List[str]):
+    def __init__(self, args, argv: list[str]):
         self.args, self.argv = args, argv
         self.schedule = schedule = schedule_from(args)
-        self.tasks, self.deps = grid(args.methods, args.seeds, args.stage1_seed,
-                                     schedule.stage1_method)
-        self.path = {t: ckpt_path(args, schedule, run_label(t[0], schedule), t[1])
-                     for t in self.tasks}
+        self.tasks, self.deps = grid(
+            args.methods, args.seeds, args.stage1_seed, schedule.stage1_method
+        )
+        self.path = {
+            t: ckpt_path(args, schedule, run_label(t[0], schedule), t[1]) for t in self.tasks
+        }
         self.done = {t for t in self.tasks if args.resume and is_finished(self.path[t])}
         self.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
         self.logs = os.path.join(args.out, "logs")
         self.env = worker_env(self.threads)
         self.lock = threading.Lock()
-        self.running: Dict[tuple, tuple] = {}
-        self.failed: List[tuple] = []
+        self.running: dict[tuple, tuple] = {}
+        self.failed: list[tuple] = []
 
     def say(self, line: str, err: bool = False) -> None:
         with self.lock:
-            print(line, end="" if line.endswith("\n") else "\n", flush=True,
-                  file=sys.stderr if err else sys.stdout)
+            print(
+                line,
+                end="" if line.endswith("\n") else "\n",
+                flush=True,
+                file=sys.stderr if err else sys.stdout,
+            )
 
     def _pump(self, proc, log_path: str) -> None:
         with open(log_path, "a", encoding="utf-8") as log:
@@ -54,11 +59,25 @@ class JobRunner:
 
     def _start(self, task) -> None:
         method, seed = task
-        cmd = [sys.executable, "-m", "afr_aug.bench.reproduce", *self.argv, "--jobs", "1",
-               "--worker", "--methods", method, "--seeds", str(seed),
-               "--threads", str(self.threads), "--no-progress"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=self.env)
+        cmd = [
+            sys.executable,
+            "-m",
+            "afr_aug.bench.reproduce",
+            *self.argv,
+            "--jobs",
+            "1",
+            "--worker",
+            "--methods",
+            method,
+            "--seeds",
+            str(seed),
+            "--threads",
+            str(self.threads),
+            "--no-progress",
+        ]
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
+        )
         log = os.path.join(self.logs, os.path.basename(self.path[task])[:-3] + ".log")
         pump = threading.Thread(target=self._pump, args=(proc, log), daemon=True)
         pump.start()
@@ -72,9 +91,13 @@ class JobRunner:
     def run(self) -> int:
         """Run the grid; the number of runs that failed or could not start."""
         os.makedirs(self.logs, exist_ok=True)
-        pending = [t for t in start_order(self.tasks, self.schedule.stage1_method) if t not in self.done]
-        self.say(f"--jobs {self.args.jobs}: {len(pending)} runs to do ({len(self.done)} already "
-                 f"finished), {self.threads} thread(s) each; logs in {self.logs}")
+        pending = [
+            t for t in start_order(self.tasks, self.schedule.stage1_method) if t not in self.done
+        ]
+        self.say(
+            f"--jobs {self.args.jobs}: {len(pending)} runs to do ({len(self.done)} already "
+            f"finished), {self.threads} thread(s) each; logs in {self.logs}"
+        )
         previous = signal.signal(signal.SIGTERM, self._stop)
         try:
             while pending or self.running:
@@ -95,8 +118,11 @@ class JobRunner:
                         self.done.add(task)
                     else:
                         self.failed.append(task)
-                        self.say(f"{task[0]} seed {task[1]} failed (exit {proc.returncode}); "
-                                 f"see {self.logs}", err=True)
+                        self.say(
+                            f"{task[0]} seed {task[1]} failed (exit {proc.returncode}); "
+                            f"see {self.logs}",
+                            err=True,
+                        )
                 time.sleep(0.2)
         finally:
             signal.signal(signal.SIGTERM, previous)

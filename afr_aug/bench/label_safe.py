@@ -40,8 +40,9 @@ def _option(text: str):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"an option is none, label or a confidence in (0, 1), "
-                                         f"got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"an option is none, label or a confidence in (0, 1), got {text!r}"
+        ) from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"a confidence must lie in (0, 1), got {text}")
     return value
@@ -49,30 +50,44 @@ def _option(text: str):
 
 def measure(model, data, option, slots: int, seed: int = 0) -> dict:
     """One refresh with ``label_safe=option``: per class and in total."""
-    stage2 = AFRDataset(data.x_train.cpu(), data.y_train.cpu(), num_classes=data.num_classes,
-                        target_size=slots, seed=seed, progress=False, label_safe=option)
+    stage2 = AFRDataset(
+        data.x_train.cpu(),
+        data.y_train.cpu(),
+        num_classes=data.num_classes,
+        target_size=slots,
+        seed=seed,
+        progress=False,
+        label_safe=option,
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = stage2.refresh(model)
     seconds = time.perf_counter() - start
     rejected = report.rejected or [0] * len(report.attacked)
-    return {"option": "none" if option is None else option, "seconds": round(seconds, 1),
-            "adversarial_share": [round(v, 4) for v in report.adversarial_share],
-            "crossed": [round(v, 4) for v in report.crossed],
-            "label_kept": [round(v, 4) for v in report.label_kept],
-            "rejection_rate": [round(r / a, 4) if a else 0.0
-                               for r, a in zip(rejected, report.attacked)],
-            "total": {"adversarial_share": round(report.total_adversarial_share, 4),
-                      "crossed": round(report.total_crossed, 4),
-                      "label_kept": round(report.total_label_kept, 4),
-                      "clean_accuracy": round(report.clean_accuracy, 4),
-                      "rejection_rate": round(sum(rejected) / max(sum(report.attacked), 1), 4)}}
+    return {
+        "option": "none" if option is None else option,
+        "seconds": round(seconds, 1),
+        "adversarial_share": [round(v, 4) for v in report.adversarial_share],
+        "crossed": [round(v, 4) for v in report.crossed],
+        "label_kept": [round(v, 4) for v in report.label_kept],
+        "rejection_rate": [
+            round(r / a, 4) if a else 0.0 for r, a in zip(rejected, report.attacked)
+        ],
+        "total": {
+            "adversarial_share": round(report.total_adversarial_share, 4),
+            "crossed": round(report.total_crossed, 4),
+            "label_kept": round(report.total_label_kept, 4),
+            "clean_accuracy": round(report.clean_accuracy, 4),
+            "rejection_rate": round(sum(rejected) / max(sum(report.attacked), 1), 4),
+        },
+    }
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", nargs="+", required=True, metavar="NAME=PATH")
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
     p.add_argument("--data-root", default=None)
@@ -90,8 +105,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    data = data_or_fail(PROG, load_data, args.dataset, args.data_root, device=device,
-                        pack=args.data)
+    data = data_or_fail(
+        PROG, load_data, args.dataset, args.data_root, device=device, pack=args.data
+    )
     out = []
     for name, path in checkpoints:
         state = load_checkpoint(path)
@@ -102,12 +118,14 @@ def main(argv=None) -> int:
             r = {"model": name, "checkpoint": path, **measure(model, data, option, args.slots)}
             out.append(r)
             t = r["total"]
-            print(f"{name} label_safe={r['option']}: adversarial {t['adversarial_share']:.1%}, "
-                  f"rejected {t['rejection_rate']:.1%}, crossed {t['crossed']:.1%}, labels kept "
-                  f"{t['label_kept']:.2f} (clean accuracy {t['clean_accuracy']:.3f}), "
-                  f"{r['seconds']} s; per class adversarial {r['adversarial_share']}, crossed "
-                  f"{r['crossed']}, kept {r['label_kept']}, rejected {r['rejection_rate']}",
-                  flush=True)
+            print(
+                f"{name} label_safe={r['option']}: adversarial {t['adversarial_share']:.1%}, "
+                f"rejected {t['rejection_rate']:.1%}, crossed {t['crossed']:.1%}, labels kept "
+                f"{t['label_kept']:.2f} (clean accuracy {t['clean_accuracy']:.3f}), "
+                f"{r['seconds']} s; per class adversarial {r['adversarial_share']}, crossed "
+                f"{r['crossed']}, kept {r['label_kept']}, rejected {r['rejection_rate']}",
+                flush=True,
+            )
     print(json.dumps({"device": device_name(device), "slots": args.slots, "rows": out}))
     return 0
 

@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 import torch
 
-from afr_aug import (AFRDataset, AFRLoader, BalancedMixLoader, CutMixBalancer, Embedder,
-                     LongTailSampler, MixUpBalancer, mixed_loss)
+from afr_aug import (
+    AFRDataset,
+    AFRLoader,
+    BalancedMixLoader,
+    CutMixBalancer,
+    Embedder,
+    LongTailSampler,
+    MixUpBalancer,
+    mixed_loss,
+)
 from afr_aug.augment import BatchAugment, to_device
 from afr_aug.distributed import all_reduce_sum, get_rank, get_world_size, is_distributed
 from afr_aug.losses import drw_weights
@@ -26,7 +33,8 @@ from afr_aug.metrics import evaluate
 
 from .data import Data, sampler_batches, test_batches
 from .factories import make_criterion, make_mixer, make_model, make_optimizer, make_stage2_set
-from .methods import DERIVED_METHODS, TRAINED_METHODS, Method, method as method_entry
+from .methods import DERIVED_METHODS, TRAINED_METHODS, Method
+from .methods import method as method_entry
 from .schedule import Schedule
 from .speed import Speed
 
@@ -37,27 +45,27 @@ class Run:
 
     method: str
     seed: int
-    schedule: Schedule                  # a stage-1 run's: with its row's recipe filled in
+    schedule: Schedule  # a stage-1 run's: with its row's recipe filled in
     data: Data
     device: torch.device
     model: torch.nn.Module = None
-    ddp: Optional[torch.nn.Module] = None  # the DistributedDataParallel wrapper under torchrun
+    ddp: torch.nn.Module | None = None  # the DistributedDataParallel wrapper under torchrun
     optimizer: torch.optim.Optimizer = None
     criterion: torch.nn.Module = None
     augment: BatchAugment = None
     order: torch.Generator = None
-    sampler: Optional[LongTailSampler] = None      # CMO's balanced draw
-    loader: Optional[BalancedMixLoader] = None     # the run's one loader (AFRLoader in stage 2)
+    sampler: LongTailSampler | None = None  # CMO's balanced draw
+    loader: BalancedMixLoader | None = None  # the run's one loader (AFRLoader in stage 2)
     stage: int = 1
-    epoch: int = 0                      # epochs completed in the current stage
-    seconds: float = 0.0                # training time (no evaluation)
+    epoch: int = 0  # epochs completed in the current stage
+    seconds: float = 0.0  # training time (no evaluation)
     images_seen: int = 0
-    history: List[Dict] = field(default_factory=list)
-    class_accuracy: Optional[List[float]] = None   # running training accuracy, last epoch
-    train_accuracy: Optional[float] = None
-    speed: "Speed" = None
-    compiled: Optional[torch.nn.Module] = None     # torch.compile'd forward (--compile)
-    embedder: Optional[Embedder] = None            # for a loss that needs the embedding (IB)
+    history: list[dict] = field(default_factory=list)
+    class_accuracy: list[float] | None = None  # running training accuracy, last epoch
+    train_accuracy: float | None = None
+    speed: Speed = None
+    compiled: torch.nn.Module | None = None  # torch.compile'd forward (--compile)
+    embedder: Embedder | None = None  # for a loss that needs the embedding (IB)
 
     @property
     def total_epochs(self) -> int:
@@ -73,18 +81,27 @@ class Run:
         return self.loader.mixer
 
     @property
-    def stage2(self) -> Optional[AFRDataset]:
+    def stage2(self) -> AFRDataset | None:
         """The stage-2 set (stage-2 runs)."""
         return getattr(self.loader, "stage2", None)
 
 
-def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
-            init_state: Optional[dict] = None, speed: Optional[Speed] = None) -> Run:
+def new_run(
+    method: str,
+    seed: int,
+    schedule: Schedule,
+    data: Data,
+    device,
+    init_state: dict | None = None,
+    speed: Speed | None = None,
+) -> Run:
     """A fresh run; stage-2 methods start from ``init_state`` (a finished stage-1 checkpoint).
     A stage-1 run trains with its row's recipe (``schedule.recipe``: paper or authors)."""
     if method not in TRAINED_METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(TRAINED_METHODS)} "
-                         f"(the rows {', '.join(DERIVED_METHODS)} come from derive_model)")
+        raise ValueError(
+            f"unknown method {method!r}; choose from {', '.join(TRAINED_METHODS)} "
+            f"(the rows {', '.join(DERIVED_METHODS)} come from derive_model)"
+        )
     entry = method_entry(method)
     if entry.stage == 1:
         schedule = schedule.for_stage1(entry)
@@ -103,12 +120,15 @@ def new_run(method: str, seed: int, schedule: Schedule, data: Data, device,
         lr = schedule.lr
     else:
         if init_state is None:
-            raise ValueError(f"{method} fine-tunes a finished stage-1 model: init_state is required")
+            raise ValueError(
+                f"{method} fine-tunes a finished stage-1 model: init_state is required"
+            )
         _stage2(run, entry, init_state)
         lr = schedule.stage2_lr
     if is_distributed():
         run.ddp = torch.nn.parallel.DistributedDataParallel(
-            run.model, device_ids=[device.index] if device.type == "cuda" else None)
+            run.model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     run.optimizer = make_optimizer(run.model.parameters(), lr, schedule, device)
     if run.speed.compile:
         run.compiled = torch.compile(run.ddp if run.ddp is not None else run.model)
@@ -125,9 +145,15 @@ def _stage1(run: Run, entry: Method) -> None:
         run.sampler = LongTailSampler(data.y_train.cpu(), exponent=1.0, seed=seed)
     mixer = make_mixer(entry, data, s, seed) or CutMixBalancer(p=0.5)
     batches = _LongTailedBatches(run)
-    run.loader = BalancedMixLoader(batches, mixer, balanced=_BalancedBatches(run, len(batches)),
-                                   num_classes=data.num_classes, transform=run.augment, seed=seed,
-                                   mixing=entry.mixer is not None)
+    run.loader = BalancedMixLoader(
+        batches,
+        mixer,
+        balanced=_BalancedBatches(run, len(batches)),
+        num_classes=data.num_classes,
+        transform=run.augment,
+        seed=seed,
+        mixing=entry.mixer is not None,
+    )
 
 
 def _stage2(run: Run, entry: Method, init_state: dict) -> None:
@@ -139,14 +165,24 @@ def _stage2(run: Run, entry: Method, init_state: dict) -> None:
     run.train_accuracy = init_state.get("train_accuracy")
     run.augment = BatchAugment(crop=True, flip=True, seed=seed)
     mixer = {"cutmix": CutMixBalancer, "mixup": MixUpBalancer}[s.mix](p=s.mix_p, seed=seed)
-    stage2 = make_stage2_set(entry, data, s, run.model, seed,
-                             autocast=torch.bfloat16 if run.speed.amp else None)
+    stage2 = make_stage2_set(
+        entry, data, s, run.model, seed, autocast=torch.bfloat16 if run.speed.amp else None
+    )
     batches = _LongTailedBatches(run)
     running = None if run.class_accuracy is None else (run.class_accuracy, run.train_accuracy)
-    run.loader = AFRLoader(batches, stage2, run.model, mixer, refresh_every=s.refresh_every,
-                           running=running, auto_refresh=False, seed=seed,
-                           balanced=_BalancedBatches(run, len(batches)), transform=run.augment,
-                           stream=entry.stage2_stream)
+    run.loader = AFRLoader(
+        batches,
+        stage2,
+        run.model,
+        mixer,
+        refresh_every=s.refresh_every,
+        running=running,
+        auto_refresh=False,
+        seed=seed,
+        balanced=_BalancedBatches(run, len(batches)),
+        transform=run.augment,
+        stream=entry.stage2_stream,
+    )
 
 
 def _mixing_on(run: Run) -> bool:
@@ -175,7 +211,7 @@ class _LongTailedBatches:
     def __iter__(self):
         run, rank, world = self.run, get_rank(), get_world_size()
         order = to_device(torch.randperm(len(run.data.y_train), generator=run.order), run.device)
-        for idx in order.split(run.schedule.batch_size)[:len(self)]:
+        for idx in order.split(run.schedule.batch_size)[: len(self)]:
             idx = idx[rank::world]
             yield run.data.x_train[idx], run.data.y_train[idx]
 
@@ -191,9 +227,11 @@ class _BalancedBatches:
     def __iter__(self):
         run, rank, world = self.run, get_rank(), get_world_size()
         size = run.schedule.batch_size
-        if run.sampler is not None:       # indices on the training device, one copy per epoch
-            rows = to_device(sampler_batches(run.sampler, run.epoch, self.n_batches, size), run.device)
-        else:                              # the stage-2 set lives on the CPU
+        if run.sampler is not None:  # indices on the training device, one copy per epoch
+            rows = to_device(
+                sampler_batches(run.sampler, run.epoch, self.n_batches, size), run.device
+            )
+        else:  # the stage-2 set lives on the CPU
             g = torch.Generator().manual_seed(run.seed * 100003 + run.epoch)
             rows = torch.randint(len(run.stage2), (self.n_batches, size), generator=g)
         for row in rows:
@@ -212,7 +250,7 @@ def start_epoch(run: Run) -> BalancedMixLoader:
     return run.loader
 
 
-def maybe_refresh(run: Run, progress: bool = True) -> Optional[object]:
+def maybe_refresh(run: Run, progress: bool = True) -> object | None:
     """AFR: regenerate the adversarial images at the start of every ``refresh_every``-th epoch
     (``AFRLoader``'s schedule); returns the refresh's report."""
     if not run.entry.refreshes:
@@ -230,8 +268,9 @@ def _reweight_drw(run: Run) -> None:
     s = run.schedule
     if s.drw_from is None or run.stage != 1:
         return
-    run.criterion.weight = drw_weights(run.data.class_counts, run.epoch,
-                                       start_epoch=s.at(s.drw_from)).to(run.device)
+    run.criterion.weight = drw_weights(
+        run.data.class_counts, run.epoch, start_epoch=s.at(s.drw_from)
+    ).to(run.device)
 
 
 def _forward(run: Run, net, x: torch.Tensor):
@@ -244,23 +283,29 @@ def _forward(run: Run, net, x: torch.Tensor):
     return net(x), ()
 
 
-def _end_epoch(run: Run, loss_sum: torch.Tensor, n_img: int, seconds: float) -> Dict:
+def _end_epoch(run: Run, loss_sum: torch.Tensor, n_img: int, seconds: float) -> dict:
     """Record the epoch's running accuracy (the loader's, summed over the ranks) and its loss
     (one host sync, after the loop) on ``run`` and count the epoch done; the epoch's stats."""
     acc, overall = run.loader.accuracy()
-    loss_sum, n_img = all_reduce_sum(torch.stack([loss_sum.cpu().double(),
-                                                  torch.tensor(float(n_img), dtype=torch.float64)])).tolist()
+    loss_sum, n_img = all_reduce_sum(
+        torch.stack([loss_sum.cpu().double(), torch.tensor(float(n_img), dtype=torch.float64)])
+    ).tolist()
     n_img = int(n_img)
     run.seconds += seconds
     run.images_seen += n_img
     run.class_accuracy = acc.tolist()
     run.train_accuracy = 0.0 if overall != overall else overall
     run.epoch += 1
-    return {"epoch": run.epoch, "loss": loss_sum / max(n_img, 1), "train_acc": run.train_accuracy,
-            "seconds": seconds, "img_per_s": n_img / max(seconds, 1e-9)}
+    return {
+        "epoch": run.epoch,
+        "loss": loss_sum / max(n_img, 1),
+        "train_acc": run.train_accuracy,
+        "seconds": seconds,
+        "img_per_s": n_img / max(seconds, 1e-9),
+    }
 
 
-def train_epoch(run: Run, progress: bool = True) -> Dict:
+def train_epoch(run: Run, progress: bool = True) -> dict:
     """One epoch over the long-tailed set; returns running loss/accuracy and timing."""
     from tqdm.auto import tqdm
 
@@ -269,26 +314,32 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
     loader = start_epoch(run)
     if run.entry.loss == "bs_eff":
         run.criterion = make_criterion(run.entry, d, dev, s, mixing=loader.mixing)
-    if hasattr(run.criterion, "set_epoch"):     # a loss switched on part-way (IB)
+    if hasattr(run.criterion, "set_epoch"):  # a loss switched on part-way (IB)
         run.criterion.set_epoch(run.epoch)
     # the augmentation is reseeded per (seed, stage, epoch, rank) so a resumed epoch repeats
-    run.augment.generator.manual_seed(((run.seed * 1009 + run.stage) * 100003 + run.epoch) * 64
-                                      + get_rank())
+    run.augment.generator.manual_seed(
+        ((run.seed * 1009 + run.stage) * 100003 + run.epoch) * 64 + get_rank()
+    )
     net = run.compiled or (run.ddp if run.ddp is not None else run.model)
     fmt = torch.channels_last if run.speed.channels_last else torch.contiguous_format
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.speed.amp)
     run.model.train()
     loss_sum, n_img = torch.zeros((), device=dev), 0
     start = time.perf_counter()
-    for step, (x, y_a, y_b, lam) in enumerate(tqdm(
-            loader, desc=f"{run.method} s{run.stage} ep{run.epoch + 1}/{run.total_epochs}",
-            disable=not progress, leave=False)):
+    for step, (x, y_a, y_b, lam) in enumerate(
+        tqdm(
+            loader,
+            desc=f"{run.method} s{run.stage} ep{run.epoch + 1}/{run.total_epochs}",
+            disable=not progress,
+            leave=False,
+        )
+    ):
         for group in run.optimizer.param_groups:
             group["lr"] = s.lr_at(run.epoch, step, len(loader), run.stage)
         with autocast:
             logits, extra = _forward(run, net, x.contiguous(memory_format=fmt))
         if extra:
-            loss = run.criterion(logits.float(), y_a, *extra)     # no mixing with IB
+            loss = run.criterion(logits.float(), y_a, *extra)  # no mixing with IB
         else:
             loss = mixed_loss(run.criterion, logits.float(), y_a, y_b, lam)
         run.optimizer.zero_grad(set_to_none=True)
@@ -303,11 +354,17 @@ def train_epoch(run: Run, progress: bool = True) -> Dict:
     return _end_epoch(run, loss_sum, n_img, time.perf_counter() - start)
 
 
-def evaluate_run(run: Run) -> Dict:
+def evaluate_run(run: Run) -> dict:
     return evaluate_model(run.model, run.data, run.device)
 
 
-def evaluate_model(model: torch.nn.Module, data: Data, device) -> Dict:
+def evaluate_model(model: torch.nn.Module, data: Data, device) -> dict:
     batch = 5000 if torch.device(device).type == "cuda" else 1000
-    return evaluate(model, test_batches(data, batch), num_classes=data.num_classes,
-                    class_counts=data.class_counts, device=device, progress=False)
+    return evaluate(
+        model,
+        test_batches(data, batch),
+        num_classes=data.num_classes,
+        class_counts=data.class_counts,
+        device=device,
+        progress=False,
+    )

@@ -24,35 +24,54 @@ from .pack_format import write_pack
 PROG = "afr-aug pack"
 
 
-def pack_dataset(dataset: str, out, root=None, imbalance_ratio: float = 100,
-                 download: bool = False) -> str:
+def pack_dataset(
+    dataset: str, out, root=None, imbalance_ratio: float = 100, download: bool = False
+) -> str:
     """Pack what ``load_data(dataset, root, imbalance_ratio)`` returns; returns the sha256."""
-    x_train, y_train, x_test, y_test, classes = read_cifar_lt(dataset, root, imbalance_ratio,
-                                                              download=download)
-    arrays = {"x_train": x_train.numpy(), "y_train": y_train.numpy(),
-              "x_test": x_test.numpy(), "y_test": y_test.numpy()}
-    meta = {"dataset": dataset, "imbalance_ratio": imbalance_ratio, "classes": classes,
-            "class_counts": torch.bincount(y_train, minlength=len(classes)).tolist()}
+    x_train, y_train, x_test, y_test, classes = read_cifar_lt(
+        dataset, root, imbalance_ratio, download=download
+    )
+    arrays = {
+        "x_train": x_train.numpy(),
+        "y_train": y_train.numpy(),
+        "x_test": x_test.numpy(),
+        "y_test": y_test.numpy(),
+    }
+    meta = {
+        "dataset": dataset,
+        "imbalance_ratio": imbalance_ratio,
+        "classes": classes,
+        "class_counts": torch.bincount(y_train, minlength=len(classes)).tolist(),
+    }
     return write_pack(out, arrays, meta)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
     p.add_argument("--imbalance-ratio", type=float, default=100)
-    p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/ or "
-                   "cifar-100-python/ (default: $AFR_DATA, else ./data)")
-    p.add_argument("--download", action="store_true",
-                   help="fetch CIFAR with torchvision first when it is not found (needs internet)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding cifar-10-batches-py/ or "
+        "cifar-100-python/ (default: $AFR_DATA, else ./data)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch CIFAR with torchvision first when it is not found (needs internet)",
+    )
     p.add_argument("--out", required=True, help="the pack file to write")
     args = p.parse_args(argv)
     try:
-        digest = pack_dataset(args.dataset, args.out, args.data_root, args.imbalance_ratio,
-                              download=args.download)
-    except DataError as e:           # no CIFAR folder, or no download
+        digest = pack_dataset(
+            args.dataset, args.out, args.data_root, args.imbalance_ratio, download=args.download
+        )
+    except DataError as e:  # no CIFAR folder, or no download
         fail(PROG, e)
-    except ValueError as e:          # a damaged CIFAR file or an impossible --imbalance-ratio
+    except ValueError as e:  # a damaged CIFAR file or an impossible --imbalance-ratio
         fail(PROG, e)
     size = os.path.getsize(args.out)
     print(f"wrote {args.out}: {size / 1e6:.1f} MB, sha256 {digest}")

@@ -17,7 +17,6 @@ import json
 import os
 import struct
 import zlib
-from typing import Dict
 
 import numpy as np
 
@@ -46,7 +45,7 @@ def decode_images(res: np.ndarray) -> np.ndarray:
     return np.cumsum(np.cumsum(res, axis=3, dtype=np.uint8), axis=2, dtype=np.uint8)
 
 
-def _digest(arrays: Dict[str, np.ndarray]) -> str:
+def _digest(arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for key in sorted(arrays):
         h.update(key.encode())
@@ -54,7 +53,7 @@ def _digest(arrays: Dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def write_pack(path, arrays: Dict[str, np.ndarray], meta: dict) -> str:
+def write_pack(path, arrays: dict[str, np.ndarray], meta: dict) -> str:
     """Write ``arrays`` (uint8 images ``x_*`` as N x C x H x W, int labels ``y_*``) and ``meta``;
     returns the file's sha256. Written to a temporary name first, then renamed."""
     blocks, header = [], {"version": VERSION, "meta": meta, "arrays": {}, "sha256": _digest(arrays)}
@@ -67,8 +66,13 @@ def write_pack(path, arrays: Dict[str, np.ndarray], meta: dict) -> str:
             a = a.astype(np.int32)
             payload, codec = a.tobytes(), "raw"
         blob = zlib.compress(payload, 6)
-        header["arrays"][key] = {"dtype": str(a.dtype), "shape": list(a.shape), "codec": codec,
-                                 "offset": offset, "length": len(blob)}
+        header["arrays"][key] = {
+            "dtype": str(a.dtype),
+            "shape": list(a.shape),
+            "codec": codec,
+            "offset": offset,
+            "length": len(blob),
+        }
         blocks.append(blob)
         offset += len(blob)
     head = json.dumps(header).encode()
@@ -87,8 +91,7 @@ def read_meta(path) -> dict:
     with open(path, "rb") as f:
         head = f.read(12)
         if head[:8] != MAGIC:
-            raise ValueError(f"{path} is not an afr-aug data pack (write one with "
-                             "afr-aug pack)")
+            raise ValueError(f"{path} is not an afr-aug data pack (write one with afr-aug pack)")
         (n,) = struct.unpack("<I", head[8:12])
         return json.loads(f.read(n))["meta"]
 
@@ -98,17 +101,18 @@ def read_pack(path):
     with open(path, "rb") as f:
         blob = f.read()
     if blob[:8] != MAGIC:
-        raise ValueError(f"{path} is not an afr-aug data pack (write one with "
-                         "afr-aug pack)")
+        raise ValueError(f"{path} is not an afr-aug data pack (write one with afr-aug pack)")
     (n,) = struct.unpack("<I", blob[8:12])
-    header = json.loads(blob[12:12 + n])
+    header = json.loads(blob[12 : 12 + n])
     if header.get("version") != VERSION:
-        raise ValueError(f"{path}: pack version {header.get('version')}, this reader knows {VERSION}")
+        raise ValueError(
+            f"{path}: pack version {header.get('version')}, this reader knows {VERSION}"
+        )
     base, arrays = 12 + n, {}
     for key, spec in header["arrays"].items():
         start = base + spec["offset"]
         try:
-            raw = zlib.decompress(blob[start:start + spec["length"]])
+            raw = zlib.decompress(blob[start : start + spec["length"]])
         except zlib.error as e:
             raise ValueError(f"{path}: array {key!r} is damaged ({e})") from None
         a = np.frombuffer(raw, dtype=spec["dtype"]).reshape(spec["shape"])

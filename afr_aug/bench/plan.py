@@ -64,8 +64,12 @@ def measure(data, device, schedule, speed, iters: int, warmup: int, refresh_shar
         start = time.perf_counter()
         save_atomic(state_of(ft), os.path.join(tmp, "probe.pt"))
         checkpoint_s = time.perf_counter() - start
-    return {"img_per_s": {k: round(v, 1) for k, v in rates.items()}, "refresh_s": round(refresh_s, 2),
-            "eval_s": round(eval_s, 3), "checkpoint_s": round(checkpoint_s, 3)}
+    return {
+        "img_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "refresh_s": round(refresh_s, 2),
+        "eval_s": round(eval_s, 3),
+        "checkpoint_s": round(checkpoint_s, 3),
+    }
 
 
 def run_seconds(method: str, n_train: int, schedule, single: dict) -> float:
@@ -73,7 +77,7 @@ def run_seconds(method: str, n_train: int, schedule, single: dict) -> float:
     start-up, a checkpoint per epoch, the evaluations; ``single`` may leave them out)."""
     r = single["img_per_s"]
     entry = METHODS[method]
-    if entry.stage == 1:                   # its recipe's epochs and batch size
+    if entry.stage == 1:  # its recipe's epochs and batch size
         schedule = schedule.for_stage1(entry)
 
     def images_per_epoch(s) -> int:
@@ -84,17 +88,17 @@ def run_seconds(method: str, n_train: int, schedule, single: dict) -> float:
 
     images = images_per_epoch(schedule)
     startup, eval_s = single.get("startup_s", 0.0), single.get("eval_s", 0.0)
-    if entry.stage == 0:                   # one evaluation; cRT and MiSLAS train the classifier
+    if entry.stage == 0:  # one evaluation; cRT and MiSLAS train the classifier
         trains = entry.derive in ("crt", "mislas")
         crt = schedule.crt_epochs * images / r["ce"] if trains else 0.0
         return startup + crt + eval_s
     if entry.stage == 2:
         epochs, rate = schedule.stage2_epochs, r["stage2"]
-    else:                                  # a mixing row costs about what bs_cmo costs
+    else:  # a mixing row costs about what bs_cmo costs
         epochs, rate = schedule.epochs, r["bs_cmo" if entry.mixer else "ce"]
     t = startup + epochs * (images / rate + single.get("checkpoint_s", 0.0))
     t += sum(schedule.evaluates(e, entry.stage) for e in range(1, epochs + 1)) * eval_s + eval_s
-    if entry.refreshes:           # afr_old and afr_noise refresh more cheaply: an upper bound
+    if entry.refreshes:  # afr_old and afr_noise refresh more cheaply: an upper bound
         t += math.ceil(epochs / schedule.refresh_every) * single["refresh_s"]
     return t
 
@@ -115,6 +119,7 @@ def speed_factor(concurrency: dict, base: float):
                 agg = a0 + (a1 - a0) * (k - j0) / (j1 - j0)
                 break
         return min(1.0, agg / (k * base))
+
     return f
 
 
@@ -131,7 +136,7 @@ def simulate(methods, seeds, jobs: int, seconds: dict, speed, stage1_seed=None) 
                 break
             if t in deps and deps[t] not in done:
                 continue
-            running[t] = float(seconds[t[0]])          # alone-seconds of work left
+            running[t] = float(seconds[t[0]])  # alone-seconds of work left
             pending.remove(t)
         if not running:
             raise RuntimeError("unschedulable grid")
@@ -155,19 +160,29 @@ def _tiers(methods, seeds):
     # the stage-2 rows, and their one bs_cmo comes as their dependency
     stage2 = [m for m in core if m in STAGE2_METHODS] or list(STAGE2_METHODS)
     tiers, seen = [], set()
-    for name, chosen, s1 in (("full", list(methods), None), ("core", core, None),
-                             ("one_stage1", stage2, seeds[0])):
+    for name, chosen, s1 in (
+        ("full", list(methods), None),
+        ("core", core, None),
+        ("one_stage1", stage2, seeds[0]),
+    ):
         key = (tuple(chosen), s1)
         if name == "one_stage1" and len(seeds) == 1:
-            continue                         # one seed: the core grid is already that
+            continue  # one seed: the core grid is already that
         if key not in seen:
             seen.add(key)
             tiers.append((name, chosen, s1))
     return tiers
 
 
-def make_plan(single: dict, concurrency: dict, n_train: int, schedule, seeds, budget_s: float,
-              methods=PAPER_METHODS) -> dict:
+def make_plan(
+    single: dict,
+    concurrency: dict,
+    n_train: int,
+    schedule,
+    seeds,
+    budget_s: float,
+    methods=PAPER_METHODS,
+) -> dict:
     """The fastest measured J of the first grid (:func:`_tiers`) whose projection fits
     ``budget_s``; the last grid, ``fits: false``, when none does."""
     seeds = list(seeds)
@@ -180,19 +195,34 @@ def make_plan(single: dict, concurrency: dict, n_train: int, schedule, seeds, bu
         mine = []
         for j in sorted(int(j) for j in concurrency):
             if j > n_tasks and j != 1:
-                continue                     # more workers than runs: a J it would never use
+                continue  # more workers than runs: a J it would never use
             wall = simulate(chosen, seeds, j, seconds, f, s1)
-            mine.append({"tier": name, "methods": chosen, "stage1_seed": s1, "jobs": j,
-                         "speed_factor": round(f(min(j, n_tasks)), 3), "projected_s": round(wall, 1)})
+            mine.append(
+                {
+                    "tier": name,
+                    "methods": chosen,
+                    "stage1_seed": s1,
+                    "jobs": j,
+                    "speed_factor": round(f(min(j, n_tasks)), 3),
+                    "projected_s": round(wall, 1),
+                }
+            )
         options += mine
         best = min(mine, key=lambda o: o["projected_s"])
         if best["projected_s"] <= budget_s:
             break
     fits = best["projected_s"] <= budget_s
-    return {**best, "fits": fits, "partial": not fits, "budget_s": round(budget_s, 1),
-            "left_out": [m for m in methods if m not in best["methods"]], "seeds": seeds,
-            "run_seconds_alone": {m: round(v, 1) for m, v in sorted(seconds.items())},
-            "options": options, "calibrated": True}
+    return {
+        **best,
+        "fits": fits,
+        "partial": not fits,
+        "budget_s": round(budget_s, 1),
+        "left_out": [m for m in methods if m not in best["methods"]],
+        "seeds": seeds,
+        "run_seconds_alone": {m: round(v, 1) for m, v in sorted(seconds.items())},
+        "options": options,
+        "calibrated": True,
+    }
 
 
 def default_plan(seeds, device_type: str, methods=PAPER_METHODS, reason: str = "") -> dict:
@@ -203,10 +233,19 @@ def default_plan(seeds, device_type: str, methods=PAPER_METHODS, reason: str = "
     name, chosen, s1 = _tiers(methods, seeds)[-1]
     n_tasks = len(grid(chosen, seeds, s1)[0])
     jobs = min(n_tasks, 2 * len(seeds)) if device_type == "cuda" else 1
-    return {"tier": name, "methods": chosen, "stage1_seed": s1, "jobs": max(1, jobs),
-            "projected_s": None, "fits": None, "partial": True, "seeds": seeds,
-            "left_out": [m for m in methods if m not in chosen], "calibrated": False,
-            "reason": reason or "no calibration"}
+    return {
+        "tier": name,
+        "methods": chosen,
+        "stage1_seed": s1,
+        "jobs": max(1, jobs),
+        "projected_s": None,
+        "fits": None,
+        "partial": True,
+        "seeds": seeds,
+        "left_out": [m for m in methods if m not in chosen],
+        "calibrated": False,
+        "reason": reason or "no calibration",
+    }
 
 
 def describe(plan: dict) -> str:
@@ -226,33 +265,65 @@ def describe(plan: dict) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
     p.add_argument("--data", default=None, metavar="PACK")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--download", action="store_true",
-                   help="fetch CIFAR with torchvision when it is not found (needs internet)")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch CIFAR with torchvision when it is not found (needs internet)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=None, help="default: the preset's paper rows")
-    p.add_argument("--recipe", choices=list(RECIPES), default="paper",
-                   help="the rows' recipe (as reproduce --recipe): their epochs and batch sizes")
+    p.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        default="paper",
+        help="the rows' recipe (as reproduce --recipe): their epochs and batch sizes",
+    )
     p.add_argument("--budget-s", type=float, default=480.0, help="wall time the grid may take")
-    p.add_argument("--deadline", type=float, default=None,
-                   help="Unix time the grid must end by; the budget is what is left of it after "
-                        "calibration (overrides --budget-s)")
-    p.add_argument("--spawned-at", type=float, default=None,
-                   help="Unix time this process was started (its start-up counts as a run's fixed cost)")
-    p.add_argument("--jobs-candidates", type=int, nargs="+", default=None,
-                   help="J values to measure (default: 1 4 8 on CUDA, 1 2 on CPU)")
-    p.add_argument("--iters", type=int, default=None, help="timed steps per loop (default: "
-                   "200 on CUDA, 3 on CPU)")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="Unix time the grid must end by; the budget is what is left of it after "
+        "calibration (overrides --budget-s)",
+    )
+    p.add_argument(
+        "--spawned-at",
+        type=float,
+        default=None,
+        help="Unix time this process was started (its start-up counts as a run's fixed cost)",
+    )
+    p.add_argument(
+        "--jobs-candidates",
+        type=int,
+        nargs="+",
+        default=None,
+        help="J values to measure (default: 1 4 8 on CUDA, 1 2 on CPU)",
+    )
+    p.add_argument(
+        "--iters",
+        type=int,
+        default=None,
+        help="timed steps per loop (default: 200 on CUDA, 3 on CPU)",
+    )
     p.add_argument("--refresh-share", type=float, default=0.1)
-    p.add_argument("--concurrency-timeout", type=float, default=240.0,
-                   help="seconds one round of concurrent processes may take")
-    p.add_argument("--default-plan", action="store_true",
-                   help="write the uncalibrated fallback plan and exit (see default_plan)")
+    p.add_argument(
+        "--concurrency-timeout",
+        type=float,
+        default=240.0,
+        help="seconds one round of concurrent processes may take",
+    )
+    p.add_argument(
+        "--default-plan",
+        action="store_true",
+        help="write the uncalibrated fallback plan and exit (see default_plan)",
+    )
     p.add_argument("--reason", default="", help=argparse.SUPPRESS)
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
@@ -263,7 +334,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _throughput_args(args, device, speed, iters: int) -> list:
     """The flags a ``afr_aug.bench.throughput`` process needs to measure as this calibration does."""
-    common = ["--dataset", args.dataset, "--iters", str(iters), "--warmup", str(max(3, iters // 10))]
+    common = [
+        "--dataset",
+        args.dataset,
+        "--iters",
+        str(iters),
+        "--warmup",
+        str(max(3, iters // 10)),
+    ]
     common += ["--data", args.data] if args.data else []
     common += ["--data-root", args.data_root] if args.data_root else []
     common += ["--device", str(device)]
@@ -284,8 +362,11 @@ def _concurrency(args, device, speed, iters: int, candidates, single: dict) -> d
         concurrency[j] = c["aggregate"]
         # the slowest start-up of J processes at once is what a --jobs worker pays
         single["startup_s"] = max(single["startup_s"], c["startup_s"])
-        print(f"{j} concurrent bs_cmo loops: {c['aggregate']} img/s in all over a "
-              f"{c['window_s']} s window; start-up up to {c['startup_s']} s", flush=True)
+        print(
+            f"{j} concurrent bs_cmo loops: {c['aggregate']} img/s in all over a "
+            f"{c['window_s']} s window; start-up up to {c['startup_s']} s",
+            flush=True,
+        )
     return concurrency
 
 
@@ -304,23 +385,39 @@ def main(argv=None) -> int:
     preset = PRESETS[args.preset]
     schedule = replace(preset["schedule"], recipe=args.recipe)
     start = time.perf_counter()
-    data = data_or_fail(PROG, load_data, args.dataset, args.data_root, device=device,
-                        pack=args.data, train_fraction=preset.get("train_fraction"),
-                        test_limit=preset.get("test_limit"), download=args.download)
+    data = data_or_fail(
+        PROG,
+        load_data,
+        args.dataset,
+        args.data_root,
+        device=device,
+        pack=args.data,
+        train_fraction=preset.get("train_fraction"),
+        test_limit=preset.get("test_limit"),
+        download=args.download,
+    )
     speed = speed_from(args)
     startup = time.time() - args.spawned_at if args.spawned_at else time.perf_counter() - start
     single = measure(data, device, schedule, speed, iters, max(3, iters // 10), args.refresh_share)
     single["startup_s"] = round(startup, 2)
-    print(f"alone: {single['img_per_s']} img/s, refresh {single['refresh_s']} s; per run: start-up "
-          f"{single['startup_s']} s, evaluation {single['eval_s']} s, checkpoint "
-          f"{single['checkpoint_s']} s", flush=True)
-    concurrency = _concurrency(args, device, speed, iters,
-                               args.jobs_candidates or ([1, 4, 8] if cuda else [1, 2]), single)
+    print(
+        f"alone: {single['img_per_s']} img/s, refresh {single['refresh_s']} s; per run: start-up "
+        f"{single['startup_s']} s, evaluation {single['eval_s']} s, checkpoint "
+        f"{single['checkpoint_s']} s",
+        flush=True,
+    )
+    concurrency = _concurrency(
+        args, device, speed, iters, args.jobs_candidates or ([1, 4, 8] if cuda else [1, 2]), single
+    )
     budget = args.deadline - time.time() if args.deadline is not None else args.budget_s
     plan = make_plan(single, concurrency, len(data.y_train), schedule, args.seeds, budget, methods)
-    plan.update(calibration_s=round(time.perf_counter() - start, 1), single=single,
-                concurrency={str(k): v for k, v in concurrency.items()}, preset=args.preset,
-                device=str(device))
+    plan.update(
+        calibration_s=round(time.perf_counter() - start, 1),
+        single=single,
+        concurrency={str(k): v for k, v in concurrency.items()},
+        preset=args.preset,
+        device=str(device),
+    )
     return _write(plan, args.out)
 
 

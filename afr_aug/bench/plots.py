@@ -10,13 +10,20 @@ import math
 import operator
 from pathlib import Path
 
-from .tables import check_counts, check_results, method_name, per_class_means, results_header, summarize
+from .tables import (
+    check_counts,
+    check_results,
+    method_name,
+    per_class_means,
+    results_header,
+    summarize,
+)
 
 __all__ = [
-    "plot_shot_accuracy",
-    "plot_per_class",
     "plot_class_distribution",
+    "plot_per_class",
     "plot_reliability",
+    "plot_shot_accuracy",
     "reliability_bins",
 ]
 
@@ -48,8 +55,15 @@ def _legend_below(fig, ax, handles, labels, ncol):
     fig.canvas.draw()  # tick label extents are known only after a draw
     bottom = ax.get_tightbbox(fig.canvas.get_renderer()).y0
     y = ax.transAxes.inverted().transform((0.0, bottom))[1]
-    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, y - 0.01), ncol=ncol,
-              frameon=False, fontsize=9)
+    ax.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, y - 0.01),
+        ncol=ncol,
+        frameon=False,
+        fontsize=9,
+    )
 
 
 def _colors(n):
@@ -73,9 +87,16 @@ def plot_shot_accuracy(results, path):
     True
     """
     rows = summarize(check_results(results))
-    groups = [(label, key) for label, key in
-              (("Many", "many"), ("Med", "med"), ("Few", "few"), ("All (top-1)", "top1"))
-              if any(row[f"{key}_mean"] is not None for row in rows)]
+    groups = [
+        (label, key)
+        for label, key in (
+            ("Many", "many"),
+            ("Med", "med"),
+            ("Few", "few"),
+            ("All (top-1)", "top1"),
+        )
+        if any(row[f"{key}_mean"] is not None for row in rows)
+    ]
     dataset, ratio, _ = results_header(results)
 
     fig = _new_figure((max(6.0, 1.1 + 0.45 * len(rows) * len(groups)), 4.6))
@@ -91,14 +112,28 @@ def plot_shot_accuracy(results, path):
             errs.append(100 * std if mean is not None and row["n"] > 1 else 0.0)
         top = max([top] + [h + e for h, e in zip(heights, errs) if not math.isnan(h)])
         label = method_name(row["method"]) + (f" (n={row['n']})" if row["n"] > 1 else "")
-        ax.bar(xs, heights, width * 0.92, color=color, label=label,
-                      yerr=errs if any(errs) else None, capsize=3 if any(errs) else 0,
-                      error_kw={"elinewidth": 1, "ecolor": "0.25"})
+        ax.bar(
+            xs,
+            heights,
+            width * 0.92,
+            color=color,
+            label=label,
+            yerr=errs if any(errs) else None,
+            capsize=3 if any(errs) else 0,
+            error_kw={"elinewidth": 1, "ecolor": "0.25"},
+        )
         for x, h, e in zip(xs, heights, errs):  # above the error bar, where bar_label would clash
             if not math.isnan(h):
-                ax.annotate(f"{h:.1f}", (x, h + e), xytext=(0, 4), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=7,
-                            rotation=90 if len(rows) > 3 else 0)
+                ax.annotate(
+                    f"{h:.1f}",
+                    (x, h + e),
+                    xytext=(0, 4),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    rotation=90 if len(rows) > 3 else 0,
+                )
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([label for label, _ in groups])
     ax.set_ylabel("accuracy (%)")
@@ -148,8 +183,15 @@ def plot_per_class(results, class_counts, path, class_names=None):
 
     marker_size = 5 if num_classes <= 20 else 3 if num_classes <= 60 else 2
     for (method, acc), color in zip(means.items(), _colors(len(means))):
-        ax.plot(xs, [100 * a for a in acc], marker="o", markersize=marker_size, linewidth=1.4,
-                color=color, label=method_name(method))
+        ax.plot(
+            xs,
+            [100 * a for a in acc],
+            marker="o",
+            markersize=marker_size,
+            linewidth=1.4,
+            color=color,
+            label=method_name(method),
+        )
     ax.set_ylim(0, 105)
     ax.set_xlim(-0.6, num_classes - 0.4)
     ax.set_ylabel("per-class accuracy (%)")
@@ -182,8 +224,9 @@ def reliability_bins(runs):
         count = [int(c) for c in cal["count"]]
         if not len(count) == len(cal["confidence"]) == len(cal["accuracy"]):
             raise ValueError(f"method {run['method']!r}: calibration lists differ in length")
-        sums = pooled.setdefault(run["method"], [[0] * len(count), [0.0] * len(count),
-                                                 [0.0] * len(count)])
+        sums = pooled.setdefault(
+            run["method"], [[0] * len(count), [0.0] * len(count), [0.0] * len(count)]
+        )
         if len(sums[0]) != len(count):
             raise ValueError(f"method {run['method']!r}: seeds used different numbers of bins")
         for b, n in enumerate(count):
@@ -191,8 +234,14 @@ def reliability_bins(runs):
                 sums[0][b] += n
                 sums[1][b] += n * float(cal["confidence"][b])
                 sums[2][b] += n * float(cal["accuracy"][b])
-    return {m: (n, [c / k if k else None for c, k in zip(conf, n)],
-                [a / k if k else None for a, k in zip(acc, n)]) for m, (n, conf, acc) in pooled.items()}
+    return {
+        m: (
+            n,
+            [c / k if k else None for c, k in zip(conf, n)],
+            [a / k if k else None for a, k in zip(acc, n)],
+        )
+        for m, (n, conf, acc) in pooled.items()
+    }
 
 
 def plot_reliability(results, path):
@@ -218,7 +267,7 @@ def plot_reliability(results, path):
     cols = min(4, len(bins))
     rows = math.ceil(len(bins) / cols)
     fig = _new_figure((3.0 * cols, 3.2 * rows + 0.5))
-    fig.set_layout_engine("constrained")      # titles clear of the panel above's tick labels
+    fig.set_layout_engine("constrained")  # titles clear of the panel above's tick labels
     dataset, ratio, _ = results_header(results)
     for i, (method, (count, conf, acc)) in enumerate(bins.items()):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -226,13 +275,24 @@ def plot_reliability(results, path):
         width = 1.0 / n_bins
         centres = [(b + 0.5) * width for b in range(n_bins)]
         full = [b for b in range(n_bins) if count[b]]
-        ax.bar([centres[b] for b in full], [acc[b] for b in full], width * 0.95,
-               color="tab:blue", label="accuracy")
+        ax.bar(
+            [centres[b] for b in full],
+            [acc[b] for b in full],
+            width * 0.95,
+            color="tab:blue",
+            label="accuracy",
+        )
         # the gap from accuracy to confidence: red above (over-confident), green inside the
         # accuracy bar (under-confident)
-        ax.bar([centres[b] for b in full], [conf[b] - acc[b] for b in full], width * 0.95,
-               bottom=[acc[b] for b in full], alpha=0.45, label="gap",
-               color=["tab:red" if conf[b] > acc[b] else "tab:green" for b in full])
+        ax.bar(
+            [centres[b] for b in full],
+            [conf[b] - acc[b] for b in full],
+            width * 0.95,
+            bottom=[acc[b] for b in full],
+            alpha=0.45,
+            label="gap",
+            color=["tab:red" if conf[b] > acc[b] else "tab:green" for b in full],
+        )
         ax.plot([0, 1], [0, 1], color="0.3", lw=1, ls="--")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -247,9 +307,11 @@ def plot_reliability(results, path):
         if i >= (rows - 1) * cols:
             ax.set_xlabel("confidence")
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{dataset} (imbalance ratio {ratio}): reliability. Blue: accuracy per "
-                 "confidence bin; red: over-confident, green: under-confident by that much",
-                 fontsize=10)
+    fig.suptitle(
+        f"{dataset} (imbalance ratio {ratio}): reliability. Blue: accuracy per "
+        "confidence bin; red: over-confident, green: under-confident by that much",
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
@@ -274,8 +336,9 @@ def _class_index(name, c, num_classes):
     return index
 
 
-def _similarity_by_role(class_counts, similarity, labels, head_class, tail_class, class_names,
-                        thresholds):
+def _similarity_by_role(
+    class_counts, similarity, labels, head_class, tail_class, class_names, thresholds
+):
     """The checked inputs of :func:`plot_class_distribution`: the counts, ``{"head": (class,
     similarities), "tail": ...}`` and the thresholds as floats (or ``None``)."""
     import numpy as np
@@ -288,7 +351,9 @@ def _similarity_by_role(class_counts, similarity, labels, head_class, tail_class
         raise ValueError(f"similarity has {len(sim)} entries but labels has {len(lab)}")
     if not np.all(np.isfinite(sim)):
         raise ValueError("similarity contains NaN or inf")
-    if lab.size and (not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0 or lab.max() >= num_classes):
+    if lab.size and (
+        not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0 or lab.max() >= num_classes
+    ):
         raise ValueError(f"labels must be integer class indices in [0, {num_classes})")
     head_class = _class_index("head_class", head_class, num_classes)
     tail_class = _class_index("tail_class", tail_class, num_classes)
@@ -299,7 +364,9 @@ def _similarity_by_role(class_counts, similarity, labels, head_class, tail_class
     if thresholds is not None:
         thresholds = [float(t) for t in _to_numpy(thresholds, "thresholds")]
         if len(thresholds) != num_classes:
-            raise ValueError(f"thresholds has {len(thresholds)} entries, class_counts {num_classes}")
+            raise ValueError(
+                f"thresholds has {len(thresholds)} entries, class_counts {num_classes}"
+            )
     picked = {}
     for role, c in (("head", head_class), ("tail", tail_class)):
         values = sim[lab == c]
@@ -357,11 +424,24 @@ def _draw_similarity(ax, picked, thresholds, class_names):
     bins = np.linspace(lo - pad, hi + pad, 31)  # shared bins: the two densities are comparable
     for role, (c, values) in picked.items():
         color = _ROLE_COLORS[role]
-        ax.hist(values, bins=bins, density=True, alpha=0.5, color=color, edgecolor=color,
-                linewidth=0.6, label=f"{name(c)} ({role}, n={values.size})")
+        ax.hist(
+            values,
+            bins=bins,
+            density=True,
+            alpha=0.5,
+            color=color,
+            edgecolor=color,
+            linewidth=0.6,
+            label=f"{name(c)} ({role}, n={values.size})",
+        )
         if thresholds is not None:
-            ax.axvline(thresholds[c], color=color, linestyle="--", linewidth=1.5,
-                       label=f"λ {name(c)} = {thresholds[c]:.2f}")
+            ax.axvline(
+                thresholds[c],
+                color=color,
+                linestyle="--",
+                linewidth=1.5,
+                label=f"λ {name(c)} = {thresholds[c]:.2f}",
+            )
     ax.set_xlabel("cosine similarity to class-mean feature")
     ax.set_ylabel("density")
     ax.set_title("Similarity to class mean")
@@ -369,8 +449,16 @@ def _draw_similarity(ax, picked, thresholds, class_names):
     ax.legend(loc="best", fontsize=8, framealpha=0.85)
 
 
-def plot_class_distribution(class_counts, similarity, labels, head_class, tail_class, path,
-                            class_names=None, thresholds=None):
+def plot_class_distribution(
+    class_counts,
+    similarity,
+    labels,
+    head_class,
+    tail_class,
+    path,
+    class_names=None,
+    thresholds=None,
+):
     """Fig.-1-style figure: images per class (left) and, for one head and one tail class, the
     distribution of each image's cosine similarity to its class-mean feature (right).
 
@@ -386,8 +474,9 @@ def plot_class_distribution(class_counts, similarity, labels, head_class, tail_c
     >>> p.exists()
     True
     """
-    counts, picked, thresholds = _similarity_by_role(class_counts, similarity, labels, head_class,
-                                                     tail_class, class_names, thresholds)
+    counts, picked, thresholds = _similarity_by_role(
+        class_counts, similarity, labels, head_class, tail_class, class_names, thresholds
+    )
     fig = _new_figure((11.0, 4.2))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.15]})
     _draw_class_counts(left, counts, picked, class_names)

@@ -16,7 +16,6 @@ import argparse
 import importlib
 import platform
 import sys
-from typing import List, Tuple
 
 REQUIRED = ("torch", "torchvision", "torchattacks", "numpy", "scipy", "tqdm")
 OPTIONAL = ("matplotlib",)
@@ -27,7 +26,7 @@ def _version(name: str) -> str:
     return getattr(module, "__version__", "?")
 
 
-def check() -> Tuple[List[str], List[str]]:
+def check() -> tuple[list[str], list[str]]:
     """``(lines, missing)``: one line per package and for the device; the required modules
     that failed to import, each with its error."""
     lines = [f"python {platform.python_version()} ({sys.executable})"]
@@ -35,7 +34,7 @@ def check() -> Tuple[List[str], List[str]]:
     for name in REQUIRED + OPTIONAL:
         try:
             lines.append(f"{name} {_version(name)}")
-        except Exception as e:   # noqa: BLE001 - any import failure is what we report
+        except Exception as e:
             lines.append(f"{name}: MISSING ({type(e).__name__}: {e})")
             if name in REQUIRED:
                 missing.append(name)
@@ -46,8 +45,10 @@ def check() -> Tuple[List[str], List[str]]:
         if torch.cuda.is_available():
             for i in range(torch.cuda.device_count()):
                 p = torch.cuda.get_device_properties(i)
-                lines.append(f"device: cuda:{i} {p.name}, compute capability {p.major}.{p.minor}, "
-                             f"{p.total_memory / 2 ** 30:.0f} GiB")
+                lines.append(
+                    f"device: cuda:{i} {p.name}, compute capability {p.major}.{p.minor}, "
+                    f"{p.total_memory / 2**30:.0f} GiB"
+                )
         else:
             lines.append(f"device: cpu, {torch.get_num_threads()} threads, {platform.machine()}")
     if not missing:
@@ -55,15 +56,18 @@ def check() -> Tuple[List[str], List[str]]:
             import afr_aug
 
             lines.append(f"afr_aug {afr_aug.__version__} ({afr_aug.__file__})")
-        except Exception as e:   # noqa: BLE001
+        except Exception as e:
             lines.append(f"afr_aug: IMPORT FAILED ({type(e).__name__}: {e})")
             missing.append("afr_aug")
     return lines, missing
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="afr-aug preflight", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="afr-aug preflight",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", default=None, help="also write the lines here")
     args = p.parse_args(argv)
     lines, missing = check()
@@ -73,9 +77,12 @@ def main(argv=None) -> int:
         with open(args.out, "w") as f:
             f.write(text + "\n")
     if missing:
-        print(f"preflight: missing {', '.join(missing)}: carry the wheels in a bundle "
-              f"(afr-aug bundle DIR, then device_table.sh DIR ...) or install them",
-              file=sys.stderr, flush=True)
+        print(
+            f"preflight: missing {', '.join(missing)}: carry the wheels in a bundle "
+            f"(afr-aug bundle DIR, then device_table.sh DIR ...) or install them",
+            file=sys.stderr,
+            flush=True,
+        )
         return 3
     return 0
 

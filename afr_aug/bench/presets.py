@@ -12,35 +12,65 @@ from .methods import ALL_METHODS, PAPER_METHODS
 from .schedule import Schedule
 
 PRESETS = {
-    "paper": dict(schedule=Schedule(epochs=200, stage2_epochs=50, milestones=(0.8, 0.9)),
-                  dataset="cifar100-lt", methods=PAPER_METHODS),
+    "paper": {
+        "schedule": Schedule(epochs=200, stage2_epochs=50, milestones=(0.8, 0.9)),
+        "dataset": "cifar100-lt",
+        "methods": PAPER_METHODS,
+    },
     # CMO's 400-epoch recipe: decay after 360 and 380 epochs
-    "paper400": dict(schedule=Schedule(epochs=400, stage2_epochs=50, milestones=(0.9, 0.95)),
-                     dataset="cifar100-lt", methods=PAPER_METHODS),
-    "smoke": dict(schedule=Schedule(epochs=2, stage2_epochs=2, warmup_epochs=1, max_iters=3,
-                                    eval_every=1, refresh_every=1, cmo_off_epochs=0,
-                                    crt_epochs=1, slots_per_class=50),
-                  train_fraction=0.05, test_limit=500, dataset="cifar10-lt", methods=ALL_METHODS),
+    "paper400": {
+        "schedule": Schedule(epochs=400, stage2_epochs=50, milestones=(0.9, 0.95)),
+        "dataset": "cifar100-lt",
+        "methods": PAPER_METHODS,
+    },
+    "smoke": {
+        "schedule": Schedule(
+            epochs=2,
+            stage2_epochs=2,
+            warmup_epochs=1,
+            max_iters=3,
+            eval_every=1,
+            refresh_every=1,
+            cmo_off_epochs=0,
+            crt_epochs=1,
+            slots_per_class=50,
+        ),
+        "train_fraction": 0.05,
+        "test_limit": 500,
+        "dataset": "cifar10-lt",
+        "methods": ALL_METHODS,
+    },
 }
 
 
 def schedule_from(args) -> Schedule:
     """``args.preset``'s schedule with every schedule flag of ``reproduce`` that was given."""
     s = PRESETS[args.preset]["schedule"]
-    changes = {k: v for k, v in dict(epochs=args.epochs, stage2_epochs=args.stage2_epochs,
-                                     stage2_lr=args.stage2_lr, mix=args.mix, mix_p=args.mix_p,
-                                     batch_size=args.batch_size, max_iters=args.max_iters,
-                                     eval_every=args.eval_every, la_tau=args.la_tau, tau=args.tau,
-                                     crt_epochs=args.crt_epochs, crt_lr=args.crt_lr,
-                                     attack_target=args.attack_target,
-                                     attack_steps=args.attack_steps,
-                                     attack_step=None if args.attack_step is None
-                                     else args.attack_step / 255,
-                                     label_weight=args.label_weight,
-                                     label_safe=args.label_safe,
-                                     grad_scale=args.grad_scale,
-                                     minority_quantile=args.minority_quantile,
-                                     stage1_method=args.stage1_method,
-                                     recipe=args.recipe).items()
-               if v is not None}
+    changes = {
+        k: v
+        for k, v in {
+            "epochs": args.epochs,
+            "stage2_epochs": args.stage2_epochs,
+            "stage2_lr": args.stage2_lr,
+            "mix": args.mix,
+            "mix_p": args.mix_p,
+            "batch_size": args.batch_size,
+            "max_iters": args.max_iters,
+            "eval_every": args.eval_every,
+            "la_tau": args.la_tau,
+            "tau": args.tau,
+            "crt_epochs": args.crt_epochs,
+            "crt_lr": args.crt_lr,
+            "attack_target": args.attack_target,
+            "attack_steps": args.attack_steps,
+            "attack_step": None if args.attack_step is None else args.attack_step / 255,
+            "label_weight": args.label_weight,
+            "label_safe": args.label_safe,
+            "grad_scale": args.grad_scale,
+            "minority_quantile": args.minority_quantile,
+            "stage1_method": args.stage1_method,
+            "recipe": args.recipe,
+        }.items()
+        if v is not None
+    }
     return replace(s, **changes)

@@ -67,7 +67,6 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -101,9 +100,16 @@ class SyntheticLongTail(Dataset):
     (torch.uint8, (3, 8, 8), True, True)
     """
 
-    def __init__(self, num_images: int, size: int = 64, num_classes: int = 10,
-                 imbalance_ratio: float = 100, seed: int = 0, rare_share: float = 0.15,
-                 noise: float = 0.12):
+    def __init__(
+        self,
+        num_images: int,
+        size: int = 64,
+        num_classes: int = 10,
+        imbalance_ratio: float = 100,
+        seed: int = 0,
+        rare_share: float = 0.15,
+        noise: float = 0.12,
+    ):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
         self.size, self.seed, self.rare_share, self.noise = size, seed, rare_share, noise
@@ -121,8 +127,9 @@ class SyntheticLongTail(Dataset):
         label = int(self.targets[i])
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         rare = int(torch.rand((), generator=g) < self.rare_share)
-        img = self.patterns[label, rare] + self.noise * torch.randn(3, self.size, self.size,
-                                                                     generator=g)
+        img = self.patterns[label, rare] + self.noise * torch.randn(
+            3, self.size, self.size, generator=g
+        )
         return img.clamp_(0, 1).mul_(255).round_().to(torch.uint8), label
 
 
@@ -140,11 +147,11 @@ class TensorImages(Dataset):
 
 
 def mb(num_bytes: float) -> float:
-    return num_bytes / 2 ** 20
+    return num_bytes / 2**20
 
 
 # -- memory probes ----------------------------------------------------------------------------
-def _status_kb(field: str) -> Optional[int]:
+def _status_kb(field: str) -> int | None:
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -217,13 +224,19 @@ def timed_refresh(stage2, model) -> dict:
     gc.collect()
     retained = rss_mb() - baseline
     n = len(stage2.labels)
-    return {"img_per_s": round(n / seconds, 1), "seconds": round(seconds, 2),
-            "cpu_seconds": round(cpu_seconds, 2),
-            "peak_rss_mb": round(peak.peak - baseline, 1),
-            "hwm_growth_mb": None if hwm is None else round(hwm / 1024 - baseline, 1),
-            "retained_mb": round(retained, 1), "baseline_rss_mb": round(baseline, 1),
-            "originals": n, "slots": len(stage2),
-            "minority": sum(report.minority), "attacked": sum(report.attacked)}
+    return {
+        "img_per_s": round(n / seconds, 1),
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_seconds, 2),
+        "peak_rss_mb": round(peak.peak - baseline, 1),
+        "hwm_growth_mb": None if hwm is None else round(hwm / 1024 - baseline, 1),
+        "retained_mb": round(retained, 1),
+        "baseline_rss_mb": round(baseline, 1),
+        "originals": n,
+        "slots": len(stage2),
+        "minority": sum(report.minority),
+        "attacked": sum(report.attacked),
+    }
 
 
 # -- (b) one refresh of the synthetic set, in a subprocess ----------------------------------------
@@ -233,13 +246,20 @@ def _child(spec: dict) -> dict:
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
-    dataset = SyntheticLongTail(spec["images"], spec["size"], spec["classes"],
-                                spec["imbalance_ratio"], seed=spec["seed"])
+    dataset = SyntheticLongTail(
+        spec["images"], spec["size"], spec["classes"], spec["imbalance_ratio"], seed=spec["seed"]
+    )
     torch.manual_seed(spec["seed"])
     model = resnet32(num_classes=spec["classes"])
-    stage2 = AFRDataset(dataset, num_classes=spec["classes"], storage=spec["storage"],
-                           batch_size=spec["batch_size"], num_workers=spec["num_workers"],
-                           seed=spec["seed"], progress=False)
+    stage2 = AFRDataset(
+        dataset,
+        num_classes=spec["classes"],
+        storage=spec["storage"],
+        batch_size=spec["batch_size"],
+        num_workers=spec["num_workers"],
+        seed=spec["seed"],
+        progress=False,
+    )
     result = timed_refresh(stage2, model)
     if spec["storage"] != "memory":
         result["file_mb"] = round(mb(os.path.getsize(stage2.store.file)), 3)
@@ -253,14 +273,20 @@ def run_child(spec: dict) -> dict:
     if spec.get("malloc", "fixed") == "fixed":
         for key, value in FIXED_MALLOC.items():
             env.setdefault(key, value)
-    proc = subprocess.run([sys.executable, "-m", "afr_aug.bench.refresh_scale", _CHILD_FLAG,
-                           json.dumps(spec)], cwd=str(REPO), env=env, stdout=subprocess.PIPE,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "afr_aug.bench.refresh_scale", _CHILD_FLAG, json.dumps(spec)],
+        cwd=str(REPO),
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the refresh subprocess ({spec['storage']}) failed with exit code "
-                           f"{proc.returncode}; its output:\n{proc.stdout}")
-    return json.loads(lines[-1][len(_RESULT_PREFIX):])
+        raise RuntimeError(
+            f"the refresh subprocess ({spec['storage']}) failed with exit code "
+            f"{proc.returncode}; its output:\n{proc.stdout}"
+        )
+    return json.loads(lines[-1][len(_RESULT_PREFIX) :])
 
 
 # -- (c) tensor path vs Dataset path on CIFAR-10-LT ------------------------------------------------
@@ -268,9 +294,16 @@ def default_cifar_root() -> str:
     return os.environ.get("AFR_DATA") or str(REPO.parent / "shared" / "data")
 
 
-def compare_paths(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                  batch_size: int = 256, num_workers: int = 0, seed: int = 0,
-                  warmup_images: int = 512, repeats: int = 1) -> dict:
+def compare_paths(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    seed: int = 0,
+    warmup_images: int = 512,
+    repeats: int = 1,
+) -> dict:
     """img/s of refreshes on a uint8 NCHW tensor and on a Dataset over the same tensor (same
     freshly initialised resnet32, same seed), after a short warm-up refresh.
 
@@ -284,40 +317,55 @@ def compare_paths(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     model = resnet32(num_classes=num_classes)
 
     def stage2(data, lab=None):
-        return AFRDataset(data, lab, num_classes=num_classes, batch_size=batch_size,
-                           num_workers=num_workers, seed=seed, progress=False)
+        return AFRDataset(
+            data,
+            lab,
+            num_classes=num_classes,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            progress=False,
+        )
 
     if warmup_images:
         warm = torch.arange(0, len(images), max(1, len(images) // warmup_images))
         timed_refresh(stage2(images[warm], labels[warm]), model)
     runs = {"tensor": [], "dataset": []}
     for k in range(max(1, repeats)):
-        for path in (("tensor", "dataset") if k % 2 == 0 else ("dataset", "tensor")):
-            data = (stage2(images, labels) if path == "tensor"
-                    else stage2(TensorImages(images, labels)))
+        for path in ("tensor", "dataset") if k % 2 == 0 else ("dataset", "tensor"):
+            data = (
+                stage2(images, labels) if path == "tensor" else stage2(TensorImages(images, labels))
+            )
             runs[path].append(timed_refresh(data, model))
     best = {path: max(r, key=lambda x: x["img_per_s"]) for path, r in runs.items()}
     tensor, dataset = best["tensor"], best["dataset"]
-    return {"images": len(images), "tensor_img_per_s": tensor["img_per_s"],
-            "dataset_img_per_s": dataset["img_per_s"],
-            "ratio": round(dataset["img_per_s"] / tensor["img_per_s"], 3),
-            "cpu_ratio": round(tensor["cpu_seconds"] / max(dataset["cpu_seconds"], 1e-9), 3),
-            "tensor_seconds": tensor["seconds"], "dataset_seconds": dataset["seconds"],
-            "runs_img_per_s": {path: [x["img_per_s"] for x in r] for path, r in runs.items()},
-            "attacked": [tensor["attacked"], dataset["attacked"]]}
+    return {
+        "images": len(images),
+        "tensor_img_per_s": tensor["img_per_s"],
+        "dataset_img_per_s": dataset["img_per_s"],
+        "ratio": round(dataset["img_per_s"] / tensor["img_per_s"], 3),
+        "cpu_ratio": round(tensor["cpu_seconds"] / max(dataset["cpu_seconds"], 1e-9), 3),
+        "tensor_seconds": tensor["seconds"],
+        "dataset_seconds": dataset["seconds"],
+        "runs_img_per_s": {path: [x["img_per_s"] for x in r] for path, r in runs.items()},
+        "attacked": [tensor["attacked"], dataset["attacked"]],
+    }
 
 
 def has_cifar10(root) -> bool:
     return (Path(root) / "cifar-10-batches-py" / "data_batch_1").is_file()
 
 
-def cifar_part(root: str, batch_size: int, num_workers: int, seed: int,
-               repeats: int = 1) -> Optional[dict]:
+def cifar_part(
+    root: str, batch_size: int, num_workers: int, seed: int, repeats: int = 1
+) -> dict | None:
     from afr_aug.data import cifar_lt
 
     if not has_cifar10(root):
-        say(f"(c) skipped: CIFAR-10 not found in {root} (cifar-10-batches-py/); set "
-            f"--cifar-root or $AFR_DATA")
+        say(
+            f"(c) skipped: CIFAR-10 not found in {root} (cifar-10-batches-py/); set "
+            f"--cifar-root or $AFR_DATA"
+        )
         return None
     train = cifar_lt("cifar10", root=root, imbalance_ratio=100)
     images = torch.from_numpy(train.data).permute(0, 3, 1, 2).contiguous()
@@ -328,10 +376,12 @@ def cifar_part(root: str, batch_size: int, num_workers: int, seed: int,
 # -- the report --------------------------------------------------------------------------------
 def _line(name: str, r: dict, dataset_mb: float) -> str:
     hwm = "" if r["hwm_growth_mb"] is None else f", VmHWM +{r['hwm_growth_mb']:.0f} MiB"
-    return (f"{name:>11}: {r['img_per_s']:7.1f} img/s ({r['seconds']:.1f} s, CPU "
-            f"{r['cpu_seconds']:.1f} s), {r['attacked']} attacked, peak RSS "
-            f"+{r['peak_rss_mb']:.0f} MiB ({r['peak_rss_mb'] / dataset_mb:.2f} x dataset){hwm}, "
-            f"still held after the call +{r['retained_mb']:.0f} MiB")
+    return (
+        f"{name:>11}: {r['img_per_s']:7.1f} img/s ({r['seconds']:.1f} s, CPU "
+        f"{r['cpu_seconds']:.1f} s), {r['attacked']} attacked, peak RSS "
+        f"+{r['peak_rss_mb']:.0f} MiB ({r['peak_rss_mb'] / dataset_mb:.2f} x dataset){hwm}, "
+        f"still held after the call +{r['retained_mb']:.0f} MiB"
+    )
 
 
 def say(*args) -> None:
@@ -339,33 +389,58 @@ def say(*args) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--images", type=int, default=20000, help="synthetic set size (total)")
     p.add_argument("--size", type=int, default=64, help="synthetic image side, pixels")
     p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--imbalance-ratio", type=float, default=100.0,
-                   help="largest / smallest class; the head size follows from --images")
+    p.add_argument(
+        "--imbalance-ratio",
+        type=float,
+        default=100.0,
+        help="largest / smallest class; the head size follows from --images",
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--storage-dir", default=None,
-                   help="directory for the disk-storage run (default: a temporary directory)")
-    p.add_argument("--calibration-images", type=int, default=None,
-                   help="images of the per-batch working-set run (default 4 x batch size; "
-                        "0 skips)")
-    p.add_argument("--cifar-root", default=None,
-                   help="directory holding cifar-10-batches-py/ (default $AFR_DATA or "
-                        "../shared/data)")
+    p.add_argument(
+        "--storage-dir",
+        default=None,
+        help="directory for the disk-storage run (default: a temporary directory)",
+    )
+    p.add_argument(
+        "--calibration-images",
+        type=int,
+        default=None,
+        help="images of the per-batch working-set run (default 4 x batch size; 0 skips)",
+    )
+    p.add_argument(
+        "--cifar-root",
+        default=None,
+        help="directory holding cifar-10-batches-py/ (default $AFR_DATA or ../shared/data)",
+    )
     p.add_argument("--skip-cifar", action="store_true", help="skip part (c)")
-    p.add_argument("--cifar-repeats", type=int, default=2,
-                   help="refreshes per path in (c), alternating; each path's best counts")
-    p.add_argument("--malloc", choices=["fixed", "plain"], default="fixed",
-                   help="fixed: the refresh subprocesses run with glibc's mmap/trim thresholds "
-                        "at 128 KiB, so RSS shows live memory; plain: glibc's defaults")
-    p.add_argument("--sampler-labels", type=int, default=50_000_000,
-                   help="labels for the LongTailSampler timing (0 skips)")
+    p.add_argument(
+        "--cifar-repeats",
+        type=int,
+        default=2,
+        help="refreshes per path in (c), alternating; each path's best counts",
+    )
+    p.add_argument(
+        "--malloc",
+        choices=["fixed", "plain"],
+        default="fixed",
+        help="fixed: the refresh subprocesses run with glibc's mmap/trim thresholds "
+        "at 128 KiB, so RSS shows live memory; plain: glibc's defaults",
+    )
+    p.add_argument(
+        "--sampler-labels",
+        type=int,
+        default=50_000_000,
+        help="labels for the LongTailSampler timing (0 skips)",
+    )
     return p
 
 
@@ -377,9 +452,12 @@ def _check_cifar_root(args) -> None:
     if args.skip_cifar or not named or has_cifar10(named):
         return
     source = "--cifar-root" if args.cifar_root else "AFR_DATA"
-    fail(PROG, f"CIFAR-10 not found in {named} ({source}; expected cifar-10-batches-py/ there): "
-               "pass --cifar-root FOLDER (or set AFR_DATA) to the folder that holds it, "
-               "or --skip-cifar")
+    fail(
+        PROG,
+        f"CIFAR-10 not found in {named} ({source}; expected cifar-10-batches-py/ there): "
+        "pass --cifar-root FOLDER (or set AFR_DATA) to the folder that holds it, "
+        "or --skip-cifar",
+    )
 
 
 def _synthetic_part(args, spec: dict):
@@ -395,18 +473,22 @@ def _synthetic_part(args, spec: dict):
         n_cal = 4 * args.batch_size if args.calibration_images is None else args.calibration_images
         if n_cal:
             n_cal = max(min(n_cal, args.images), args.classes)
-            calibration = run_child({**spec, "images": n_cal,
-                                     "storage": os.path.join(storage_dir, "calibration")})
-            say(f"(b) per-batch working set (a {n_cal}-image refresh, disk storage): peak RSS "
-                f"+{calibration['peak_rss_mb']:.0f} MiB")
+            calibration = run_child(
+                {**spec, "images": n_cal, "storage": os.path.join(storage_dir, "calibration")}
+            )
+            say(
+                f"(b) per-batch working set (a {n_cal}-image refresh, disk storage): peak RSS "
+                f"+{calibration['peak_rss_mb']:.0f} MiB"
+            )
         memory = run_child({**spec, "storage": "memory"})
         disk = run_child({**spec, "storage": os.path.join(storage_dir, "disk")})
     finally:
         if tmp is not None:
             tmp.cleanup()
     for r in (memory, disk):
-        r["beyond_batch_mb"] = (None if calibration is None
-                                else round(r["peak_rss_mb"] - calibration["peak_rss_mb"], 1))
+        r["beyond_batch_mb"] = (
+            None if calibration is None else round(r["peak_rss_mb"] - calibration["peak_rss_mb"], 1)
+        )
     return calibration, memory, disk
 
 
@@ -416,34 +498,48 @@ def _cifar_and_sampler(args):
     if args.skip_cifar:
         say("(c) skipped (--skip-cifar)")
     else:
-        cifar = cifar_part(args.cifar_root or default_cifar_root(), args.batch_size,
-                           args.num_workers, args.seed, args.cifar_repeats)
+        cifar = cifar_part(
+            args.cifar_root or default_cifar_root(),
+            args.batch_size,
+            args.num_workers,
+            args.seed,
+            args.cifar_repeats,
+        )
         if cifar is not None:
             runs = cifar["runs_img_per_s"]
-            say(f"(c) CIFAR-10-LT ({cifar['images']} images, 32 px), best of "
+            say(
+                f"(c) CIFAR-10-LT ({cifar['images']} images, 32 px), best of "
                 f"{len(runs['tensor'])} refreshes each: tensor {cifar['tensor_img_per_s']:.1f} "
                 f"img/s, Dataset {cifar['dataset_img_per_s']:.1f} img/s, Dataset/tensor "
                 f"{cifar['ratio']:.3f} (CPU-time ratio {cifar['cpu_ratio']:.3f}; all runs: "
-                f"tensor {runs['tensor']}, Dataset {runs['dataset']})")
+                f"tensor {runs['tensor']}, Dataset {runs['dataset']})"
+            )
     sampler = None
     if args.sampler_labels:
         classes = max(1, min(1000, args.sampler_labels // 10))
         sampler = time_sampler(args.sampler_labels, classes, args.imbalance_ratio, args.seed)
-        say(f"(d) LongTailSampler, {sampler['labels']:,} labels in {sampler['classes']} classes:"
-            f" build {sampler['construct_s']:.2f} s, one epoch's draw {sampler['draw_s']:.2f} s")
+        say(
+            f"(d) LongTailSampler, {sampler['labels']:,} labels in {sampler['classes']} classes:"
+            f" build {sampler['construct_s']:.2f} s, one epoch's draw {sampler['draw_s']:.2f} s"
+        )
     return cifar, sampler
 
 
-def _targets(memory: dict, disk: dict, cifar, dataset_mb: float, attacked_mb: float,
-             growth: str) -> dict:
+def _targets(
+    memory: dict, disk: dict, cifar, dataset_mb: float, attacked_mb: float, growth: str
+) -> dict:
     """The three targets of the module docstring, judged on ``growth`` (a key of the runs)."""
-    return {"disk_peak_below_25pct_dataset": disk[growth] < 0.25 * dataset_mb,
-            "memory_peak_below_attacked_plus_25pct": memory[growth] < 1.25 * attacked_mb,
-            "dataset_path_ge_0.8x_tensor": None if cifar is None else cifar["ratio"] >= 0.8}
+    return {
+        "disk_peak_below_25pct_dataset": disk[growth] < 0.25 * dataset_mb,
+        "memory_peak_below_attacked_plus_25pct": memory[growth] < 1.25 * attacked_mb,
+        "dataset_path_ge_0.8x_tensor": None if cifar is None else cifar["ratio"] >= 0.8,
+    }
 
 
 def _verdicts(t: dict) -> str:
-    return ", ".join(f"{k} {'-' if v is None else ('met' if v else 'NOT met')}" for k, v in t.items())
+    return ", ".join(
+        f"{k} {'-' if v is None else ('met' if v else 'NOT met')}" for k, v in t.items()
+    )
 
 
 def main(argv=None) -> dict:
@@ -460,35 +556,61 @@ def main(argv=None) -> dict:
     labels = long_tail_labels(args.images, args.classes, args.imbalance_ratio, args.seed)
     counts = torch.bincount(labels, minlength=args.classes).tolist()
     say(f"device: {device}")
-    say(f"(a) synthetic long-tailed Dataset: {args.images} images of 3x{args.size}x{args.size} "
+    say(
+        f"(a) synthetic long-tailed Dataset: {args.images} images of 3x{args.size}x{args.size} "
         f"({dataset_mb:.1f} MiB as uint8), {args.classes} classes, head {counts[0]}, tail "
         f"{counts[-1]}; resnet32 with random weights, batch {args.batch_size}, "
-        f"{args.num_workers} workers; glibc malloc {args.malloc}")
-    spec = {"images": args.images, "size": args.size, "classes": args.classes,
-            "imbalance_ratio": args.imbalance_ratio, "batch_size": args.batch_size,
-            "num_workers": args.num_workers, "threads": args.threads, "seed": args.seed,
-            "malloc": args.malloc}
+        f"{args.num_workers} workers; glibc malloc {args.malloc}"
+    )
+    spec = {
+        "images": args.images,
+        "size": args.size,
+        "classes": args.classes,
+        "imbalance_ratio": args.imbalance_ratio,
+        "batch_size": args.batch_size,
+        "num_workers": args.num_workers,
+        "threads": args.threads,
+        "seed": args.seed,
+        "malloc": args.malloc,
+    }
     calibration, memory, disk = _synthetic_part(args, spec)
     attacked_mb = mb(memory["attacked"] * row)
-    say(f"(b) one refresh, {args.images} originals embedded, {memory['attacked']} attacked "
-        f"({attacked_mb:.1f} MiB as uint8):")
+    say(
+        f"(b) one refresh, {args.images} originals embedded, {memory['attacked']} attacked "
+        f"({attacked_mb:.1f} MiB as uint8):"
+    )
     say(_line("memory", memory, dataset_mb))
     say(_line("disk", disk, dataset_mb))
     if calibration is not None:
-        say(f"    beyond the per-batch working set: memory +{memory['beyond_batch_mb']:.0f} MiB"
-            f", disk +{disk['beyond_batch_mb']:.0f} MiB")
+        say(
+            f"    beyond the per-batch working set: memory +{memory['beyond_batch_mb']:.0f} MiB"
+            f", disk +{disk['beyond_batch_mb']:.0f} MiB"
+        )
     cifar, sampler = _cifar_and_sampler(args)
     targets = _targets(memory, disk, cifar, dataset_mb, attacked_mb, "peak_rss_mb")
-    beyond = (None if calibration is None
-              else _targets(memory, disk, cifar, dataset_mb, attacked_mb, "beyond_batch_mb"))
+    beyond = (
+        None
+        if calibration is None
+        else _targets(memory, disk, cifar, dataset_mb, attacked_mb, "beyond_batch_mb")
+    )
     say(f"targets (peak RSS growth): {_verdicts(targets)}")
     if beyond is not None:
         say(f"targets (growth beyond the per-batch working set): {_verdicts(beyond)}")
-    result = {"images": args.images, "size": args.size, "malloc": args.malloc,
-              "dataset_mb": round(dataset_mb, 3),
-              "attacked_mb": round(attacked_mb, 3), "memory": memory, "disk": disk,
-              "calibration": calibration, "cifar10_lt": cifar, "sampler": sampler,
-              "targets": targets, "targets_beyond_batch": beyond, "device": device}
+    result = {
+        "images": args.images,
+        "size": args.size,
+        "malloc": args.malloc,
+        "dataset_mb": round(dataset_mb, 3),
+        "attacked_mb": round(attacked_mb, 3),
+        "memory": memory,
+        "disk": disk,
+        "calibration": calibration,
+        "cifar10_lt": cifar,
+        "sampler": sampler,
+        "targets": targets,
+        "targets_beyond_batch": beyond,
+        "device": device,
+    }
     print(json.dumps(result))
     return result
 

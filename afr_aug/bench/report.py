@@ -15,8 +15,15 @@ from pathlib import Path
 
 from .cli import fail
 from .plots import plot_per_class, plot_reliability, plot_shot_accuracy
-from .tables import (check_counts, check_results, markdown_table, paired_table, per_class_means,
-                     published_table, refresh_table)
+from .tables import (
+    check_counts,
+    check_results,
+    markdown_table,
+    paired_table,
+    per_class_means,
+    published_table,
+    refresh_table,
+)
 
 __all__ = ["write_report"]
 
@@ -40,10 +47,16 @@ _NOTES = """\
 
 
 # The paired differences the report shows: (method, baseline)
-_PAIRS = (("afr", "bs_cmo_ft"), ("afr", "afr_noise"), ("afr", "afr_old"),
-          ("afr_old", "bs_cmo_ft"), ("afr_noise", "bs_cmo_ft"),
-          ("afr_bal", "bs_cmo_ft_bal"), ("afr_bal", "afr_noise_bal"),
-          ("afr_noise_bal", "bs_cmo_ft_bal"))
+_PAIRS = (
+    ("afr", "bs_cmo_ft"),
+    ("afr", "afr_noise"),
+    ("afr", "afr_old"),
+    ("afr_old", "bs_cmo_ft"),
+    ("afr_noise", "bs_cmo_ft"),
+    ("afr_bal", "bs_cmo_ft_bal"),
+    ("afr_bal", "afr_noise_bal"),
+    ("afr_noise_bal", "bs_cmo_ft_bal"),
+)
 
 
 def variant_pairs(runs, pairs=_PAIRS):
@@ -58,8 +71,13 @@ def variant_pairs(runs, pairs=_PAIRS):
     labels = {str(r["method"]) for r in runs}
     out = []
     for method, baseline in pairs:
-        tags = sorted({label[len(method):] for label in labels
-                       if label == method or label.startswith(method + "[")})
+        tags = sorted(
+            {
+                label[len(method) :]
+                for label in labels
+                if label == method or label.startswith(method + "[")
+            }
+        )
         out += [(method + t, baseline + t) for t in tags if baseline + t in labels]
     return out
 
@@ -116,7 +134,9 @@ def write_report(results, out_dir, class_counts=None):
 def main(argv=None):
     """``afr-aug report results.json [--out DIR]``: regenerate the report."""
     parser = argparse.ArgumentParser(prog=PROG, description=main.__doc__)
-    parser.add_argument("results", help="results.json written by afr_aug.bench.reproduce, or its folder")
+    parser.add_argument(
+        "results", help="results.json written by afr_aug.bench.reproduce, or its folder"
+    )
     parser.add_argument("--out", help="output folder (default: the folder of results.json)")
     args = parser.parse_args(argv)
     path = Path(args.results)
@@ -127,9 +147,12 @@ def main(argv=None):
             results = json.load(f)
         written = write_report(results, args.out or path.parent)
     except FileNotFoundError:
-        fail(PROG, f"{path}: no such file (the results.json written by afr_aug.bench.reproduce, "
-                   "or its folder)")
-    except ValueError as e:             # not JSON, or not a results file (json errors are ValueErrors)
+        fail(
+            PROG,
+            f"{path}: no such file (the results.json written by afr_aug.bench.reproduce, "
+            "or its folder)",
+        )
+    except ValueError as e:  # not JSON, or not a results file (json errors are ValueErrors)
         fail(PROG, f"{path}: {e}")
     for p in written:
         print(os.fspath(p))

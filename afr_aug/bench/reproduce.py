@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional
 
 import torch
 
@@ -80,18 +79,38 @@ def _label_safe(value: str):
 def _grid_args(p) -> None:
     """What to run: the preset, the rows and the data."""
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
-    p.add_argument("--methods", nargs="+", choices=list(ALL_METHODS) + list(METHOD_GROUPS),
-                   default=None, metavar="METHOD",
-                   help="rows to run, or 'paper' / 'all' (default: the preset's; see above)")
-    p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default=None,
-                   help="default: the preset's (paper, paper400: cifar100-lt; smoke: cifar10-lt)")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(ALL_METHODS) + list(METHOD_GROUPS),
+        default=None,
+        metavar="METHOD",
+        help="rows to run, or 'paper' / 'all' (default: the preset's; see above)",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=["cifar10-lt", "cifar100-lt"],
+        default=None,
+        help="default: the preset's (paper, paper400: cifar100-lt; smoke: cifar10-lt)",
+    )
     p.add_argument("--imbalance-ratio", type=float, default=100)
-    p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/ or "
-                   "cifar-100-python/ (default: $AFR_DATA, else ./data)")
-    p.add_argument("--data", default=None, metavar="PACK",
-                   help="read the data from a file written by afr-aug pack")
-    p.add_argument("--download", action="store_true",
-                   help="fetch CIFAR with torchvision when it is not found (needs internet)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding cifar-10-batches-py/ or "
+        "cifar-100-python/ (default: $AFR_DATA, else ./data)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="PACK",
+        help="read the data from a file written by afr-aug pack",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch CIFAR with torchvision when it is not found (needs internet)",
+    )
 
 
 def _schedule_args(p) -> None:
@@ -103,34 +122,70 @@ def _schedule_args(p) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--mix", choices=["cutmix", "mixup"], default=None, help="stage-2 mixer")
     p.add_argument("--mix-p", type=float, default=None, help="stage-2 mixing probability")
-    p.add_argument("--la-tau", type=float, default=None,
-                   help="temperature of la and ce_posthoc's logit adjustment (default 1)")
-    p.add_argument("--tau", type=float, default=None,
-                   help="tau of bs_cmo_tau and afr_tau's normalisation (default 1)")
-    p.add_argument("--crt-epochs", type=int, default=None,
-                   help="bs_cmo_crt's classifier re-training epochs (default 10)")
+    p.add_argument(
+        "--la-tau",
+        type=float,
+        default=None,
+        help="temperature of la and ce_posthoc's logit adjustment (default 1)",
+    )
+    p.add_argument(
+        "--tau",
+        type=float,
+        default=None,
+        help="tau of bs_cmo_tau and afr_tau's normalisation (default 1)",
+    )
+    p.add_argument(
+        "--crt-epochs",
+        type=int,
+        default=None,
+        help="bs_cmo_crt's classifier re-training epochs (default 10)",
+    )
     p.add_argument("--crt-lr", type=float, default=None, help="bs_cmo_crt's peak learning rate")
-    p.add_argument("--attack-target", choices=["head", "centroid", "slot"], default=None,
-                   help="afr's MinorityPGD target (default head)")
+    p.add_argument(
+        "--attack-target",
+        choices=["head", "centroid", "slot"],
+        default=None,
+        help="afr's MinorityPGD target (default head)",
+    )
     p.add_argument("--attack-steps", type=int, default=None, help="afr's PGD steps")
-    p.add_argument("--attack-step", type=float, default=None,
-                   help="afr's PGD step size in 1/255 units (afr_noise takes the same budget)")
-    p.add_argument("--label-weight", type=float, default=None,
-                   help="afr's keep-the-label weight")
-    p.add_argument("--grad-scale", choices=["pixels", "embedding"], default=None,
-                   help="where afr's attack balances its two directions (default embedding)")
-    p.add_argument("--minority-quantile", type=float, default=None,
-                   help="each class's minority share in the split of afr and afr_noise")
-    p.add_argument("--label-safe", type=_label_safe, default=None, metavar="label|CONF",
-                   help="afr's label-safe slots: keep an attacked slot only when the model still "
-                        "gives its class ('label') or gives it with this confidence (a float)")
+    p.add_argument(
+        "--attack-step",
+        type=float,
+        default=None,
+        help="afr's PGD step size in 1/255 units (afr_noise takes the same budget)",
+    )
+    p.add_argument("--label-weight", type=float, default=None, help="afr's keep-the-label weight")
+    p.add_argument(
+        "--grad-scale",
+        choices=["pixels", "embedding"],
+        default=None,
+        help="where afr's attack balances its two directions (default embedding)",
+    )
+    p.add_argument(
+        "--minority-quantile",
+        type=float,
+        default=None,
+        help="each class's minority share in the split of afr and afr_noise",
+    )
+    p.add_argument(
+        "--label-safe",
+        type=_label_safe,
+        default=None,
+        metavar="label|CONF",
+        help="afr's label-safe slots: keep an attacked slot only when the model still "
+        "gives its class ('label') or gives it with this confidence (a float)",
+    )
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-iters", type=int, default=None, help="cap iterations per epoch")
     p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--recipe", choices=list(RECIPES), default=None,
-                   help="paper (default): the AFR paper's stage-1 augmentation for every row; "
-                        "authors: each row as its official code trains it (compare with "
-                        "published numbers); recorded in results.json")
+    p.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        default=None,
+        help="paper (default): the AFR paper's stage-1 augmentation for every row; "
+        "authors: each row as its official code trains it (compare with "
+        "published numbers); recorded in results.json",
+    )
 
 
 def _process_args(p) -> None:
@@ -139,31 +194,53 @@ def _process_args(p) -> None:
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (per worker)")
     add_speed_args(p)
-    p.add_argument("--stage1-seed", type=int, default=None,
-                   help="stage-2 runs of every seed fine-tune the bs_cmo model of this seed "
-                        "(default: the bs_cmo model of their own seed)")
-    p.add_argument("--stage1-method", choices=STAGE1_BASES, default=None,
-                   help="the stage-1 row whose finished model the stage-2 runs fine-tune "
-                        "(default bs_cmo, the paper's; their rows are then named afr[from=M])")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="run the (method, seed) grid in this many worker processes")
-    p.add_argument("--isolate", action="store_true",
-                   help="run each (method, seed) in a worker process of its own even with --jobs 1: "
-                        "a failing run does not stop the others, and each gets its log in --out/logs")
+    p.add_argument(
+        "--stage1-seed",
+        type=int,
+        default=None,
+        help="stage-2 runs of every seed fine-tune the bs_cmo model of this seed "
+        "(default: the bs_cmo model of their own seed)",
+    )
+    p.add_argument(
+        "--stage1-method",
+        choices=STAGE1_BASES,
+        default=None,
+        help="the stage-1 row whose finished model the stage-2 runs fine-tune "
+        "(default bs_cmo, the paper's; their rows are then named afr[from=M])",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="run the (method, seed) grid in this many worker processes",
+    )
+    p.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run each (method, seed) in a worker process of its own even with --jobs 1: "
+        "a failing run does not stop the others, and each gets its log in --out/logs",
+    )
     p.add_argument("--resume", action="store_true", help="continue from --out/ckpt")
-    p.add_argument("--report-only", action="store_true",
-                   help="write the report from the finished checkpoints in --out; train nothing")
-    p.add_argument("--partial", action="store_true",
-                   help="with --report-only: report unfinished runs too, each as a row of its own "
-                        "(afr[partial 37/50]) evaluated at its last checkpoint")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report from the finished checkpoints in --out; train nothing",
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="with --report-only: report unfinished runs too, each as a row of its own "
+        "(afr[partial 37/50]) evaluated at its last checkpoint",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     _grid_args(p)
     _schedule_args(p)
     _process_args(p)
@@ -182,18 +259,27 @@ def parse_args(argv=None):
     return args
 
 
-def _run_jobs(args, argv: List[str]):
+def _run_jobs(args, argv: list[str]):
     """--jobs / --isolate: the grid in worker processes; then the arguments that merge their
     finished checkpoints into one report in this process (``None`` when a run failed)."""
     # once here, not once per worker: a missing folder is one line, not N failed runs
-    data_or_fail(PROG, check_data, args.dataset, args.data_root, args.imbalance_ratio,
-                 pack=args.data, download=args.download)
+    data_or_fail(
+        PROG,
+        check_data,
+        args.dataset,
+        args.data_root,
+        args.imbalance_ratio,
+        pack=args.data,
+        download=args.download,
+    )
     failed = JobRunner(args, argv).run()
     if failed:
-        print(f"{failed} run(s) failed or were skipped; finished ones resume with --resume",
-              file=sys.stderr)
+        print(
+            f"{failed} run(s) failed or were skipped; finished ones resume with --resume",
+            file=sys.stderr,
+        )
         return None
-    args = parse_args(argv + ["--jobs", "1", "--resume"])   # merge the finished runs
+    args = parse_args([*argv, "--jobs", "1", "--resume"])  # merge the finished runs
     args.isolate = False
     return args
 
@@ -201,9 +287,9 @@ def _run_jobs(args, argv: List[str]):
 def _gather(bench: Benchmark, args, tasks, wanted):
     """--report-only: the rows of the finished runs; the unfinished ones left out (``missing``)
     or, with --partial, evaluated at their last checkpoint (``partial``)."""
-    runs: List[dict] = []
-    missing: List[str] = []
-    partial: List[str] = []
+    runs: list[dict] = []
+    missing: list[str] = []
+    partial: list[str] = []
     for method, seed in tasks:
         path = bench.ckpt_path(run_label(method, bench.schedule), seed)
         if is_finished(path):
@@ -216,19 +302,26 @@ def _gather(bench: Benchmark, args, tasks, wanted):
                 missing.append(f"{method} seed {seed}")
             else:
                 runs.append(row)
-                partial.append(f"{method} seed {seed} ({row['partial']['epochs_done']}/"
-                               f"{row['partial']['epochs']} epochs)")
+                partial.append(
+                    f"{method} seed {seed} ({row['partial']['epochs_done']}/"
+                    f"{row['partial']['epochs']} epochs)"
+                )
     return runs, missing, partial
 
 
-def _write_results(args, bench: Benchmark, runs, missing, partial, fig1: Optional[dict]) -> None:
+def _write_results(args, bench: Benchmark, runs, missing, partial, fig1: dict | None) -> None:
     """results.json, the report and Fig. 1 into --out; the table on the screen."""
     d = bench.data
     amp = speed_from(args).resolved(bench.device).amp
-    results = {"dataset": args.dataset, "imbalance_ratio": args.imbalance_ratio,
-               "device": training_device(bench.device, amp), "world_size": get_world_size(),
-               "preset": args.preset,
-               "class_counts": d.class_counts, "runs": runs}
+    results = {
+        "dataset": args.dataset,
+        "imbalance_ratio": args.imbalance_ratio,
+        "device": training_device(bench.device, amp),
+        "world_size": get_world_size(),
+        "preset": args.preset,
+        "class_counts": d.class_counts,
+        "runs": runs,
+    }
     if missing:
         results["missing"] = missing
     if partial:
@@ -241,9 +334,16 @@ def _write_results(args, bench: Benchmark, runs, missing, partial, fig1: Optiona
     if fig1 is not None:
         try:
             path = os.path.join(args.out, "class_distribution.png")
-            plot_class_distribution(d.class_counts, fig1["similarity"], fig1["labels"],
-                                    head_class=0, tail_class=d.num_classes - 1, path=path,
-                                    class_names=d.classes, thresholds=fig1["thresholds"])
+            plot_class_distribution(
+                d.class_counts,
+                fig1["similarity"],
+                fig1["labels"],
+                head_class=0,
+                tail_class=d.num_classes - 1,
+                path=path,
+                class_names=d.classes,
+                thresholds=fig1["thresholds"],
+            )
             written.append(path)
         except ImportError as e:
             print(f"skipping class_distribution.png: {e}", file=sys.stderr)
@@ -262,10 +362,19 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     device = setup_distributed(args.device)
     preset = PRESETS[args.preset]
-    data = data_or_fail(PROG, load_data, args.dataset, args.data_root, args.imbalance_ratio,
-                        seed=0, device=device, train_fraction=preset.get("train_fraction"),
-                        test_limit=preset.get("test_limit"), pack=args.data,
-                        download=args.download)
+    data = data_or_fail(
+        PROG,
+        load_data,
+        args.dataset,
+        args.data_root,
+        args.imbalance_ratio,
+        seed=0,
+        device=device,
+        train_fraction=preset.get("train_fraction"),
+        test_limit=preset.get("test_limit"),
+        pack=args.data,
+        download=args.download,
+    )
     bench = Benchmark(args, device, data)
     tasks, _ = grid(args.methods, args.seeds, args.stage1_seed, bench.schedule.stage1_method)
     wanted = [t for t in tasks if t[0] in args.methods and t[1] in args.seeds]
@@ -277,23 +386,30 @@ def main(argv=None) -> int:
     except Interrupted:
         if get_rank() != 0:
             return 75
-        print(f"stopped after {bench.epochs_this_call} epochs as asked (--stop-after-epochs); "
-              f"continue with --resume", file=sys.stderr)
+        print(
+            f"stopped after {bench.epochs_this_call} epochs as asked (--stop-after-epochs); "
+            f"continue with --resume",
+            file=sys.stderr,
+        )
         return 75
     if args.worker:
-        return 0                                      # the parent writes the report
+        return 0  # the parent writes the report
     if missing:
-        print(f"--report-only: not finished, left out of the report: {', '.join(missing)}",
-              file=sys.stderr)
+        print(
+            f"--report-only: not finished, left out of the report: {', '.join(missing)}",
+            file=sys.stderr,
+        )
     if partial:
-        print(f"--report-only: unfinished, reported as partial rows: {', '.join(partial)}",
-              file=sys.stderr)
+        print(
+            f"--report-only: unfinished, reported as partial rows: {', '.join(partial)}",
+            file=sys.stderr,
+        )
     if not runs:
         print(f"no finished runs in {bench.ckpt_dir}", file=sys.stderr)
         return 1
-    fig1 = bench.class_distribution(args.seeds[0])   # a collective under DDP: every rank
+    fig1 = bench.class_distribution(args.seeds[0])  # a collective under DDP: every rank
     if get_rank() != 0:
-        return 0                                      # only rank 0 writes files
+        return 0  # only rank 0 writes files
     _write_results(args, bench, runs, missing, partial, fig1)
     return 0
 

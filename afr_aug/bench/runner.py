@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Dict, List, Optional
 
 import torch
 
@@ -38,7 +37,7 @@ class Benchmark:
         self.schedule = schedule_from(args)
         self.ckpt_dir = os.path.join(args.out, "ckpt")
         self.epochs_this_call = 0
-        self.finished: Dict[str, dict] = {}
+        self.finished: dict[str, dict] = {}
 
     @staticmethod
     def log(message: str) -> None:
@@ -77,7 +76,7 @@ class Benchmark:
         self.train(run, label, path)
         return self.finish(run, label, path)
 
-    def cached(self, path: str) -> Optional[dict]:
+    def cached(self, path: str) -> dict | None:
         """The checkpoint at ``path`` when this process finished it or ``--resume`` finds it;
         ``None`` when the run starts afresh."""
         if path in self.finished:
@@ -87,12 +86,19 @@ class Benchmark:
             self.finished[path] = state
         return state
 
-    def start(self, method: str, seed: int, state: Optional[dict], label: str) -> Run:
+    def start(self, method: str, seed: int, state: dict | None, label: str) -> Run:
         """A new run of ``method`` (a stage-2 run from its stage-1 model), resumed from
         ``state`` when there is one."""
         init = self.source_state(method, seed) if METHODS[method].stage == 2 else None
-        run = new_run(method, seed, self.schedule, self.data, self.device, init_state=init,
-                      speed=speed_from(self.args))
+        run = new_run(
+            method,
+            seed,
+            self.schedule,
+            self.data,
+            self.device,
+            init_state=init,
+            speed=speed_from(self.args),
+        )
         if state is not None:
             restore(run, state)
             self.log(f"[{label} seed {seed}] resumed after epoch {run.epoch}")
@@ -110,13 +116,17 @@ class Benchmark:
                 self.show_refresh(report, label, run.seed, time.perf_counter() - start)
             stats = train_epoch(run, progress=progress)
             if report is not None:
-                stats["refresh"] = {**report.to_dict(), "seconds": time.perf_counter() - start
-                                    - stats["seconds"]}
+                stats["refresh"] = {
+                    **report.to_dict(),
+                    "seconds": time.perf_counter() - start - stats["seconds"],
+                }
             if run.schedule.evaluates(run.epoch, run.stage):
                 stats["top1"] = evaluate_run(run)["top1"]
             run.history.append(stats)
-            self.log(f"[{label} seed {run.seed}] epoch {run.epoch}/{run.total_epochs} "
-                     + " ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float)))
+            self.log(
+                f"[{label} seed {run.seed}] epoch {run.epoch}/{run.total_epochs} "
+                + " ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float))
+            )
             save_atomic(state_of(run), path)
             self.epochs_this_call += 1
             if self.args.stop_after_epochs and self.epochs_this_call >= self.args.stop_after_epochs:
@@ -127,9 +137,17 @@ class Benchmark:
         final = evaluate_run(run)
         evaluated = [h["top1"] for h in run.history if "top1" in h]
         stage1 = run.schedule.epochs
-        result = trained_row(label, run.seed, final, evaluated, run.seconds, run.images_seen,
-                             stage1, run.schedule.stage2_epochs if run.stage == 2 else 0,
-                             run.history)
+        result = trained_row(
+            label,
+            run.seed,
+            final,
+            evaluated,
+            run.seconds,
+            run.images_seen,
+            stage1,
+            run.schedule.stage2_epochs if run.stage == 2 else 0,
+            run.history,
+        )
         if run.stage == 2:
             result["stage1_seed"] = self.stage1_seed(run.seed)
         # the machine that finished the run: a report may be written elsewhere, from runs of
@@ -158,32 +176,56 @@ class Benchmark:
         checkpoint is written once, finished."""
         source = self.source_state(method, seed)
         start = time.perf_counter()
-        model, images = derive_model(method, source, self.data, self.device, self.schedule, seed,
-                                     progress=not self.args.no_progress and get_rank() == 0)
+        model, images = derive_model(
+            method,
+            source,
+            self.data,
+            self.device,
+            self.schedule,
+            seed,
+            progress=not self.args.no_progress and get_rank() == 0,
+        )
         seconds = time.perf_counter() - start
         final = evaluate_model(model, self.data, self.device)
         src = source["result"]
         crt = self.schedule.crt_epochs if images else 0
-        result = {"method": label, "epochs": src["epochs"] + crt, "seed": seed,
-                  "top1": final["top1"], "many": final["many"], "med": final["med"],
-                  "few": final["few"], "ece": final["ece"], "calibration": final["calibration"],
-                  "per_class": final["per_class"], "seconds": seconds,
-                  "img_per_s": images / seconds if images else None,
-                  "derived_from": src["method"],
-                  "stage1_epochs": src.get("stage1_epochs", src["epochs"]),
-                  "stage2_epochs": crt or src.get("stage2_epochs", 0),
-                  "recipe": src.get("recipe", "paper")}
+        result = {
+            "method": label,
+            "epochs": src["epochs"] + crt,
+            "seed": seed,
+            "top1": final["top1"],
+            "many": final["many"],
+            "med": final["med"],
+            "few": final["few"],
+            "ece": final["ece"],
+            "calibration": final["calibration"],
+            "per_class": final["per_class"],
+            "seconds": seconds,
+            "img_per_s": images / seconds if images else None,
+            "derived_from": src["method"],
+            "stage1_epochs": src.get("stage1_epochs", src["epochs"]),
+            "stage2_epochs": crt or src.get("stage2_epochs", 0),
+            "recipe": src.get("recipe", "paper"),
+        }
         if from_bs_cmo(method, self.schedule.stage1_method):
             result["stage1_seed"] = self.stage1_seed(seed)
-        self.log(f"[{label} seed {seed}] from {src['method']}: top1={final['top1']:.4g} "
-                 f"ece={final['ece']:.4g} ({seconds:.1f}s)")
-        state = {"method": method, "seed": seed, "done": True, "result": result,
-                 "model": model.state_dict(), "history": []}
+        self.log(
+            f"[{label} seed {seed}] from {src['method']}: top1={final['top1']:.4g} "
+            f"ece={final['ece']:.4g} ({seconds:.1f}s)"
+        )
+        state = {
+            "method": method,
+            "seed": seed,
+            "done": True,
+            "result": result,
+            "model": model.state_dict(),
+            "history": [],
+        }
         save_atomic(state, path)
         self.finished[path] = state
         return state
 
-    def partial_result(self, method: str, seed: int, path: str) -> Optional[dict]:
+    def partial_result(self, method: str, seed: int, path: str) -> dict | None:
         """The row of an unfinished run, evaluated at its last checkpoint (a time budget cut
         it); ``None`` when it never finished an epoch or is a derived row (made in one step)."""
         entry = METHODS[method]
@@ -191,7 +233,7 @@ class Benchmark:
             return None
         try:
             state = load_checkpoint(path)
-        except Exception:   # noqa: BLE001 - a checkpoint cut mid-write is not a row
+        except Exception:
             return None
         done, label = int(state["epoch"]), run_label(method, self.schedule)
         if done == 0:
@@ -206,45 +248,86 @@ class Benchmark:
         model.load_state_dict(state["model"])
         final = evaluate_model(model, self.data, self.device)
         evaluated = [h["top1"] for h in state["history"] if "top1" in h] + [final["top1"]]
-        result = trained_row(label, seed, final, evaluated, state["seconds"], state["images_seen"],
-                             self.schedule.epochs if stage2 else done, done if stage2 else 0,
-                             state["history"])
+        result = trained_row(
+            label,
+            seed,
+            final,
+            evaluated,
+            state["seconds"],
+            state["images_seen"],
+            self.schedule.epochs if stage2 else done,
+            done if stage2 else 0,
+            state["history"],
+        )
         result["partial"] = {"epochs_done": done, "epochs": total}
         result["recipe"] = state.get("recipe", "paper")
         if stage2:
             result["stage1_seed"] = self.stage1_seed(seed)
         return result
 
-    def class_distribution(self, seed: int) -> Optional[dict]:
+    def class_distribution(self, seed: int) -> dict | None:
         """Fig. 1: cosine similarity to the class mean under the finished stage-1 model that
         stage 2 fine-tunes (bs_cmo, or --stage1-method's)."""
         path = self.ckpt_path(self.schedule.stage1_method, self.stage1_seed(seed))
-        if path not in self.finished and is_finished(path):   # e.g. only stage-2 runs were asked
+        if path not in self.finished and is_finished(path):  # e.g. only stage-2 runs were asked
             self.finished[path] = load_checkpoint(path)
         if path not in self.finished:
             return None
         state = self.finished[path]
         model = make_model(self.data, self.device)
         model.load_state_dict(state["model"])
-        out = run_inference(model, train_batches(self.data), embed=True, device=self.device,
-                            progress=not self.args.no_progress and get_rank() == 0)
+        out = run_inference(
+            model,
+            train_batches(self.data),
+            embed=True,
+            device=self.device,
+            progress=not self.args.no_progress and get_rank() == 0,
+        )
         d = self.data
-        split = IntraClassSplitter().split(out.embeddings, out.labels, state["class_accuracy"],
-                                           state["train_accuracy"], num_classes=d.num_classes)
-        return {"similarity": split.similarity, "labels": split.labels,
-                "thresholds": split.thresholds.tolist()}
+        split = IntraClassSplitter().split(
+            out.embeddings,
+            out.labels,
+            state["class_accuracy"],
+            state["train_accuracy"],
+            num_classes=d.num_classes,
+        )
+        return {
+            "similarity": split.similarity,
+            "labels": split.labels,
+            "thresholds": split.thresholds.tolist(),
+        }
 
 
-def trained_row(label: str, seed: int, final: dict, evaluated: List[float], seconds: float,
-                images: int, stage1_epochs: int, stage2_epochs: int, history=()) -> dict:
+def trained_row(
+    label: str,
+    seed: int,
+    final: dict,
+    evaluated: list[float],
+    seconds: float,
+    images: int,
+    stage1_epochs: int,
+    stage2_epochs: int,
+    history=(),
+) -> dict:
     """The ``results.json`` row of a trained run (finished or cut) from its final evaluation,
     the top-1 of its earlier evaluations, its training time and, for AFR, the report of every
     refresh (from its ``history``)."""
     refreshes = [h["refresh"] for h in history if "refresh" in h]
-    return {**({"refreshes": refreshes} if refreshes else {}), "method": label, "epochs": stage1_epochs + stage2_epochs, "seed": seed,
-            "top1": final["top1"], "best_top1": max(evaluated) if evaluated else final["top1"],
-            "many": final["many"], "med": final["med"], "few": final["few"],
-            "ece": final.get("ece"), "calibration": final.get("calibration"),
-            "per_class": final["per_class"], "seconds": seconds,
-            "img_per_s": images / max(seconds, 1e-9),
-            "stage1_epochs": stage1_epochs, "stage2_epochs": stage2_epochs}
+    return {
+        **({"refreshes": refreshes} if refreshes else {}),
+        "method": label,
+        "epochs": stage1_epochs + stage2_epochs,
+        "seed": seed,
+        "top1": final["top1"],
+        "best_top1": max(evaluated) if evaluated else final["top1"],
+        "many": final["many"],
+        "med": final["med"],
+        "few": final["few"],
+        "ece": final.get("ece"),
+        "calibration": final.get("calibration"),
+        "per_class": final["per_class"],
+        "seconds": seconds,
+        "img_per_s": images / max(seconds, 1e-9),
+        "stage1_epochs": stage1_epochs,
+        "stage2_epochs": stage2_epochs,
+    }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Optional
 
 import torch
 
@@ -37,11 +36,15 @@ def worker_env(threads: int) -> dict:
     the folder that holds this ``afr_aug`` on the path, so ``python -m afr_aug.bench.*`` runs
     this very code from any directory (a clone or an installed wheel)."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads),
-                PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    return dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS=str(threads),
+        PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+    )
 
 
-def setup_distributed(requested_device: Optional[str]) -> torch.device:
+def setup_distributed(requested_device: str | None) -> torch.device:
     """Under torchrun (WORLD_SIZE > 1): join the process group (NCCL on GPUs, gloo on CPU) and
     use this process's GPU; otherwise the requested device, else CUDA when present."""
     cuda = torch.cuda.is_available() and (requested_device or "cuda").startswith("cuda")

@@ -4,8 +4,8 @@ methods that a command line may change, in one record that presets and flags fil
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import List, Optional, Sequence
 
 
 @dataclass
@@ -19,21 +19,21 @@ class Schedule:
     momentum: float = 0.9
     weight_decay: float = 2e-4
     warmup_epochs: int = 5
-    milestones: Sequence[float] = (0.8, 0.9)       # x0.01 after 160/200, x0.0001 after 180/200
+    milestones: Sequence[float] = (0.8, 0.9)  # x0.01 after 160/200, x0.0001 after 180/200
     # Stage 2 (fine-tuning; the paper gives no learning rate): cosine from 0.01 to 0 over the
     # stage-2 epochs, the same for AFR and its control. A tenth of stage 1's peak keeps the
     # converged stage-1 features while leaving room to learn from the new set.
     stage2_lr: float = 0.01
-    cmo_p: float = 0.5                              # CMO mixing probability
+    cmo_p: float = 0.5  # CMO mixing probability
     # CMO mixes while cmo_off_epochs < epoch < epochs - cmo_off_epochs (0-based), as the CMO
     # code's `3 < epoch < epochs - 3`: not in the first 4 and the last 3 epochs
     cmo_off_epochs: int = 3
     # The CMO code raises the learning rate once per epoch during warm-up, lr * (epoch + 1) / 5;
     # "iteration" ramps it per step instead (smoother, what this loop did before issue 9)
     warmup_per: str = "epoch"
-    mix: str = "cutmix"                             # stage-2 mixer: cutmix | mixup
-    mix_p: float = 0.25                             # stage-2 mixing probability
-    refresh_every: int = 10                         # AFR adversarial refresh period (epochs)
+    mix: str = "cutmix"  # stage-2 mixer: cutmix | mixup
+    mix_p: float = 0.25  # stage-2 mixing probability
+    refresh_every: int = 10  # AFR adversarial refresh period (epochs)
     # the stage-1 model the stage-2 runs fine-tune: the paper's bs_cmo, or another stage-1 row
     # (issue 17: bs_cmo_eff, whose prior removes CMO's tail bias)
     stage1_method: str = "bs_cmo"
@@ -45,14 +45,14 @@ class Schedule:
     attack_step: float = 3 / 255
     label_weight: float = 0.25
     grad_scale: str = "embedding"
-    minority_quantile: float = 0.2                  # per-class minority share of the split
+    minority_quantile: float = 0.2  # per-class minority share of the split
     # label-safe adversarial slots (AFRDataset(label_safe=...)): None keeps every attacked slot,
     # "label" only those the model still gives their class, a float those it gives with that
     # confidence
-    label_safe: Optional[object] = None
+    label_safe: object | None = None
     # slots per class of the stage-2 set (None: the largest class's size, the paper's); the
     # smoke preset keeps its refreshes to seconds with a small one
-    slots_per_class: Optional[int] = None
+    slots_per_class: int | None = None
     # Issue 10's baselines. la: the logit-adjusted loss's temperature (1: Balanced Softmax up to
     # rounding, Menon et al.'s best on CIFAR-LT). *_tau: the tau of tau-normalisation (Kang et
     # al. pick it on a validation split, which CIFAR-LT lacks; 1 gives unit-norm class weights).
@@ -62,42 +62,51 @@ class Schedule:
     tau: float = 1.0
     crt_epochs: int = 10
     crt_lr: float = 0.1
-    max_iters: Optional[int] = None                 # cap on iterations per epoch (smoke runs)
+    max_iters: int | None = None  # cap on iterations per epoch (smoke runs)
     eval_every: int = 10
     # The recipe (``afr_aug.bench.methods``): "paper" or "authors". ``for_stage1`` fills the fields
     # below from the row's recipe; stage 2 and the derived rows keep the preset's values.
     recipe: str = "paper"
-    augment: str = "autoaugment_cutout"             # stage 1: crop_flip | autoaugment_cutout
-    lr_schedule: str = "step"                       # step | cosine_warmup (Recipe)
-    warmup_start: float = 0.0                       # cosine_warmup: first epoch's share of lr
-    factors: Sequence[float] = (0.01, 1e-4)         # lr x factors[i] from milestones[i] on
-    drw_from: Optional[float] = None                # DRW's class weights from this share on
-    switch_from: Optional[float] = None             # the loss switched on here (IB)
+    augment: str = "autoaugment_cutout"  # stage 1: crop_flip | autoaugment_cutout
+    lr_schedule: str = "step"  # step | cosine_warmup (Recipe)
+    warmup_start: float = 0.0  # cosine_warmup: first epoch's share of lr
+    factors: Sequence[float] = (0.01, 1e-4)  # lr x factors[i] from milestones[i] on
+    drw_from: float | None = None  # DRW's class weights from this share on
+    switch_from: float | None = None  # the loss switched on here (IB)
     # The authors' codes evaluate on the test set every epoch and report the best one: under
     # "authors" every stage-1 epoch of the last fifth is evaluated (after the first decay).
     dense_eval_from: float = 0.8
 
-    def for_stage1(self, method) -> "Schedule":
+    def for_stage1(self, method) -> Schedule:
         """This schedule with ``method``'s stage-1 recipe (``methods.Method.recipe``) filled in."""
         r = method.recipe(self.recipe, self)
-        return replace(self, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr,
-                       weight_decay=r.weight_decay, warmup_epochs=r.warmup_epochs,
-                       augment=r.augment, lr_schedule=r.lr_schedule, warmup_start=r.warmup_start,
-                       milestones=r.milestones, factors=r.factors,
-                       drw_from=r.drw_from if method.drw else None, switch_from=r.switch_from)
+        return replace(
+            self,
+            epochs=r.epochs,
+            batch_size=r.batch_size,
+            lr=r.lr,
+            weight_decay=r.weight_decay,
+            warmup_epochs=r.warmup_epochs,
+            augment=r.augment,
+            lr_schedule=r.lr_schedule,
+            warmup_start=r.warmup_start,
+            milestones=r.milestones,
+            factors=r.factors,
+            drw_from=r.drw_from if method.drw else None,
+            switch_from=r.switch_from,
+        )
 
     def evaluates(self, epoch: int, stage: int) -> bool:
         """Whether the run evaluates on the test set after ``epoch`` (1-based) of ``stage``."""
         total = self.stage2_epochs if stage == 2 else self.epochs
-        dense = (self.recipe == "authors" and stage == 1
-                 and epoch > self.at(self.dense_eval_from))
+        dense = self.recipe == "authors" and stage == 1 and epoch > self.at(self.dense_eval_from)
         return dense or epoch % max(self.eval_every, 1) == 0 or epoch == total
 
     def at(self, share: float) -> int:
         """The stage-1 epoch (0-based) a share of ``epochs`` falls on."""
-        return int(round(share * self.epochs))
+        return round(share * self.epochs)
 
-    def milestone_epochs(self) -> List[int]:
+    def milestone_epochs(self) -> list[int]:
         return [self.at(f) for f in self.milestones]
 
     def lr_at(self, epoch: int, step: int, steps_per_epoch: int, stage: int) -> float:
@@ -110,7 +119,11 @@ class Schedule:
         if epoch < self.warmup_epochs:
             if self.warmup_per == "epoch":
                 return self.lr * (epoch + 1) / self.warmup_epochs
-            return self.lr * (epoch * steps_per_epoch + step + 1) / (self.warmup_epochs * steps_per_epoch)
+            return (
+                self.lr
+                * (epoch * steps_per_epoch + step + 1)
+                / (self.warmup_epochs * steps_per_epoch)
+            )
         factor = 1.0
         for start, f in zip(self.milestone_epochs(), self.factors):
             if epoch >= start:

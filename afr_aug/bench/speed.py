@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -24,21 +23,32 @@ class Speed:
     torch.compile the training forward; opt-in until measured faster on the device at hand.
     The AFR refresh (embedding and attack) and evaluation stay fp32."""
 
-    amp: Optional[bool] = None
+    amp: bool | None = None
     channels_last: bool = True
     compile: bool = False
 
-    def resolved(self, device: torch.device) -> "Speed":
-        return Speed(amp=device.type == "cuda" if self.amp is None else self.amp,
-                     channels_last=self.channels_last, compile=self.compile)
+    def resolved(self, device: torch.device) -> Speed:
+        return Speed(
+            amp=device.type == "cuda" if self.amp is None else self.amp,
+            channels_last=self.channels_last,
+            compile=self.compile,
+        )
 
 
 def add_speed_args(parser) -> None:
     """--amp/--no-amp, --channels-last/--no-channels-last, --compile (see :class:`Speed`)."""
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                        help="bf16 autocast for training (default: on for CUDA, off on CPU)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                        help="NHWC memory format (default: on)")
+    parser.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bf16 autocast for training (default: on for CUDA, off on CPU)",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="NHWC memory format (default: on)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the training forward")
 
 

@@ -58,12 +58,12 @@ def measure(images: int, size: int, storage_dir: str, seed: int = 0) -> dict:
     finally:
         store_module.AdversarialStore._sums = real
     store = stage2.store
-    fresh = pickle.loads(pickle.dumps(store))         # what a DataLoader worker starts with
+    fresh = pickle.loads(pickle.dumps(store))  # what a DataLoader worker starts with
     start = time.perf_counter()
     fresh.rows(slice(None))
     read_with_checks = time.perf_counter() - start
     fresh = pickle.loads(pickle.dumps(store))
-    fresh.checksums = []                              # the same read without checks
+    fresh.checksums = []  # the same read without checks
     start = time.perf_counter()
     fresh.rows(slice(None))
     read_plain = time.perf_counter() - start
@@ -71,20 +71,30 @@ def measure(images: int, size: int, storage_dir: str, seed: int = 0) -> dict:
     store_module.AdversarialStore(storage_dir).load_state_dict(store.state_dict())
     load_s = time.perf_counter() - start
     first_read_s = max(read_with_checks - read_plain, 0.0)
-    return {"images": len(labels), "size": size, "attacked": sum(report.attacked),
-            "generation_mb": round(store.num_rows * store.row_bytes / 2 ** 20, 2),
-            "blocks": len(store.checksums), "refresh_s": round(refresh_s, 2),
-            "checksums_s": round(spent["checksums_s"], 4),
-            "first_read_checks_s": round(first_read_s, 4), "load_check_s": round(load_s, 4),
-            "share_of_refresh": {
-                "checksums": round(spent["checksums_s"] / refresh_s, 5),
-                "first_read_checks": round(first_read_s / refresh_s, 5),
-                "load_check": round(load_s / refresh_s, 5)}}
+    return {
+        "images": len(labels),
+        "size": size,
+        "attacked": sum(report.attacked),
+        "generation_mb": round(store.num_rows * store.row_bytes / 2**20, 2),
+        "blocks": len(store.checksums),
+        "refresh_s": round(refresh_s, 2),
+        "checksums_s": round(spent["checksums_s"], 4),
+        "first_read_checks_s": round(first_read_s, 4),
+        "load_check_s": round(load_s, 4),
+        "share_of_refresh": {
+            "checksums": round(spent["checksums_s"] / refresh_s, 5),
+            "first_read_checks": round(first_read_s / refresh_s, 5),
+            "load_check": round(load_s / refresh_s, 5),
+        },
+    }
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="afr-aug store-cost", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="afr-aug store-cost",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--images", type=int, default=4000)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--storage-dir", default=None, help="default: a temporary directory")
@@ -96,11 +106,13 @@ def main(argv=None) -> int:
         r = measure(args.images, args.size, tmp)
     r["device"] = device_name(torch.device("cpu"))
     share = r["share_of_refresh"]
-    print(f"refresh of {r['images']} images ({r['attacked']} attacked, {r['generation_mb']} MiB "
-          f"generation, {r['blocks']} blocks): {r['refresh_s']} s; checksums {r['checksums_s']} s "
-          f"({share['checksums']:.3%}), first-read checks {r['first_read_checks_s']} s "
-          f"({share['first_read_checks']:.3%}), load check {r['load_check_s']} s "
-          f"({share['load_check']:.3%}); target <= 2 % each")
+    print(
+        f"refresh of {r['images']} images ({r['attacked']} attacked, {r['generation_mb']} MiB "
+        f"generation, {r['blocks']} blocks): {r['refresh_s']} s; checksums {r['checksums_s']} s "
+        f"({share['checksums']:.3%}), first-read checks {r['first_read_checks_s']} s "
+        f"({share['first_read_checks']:.3%}), load check {r['load_check_s']} s "
+        f"({share['load_check']:.3%}); target <= 2 % each"
+    )
     print(json.dumps(r))
     return 0
 

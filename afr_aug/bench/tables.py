@@ -13,17 +13,17 @@ from .methods import METHODS
 
 __all__ = [
     "METHOD_NAMES",
-    "check_results",
     "check_counts",
-    "summarize",
-    "per_class_means",
-    "method_name",
-    "results_header",
+    "check_results",
     "markdown_table",
+    "method_name",
     "paired_differences",
     "paired_table",
-    "refresh_table",
+    "per_class_means",
     "published_table",
+    "refresh_table",
+    "results_header",
+    "summarize",
 ]
 
 #: Display names of the methods ``afr_aug.bench.reproduce`` runs (from the registry,
@@ -73,7 +73,7 @@ def _check_runs(runs):
             raise ValueError(f"run {i}: 'method' must be a non-empty string, got {method!r}")
         where = f"run {i} (method {method!r})"
         _check_accuracy(run.get("top1"), where, "top1", allow_none=False)
-        for key in ("best_top1",) + _GROUPS:
+        for key in ("best_top1", *_GROUPS):
             _check_accuracy(run.get(key), where, key, allow_none=True)
         per_class = run.get("per_class")
         if per_class is not None:
@@ -94,8 +94,12 @@ def check_counts(class_counts):
     if not isinstance(class_counts, (list, tuple)) and not hasattr(class_counts, "tolist"):
         raise ValueError("class_counts must be a list of non-negative ints, one per class")
     counts = list(class_counts.tolist() if hasattr(class_counts, "tolist") else class_counts)
-    if not counts or not all(_is_number(c) and float(c) >= 0 and float(c) == int(c) for c in counts):
-        raise ValueError(f"class_counts must be a non-empty list of non-negative ints, got {counts!r}")
+    if not counts or not all(
+        _is_number(c) and float(c) >= 0 and float(c) == int(c) for c in counts
+    ):
+        raise ValueError(
+            f"class_counts must be a non-empty list of non-negative ints, got {counts!r}"
+        )
     return [int(c) for c in counts]
 
 
@@ -145,15 +149,19 @@ def summarize(runs):
             raise ValueError(f"method {method!r}: duplicate seeds {seeds} (a run recorded twice?)")
         epochs = [_epochs_label(run) for run in group]
         if any(e != epochs[0] for e in epochs):
-            raise ValueError(f"method {method!r}: seeds ran for different epochs {epochs}; "
-                             "averaging them would mix two settings")
+            raise ValueError(
+                f"method {method!r}: seeds ran for different epochs {epochs}; "
+                "averaging them would mix two settings"
+            )
         row = {"method": method, "seeds": seeds, "n": len(group)}
-        for key in ("top1",) + _GROUPS:
+        for key in ("top1", *_GROUPS):
             values = [run.get(key) for run in group]
             present = [float(v) for v in values if v is not None]
             if present and len(present) != len(values):
-                raise ValueError(f"method {method!r}: '{key}' is null in some seeds but not others "
-                                 "(runs from different datasets or class splits?)")
+                raise ValueError(
+                    f"method {method!r}: '{key}' is null in some seeds but not others "
+                    "(runs from different datasets or class splits?)"
+                )
             mean, std = _mean_std(present) if present else (None, None)
             row[f"{key}_mean"], row[f"{key}_std"] = mean, std
         ece = [float(run["ece"]) for run in group if run.get("ece") is not None]
@@ -175,8 +183,10 @@ def per_class_means(runs, num_classes):
         if per_class is None:
             raise ValueError(f"run {i} (method {run['method']!r}) has no 'per_class' accuracies")
         if len(per_class) != num_classes:
-            raise ValueError(f"run {i} (method {run['method']!r}): per_class has {len(per_class)} "
-                             f"entries but class_counts has {num_classes}")
+            raise ValueError(
+                f"run {i} (method {run['method']!r}): per_class has {len(per_class)} "
+                f"entries but class_counts has {num_classes}"
+            )
         grouped.setdefault(run["method"], []).append([float(a) for a in per_class])
     return {m: [math.fsum(col) / len(col) for col in zip(*accs)] for m, accs in grouped.items()}
 
@@ -246,8 +256,11 @@ def markdown_table(results):
     ]
     for row in rows:
         n = row["n"]
-        cells = [_md(method_name(row["method"])), _md(row["epochs"] if row["epochs"] is not None else "–"),
-                 _cell(row["top1_mean"], row["top1_std"], n)]
+        cells = [
+            _md(method_name(row["method"])),
+            _md(row["epochs"] if row["epochs"] is not None else "–"),
+            _cell(row["top1_mean"], row["top1_std"], n),
+        ]
         if show_best:
             cells.append(_cell(row["best_top1_mean"], row["best_top1_std"], row["best_top1_n"]))
         cells += [_cell(row[f"{g}_mean"], row[f"{g}_std"], n) for g in _GROUPS]
@@ -256,7 +269,7 @@ def markdown_table(results):
         cells.append(", ".join("?" if s is None else _md(s) for s in row["seeds"]))
         lines.append("| " + " | ".join(cells) + " |")
     machines = devices_line(runs, device)
-    return "\n".join(lines + ["", machines] if machines else lines)
+    return "\n".join([*lines, "", machines] if machines else lines)
 
 
 def devices_line(runs, device):
@@ -272,13 +285,22 @@ def devices_line(runs, device):
     for r in runs:
         if r.get("device") is not None:
             where.setdefault(r["device"], {}).setdefault(method_name(r["method"]), []).append(
-                "?" if r.get("seed") is None else str(r["seed"]))
+                "?" if r.get("seed") is None else str(r["seed"])
+            )
     if not where or set(where) == {device}:
         return ""
-    return "Trained on: " + "; ".join(
-        f"{_md(d)}: " + ", ".join(f"{_md(m)} seed{'s' if len(s) > 1 else ''} {' '.join(s)}"
-                                  for m, s in by_method.items())
-        for d, by_method in where.items()) + "."
+    return (
+        "Trained on: "
+        + "; ".join(
+            f"{_md(d)}: "
+            + ", ".join(
+                f"{_md(m)} seed{'s' if len(s) > 1 else ''} {' '.join(s)}"
+                for m, s in by_method.items()
+            )
+            for d, by_method in where.items()
+        )
+        + "."
+    )
 
 
 def paired_differences(runs, method="afr", baseline="bs_cmo_ft"):
@@ -305,9 +327,13 @@ def paired_differences(runs, method="afr", baseline="bs_cmo_ft"):
     if not seeds:
         return None
     out = {"method": method, "baseline": baseline, "seeds": seeds}
-    for key in ("top1",) + _GROUPS:
-        diffs = [None if a[s].get(key) is None or b[s].get(key) is None
-                 else float(a[s][key]) - float(b[s][key]) for s in seeds]
+    for key in ("top1", *_GROUPS):
+        diffs = [
+            None
+            if a[s].get(key) is None or b[s].get(key) is None
+            else float(a[s][key]) - float(b[s][key])
+            for s in seeds
+        ]
         out[key] = diffs
         present = [d for d in diffs if d is not None]
         out[f"{key}_mean"], out[f"{key}_std"] = _mean_std(present) if present else (None, None)
@@ -319,19 +345,30 @@ def paired_table(results, method="afr", baseline="bs_cmo_ft"):
     d = paired_differences(check_results(results), method, baseline)
     if d is None:
         return ""
-    keys = [k for k in ("top1",) + _GROUPS if d[f"{k}_mean"] is not None]
+    keys = [k for k in ("top1", *_GROUPS) if d[f"{k}_mean"] is not None]
     names = {"top1": "Top-1", "many": "Many", "med": "Med", "few": "Few"}
-    lines = [f"**Paired difference {_md(method_name(method))} − {_md(method_name(baseline))}** "
-             "(same seed, same starting model), in points", "",
-             "| Seed | " + " | ".join(names[k] for k in keys) + " |",
-             "|:--|" + "--:|" * len(keys)]
+    lines = [
+        f"**Paired difference {_md(method_name(method))} − {_md(method_name(baseline))}** "
+        "(same seed, same starting model), in points",
+        "",
+        "| Seed | " + " | ".join(names[k] for k in keys) + " |",
+        "|:--|" + "--:|" * len(keys),
+    ]
     for i, s in enumerate(d["seeds"]):
-        lines.append(f"| {_md(s)} | " + " | ".join(
-            "–" if d[k][i] is None else f"{100 * d[k][i]:+.2f}" for k in keys) + " |")
+        lines.append(
+            f"| {_md(s)} | "
+            + " | ".join("–" if d[k][i] is None else f"{100 * d[k][i]:+.2f}" for k in keys)
+            + " |"
+        )
     n = len(d["seeds"])
-    lines.append(f"| mean{' ± std' if n > 1 else ''} | " + " | ".join(
-        f"{100 * d[f'{k}_mean']:+.2f}" + (f" ± {100 * d[f'{k}_std']:.2f}" if n > 1 else "")
-        for k in keys) + " |")
+    lines.append(
+        f"| mean{' ± std' if n > 1 else ''} | "
+        + " | ".join(
+            f"{100 * d[f'{k}_mean']:+.2f}" + (f" ± {100 * d[f'{k}_std']:.2f}" if n > 1 else "")
+            for k in keys
+        )
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -357,16 +394,23 @@ def refresh_table(results):
                 f"({100 * min(r['adversarial_share']):.1f} %) | {100 * r['total_crossed']:.1f} % | "
                 f"{r['cos_before_mean']:.3f} → {r['cos_after_mean']:.3f} | "
                 f"{r['total_label_kept']:.2f} | {100 * r['dose']:.2f} % | {r.get('rule') or '–'} | "
-                f"{'–' if seconds is None else f'{seconds:.0f}'} |")
+                f"{'–' if seconds is None else f'{seconds:.0f}'} |"
+            )
     if not lines:
         return ""
-    return "\n".join(["**AFR refreshes** (adversarial share: all slots, in brackets the smallest "
-                      "class; crossed: attacked slots whose cosine to the class mean fell below "
-                      "λ_c; labels kept: accuracy after / before on them; dose: mix p × E[1 − lam] "
-                      "× adversarial share; §3.3: the rule applied; seconds of the refresh)", "",
-                      "| Method | Seed | Refresh | Set | Adversarial | Crossed | Cos to mean | "
-                      "Labels kept | Dose | §3.3 | Seconds |",
-                      "|:--|:--|--:|:--|--:|--:|--:|--:|--:|:--|--:|"] + lines)
+    return "\n".join(
+        [
+            "**AFR refreshes** (adversarial share: all slots, in brackets the smallest "
+            "class; crossed: attacked slots whose cosine to the class mean fell below "
+            "λ_c; labels kept: accuracy after / before on them; dose: mix p × E[1 − lam] "
+            "× adversarial share; §3.3: the rule applied; seconds of the refresh)",
+            "",
+            "| Method | Seed | Refresh | Set | Adversarial | Crossed | Cos to mean | "
+            "Labels kept | Dose | §3.3 | Seconds |",
+            "|:--|:--|--:|:--|--:|--:|--:|--:|--:|:--|--:|",
+            *lines,
+        ]
+    )
 
 
 def _hours(seconds):
@@ -396,24 +440,51 @@ def published_table(results):
         published = entry.published.get(dataset) if entry is not None else None
         found = found or published is not None
         ours = run.get("best_top1", run["top1"])
-        cells = [_md(method_name(run["method"])), _md(run.get("recipe", "paper")),
-                 _cell(run["top1"], 0, 1), _cell(run.get("best_top1"), 0, 1),
-                 _cell(run.get("many"), 0, 1), _cell(run.get("med"), 0, 1),
-                 _cell(run.get("ece"), 0, 1), _hours(run.get("seconds")),
-                 _md(run.get("device", results.get("device", "?")))]
+        cells = [
+            _md(method_name(run["method"])),
+            _md(run.get("recipe", "paper")),
+            _cell(run["top1"], 0, 1),
+            _cell(run.get("best_top1"), 0, 1),
+            _cell(run.get("many"), 0, 1),
+            _cell(run.get("med"), 0, 1),
+            _cell(run.get("ece"), 0, 1),
+            _hours(run.get("seconds")),
+            _md(run.get("device", results.get("device", "?"))),
+        ]
         if published is None:
             cells += ["–", "–", "–"]
         else:
-            cells += [f"{published.top1:.2f}", f"{100 * ours - published.top1:+.2f}",
-                      _md(published.source)]
+            cells += [
+                f"{published.top1:.2f}",
+                f"{100 * ours - published.top1:+.2f}",
+                _md(published.source),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     if not found:
         return ""
     dataset_name, ratio, _ = results_header(results)
-    head = ["Method", "Recipe", "Top-1 (final)", "Top-1 (best epoch, test set)", "Many", "Med",
-            "ECE", "Wall time", "Machine", "Published", "Best − published", "Source"]
-    return "\n".join([f"**{_md(dataset_name)}**, imbalance ratio {_md(ratio)}: against the "
-                      "published numbers (best epoch on the test set, as the official codes "
-                      "select it)", "", "| " + " | ".join(head) + " |",
-                      "|" + "|".join([":--", ":--"] + ["--:"] * 6 + [":--", "--:", "--:", ":--"])
-                      + "|"] + lines)
+    head = [
+        "Method",
+        "Recipe",
+        "Top-1 (final)",
+        "Top-1 (best epoch, test set)",
+        "Many",
+        "Med",
+        "ECE",
+        "Wall time",
+        "Machine",
+        "Published",
+        "Best − published",
+        "Source",
+    ]
+    return "\n".join(
+        [
+            f"**{_md(dataset_name)}**, imbalance ratio {_md(ratio)}: against the "
+            "published numbers (best epoch on the test set, as the official codes "
+            "select it)",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "|".join([":--", ":--"] + ["--:"] * 6 + [":--", "--:", "--:", ":--"]) + "|",
+            *lines,
+        ]
+    )

@@ -20,12 +20,12 @@ from .image_lists import ImageList, INaturalist
 from .long_tail import long_tailed_counts, make_long_tailed
 
 __all__ = [
+    "CIFARDataset",
+    "INaturalist",
+    "ImageList",
+    "cifar_lt",
+    "load_cifar",
     "long_tailed_counts",
     "make_long_tailed",
-    "CIFARDataset",
-    "load_cifar",
-    "cifar_lt",
     "shot_groups",
-    "ImageList",
-    "INaturalist",
 ]

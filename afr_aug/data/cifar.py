@@ -12,7 +12,8 @@ Images are kept as ``uint8`` HWC arrays in ``.data`` (like torchvision) and retu
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from torch.utils.data import Dataset
 from .cifar_files import PathLike, canonical_name, locate, read_class_names, read_split
 from .long_tail import make_long_tailed
 
-__all__ = ["CIFARDataset", "load_cifar", "cifar_lt"]
+__all__ = ["CIFARDataset", "cifar_lt", "load_cifar"]
 
 
 class CIFARDataset(Dataset):
@@ -55,8 +56,8 @@ class CIFARDataset(Dataset):
         data: np.ndarray,
         targets: Sequence[int],
         classes: Sequence[str],
-        transform: Optional[Callable] = None,
-        indices: Optional[np.ndarray] = None,
+        transform: Callable | None = None,
+        indices: np.ndarray | None = None,
     ):
         data = np.asarray(data)
         if data.ndim != 4 or data.shape[-1] != 3:
@@ -66,7 +67,9 @@ class CIFARDataset(Dataset):
         labels = np.asarray(targets)
         if labels.ndim != 1 or len(labels) != len(data):
             raise ValueError(f"targets has {labels.size} entries, data {len(data)} images")
-        if len(labels) and (labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer)):
+        if len(labels) and (
+            labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer)
+        ):
             raise TypeError(f"targets must be ints, got dtype {labels.dtype}")
         self.classes = [str(c) for c in classes]
         if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
@@ -79,7 +82,9 @@ class CIFARDataset(Dataset):
         self.data = data
         self.targets = [int(t) for t in labels]
         self.transform = transform
-        self.class_counts = np.bincount(labels.astype(np.int64), minlength=len(self.classes)).tolist()
+        self.class_counts = np.bincount(
+            labels.astype(np.int64), minlength=len(self.classes)
+        ).tolist()
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -92,7 +97,9 @@ class CIFARDataset(Dataset):
             from PIL import Image
 
             return self.transform(Image.fromarray(img)), target
-        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0), target
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(
+            255.0
+        ), target
 
     def __repr__(self) -> str:
         return (
@@ -103,9 +110,9 @@ class CIFARDataset(Dataset):
 
 def load_cifar(
     name: str,
-    root: Optional[PathLike] = None,
+    root: PathLike | None = None,
     train: bool = True,
-    transform: Optional[Callable] = None,
+    transform: Callable | None = None,
     download: bool = False,
 ) -> CIFARDataset:
     """Read CIFAR-10 or CIFAR-100 from the standard on-disk layout (no md5 check).
@@ -142,11 +149,11 @@ def load_cifar(
 
 def cifar_lt(
     name: str,
-    root: Optional[PathLike] = None,
+    root: PathLike | None = None,
     imbalance_ratio: float = 100,
     profile: str = "exp",
     seed: int = 0,
-    transform: Optional[Callable] = None,
+    transform: Callable | None = None,
     download: bool = False,
 ) -> CIFARDataset:
     """The long-tailed CIFAR training set (CIFAR-10-LT / CIFAR-100-LT) of the paper, Sec. 4.1.
@@ -174,7 +181,9 @@ def cifar_lt(
     (4, 1, True)
     """
     full = load_cifar(name, root=root, train=True, transform=None, download=download)
-    indices = make_long_tailed(full.targets, imbalance_ratio=imbalance_ratio, profile=profile, seed=seed)
+    indices = make_long_tailed(
+        full.targets, imbalance_ratio=imbalance_ratio, profile=profile, seed=seed
+    )
     targets = np.asarray(full.targets, dtype=np.int64)[indices]
     return CIFARDataset(
         np.ascontiguousarray(full.data[indices]),

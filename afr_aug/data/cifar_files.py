@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Union
 
 import numpy as np
 
-__all__ = ["LAYOUTS", "PathLike", "canonical_name", "locate", "read_split", "read_class_names"]
+__all__ = ["LAYOUTS", "PathLike", "canonical_name", "locate", "read_class_names", "read_split"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -54,10 +54,12 @@ def canonical_name(name) -> str:
     return key
 
 
-def _candidate_roots(root: Optional[PathLike]) -> List[Path]:
+def _candidate_roots(root: PathLike | None) -> list[Path]:
     if root is not None:
         if not isinstance(root, (str, os.PathLike)):
-            raise TypeError(f"root must be a path (str or os.PathLike) or None, got {type(root).__name__}")
+            raise TypeError(
+                f"root must be a path (str or os.PathLike) or None, got {type(root).__name__}"
+            )
         return [Path(root).expanduser()]
     roots = []
     env = os.environ.get("AFR_DATA")
@@ -67,7 +69,7 @@ def _candidate_roots(root: Optional[PathLike]) -> List[Path]:
     return roots
 
 
-def _find_folder(root: Optional[PathLike], folder: str) -> Optional[Path]:
+def _find_folder(root: PathLike | None, folder: str) -> Path | None:
     for r in _candidate_roots(root):
         if (r / folder).is_dir():
             return r / folder
@@ -78,12 +80,16 @@ def _find_folder(root: Optional[PathLike], folder: str) -> Optional[Path]:
 
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"CIFAR file {path} is missing (expected the standard CIFAR layout)")
+        raise FileNotFoundError(
+            f"CIFAR file {path} is missing (expected the standard CIFAR layout)"
+        )
     try:
         with open(path, "rb") as f:
             obj = pickle.load(f, encoding="latin1")
     except Exception as exc:
-        raise ValueError(f"could not read CIFAR file {path}: it is truncated or corrupt ({exc!r})") from exc
+        raise ValueError(
+            f"could not read CIFAR file {path}: it is truncated or corrupt ({exc!r})"
+        ) from exc
     if not isinstance(obj, dict):
         raise ValueError(f"CIFAR file {path} should hold a dict, got {type(obj).__name__}")
     return obj
@@ -107,7 +113,9 @@ def _read_batch(path: Path, labels_key: str, num_classes: int):
             "images (truncated or corrupt file?)"
         )
     if len(labels) and (
-        not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_classes
+        not np.issubdtype(labels.dtype, np.integer)
+        or labels.min() < 0
+        or labels.max() >= num_classes
     ):
         raise ValueError(
             f"CIFAR file {path}: {labels_key!r} should be ints in [0, {num_classes}), "
@@ -118,8 +126,9 @@ def _read_batch(path: Path, labels_key: str, num_classes: int):
     return images, labels.astype(np.int64)
 
 
-def locate(key: str, root: Optional[PathLike] = None, download: bool = False,
-           train: bool = True) -> Path:
+def locate(
+    key: str, root: PathLike | None = None, download: bool = False, train: bool = True
+) -> Path:
     """The folder holding ``LAYOUTS[key]``'s files: found under ``root`` (else ``$AFR_DATA``,
     then ``./data``), or downloaded there with torchvision when ``download`` is true.
 
@@ -151,7 +160,7 @@ def locate(key: str, root: Optional[PathLike] = None, download: bool = False,
     return folder
 
 
-def read_split(key: str, folder: Path, train: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+def read_split(key: str, folder: Path, train: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The training (or test) split in ``folder``: uint8 images N x 32 x 32 x 3 (HWC,
     C-contiguous) and int64 labels N, every batch file checked."""
     spec = LAYOUTS[key]
@@ -163,7 +172,7 @@ def read_split(key: str, folder: Path, train: bool = True) -> Tuple[np.ndarray, 
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
 
-def read_class_names(key: str, folder: Path) -> List[str]:
+def read_class_names(key: str, folder: Path) -> list[str]:
     """The class names from the meta file in ``folder`` (fine labels for CIFAR-100)."""
     spec = LAYOUTS[key]
     meta = _unpickle(folder / spec["meta"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Callable, Union
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ..checks import check_int
 
-__all__ = ["ImageList", "INaturalist"]
+__all__ = ["INaturalist", "ImageList"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -27,8 +27,14 @@ PathLike = Union[str, os.PathLike]
 class _FileImages(Dataset):
     """Images read from files on demand: a data set larger than memory costs one path per item."""
 
-    def __init__(self, root: PathLike, paths: List[str], targets: List[int], classes: List[str],
-                 transform: Optional[Callable]):
+    def __init__(
+        self,
+        root: PathLike,
+        paths: list[str],
+        targets: list[int],
+        classes: list[str],
+        transform: Callable | None,
+    ):
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
         if not paths:
@@ -38,8 +44,9 @@ class _FileImages(Dataset):
         self.targets = targets
         self.classes = classes
         self.transform = transform
-        self.class_counts = np.bincount(np.asarray(targets, dtype=np.int64),
-                                        minlength=len(classes)).tolist()
+        self.class_counts = np.bincount(
+            np.asarray(targets, dtype=np.int64), minlength=len(classes)
+        ).tolist()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -52,16 +59,20 @@ class _FileImages(Dataset):
             with Image.open(path) as im:
                 img = im.convert("RGB")
         except FileNotFoundError:
-            raise FileNotFoundError(f"image {index} of {type(self).__name__}: {path} does not "
-                                    f"exist (is root={str(self.root)!r} right?)") from None
+            raise FileNotFoundError(
+                f"image {index} of {type(self).__name__}: {path} does not "
+                f"exist (is root={str(self.root)!r} right?)"
+            ) from None
         if self.transform is not None:
             return self.transform(img), self.targets[index]
         x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
         return x.float().div_(255.0), self.targets[index]
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(n={len(self)}, classes={len(self.classes)}, "
-                f"root={str(self.root)!r}, transform={self.transform!r})")
+        return (
+            f"{type(self).__name__}(n={len(self)}, classes={len(self.classes)}, "
+            f"root={str(self.root)!r}, transform={self.transform!r})"
+        )
 
 
 class ImageList(_FileImages):
@@ -86,8 +97,13 @@ class ImageList(_FileImages):
     (3, [1, 0, 1], [1, 2], (3, 6, 8))
     """
 
-    def __init__(self, root: PathLike, list_file: PathLike, transform: Optional[Callable] = None,
-                 num_classes: Optional[int] = None):
+    def __init__(
+        self,
+        root: PathLike,
+        list_file: PathLike,
+        transform: Callable | None = None,
+        num_classes: int | None = None,
+    ):
         paths, targets = [], []
         with open(list_file, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
@@ -95,8 +111,10 @@ class ImageList(_FileImages):
                     continue
                 parts = line.rsplit(None, 1)
                 if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                    raise ValueError(f"{list_file}, line {number}: expected 'relative/path label', "
-                                     f"got {line.strip()!r}")
+                    raise ValueError(
+                        f"{list_file}, line {number}: expected 'relative/path label', "
+                        f"got {line.strip()!r}"
+                    )
                 label = int(parts[1])
                 if label < 0:
                     raise ValueError(f"{list_file}, line {number}: negative label {label}")
@@ -104,11 +122,15 @@ class ImageList(_FileImages):
                 targets.append(label)
         if not targets:
             raise ValueError(f"{list_file} lists no images")
-        n = (max(targets) + 1 if num_classes is None
-             else check_int(num_classes, "num_classes", minimum=1))
+        n = (
+            max(targets) + 1
+            if num_classes is None
+            else check_int(num_classes, "num_classes", minimum=1)
+        )
         if max(targets) >= n:
-            raise ValueError(f"{list_file}: label {max(targets)} is out of range for "
-                             f"num_classes={n}")
+            raise ValueError(
+                f"{list_file}: label {max(targets)} is out of range for num_classes={n}"
+            )
         super().__init__(root, paths, targets, [str(c) for c in range(n)], transform)
 
 
@@ -136,16 +158,19 @@ class INaturalist(_FileImages):
     ([1, 0, 1], ['fern', 'moss'], [1, 2])
     """
 
-    def __init__(self, root: PathLike, annotation_json: PathLike,
-                 transform: Optional[Callable] = None):
+    def __init__(
+        self, root: PathLike, annotation_json: PathLike, transform: Callable | None = None
+    ):
         import json
 
         with open(annotation_json, encoding="utf-8") as f:
             ann = json.load(f)
         missing = [k for k in ("images", "annotations") if k not in ann]
         if missing:
-            raise ValueError(f"{annotation_json}: no {' or '.join(missing)} (not an iNaturalist "
-                             "annotation file?)")
+            raise ValueError(
+                f"{annotation_json}: no {' or '.join(missing)} (not an iNaturalist "
+                "annotation file?)"
+            )
         categories = ann.get("categories") or [{"id": a["category_id"]} for a in ann["annotations"]]
         ids = sorted({int(c["id"]) for c in categories})
         label_of = {cid: i for i, cid in enumerate(ids)}
@@ -153,14 +178,18 @@ class INaturalist(_FileImages):
         category = {}
         for a in ann["annotations"]:
             if int(a["category_id"]) not in label_of:
-                raise ValueError(f"{annotation_json}: image {a['image_id']} has category "
-                                 f"{a['category_id']}, which 'categories' does not list")
+                raise ValueError(
+                    f"{annotation_json}: image {a['image_id']} has category "
+                    f"{a['category_id']}, which 'categories' does not list"
+                )
             category[a["image_id"]] = label_of[int(a["category_id"])]
         paths, targets = [], []
         for image in ann["images"]:
             if image["id"] not in category:
-                raise ValueError(f"{annotation_json}: image {image['id']} ({image['file_name']}) "
-                                 "has no annotation")
+                raise ValueError(
+                    f"{annotation_json}: image {image['id']} ({image['file_name']}) "
+                    "has no annotation"
+                )
             paths.append(image["file_name"])
             targets.append(category[image["id"]])
         super().__init__(root, paths, targets, [names[c] for c in ids], transform)

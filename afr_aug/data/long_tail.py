@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import List
 
 import numpy as np
 import torch
@@ -55,7 +54,7 @@ def long_tailed_counts(
     num_classes: int,
     imbalance_ratio: float = 100,
     profile: str = "exp",
-) -> List[int]:
+) -> list[int]:
     """Number of training images each class keeps in a long-tailed split.
 
     Why: every CIFAR-LT result in the literature (LDAM, CMO, and the AFR paper, Sec. 4.1) uses
@@ -88,11 +87,11 @@ def long_tailed_counts(
         return [n_max]
     if profile == "exp":
         counts = [
-            int(math.floor(n_max * (1.0 / ratio) ** (i / (num_classes - 1)) * (1 + _TRUNC_SLACK)))
+            math.floor(n_max * (1.0 / ratio) ** (i / (num_classes - 1)) * (1 + _TRUNC_SLACK))
             for i in range(num_classes)
         ]
     else:
-        tail = int(math.floor(n_max / ratio * (1 + _TRUNC_SLACK)))
+        tail = math.floor(n_max / ratio * (1 + _TRUNC_SLACK))
         half = num_classes // 2
         counts = [n_max] * half + [tail] * (num_classes - half)
     counts = [min(c, n_max) for c in counts]
@@ -114,7 +113,9 @@ def _as_label_array(targets, name: str = "targets") -> np.ndarray:
         try:
             arr = np.asarray(targets)
         except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"{name} must be a 1-D sequence of ints, could not read it: {exc}") from exc
+            raise TypeError(
+                f"{name} must be a 1-D sequence of ints, could not read it: {exc}"
+            ) from exc
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(arr.shape)}")
     if arr.size == 0:

@@ -11,7 +11,7 @@ channels are zero-padded, so shortcuts add **no parameters**. That gives
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -116,7 +116,7 @@ class ResNet32(nn.Module):
     def __init__(
         self,
         num_classes: int = 100,
-        normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
+        normalize: tuple[Sequence[float], Sequence[float]] | None = None,
         normed_classifier: bool = False,
     ) -> None:
         super().__init__()
@@ -147,7 +147,7 @@ class ResNet32(nn.Module):
             self.fc = NormedLinear(self.embedding_dim, num_classes)
 
     @staticmethod
-    def _check_normalize(normalize) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _check_normalize(normalize) -> tuple[torch.Tensor, torch.Tensor]:
         try:
             mean, std = normalize
             mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
@@ -167,7 +167,7 @@ class ResNet32(nn.Module):
 
     def forward(
         self, x: torch.Tensor, return_embedding: bool = False
-    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Return logits [N, C], or ``(logits, embedding [N, 64])`` if ``return_embedding``."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"input must be a float tensor [N, 3, H, W], got {type(x).__name__}")
@@ -193,7 +193,7 @@ class ResNet32(nn.Module):
 
 def resnet32(
     num_classes: int = 100,
-    normalize: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
+    normalize: tuple[Sequence[float], Sequence[float]] | None = None,
     normed_classifier: bool = False,
 ) -> ResNet32:
     """Build the CIFAR ResNet-32 used by the long-tail benchmarks.
@@ -208,5 +208,6 @@ def resnet32(
     >>> model(torch.rand(1, 3, 32, 32)).shape
     torch.Size([1, 100])
     """
-    return ResNet32(num_classes=num_classes, normalize=normalize,
-                    normed_classifier=normed_classifier)
+    return ResNet32(
+        num_classes=num_classes, normalize=normalize, normed_classifier=normed_classifier
+    )

@@ -37,8 +37,6 @@ Arguments of :class:`AFRDataset`:
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch.utils.data import Dataset
 
@@ -46,7 +44,7 @@ from ..checks import check_int, check_probability, check_state
 from ..distributed import get_rank
 from ..embedding import model_device, unwrap_model
 from ..refresh_report import RefreshReport
-from ..split import IntraClassSplitter, SplitResult
+from ..split import IntraClassSplitter
 from ..store import AdversarialStore
 from . import pipeline
 from .items import ItemTable, SlotLayout
@@ -76,33 +74,60 @@ class AFRDataset(Dataset):
         >>> loader = torch.utils.data.DataLoader(stage2, batch_size=8, shuffle=True)
     """
 
-    def __init__(self, data, labels=None, *, num_classes: Optional[int] = None,
-                 attack_share: float = 0.5, target_size: Optional[int] = None,
-                 splitter: Optional[IntraClassSplitter] = None, attack=None,
-                 layer: Optional[str] = None, storage="memory", transform=None, layout=None,
-                 slot_transform=None, autocast: Optional[torch.dtype] = None,
-                 batch_size: int = 256, num_workers: int = 0, seed: int = 0,
-                 progress: bool = True, keep_generations: int = 2, control: bool = False,
-                 label_safe=None):
+    def __init__(
+        self,
+        data,
+        labels=None,
+        *,
+        num_classes: int | None = None,
+        attack_share: float = 0.5,
+        target_size: int | None = None,
+        splitter: IntraClassSplitter | None = None,
+        attack=None,
+        layer: str | None = None,
+        storage="memory",
+        transform=None,
+        layout=None,
+        slot_transform=None,
+        autocast: torch.dtype | None = None,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        seed: int = 0,
+        progress: bool = True,
+        keep_generations: int = 2,
+        control: bool = False,
+        label_safe=None,
+    ):
         source = ImageSource(data, labels, num_classes, batch_size, num_workers, progress)
         num_classes = int(source.labels.max()) + 1 if num_classes is None else num_classes
         counts = torch.bincount(source.labels, minlength=num_classes)
         _check(attack, layer, autocast)
         self.parts = pipeline.Parts(
-            source=source, layout=_layout(layout, slot_transform),
+            source=source,
+            layout=_layout(layout, slot_transform),
             store=AdversarialStore(storage, keep_generations),
-            splitter=splitter if splitter is not None else IntraClassSplitter(), attack=attack,
+            splitter=splitter if splitter is not None else IntraClassSplitter(),
+            attack=attack,
             layer=layer if layer is not None else getattr(attack, "layer", None),
-            num_classes=int(num_classes), class_counts=counts,
-            target_size=int(counts.max()) if target_size is None else check_int(target_size, "target_size", minimum=1),
+            num_classes=int(num_classes),
+            class_counts=counts,
+            target_size=int(counts.max())
+            if target_size is None
+            else check_int(target_size, "target_size", minimum=1),
             attack_share=check_probability(attack_share, "attack_share"),
-            generator=torch.Generator().manual_seed(check_int(seed, "seed")), seed=seed,
-            autocast=autocast, progress=progress, label_safe=_label_safe(label_safe))
+            generator=torch.Generator().manual_seed(check_int(seed, "seed")),
+            seed=seed,
+            autocast=autocast,
+            progress=progress,
+            label_safe=_label_safe(label_safe),
+        )
         self.transform, self.generation, self.control = transform, 0, bool(control)
-        self.split_result, self.report = None, None    # of the last refresh
+        self.split_result, self.report = None, None  # of the last refresh
         p = self.parts
-        self.items = p.layout.items(p.layout.candidates(source.labels, counts, p.target_size,
-                                                        p.generator), torch.zeros(0, dtype=torch.long))
+        self.items = p.layout.items(
+            p.layout.candidates(source.labels, counts, p.target_size, p.generator),
+            torch.zeros(0, dtype=torch.long),
+        )
 
     # -- the pieces, read-only views ------------------------------------------------------
     source = property(lambda self: self.parts.source)
@@ -122,14 +147,22 @@ class AFRDataset(Dataset):
     adversarial_source = property(lambda self: self.items.adversarial_source)
     adversarial_draws = property(lambda self: self.items.adversarial_draws)
 
-    progress = property(lambda self: self.parts.progress, lambda self, v: _set_progress(self.parts, v))
+    progress = property(
+        lambda self: self.parts.progress, lambda self, v: _set_progress(self.parts, v)
+    )
 
-    def class_sizes(self) -> torch.Tensor:      # items per class: equal for every class
+    def class_sizes(self) -> torch.Tensor:  # items per class: equal for every class
         return self.items.class_sizes(self.num_classes)
 
     # -- the refresh ------------------------------------------------------------------------
-    def refresh(self, model: torch.nn.Module, device=None, class_accuracy=None,
-                train_accuracy: Optional[float] = None, mix=None) -> RefreshReport:
+    def refresh(
+        self,
+        model: torch.nn.Module,
+        device=None,
+        class_accuracy=None,
+        train_accuracy: float | None = None,
+        mix=None,
+    ) -> RefreshReport:
         """Draw new slots, embed, split, attack, swap the new set in; returns the report.
 
         ``class_accuracy``/``train_accuracy`` feed §3.3: the *running* training accuracy on
@@ -141,7 +174,7 @@ class AFRDataset(Dataset):
         """
         from ..attack import MinorityPGD
 
-        if self.control:                  # the same slots as an AFR set of this seed
+        if self.control:  # the same slots as an AFR set of this seed
             self.generation += 1
             self.items = pipeline.redraw(self.parts, self.generation)
             return None
@@ -152,14 +185,21 @@ class AFRDataset(Dataset):
             p.attack = MinorityPGD(model, layer=p.layer)
         try:
             items, split, report = pipeline.refresh(
-                p, model, device, generation=self.generation + 1, mix=mix,
-                class_accuracy=class_accuracy, train_accuracy=train_accuracy)
-        except BaseException as exc:      # nothing of the new generation is kept
+                p,
+                model,
+                device,
+                generation=self.generation + 1,
+                mix=mix,
+                class_accuracy=class_accuracy,
+                train_accuracy=train_accuracy,
+            )
+        except BaseException as exc:  # nothing of the new generation is kept
             p.store.abort()
             p.generator.set_state(before)
             if hasattr(exc, "add_note"):
-                exc.add_note(f"AFRDataset.refresh failed; the set still holds generation "
-                             f"{self.generation}")
+                exc.add_note(
+                    f"AFRDataset.refresh failed; the set still holds generation {self.generation}"
+                )
             raise
         self.items, self.split_result, self.report = items, split, report
         self.generation += 1
@@ -195,7 +235,7 @@ class AFRDataset(Dataset):
             raise IndexError(f"item {i} out of range for {len(self)} items")
         i %= len(self)
         if self.items.is_adversarial[i]:
-            img = self.store.rows(self.items.index[i:i + 1])[0].float().div_(255)
+            img = self.store.rows(self.items.index[i : i + 1])[0].float().div_(255)
         elif self.items.draws is not None:
             img = self._plain(torch.tensor([i]))[0]
             img = img.float().div_(255) if img.dtype == torch.uint8 else img.float()
@@ -216,31 +256,45 @@ class AFRDataset(Dataset):
         imgs = self.source.uint8(self.items.adversarial_source)
         return self.parts.layout.apply(imgs, self.items.adversarial_draws) if len(imgs) else imgs
 
-    def __getstate__(self):     # DataLoader workers need neither the attack (it holds the
-        parts = pipeline.Parts(**{**vars(self.parts), "attack": None})   # model) nor the split
+    def __getstate__(self):  # DataLoader workers need neither the attack (it holds the
+        parts = pipeline.Parts(**{**vars(self.parts), "attack": None})  # model) nor the split
         return {**self.__dict__, "parts": parts, "split_result": None, "report": None}
 
     # -- checkpoints -------------------------------------------------------------------------
     def _identity(self) -> dict:
-        return {"version": _STATE_VERSION, "num_originals": len(self.labels),
-                "num_classes": self.num_classes, "target_size": self.target_size,
-                "layout": self.layout}
+        return {
+            "version": _STATE_VERSION,
+            "num_originals": len(self.labels),
+            "num_classes": self.num_classes,
+            "target_size": self.target_size,
+            "layout": self.layout,
+        }
 
     def state_dict(self) -> dict:
         """Everything a resumed run needs to continue with the same set; with disk storage the
         adversarial images stay in their file, which the state names."""
-        return {"type": type(self).__name__, **self._identity(), "image_shape": self.source.image_shape,
-                "store": self.store.state_dict(), **self.items.state_dict(),
-                "generator": self.generator.get_state(), "generation": self.generation,
-                "report": None if self.report is None else self.report.to_dict()}
+        return {
+            "type": type(self).__name__,
+            **self._identity(),
+            "image_shape": self.source.image_shape,
+            "store": self.store.state_dict(),
+            **self.items.state_dict(),
+            "generator": self.generator.get_state(),
+            "generation": self.generation,
+            "report": None if self.report is None else self.report.to_dict(),
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore :meth:`state_dict`'s set (memory and disk states load into either storage,
         checked against their checksums; the report comes back too)."""
         if isinstance(state_dict, dict) and state_dict.get("type") in _NAMES:
-            state_dict = {**state_dict, "type": type(self).__name__}   # the name before 0.2
-        check_state(self, state_dict, self._identity(),
-                    ("image_shape", "store", "generator", "generation", "report") + ItemTable.KEYS)
+            state_dict = {**state_dict, "type": type(self).__name__}  # the name before 0.2
+        check_state(
+            self,
+            state_dict,
+            self._identity(),
+            ("image_shape", "store", "generator", "generation", "report", *ItemTable.KEYS),
+        )
         items = ItemTable.from_state(state_dict, rows=int(state_dict["store"]["num_rows"]))
         self.store.load_state_dict(state_dict["store"])
         self.generator.set_state(state_dict["generator"])
@@ -251,12 +305,14 @@ class AFRDataset(Dataset):
         self.report = None if report is None else RefreshReport.from_dict(report)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({len(self.labels)} originals, {self.num_classes} classes "
-                f"x {self.target_size} {self.layout}, {int(self.is_adversarial.sum())} "
-                f"adversarial, {self.store!r})")
+        return (
+            f"{type(self).__name__}({len(self.labels)} originals, {self.num_classes} classes "
+            f"x {self.target_size} {self.layout}, {int(self.is_adversarial.sum())} "
+            f"adversarial, {self.store!r})"
+        )
 
 
-_NAMES = ("AFRDataset", "AFRBalancer")      # the same set, by its name and its old one
+_NAMES = ("AFRDataset", "AFRBalancer")  # the same set, by its name and its old one
 
 
 def _set_progress(parts: pipeline.Parts, value: bool) -> None:
@@ -264,13 +320,22 @@ def _set_progress(parts: pipeline.Parts, value: bool) -> None:
 
 
 def _check(attack, layer, autocast) -> None:
-    if attack is not None and not all(callable(getattr(attack, m, None))
-                                      for m in ("set_model", "fit", "generate")):
-        raise TypeError(f"attack must be a MinorityPGD or a SignNoise (set_model, fit, generate), "
-                        f"got {type(attack).__name__}")
-    if attack is not None and layer is not None and getattr(attack, "layer", None) not in (None, layer):
-        raise ValueError(f"layer={layer!r} but the attack embeds at {attack.layer!r}: the split "
-                         f"and the attack must use the same embedding")
+    if attack is not None and not all(
+        callable(getattr(attack, m, None)) for m in ("set_model", "fit", "generate")
+    ):
+        raise TypeError(
+            f"attack must be a MinorityPGD or a SignNoise (set_model, fit, generate), "
+            f"got {type(attack).__name__}"
+        )
+    if (
+        attack is not None
+        and layer is not None
+        and getattr(attack, "layer", None) not in (None, layer)
+    ):
+        raise ValueError(
+            f"layer={layer!r} but the attack embeds at {attack.layer!r}: the split "
+            f"and the attack must use the same embedding"
+        )
     if autocast is not None and not isinstance(autocast, torch.dtype):
         raise TypeError(f"autocast must be a torch.dtype or None, got {autocast!r}")
 
@@ -287,9 +352,13 @@ def _layout(layout, slot_transform):
     if layout is None or layout == "slots":
         return SlotLayout(slot_transform)
     if isinstance(layout, str):
-        raise ValueError(f"layout must be 'slots' or a layout object, got {layout!r} (the "
-                         f"'originals' reading lives in the reference benchmark now)")
+        raise ValueError(
+            f"layout must be 'slots' or a layout object, got {layout!r} (the "
+            f"'originals' reading lives in the reference benchmark now)"
+        )
     if not all(callable(getattr(layout, m, None)) for m in ("candidates", "items", "apply")):
-        raise TypeError(f"layout must have candidates, items and apply (see SlotLayout), got "
-                        f"{type(layout).__name__}")
+        raise TypeError(
+            f"layout must have candidates, items and apply (see SlotLayout), got "
+            f"{type(layout).__name__}"
+        )
     return layout

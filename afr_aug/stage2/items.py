@@ -10,7 +10,7 @@ item, whatever the size of the images.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 
@@ -22,7 +22,7 @@ class Candidates(NamedTuple):
 
     index: torch.Tensor
     labels: torch.Tensor
-    draws: Optional[torch.Tensor]
+    draws: torch.Tensor | None
 
 
 @dataclass
@@ -34,10 +34,10 @@ class ItemTable:
 
     index: torch.Tensor
     labels: torch.Tensor
-    draws: Optional[torch.Tensor]
+    draws: torch.Tensor | None
     is_adversarial: torch.Tensor
     adversarial_source: torch.Tensor
-    adversarial_draws: Optional[torch.Tensor]
+    adversarial_draws: torch.Tensor | None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -46,25 +46,46 @@ class ItemTable:
         """Items per class."""
         return torch.bincount(self.labels, minlength=num_classes)
 
-    KEYS = ("item_index", "item_labels", "item_draws", "is_adversarial", "adversarial_source",
-            "adversarial_draws")
+    KEYS = (
+        "item_index",
+        "item_labels",
+        "item_draws",
+        "is_adversarial",
+        "adversarial_source",
+        "adversarial_draws",
+    )
 
     def state_dict(self) -> dict:
-        return dict(zip(self.KEYS, (self.index, self.labels, self.draws, self.is_adversarial,
-                                    self.adversarial_source, self.adversarial_draws)))
+        return dict(
+            zip(
+                self.KEYS,
+                (
+                    self.index,
+                    self.labels,
+                    self.draws,
+                    self.is_adversarial,
+                    self.adversarial_source,
+                    self.adversarial_draws,
+                ),
+            )
+        )
 
     @classmethod
-    def from_state(cls, state: dict, rows: int) -> "ItemTable":
+    def from_state(cls, state: dict, rows: int) -> ItemTable:
         """The table of :meth:`state_dict`, checked for consistent lengths and against the
         ``rows`` of the store it reads."""
         table = cls(*(state[k] for k in cls.KEYS))
         if not len(table.labels) == len(table.is_adversarial) == len(table.index):
-            raise ValueError("inconsistent state: item_index, item_labels and is_adversarial "
-                             "differ in length")
-        if len(table.adversarial_source) != rows or \
-                bool((table.index[table.is_adversarial] >= rows).any()):
-            raise ValueError(f"inconsistent state: {int(table.is_adversarial.sum())} adversarial "
-                             f"items for {rows} stored rows")
+            raise ValueError(
+                "inconsistent state: item_index, item_labels and is_adversarial differ in length"
+            )
+        if len(table.adversarial_source) != rows or bool(
+            (table.index[table.is_adversarial] >= rows).any()
+        ):
+            raise ValueError(
+                f"inconsistent state: {int(table.is_adversarial.sum())} adversarial "
+                f"items for {rows} stored rows"
+            )
         return table
 
 
@@ -82,7 +103,7 @@ def class_members(labels: torch.Tensor, class_counts: torch.Tensor):
     """Each class's original indices, in label order (a stable sort)."""
     order = torch.argsort(labels, stable=True)
     ends = torch.cumsum(class_counts, 0).tolist()
-    return [order[(ends[c - 1] if c else 0):ends[c]] for c in range(len(class_counts))]
+    return [order[(ends[c - 1] if c else 0) : ends[c]] for c in range(len(class_counts))]
 
 
 class SlotLayout:
@@ -114,20 +135,34 @@ class SlotLayout:
             from ..augment import CropFlip
 
             slot_transform = CropFlip(padding=4)
-        if not (callable(getattr(slot_transform, "draw", None))
-                and callable(getattr(slot_transform, "apply", None))):
-            raise TypeError("slot_transform needs draw(n, generator) and apply(images, params); "
-                            "wrap a per-image transform in afr_aug.augment.SeededTransform")
+        if not (
+            callable(getattr(slot_transform, "draw", None))
+            and callable(getattr(slot_transform, "apply", None))
+        ):
+            raise TypeError(
+                "slot_transform needs draw(n, generator) and apply(images, params); "
+                "wrap a per-image transform in afr_aug.augment.SeededTransform"
+            )
         self.slot_transform = slot_transform
 
-    def candidates(self, labels: torch.Tensor, class_counts: torch.Tensor, target_size: int,
-                   generator: torch.Generator) -> Candidates:
-        index = torch.cat([fill(members, target_size, generator)
-                           for members in class_members(labels, class_counts)])
+    def candidates(
+        self,
+        labels: torch.Tensor,
+        class_counts: torch.Tensor,
+        target_size: int,
+        generator: torch.Generator,
+    ) -> Candidates:
+        index = torch.cat(
+            [
+                fill(members, target_size, generator)
+                for members in class_members(labels, class_counts)
+            ]
+        )
         return Candidates(index, labels[index], self.slot_transform.draw(len(index), generator))
 
-    def items(self, cand: Candidates, attacked: torch.Tensor,
-              keep: Optional[torch.Tensor] = None) -> ItemTable:
+    def items(
+        self, cand: Candidates, attacked: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> ItemTable:
         """The table of ``cand`` of which ``attacked`` (positions) now have adversarial row
         k = their rank in ``attacked``; with ``keep`` (a mask over ``attacked``) only the kept
         ones, the others stay their clean slot (their rows stay in the store, unused)."""
@@ -137,9 +172,15 @@ class SlotLayout:
         served = attacked if keep is None else attacked[keep]
         flags[served] = True
         index[served] = rows if keep is None else rows[keep]
-        return ItemTable(index, cand.labels, cand.draws, flags, cand.index[attacked],
-                         None if cand.draws is None else cand.draws[attacked])
+        return ItemTable(
+            index,
+            cand.labels,
+            cand.draws,
+            flags,
+            cand.index[attacked],
+            None if cand.draws is None else cand.draws[attacked],
+        )
 
-    def apply(self, images: torch.Tensor, draws: Optional[torch.Tensor]) -> torch.Tensor:
+    def apply(self, images: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
         """``images`` through their ``draws`` (as they are without draws)."""
         return images if draws is None else self.slot_transform.apply(images, draws)

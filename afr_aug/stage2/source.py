@@ -10,7 +10,7 @@ one, an ``IterableDataset``.
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
@@ -30,13 +30,20 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 def _float_image(img, i: int) -> torch.Tensor:
     """Dataset item ``i``'s image as float [C, H, W] in [0, 1], with a clear error otherwise."""
     if not isinstance(img, torch.Tensor):
-        raise TypeError(f"dataset item {i}: the image is a {type(img).__name__}, the stage-2 set "
-                        f"needs a [C, H, W] tensor (add transforms.ToTensor() or PILToTensor())")
+        raise TypeError(
+            f"dataset item {i}: the image is a {type(img).__name__}, the stage-2 set "
+            f"needs a [C, H, W] tensor (add transforms.ToTensor() or PILToTensor())"
+        )
     if img.ndim != 3:
-        raise ValueError(f"dataset item {i}: the image has shape {tuple(img.shape)}, expected "
-                         f"[C, H, W]")
-    check_image_values(img, f"image of dataset item {i}", tolerance=1e-6,
-                       hint=" (leave Normalize out of the Dataset; put it in the model)")
+        raise ValueError(
+            f"dataset item {i}: the image has shape {tuple(img.shape)}, expected [C, H, W]"
+        )
+    check_image_values(
+        img,
+        f"image of dataset item {i}",
+        tolerance=1e-6,
+        hint=" (leave Normalize out of the Dataset; put it in the model)",
+    )
     if img.dtype == torch.uint8:
         return img.float().div_(255)
     return img.float().clamp_(0, 1)
@@ -69,11 +76,16 @@ def _collate(batch):
     if len(shapes) > 1:
         first = tuple(batch[0][0].shape)
         odd = next(b for b in batch if tuple(b[0].shape) != first)
-        raise ValueError(f"images of different sizes: item {batch[0][2]} is {list(first)}, item "
-                         f"{odd[2]} is {list(odd[0].shape)}; give the Dataset a deterministic "
-                         f"resize, e.g. Resize(256) + CenterCrop(224)")
-    return (torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch]),
-            torch.tensor([b[2] for b in batch]))
+        raise ValueError(
+            f"images of different sizes: item {batch[0][2]} is {list(first)}, item "
+            f"{odd[2]} is {list(odd[0].shape)}; give the Dataset a deterministic "
+            f"resize, e.g. Resize(256) + CenterCrop(224)"
+        )
+    return (
+        torch.stack([b[0] for b in batch]),
+        torch.tensor([b[1] for b in batch]),
+        torch.tensor([b[2] for b in batch]),
+    )
 
 
 def _labels_only(batch):
@@ -92,8 +104,15 @@ class ImageSource:
     (3, [0, 1, 1], (1, 2, 2))
     """
 
-    def __init__(self, data, labels=None, num_classes: Optional[int] = None,
-                 batch_size: int = 256, num_workers: int = 0, progress: bool = True):
+    def __init__(
+        self,
+        data,
+        labels=None,
+        num_classes: int | None = None,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        progress: bool = True,
+    ):
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.num_workers = check_int(num_workers, "num_workers", minimum=0)
         self.progress = progress
@@ -102,17 +121,20 @@ class ImageSource:
                 raise ValueError(f"data must be [N, C, H, W], got shape {tuple(data.shape)}")
             if labels is None:
                 raise ValueError("labels are required when data is a tensor")
-            self.images: Optional[torch.Tensor] = to_uint8(data)
-            self.dataset: Optional[Dataset] = None
-            self.image_shape: Optional[tuple] = tuple(data.shape[1:])
+            self.images: torch.Tensor | None = to_uint8(data)
+            self.dataset: Dataset | None = None
+            self.image_shape: tuple | None = tuple(data.shape[1:])
         elif isinstance(data, IterableDataset):
-            raise TypeError(f"data is an IterableDataset ({type(data).__name__}); the stage-2 "
-                            f"set reads items by index: give it a map-style Dataset")
+            raise TypeError(
+                f"data is an IterableDataset ({type(data).__name__}); the stage-2 "
+                f"set reads items by index: give it a map-style Dataset"
+            )
         elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
             self.images, self.dataset, self.image_shape = None, data, None
         else:
-            raise TypeError(f"data must be a tensor or a map-style Dataset, got "
-                            f"{type(data).__name__}")
+            raise TypeError(
+                f"data must be a tensor or a map-style Dataset, got {type(data).__name__}"
+            )
         if len(data) == 0:
             raise ValueError("no images")
         if labels is None and hasattr(data, "targets"):
@@ -127,8 +149,12 @@ class ImageSource:
         """Labels of a Dataset without ``.targets``: one pass over its items."""
         from tqdm.auto import tqdm
 
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                            collate_fn=_labels_only)
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=_labels_only,
+        )
         out = []
         for chunk in tqdm(loader, desc="reading labels", leave=False, disable=not self.progress):
             out += chunk
@@ -140,10 +166,13 @@ class ImageSource:
             return self.images[idx]
         imgs = [to_uint8(read_item(self.dataset, int(i))[0]) for i in idx]
         shapes = {tuple(t.shape) for t in imgs}
-        if len(shapes) > 1 or (self.image_shape is not None and imgs and
-                               shapes != {self.image_shape}):
-            raise ValueError(f"images of different sizes: {sorted(shapes)}; give the Dataset a "
-                             f"deterministic resize")
+        if len(shapes) > 1 or (
+            self.image_shape is not None and imgs and shapes != {self.image_shape}
+        ):
+            raise ValueError(
+                f"images of different sizes: {sorted(shapes)}; give the Dataset a "
+                f"deterministic resize"
+            )
         return torch.stack(imgs)
 
     def float_item(self, i: int) -> torch.Tensor:
@@ -157,12 +186,18 @@ class ImageSource:
         slices of the tensor, or float images read through a ``DataLoader`` (checked against
         the labels and the image size)."""
         if self.images is not None:
-            yield from ((self.images[index[p]], p)
-                        for p in (positions.split(self.batch_size) if len(positions) else ()))
+            yield from (
+                (self.images[index[p]], p)
+                for p in (positions.split(self.batch_size) if len(positions) else ())
+            )
             return
-        loader = DataLoader(_Indexed(self.dataset, index[positions]), batch_size=self.batch_size,
-                            num_workers=self.num_workers, collate_fn=_collate,
-                            pin_memory=torch.device(device).type == "cuda")
+        loader = DataLoader(
+            _Indexed(self.dataset, index[positions]),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=_collate,
+            pin_memory=torch.device(device).type == "cuda",
+        )
         for x, y, k in loader:
             self._check_read(x, y, index[positions[k]])
             yield x, positions[k]
@@ -171,14 +206,18 @@ class ImageSource:
         if self.image_shape is None:
             self.image_shape = tuple(x.shape[1:])
         if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"images of different sizes: item {int(idx[0])} is "
-                             f"{list(x.shape[1:])}, earlier items {list(self.image_shape)}; "
-                             f"give the Dataset a deterministic resize")
+            raise ValueError(
+                f"images of different sizes: item {int(idx[0])} is "
+                f"{list(x.shape[1:])}, earlier items {list(self.image_shape)}; "
+                f"give the Dataset a deterministic resize"
+            )
         wrong = torch.nonzero(y != self.labels[idx]).flatten()
         if len(wrong):
             i = int(idx[wrong[0]])
-            raise ValueError(f"dataset item {i} has label {int(y[wrong[0]])} but labels[{i}] "
-                             f"is {int(self.labels[i])}")
+            raise ValueError(
+                f"dataset item {i} has label {int(y[wrong[0]])} but labels[{i}] "
+                f"is {int(self.labels[i])}"
+            )
 
     def find_image_shape(self) -> tuple:
         """The images' shape, reading one item if no batch has been read yet."""
