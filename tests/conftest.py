@@ -58,3 +58,43 @@ def cifar10_lt_pack(tmp_path_factory):
     path = tmp_path_factory.mktemp("pack") / "cifar10lt.afrpack"
     pack.pack_dataset("cifar10-lt", path, root=cifar10_root())
     return path
+
+
+def run_markdown_block(blocks, index, monkeypatch, name, require_loop=False):
+    """Run the ``index``-th ```python block of a page as a user would, on real CIFAR-10 cut to
+    a 5 % per-class share, every loop stopped after 2 iterations; a block starting with
+    "# continued from" runs after the blocks above it, in one namespace."""
+    import itertools
+    import re
+
+    import numpy as np
+
+    import afr_aug.data
+
+    root = cifar10_root()
+    if root is None:
+        pytest.skip("CIFAR-10 not found ($AFR_DATA or ../shared/data)")
+    monkeypatch.setenv("AFR_DATA", str(root))
+    full = afr_aug.data.cifar_lt
+
+    def small_cifar_lt(*args, **kwargs):
+        ds = full(*args, **kwargs)
+        keep = np.concatenate(
+            [
+                np.nonzero(np.asarray(ds.targets) == c)[0][: max(2, n // 20)]
+                for c, n in enumerate(ds.class_counts)
+            ]
+        )
+        return afr_aug.data.CIFARDataset(ds.data[keep], [ds.targets[i] for i in keep], ds.classes)
+
+    monkeypatch.setattr(afr_aug.data, "cifar_lt", small_cifar_lt)
+    first = index
+    while first > 0 and blocks[first].startswith("# continued from"):
+        first -= 1
+    code = "\n".join(blocks[first : index + 1])
+    code, loops = re.subn(
+        r"^(\s*)for (.+?) in (.+):$", r"\1for \2 in itertools.islice(\3, 2):", code, flags=re.M
+    )
+    if require_loop:
+        assert loops, f"expected a training loop in {name}"
+    exec(compile(code, name, "exec"), {"itertools": itertools})
