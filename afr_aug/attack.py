@@ -208,8 +208,9 @@ class MinorityPGD(torchattacks.PGD):
         super().set_model(model)
         self.embedder = Embedder(model, self.layer) if self.embed_fn is None else None
         self.device = model_device(model)
-        if getattr(self, "noise", None) is not None:  # set_model runs inside __init__ too
-            self.noise.set_model(model)
+        noise = getattr(self, "noise", None)
+        if noise is not None:  # set_model runs inside __init__ too
+            noise.set_model(model)
 
     def _targeted_unsupported(self, *args, **kwargs):
         raise ValueError(
@@ -314,6 +315,7 @@ class MinorityPGD(torchattacks.PGD):
             return _unit(torch.autograd.grad(pull, adv)[0]) + self.label_weight * _unit(
                 torch.autograd.grad(keep, adv)[0]
             )
+        assert self.embedder is not None  # no embed_fn: set_model made one
         logits, emb = self.embedder(x)
         pull = self._pull(emb, goal)
         if self.label_weight == 0:
@@ -321,7 +323,8 @@ class MinorityPGD(torchattacks.PGD):
         keep = -F.cross_entropy(logits.float(), labels, reduction="none")
         if self.keep_when == "correct":  # an image the model gets wrong is pulled freely
             keep = keep * (logits.argmax(1) == labels).to(keep.dtype).detach()
-        g_keep = None
+        g_pull: torch.Tensor | None = None
+        g_keep: torch.Tensor | None = None
         if self.grad_scale == "embedding":
             # per-image weights 1/|grad at the embedding|: cheap backwards through the heads
             g_pull, g_keep = (
@@ -333,6 +336,7 @@ class MinorityPGD(torchattacks.PGD):
             return _unit(g_pull) + self.label_weight * _unit(
                 torch.autograd.grad(keep.sum(), adv)[0]
             )
+        assert g_pull is not None  # taken with g_keep
         w_pull = 1.0 / g_pull.flatten(1).norm(dim=1).clamp(min=1e-12)
         w_keep = self.label_weight / g_keep.flatten(1).norm(dim=1).clamp(min=1e-12)
         total = (w_pull.detach() * pull).sum() + (w_keep.detach() * keep).sum()

@@ -169,7 +169,8 @@ def _shear_x_bicubic(img: torch.Tensor, m: float, fill: int = AUTOAUGMENT_FILL) 
         src.gather(3, (x0 + k).clamp(0, w - 1).view(1, 1, h, w).expand(n, c, h, w))
         for k in (-1, 0, 1, 2)
     ]
-    out = _cubic(*taps, d).clamp_(0, 255).to(torch.uint8)  # truncates, as PIL does
+    v0, v1, v2, v3 = taps
+    out = _cubic(v0, v1, v2, v3, d).clamp_(0, 255).to(torch.uint8)  # truncates, as PIL does
     return torch.where(inside.view(1, 1, h, w), out, torch.full_like(out, fill))
 
 
@@ -397,6 +398,7 @@ def auto_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> t
             if not bool(applied.any()):
                 continue
             magnitude = op_magnitude(name, bin_idx, h, w)
+            groups: tuple[tuple[torch.Tensor, float], ...]
             if name in _SIGNED:
                 groups = (
                     (applied & ~negative[:, j], magnitude),
@@ -538,10 +540,11 @@ class BatchAugment:
     >>> state = aug.state_dict(); a = aug(x); aug.load_state_dict(state)
     >>> torch.equal(a, aug(x))
     True
-    >>> BatchAugment().load_state_dict(state)     # another pipeline: another stream
+    >>> BatchAugment().load_state_dict(state)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    ValueError: BatchAugment state has auto_augment=True but this BatchAugment has auto_augment=False
+    ValueError: BatchAugment state has auto_augment=True but this BatchAugment has
+    auto_augment=False
     """
 
     def __init__(
@@ -630,6 +633,7 @@ class BatchAugment:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(crop={self.crop}, flip={self.flip}, auto_augment={self.auto_augment}, "
-            f"cutout={self.cutout}, padding={self.padding}, cutout_size={self.cutout_size}, seed={self.seed})"
+            f"{type(self).__name__}(crop={self.crop}, flip={self.flip}, "
+            f"auto_augment={self.auto_augment}, cutout={self.cutout}, padding={self.padding}, "
+            f"cutout_size={self.cutout_size}, seed={self.seed})"
         )

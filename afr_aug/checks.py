@@ -51,11 +51,12 @@ def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | 
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
+    number = int(value)
+    if minimum is not None and number < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
+    if maximum is not None and number > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return int(value)
+    return number
 
 
 def check_seed(value: Any, name: str = "seed") -> int | None:

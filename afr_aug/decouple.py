@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 
 import torch
 import torch.nn as nn
@@ -185,7 +185,7 @@ def retrain_classifier(
         loader = _resampled(loader, sampler)
     device = torch.device(device) if device is not None else model_device(model)
     opt = torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    steps = epochs * max(len(loader), 1) if hasattr(loader, "__len__") else None
+    steps = epochs * max(len(loader), 1) if isinstance(loader, Sized) else None
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if steps else None
     with eval_mode(model):  # frozen features: batch-norm statistics stay
         for epoch in range(epochs):
@@ -282,7 +282,8 @@ def retrain_mislas(
 
 
 def _linear_classifier(model: nn.Module, classifier: str | None, num_classes: int):
-    """``(name, layer)`` of ``model``'s classifier, an ``nn.Linear`` with ``num_classes`` outputs."""
+    """``(name, layer)`` of ``model``'s classifier, an ``nn.Linear`` with ``num_classes``
+    outputs."""
     name = find_classifier(model, classifier)
     layer = dict(unwrap_model(model).named_modules())[name]
     if not isinstance(layer, nn.Linear):

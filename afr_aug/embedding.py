@@ -42,8 +42,8 @@ def unwrap_model(model: nn.Module, compiled: bool = True) -> nn.Module:
     while True:
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
-        elif compiled and isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
+        elif compiled and isinstance(orig := getattr(model, "_orig_mod", None), nn.Module):
+            model = orig
         else:
             return model
 
@@ -233,8 +233,8 @@ def run_inference(
 
     >>> model = nn.Linear(4, 3)
     >>> x, y = torch.rand(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
-    >>> out = run_inference(model, [(x[3:], y[3:], torch.arange(3, 6)), (x[:3], y[:3], torch.arange(3))],
-    ...                     embed=True, progress=False)
+    >>> batches = [(x[3:], y[3:], torch.arange(3, 6)), (x[:3], y[:3], torch.arange(3))]
+    >>> out = run_inference(model, batches, embed=True, progress=False)
     >>> out.index.tolist(), tuple(out.embeddings.shape), out.num_classes
     ([0, 1, 2, 3, 4, 5], (6, 4), 3)
     """
@@ -298,7 +298,13 @@ def _run_batches(
 
     from .distributed import get_rank
 
-    cols = {"predictions": [], "labels": [], "embeddings": [], "logits": [], "index": []}
+    cols: dict[str, list[torch.Tensor]] = {
+        "predictions": [],
+        "labels": [],
+        "embeddings": [],
+        "logits": [],
+        "index": [],
+    }
     num_classes = 0
     batches = tqdm(loader, desc=desc, leave=False, disable=not progress or get_rank() != 0)
     with eval_mode(model):

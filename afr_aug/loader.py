@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any, NamedTuple
 
 import torch
@@ -78,6 +78,14 @@ def _set_epoch(obj: Any, epoch: int) -> None:
         if s is not None and id(s) not in seen and callable(getattr(s, "set_epoch", None)):
             seen.add(id(s))
             s.set_epoch(epoch)
+
+
+def _len(obj: object) -> int:
+    """``len(obj)`` of an object typed without ``__len__`` (any iterable, a ``Dataset``): the
+    same ``TypeError`` as ``len`` when it has none."""
+    if not isinstance(obj, Sized):
+        raise TypeError(f"object of type '{type(obj).__name__}' has no len()")
+    return len(obj)
 
 
 def _loader_like(loader: DataLoader, dataset: Dataset, sampler, persistent: bool) -> DataLoader:
@@ -194,7 +202,7 @@ class BalancedMixLoader:
                 "without balanced=, the loader must be a torch DataLoader (the "
                 "balanced loader is built from its dataset and settings)"
             )
-        if hasattr(loader, "__len__") and len(loader) == 0:
+        if isinstance(loader, Sized) and len(loader) == 0:
             raise ValueError(
                 "the loader yields no batches (an empty dataset, or drop_last with "
                 "fewer items than one batch)"
@@ -244,14 +252,15 @@ class BalancedMixLoader:
         return check_labels(labels)
 
     def _default_balanced(self, labels) -> DataLoader:
+        assert isinstance(self.loader, DataLoader)  # __init__ checked it
         if labels is None:
             raise ValueError(
                 f"{type(self.loader.dataset).__name__} has no .targets: pass "
                 f"labels= (one per item) or your own balanced= loader"
             )
-        if len(labels) != len(self.loader.dataset):
+        if len(labels) != _len(self.loader.dataset):
             raise ValueError(
-                f"{len(labels)} labels for a dataset of {len(self.loader.dataset)} items"
+                f"{len(labels)} labels for a dataset of {_len(self.loader.dataset)} items"
             )
         if self.loader.batch_size is None:
             raise ValueError("the loader uses a batch_sampler; pass your own balanced= loader")
@@ -265,7 +274,7 @@ class BalancedMixLoader:
 
     # -- iteration ---------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self.loader)
+        return _len(self.loader)
 
     @property
     def dataset(self):
@@ -288,6 +297,7 @@ class BalancedMixLoader:
     def _next_balanced(self, size: int):
         for _ in range(2):  # at most one restart: a fresh pass, then give up
             if self._balanced_iter is None:
+                assert self.balanced is not None  # not in_batch: __init__ set it
                 self._balanced_iter = iter(self.balanced)
             batch = next(self._balanced_iter, None)
             if batch is None:
@@ -305,6 +315,50 @@ class BalancedMixLoader:
     def _start_epoch(self) -> None:
         self.running.reset()
         self._balanced_iter = None
+        self._mixed = {"batches": 0, "mixed": 0, "images": 0, "balanced": 0.0}
+
+    def _count(self, n: int, mixed: bool, balanced_share) -> None:
+        """Count one yielded batch of ``n`` images: whether it was mixed and the share of its
+        pixels that came from the balanced source (a float, or a tensor kept on the device)."""
+        m = self._mixed
+        m["batches"] += 1
+        m["mixed"] += int(mixed)
+        m["images"] += n
+        if isinstance(balanced_share, torch.Tensor):
+            balanced_share = balanced_share.detach().float().mean() * n
+        else:
+            balanced_share = float(balanced_share) * n
+        m["balanced"] = m["balanced"] + balanced_share
+
+    def mix_stats(self) -> dict[str, float]:
+        """What the balanced source (in stage 2: the stage-2 set that AFR refreshes) put into
+        the training batches of the last (or current) epoch: ``batches``, ``mixed`` (batches
+        the coin mixed), ``images`` and ``balanced_share``, the share of all training pixels
+        that came from the balanced source (one host sync).
+
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
+        >>> data = DataLoader(TensorDataset(torch.rand(8, 3, 4, 4), labels), batch_size=4)
+        >>> loader = BalancedMixLoader(data, labels=labels, mixer=CutMixBalancer(p=1.0))
+        >>> _ = list(loader)
+        >>> stats = loader.mix_stats()
+        >>> stats["batches"], stats["mixed"], stats["images"], 0 < stats["balanced_share"] < 1
+        (2, 2, 8, True)
+        """
+        m = getattr(self, "_mixed", None) or {
+            "batches": 0,
+            "mixed": 0,
+            "images": 0,
+            "balanced": 0.0,
+        }
+        share = float(m["balanced"]) / m["images"] if m["images"] else 0.0
+        return {
+            "batches": m["batches"],
+            "mixed": m["mixed"],
+            "images": m["images"],
+            "balanced_share": share,
+        }
 
     def _pair(self, batch):
         """``(images, labels)`` of one of the user's batches, or one clear error."""
@@ -382,8 +436,10 @@ class BalancedMixLoader:
                     if self.transform is not None:
                         xb = self.transform(xb)
                     x, y_a, y_b, lam = self.mixer(x, y, xb, yb)
+                self._count(len(y), True, 0.0 if self.mixer.in_batch else 1 - lam)
             else:
                 y_a, y_b, lam = y, y, 1.0
+                self._count(len(y), False, 0.0)
             yield self._batch(x, y_a, y_b, lam)
         self._end_epoch()
 
@@ -391,7 +447,7 @@ class BalancedMixLoader:
         """``stream="balanced"``: as many batches as the user's loader has, each drawn from the
         balanced source; with the mixer's coin, the user's next batch is its CutMix partner."""
         size, users = len(self._pair(first)[1]), itertools.chain([first], batches)
-        for i in range(len(self.loader)):
+        for i in range(len(self)):
             x, y = self._to_device(*self._next_balanced(size))
             if self.transform is not None:
                 x = self.transform(x)
@@ -400,8 +456,10 @@ class BalancedMixLoader:
                 if i == 0:
                     self._first_batch_checks(x_lt, y_lt)
                 x, y_a, y_b, lam = self.mixer(x, y, x_lt, y_lt)
+                self._count(len(y), True, lam)
             else:
                 y_a, y_b, lam = y, y, 1.0
+                self._count(len(y), False, 1.0)
             yield self._batch(x, y_a, y_b, lam)
         self._end_epoch()
 
@@ -519,8 +577,8 @@ class AFRLoader(BalancedMixLoader):
         refresh_every: epochs between refreshes (paper: 10).
         running: the running accuracy before stage 2 (a
             :class:`~afr_aug.metrics.RunningAccuracy`, a :class:`BalancedMixLoader`, or a
-            ``(per-class accuracies, overall)`` pair): what the first refresh adapts to. Default: none, so the first refresh uses the
-            clean slots' accuracy.
+            ``(per-class accuracies, overall)`` pair): what the first refresh adapts to.
+            Default: none, so the first refresh uses the clean slots' accuracy.
         balanced: the balanced source; default a ``DataLoader`` over ``stage2`` with the user
             loader's batch size, workers, pinning and collate function, shuffled per epoch
             (per rank under ``torch.distributed``) and without persistent workers, so every
@@ -586,8 +644,8 @@ class AFRLoader(BalancedMixLoader):
         if mixer is None:
             mixer = CutMixBalancer(p=0.25)
         if balanced is None:
-            self._check_batching(loader)
-            sampler = DistributedSampler(
+            users = self._check_batching(loader)
+            sampler: DistributedSampler = DistributedSampler(
                 stage2,
                 num_replicas=get_world_size(),
                 rank=get_rank(),
@@ -595,7 +653,7 @@ class AFRLoader(BalancedMixLoader):
                 seed=check_int(seed, "seed"),
                 drop_last=True,
             )
-            balanced = _loader_like(loader, stage2, sampler, persistent=False)
+            balanced = _loader_like(users, stage2, sampler, persistent=False)
         super().__init__(
             loader,
             mixer,
@@ -614,7 +672,7 @@ class AFRLoader(BalancedMixLoader):
         self._carry = self._running_from(running)
 
     @staticmethod
-    def _check_batching(loader) -> None:
+    def _check_batching(loader) -> DataLoader:
         if not isinstance(loader, DataLoader):
             raise TypeError(
                 "without balanced=, the loader must be a torch DataLoader (the "
@@ -625,6 +683,7 @@ class AFRLoader(BalancedMixLoader):
                 "the loader uses a batch_sampler; pass your own balanced= loader "
                 "over the AFRDataset"
             )
+        return loader
 
     def _running_from(self, running):
         if running is None:

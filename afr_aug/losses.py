@@ -66,13 +66,15 @@ def _check_inputs(logits: torch.Tensor, targets: torch.Tensor, num_classes: int)
         )
     if targets.dim() != 1 or targets.shape[0] != logits.shape[0]:
         raise ValueError(
-            f"targets must have shape [N] = [{logits.shape[0]}] to match logits, got shape {tuple(targets.shape)}"
+            f"targets must have shape [N] = [{logits.shape[0]}] to match logits, "
+            f"got shape {tuple(targets.shape)}"
         )
     targets = targets.long()
     if targets.numel() > 0 and bool(((targets < 0) | (targets >= num_classes)).any()):
         lo, hi = int(targets.min()), int(targets.max())
         raise ValueError(
-            f"targets must lie in [0, {num_classes - 1}] for {num_classes} classes, got values in [{lo}, {hi}]"
+            f"targets must lie in [0, {num_classes - 1}] for {num_classes} classes, "
+            f"got values in [{lo}, {hi}]"
         )
     return targets
 
@@ -108,7 +110,9 @@ class BalancedSoftmaxLoss(nn.Module):
     >>> loss.backward()
     """
 
-    def __init__(self, class_counts: Sequence[int], reduction: str = "mean") -> None:
+    log_prior: torch.Tensor  # buffer
+
+    def __init__(self, class_counts: Sequence[int] | torch.Tensor, reduction: str = "mean") -> None:
         super().__init__()
         counts = check_class_counts(class_counts)
         self.reduction = _check_reduction(reduction)
@@ -145,8 +149,13 @@ class LogitAdjustedLoss(nn.Module):
     1.3863
     """
 
+    log_prior: torch.Tensor  # buffer
+
     def __init__(
-        self, class_counts: Sequence[float], tau: float = 1.0, reduction: str = "mean"
+        self,
+        class_counts: Sequence[float] | torch.Tensor,
+        tau: float = 1.0,
+        reduction: str = "mean",
     ) -> None:
         super().__init__()
         self.tau = check_number(tau, "tau", minimum=0)
@@ -222,9 +231,12 @@ class LDAMLoss(nn.Module):
     >>> loss_fn.weight = drw_weights([100, 10, 1], epoch=160)  # switch on DRW
     """
 
+    margins: torch.Tensor  # buffers
+    weight: torch.Tensor | None
+
     def __init__(
         self,
-        class_counts: Sequence[int],
+        class_counts: Sequence[int] | torch.Tensor,
         max_m: float = 0.5,
         s: float = 30,
         weight: torch.Tensor | None = None,
@@ -246,18 +258,21 @@ class LDAMLoss(nn.Module):
         self.register_buffer("weight", self._check_weight(weight))
 
     def _check_weight(self, weight) -> torch.Tensor | None:
-        if weight is None:
-            return None
+        return None if weight is None else self._weight_tensor(weight)
+
+    def _weight_tensor(self, weight) -> torch.Tensor:
         if not isinstance(weight, torch.Tensor):
             try:
                 weight = torch.as_tensor(weight, dtype=torch.float32)
             except (TypeError, ValueError, RuntimeError) as exc:
                 raise TypeError(
-                    f"weight must be a float tensor of shape [C] or None, got {type(weight).__name__}"
+                    "weight must be a float tensor of shape [C] or None, "
+                    f"got {type(weight).__name__}"
                 ) from exc
         if weight.dim() != 1 or weight.numel() != self.num_classes:
             raise ValueError(
-                f"weight must have shape [{self.num_classes}] (one entry per class), got shape {tuple(weight.shape)}"
+                f"weight must have shape [{self.num_classes}] (one entry per class), "
+                f"got shape {tuple(weight.shape)}"
             )
         return weight.float() if not weight.is_floating_point() else weight
 
@@ -266,14 +281,17 @@ class LDAMLoss(nn.Module):
         targets = _check_inputs(logits, targets, self.num_classes)
         weight = self.weight
         if weight is not None:
-            weight = _like(self._check_weight(weight), logits)
+            weight = _like(self._weight_tensor(weight), logits)
         margins = _like(self.margins, logits)
         one_hot = F.one_hot(targets, self.num_classes).to(logits.dtype)
         adjusted = logits - one_hot * margins[targets].unsqueeze(1)
         return F.cross_entropy(self.s * adjusted, targets, weight=weight, reduction=self.reduction)
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, max_m={self.max_m}, s={self.s}, reduction={self.reduction!r}"
+        return (
+            f"num_classes={self.num_classes}, max_m={self.max_m}, s={self.s}, "
+            f"reduction={self.reduction!r}"
+        )
 
 
 def drw_weights(
@@ -315,7 +333,7 @@ _WEIGHT_RULES = ("effective", "inverse")
 
 
 def class_weights(
-    class_counts: Sequence[float], rule: str = "effective", beta: float = 0.9999
+    class_counts: Sequence[float] | torch.Tensor, rule: str = "effective", beta: float = 0.9999
 ) -> torch.Tensor:
     """Per-class loss weights that up-weight the rare classes, normalised to sum to C.
 
@@ -394,9 +412,11 @@ class IBLoss(nn.Module):
 
     needs_embedding = True
 
+    weight: torch.Tensor | None  # buffer
+
     def __init__(
         self,
-        class_counts: Sequence[int] | None = None,
+        class_counts: Sequence[int] | torch.Tensor | None = None,
         alpha: float = 1000.0,
         eps: float = 1e-3,
         gamma: float = 0.0,
@@ -412,7 +432,12 @@ class IBLoss(nn.Module):
             raise ValueError(f"weighting={weighting!r} needs class_counts (or pass weighting=None)")
         self.num_classes = None if class_counts is None else len(check_class_counts(class_counts))
         self.weighting = weighting
-        weight = None if weighting is None else class_weights(class_counts, weighting)
+        # (class_counts is given whenever weighting is: checked above)
+        weight = (
+            None
+            if weighting is None or class_counts is None
+            else class_weights(class_counts, weighting)
+        )
         self.register_buffer("weight", weight)
         self.epoch = 0
 
@@ -487,9 +512,11 @@ class LabelAwareSmoothingLoss(nn.Module):
     1.0986
     """
 
+    smoothing: torch.Tensor  # buffer
+
     def __init__(
         self,
-        class_counts: Sequence[int],
+        class_counts: Sequence[int] | torch.Tensor,
         smooth_head: float = 0.3,
         smooth_tail: float = 0.0,
         shape: str = "concave",
@@ -513,6 +540,7 @@ class LabelAwareSmoothingLoss(nn.Module):
         elif shape == "convex":
             smoothing = head + (head - tail) * torch.sin(1.5 * math.pi + t * math.pi / 2)
         else:
+            assert power is not None  # shape "exp": checked above
             smoothing = tail + (head - tail) * t.pow(power)
         self.register_buffer("smoothing", smoothing.float())
 

@@ -58,7 +58,7 @@ def _predictions(outputs, targets, num_classes: int | None = None):
             )
         if out.shape[1] == 0:
             raise ValueError("outputs has 0 columns; expected logits [N, C] with C >= 1")
-        classes = out.shape[1]
+        classes: int | None = out.shape[1]
         pred = out.argmax(dim=1)
     elif out.dim() == 1:
         if not _is_int_dtype(out):
@@ -315,7 +315,8 @@ class RunningAccuracy:
 
     Example:
         >>> acc = RunningAccuracy(num_classes=3)
-        >>> acc.update(torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [2.0, 0, 0]]), torch.tensor([0, 1, 1]))
+        >>> logits = torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [2.0, 0, 0]])
+        >>> acc.update(logits, torch.tensor([0, 1, 1]))
         >>> acc.per_class().tolist()[:2], round(acc.overall(), 3)
         ([1.0, 0.5], 0.667)
         >>> acc.per_class()[2].isnan().item()        # class 2 not seen yet

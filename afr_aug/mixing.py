@@ -117,7 +117,8 @@ class _Balancer:
         >>> x, y = torch.zeros(2, 3, 8, 8), torch.tensor([0, 1])
         >>> for _ in range(3):
         ...     if mixer.decide():
-        ...         x_mixed, y_a, y_b, lam = mixer(x, y, torch.ones(2, 3, 8, 8), torch.tensor([2, 3]))
+        ...         x_b, y_b = torch.ones(2, 3, 8, 8), torch.tensor([2, 3])
+        ...         x_mixed, y_a, y_b, lam = mixer(x, y, x_b, y_b)
         """
         if not self._pending:
             self._pending = self._toss()
@@ -364,7 +365,8 @@ class Remix(_Balancer):
     partner is the loader's class-balanced batch instead. The call returns
     ``(x_mixed, y_a, y_b, lam_y)`` with ``lam_y`` a float tensor [N] (one share per sample):
     :func:`mixed_loss` weighs each sample's two labels with it. With DRW (the paper's best,
-    Remix-DRW), switch on class weights late in training as usual (:func:`afr_aug.losses.drw_weights`).
+    Remix-DRW), switch on class weights late in training as usual
+    (:func:`afr_aug.losses.drw_weights`).
 
     Args:
         class_counts: training samples per class (the labels' classes).
@@ -427,7 +429,8 @@ class Remix(_Balancer):
             lam = self._lam()
             mixed = _blend(x, x_bal, lam)
         else:
-            mixed, _, _, lam = self._box._mix(x, y, x_bal, y_bal)
+            mixed, _, _, box_lam = self._box._mix(x, y, x_bal, y_bal)
+            lam = float(box_lam)  # CutMix's: the share of the image not pasted over
         self.last_lam = float(lam)
         return mixed, y, y_bal, self.label_share(y, y_bal, lam)
 
@@ -453,7 +456,8 @@ def _per_sample(criterion, logits: torch.Tensor, y: torch.Tensor) -> torch.Tenso
         import copy
 
         per = copy.copy(criterion)
-        per.reduction = "none"
+        per.reduction = "none"  # type: ignore[assignment]  # torch types Module attributes
+        # as Tensor | Module only
         out = per(logits, y)
     else:
         out = criterion(logits, y, reduction="none")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -252,7 +253,7 @@ class RefreshReport:
         missing = sorted(names - tensors - optional - set(data))
         if missing:
             raise ValueError(f"not a RefreshReport dict: missing {missing}")
-        empty = {
+        empty: dict[str, Any] = {
             "similarity": torch.zeros(0),
             "labels": torch.zeros(0, dtype=torch.long),
             "adversarial_similarity": torch.zeros(0),
@@ -304,7 +305,8 @@ class RefreshReport:
         lines.append(
             f"total: {sum(self.served)} adversarial{rejected} of {sum(self.slots)} items "
             f"({self.total_adversarial_share:.1%}); cos to class mean "
-            f"{self.cos_before_mean:.3f}→{self.cos_after_mean:.3f}; crossed λ_c {self.total_crossed:.1%}; "
+            f"{self.cos_before_mean:.3f}→{self.cos_after_mean:.3f}; "
+            f"crossed λ_c {self.total_crossed:.1%}; "
             f"labels kept {self.total_label_kept:.2f} (accuracy {self.clean_accuracy:.3f} "
             f"clean → {self.adversarial_accuracy:.3f}); mean L∞ {self.linf * 255:.2f}/255; "
             f"dose {self.dose:.2%} (p {self.mix_p} × area {self.mix_area:.3f} × share)"

@@ -94,7 +94,7 @@ class LongTailSampler(Sampler[int]):
     @renamed_keywords(alpha="exponent")
     def __init__(
         self,
-        labels: Sequence[int],
+        labels: Sequence[int] | torch.Tensor,
         exponent: float = 1.0,
         num_samples: int | None = None,
         replacement: bool = True,

@@ -292,6 +292,7 @@ class IntraClassSplitter:
                     float((ordered[starts[c] : starts[c] + n] < self.threshold).float().mean()),
                 )
             else:
+                assert self.quantile is not None  # no threshold: a quantile (__init__)
                 base, share = at_share(c, self.quantile), self.quantile
             if hard is None or not bool(hard[c]):
                 lam[c] = base

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from typing import IO
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ def _shared_token() -> str:
 
 def _checksums(data, rows_per_block: int, row_bytes: int, num_rows: int) -> list[int]:
     """crc32 of each block of ``rows_per_block`` rows of ``data`` (bytes-like or a uint8 array)."""
-    view = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data.reshape(-1)
+    view = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data.reshape(-1).data
     return [
         zlib.crc32(view[start * row_bytes : min(start + rows_per_block, num_rows) * row_bytes])
         for start in range(0, num_rows, rows_per_block)
@@ -54,13 +55,12 @@ def _checksums(data, rows_per_block: int, row_bytes: int, num_rows: int) -> list
 
 
 def _describe(exc: OSError) -> str:
+    code = exc.errno if exc.errno is None else errno.errorcode.get(exc.errno, exc.errno)
     if exc.errno == errno.ENOSPC:
         return "disk full (ENOSPC)"
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"cannot write ({errno.errorcode.get(exc.errno, exc.errno)}: read-only or no permission)"
-    return (
-        f"{type(exc).__name__} {errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror or exc}"
-    )
+        return f"cannot write ({code}: read-only or no permission)"
+    return f"{type(exc).__name__} {code}: {exc.strerror or exc}"
 
 
 class _Writer:
@@ -79,12 +79,13 @@ class _Writer:
         self.generation, self.num_rows, self.image_shape = generation, num_rows, image_shape
         self.row_bytes = int(np.prod(image_shape))
         self.path, self.storage = path, storage  # disk: the .partial file, its folder
-        self.handle = None
-        self.parts = ([], [])
+        self.handle: IO[bytes] | None = None
+        self.parts: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
 
     def open(self) -> None:
         """Disk: create the file with its space reserved (a full disk fails here, not as a
         SIGBUS on a later read) and open it on every rank."""
+        assert self.path is not None  # only a disk generation has a file
         if get_rank() == 0:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
@@ -93,7 +94,8 @@ class _Writer:
             finally:
                 os.close(fd)
         barrier()
-        self.handle = open(self.path, "r+b")
+        # stays open across write() calls until finish() or abort() closes it
+        self.handle = open(self.path, "r+b")  # noqa: SIM115
 
     def write(self, positions: torch.Tensor, rows: torch.Tensor) -> None:
         if self.path is None:
@@ -108,6 +110,7 @@ class _Writer:
                 self._pwrite(row.tobytes(), p)
 
     def _pwrite(self, data: bytes, row: int) -> None:
+        assert self.handle is not None  # open() ran: only a disk generation writes here
         offset, view = row * self.row_bytes, memoryview(data)
         while len(view):
             n = os.pwrite(self.handle.fileno(), view, offset)
@@ -121,6 +124,7 @@ class _Writer:
         if self.path is None:
             rows = self._gather()
             return rows, None, _checksums(rows.numpy(), per_block, self.row_bytes, self.num_rows)
+        assert self.handle is not None and self.storage is not None
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
@@ -144,10 +148,12 @@ class _Writer:
             del data
 
     def _gather(self) -> torch.Tensor:
-        positions, rows = self.parts
+        position_parts, row_parts = self.parts
         empty = torch.empty((0, *self.image_shape), dtype=torch.uint8)
-        positions = torch.cat(positions) if positions else torch.empty(0, dtype=torch.long)
-        rows = torch.cat(rows) if rows else empty
+        positions = (
+            torch.cat(position_parts) if position_parts else torch.empty(0, dtype=torch.long)
+        )
+        rows = torch.cat(row_parts) if row_parts else empty
         if get_world_size() > 1:
             positions, rows = all_gather_cat(positions), all_gather_cat(rows)
         out = torch.empty((self.num_rows, *self.image_shape), dtype=torch.uint8)
@@ -202,9 +208,9 @@ class AdversarialStore:
         self.file: str | None = None
         self.checksums: list[int] = []
         self._rows: torch.Tensor | None = None
-        self._map = None
+        self._map: np.memmap | None = None
         self._verified: np.ndarray | None = None
-        self._pending: _Pending | None = None
+        self._pending: _Writer | None = None
 
     @staticmethod
     def _check(storage):
@@ -339,10 +345,8 @@ class AdversarialStore:
         ):
             path = self._file_name(g)
             if os.path.exists(path):
-                try:
+                with contextlib.suppress(OSError):  # a read-only store keeps it: harmless
                     os.remove(path)
-                except OSError:
-                    pass  # a read-only store keeps it: harmless
 
     # -- reading ----------------------------------------------------------------------------
     def rows(self, idx) -> torch.Tensor:
@@ -352,14 +356,15 @@ class AdversarialStore:
             return self._rows[idx]
         if self.file is None or self.num_rows == 0:
             return torch.empty((0, *(self.image_shape or (0, 0, 0))), dtype=torch.uint8)[idx]
-        if self._map is None:
-            self._open()
+        data = self._map if self._map is not None else self._open()
         if isinstance(idx, torch.Tensor):
             idx = idx.numpy()
         self._verify(np.arange(self.num_rows)[idx])
-        return torch.from_numpy(np.array(self._map[idx]))
+        return torch.from_numpy(np.array(data[idx]))
 
-    def _open(self) -> None:
+    def _open(self) -> np.memmap:
+        """The memory map of :attr:`file` (and no block verified yet in this process)."""
+        assert self.file is not None and self.image_shape is not None  # rows() checked
         size = self.num_rows * self.row_bytes
         actual = os.path.getsize(self.file) if os.path.isfile(self.file) else None
         if actual != size:
@@ -373,17 +378,20 @@ class AdversarialStore:
             self.file, dtype=np.uint8, mode="r", shape=(self.num_rows, *self.image_shape)
         )
         self._verified = np.zeros(len(self.checksums), dtype=bool)
+        return self._map
 
     def _verify(self, positions: np.ndarray) -> None:
         if not self.checksums:
             return
+        verified, data = self._verified, self._map
+        assert verified is not None and data is not None  # rows() opened the file
         per_block = self.rows_per_block()
         for b in np.unique(positions // per_block):
-            if self._verified[b]:
+            if verified[b]:
                 continue
             start, stop = b * per_block, min((b + 1) * per_block, self.num_rows)
             if (
-                zlib.crc32(np.ascontiguousarray(self._map[start:stop]).reshape(-1))
+                zlib.crc32(np.ascontiguousarray(data[start:stop]).reshape(-1).data)
                 != self.checksums[b]
             ):
                 raise StoreError(
@@ -392,7 +400,7 @@ class AdversarialStore:
                     f"{start}..{stop - 1} fail their checksum (the file "
                     f"was changed or damaged after it was written)",
                 )
-            self._verified[b] = True
+            verified[b] = True
 
     def __getstate__(self):
         # DataLoader workers reopen the memory map themselves (and check what they read)
@@ -459,6 +467,7 @@ class AdversarialStore:
                 self._adopt(path, rows)
             barrier()
         elif rows is None and path is not None:
+            assert shape is not None  # a file holds rows of some shape
             self._rows = torch.from_numpy(np.fromfile(path, np.uint8).reshape(n, *shape))
         else:
             self._rows = rows
@@ -466,10 +475,12 @@ class AdversarialStore:
     def _adopt(self, path: str | None, rows: torch.Tensor | None) -> None:
         """This store's own file for a loaded generation: a link to ``path`` (a copy across
         devices), or ``rows`` written out."""
+        assert self.file is not None  # load_state_dict named it
         tmp = self.file + ".partial"
         if rows is not None:
             rows.contiguous().numpy().tofile(tmp)
         else:
+            assert path is not None  # no rows: the state names a file
             try:
                 os.link(path, tmp)
             except OSError:

@@ -91,10 +91,12 @@ class HeadTarget:
         return self
 
     def goal(self, labels: torch.Tensor, device, generator) -> torch.Tensor:
+        assert self.head is not None  # fitted (MinorityPGD checks it)
         self.head = self.head.to(device)
         return 2 * labels + 1
 
     def pull(self, emb: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        assert self.head is not None  # fitted (MinorityPGD checks it)
         logits = self.head(F.normalize(emb.float(), dim=1))
         return -F.cross_entropy(logits * 10.0, goal, reduction="none")
 
@@ -142,6 +144,7 @@ class CentroidTarget:
         return self
 
     def goal(self, labels: torch.Tensor, device, generator) -> torch.Tensor:
+        assert self.targets is not None  # fitted (MinorityPGD checks it)
         return self.targets.to(device)[labels]
 
     def pull(self, emb: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -187,6 +190,7 @@ class SlotTarget:
         return self
 
     def goal(self, labels: torch.Tensor, device, generator) -> torch.Tensor:
+        assert self._pool is not None and self._start is not None and self._count is not None
         cpu = labels.cpu()
         pick = (torch.rand(len(cpu), generator=generator) * self._count[cpu]).long()
         return self._pool[self._start[cpu] + pick].to(device)

@@ -1,5 +1,6 @@
-"""``python -m benchmarks.attack_balance``: the reference benchmark's ``attack-balance`` command in a clone
-(the code is ``afr_aug.bench.attack_balance``; after ``pip install afr-aug``: ``afr-aug attack-balance``)."""
+"""``python -m benchmarks.attack_balance``: the reference benchmark's ``attack-balance``
+command in a clone (the code is ``afr_aug.bench.attack_balance``; after
+``pip install afr-aug``: ``afr-aug attack-balance``)."""
 
 import sys
 

@@ -1,5 +1,6 @@
-"""``python -m benchmarks.label_safe``: the reference benchmark's ``label-safe`` command in a clone
-(the code is ``afr_aug.bench.label_safe``; after ``pip install afr-aug``: ``afr-aug label-safe``)."""
+"""``python -m benchmarks.label_safe``: the reference benchmark's ``label-safe`` command in a
+clone (the code is ``afr_aug.bench.label_safe``; after ``pip install afr-aug``:
+``afr-aug label-safe``)."""
 
 import sys
 

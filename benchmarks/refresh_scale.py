@@ -1,5 +1,6 @@
-"""``python -m benchmarks.refresh_scale``: the reference benchmark's ``refresh-scale`` command in a clone
-(the code is ``afr_aug.bench.refresh_scale``; after ``pip install afr-aug``: ``afr-aug refresh-scale``)."""
+"""``python -m benchmarks.refresh_scale``: the reference benchmark's ``refresh-scale`` command in a
+clone (the code is ``afr_aug.bench.refresh_scale``; after ``pip install afr-aug``:
+``afr-aug refresh-scale``)."""
 
 import sys
 

@@ -1,5 +1,6 @@
-"""``python -m benchmarks.sampler_scale``: the reference benchmark's ``sampler-scale`` command in a clone
-(the code is ``afr_aug.bench.sampler_scale``; after ``pip install afr-aug``: ``afr-aug sampler-scale``)."""
+"""``python -m benchmarks.sampler_scale``: the reference benchmark's ``sampler-scale`` command in a
+clone (the code is ``afr_aug.bench.sampler_scale``; after ``pip install afr-aug``:
+``afr-aug sampler-scale``)."""
 
 import sys
 

@@ -1,5 +1,6 @@
-"""``python -m benchmarks.store_cost``: the reference benchmark's ``store-cost`` command in a clone
-(the code is ``afr_aug.bench.store_cost``; after ``pip install afr-aug``: ``afr-aug store-cost``)."""
+"""``python -m benchmarks.store_cost``: the reference benchmark's ``store-cost`` command in a
+clone (the code is ``afr_aug.bench.store_cost``; after ``pip install afr-aug``:
+``afr-aug store-cost``)."""
 
 import sys
 

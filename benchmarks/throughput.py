@@ -1,5 +1,6 @@
-"""``python -m benchmarks.throughput``: the reference benchmark's ``throughput`` command in a clone
-(the code is ``afr_aug.bench.throughput``; after ``pip install afr-aug``: ``afr-aug throughput``)."""
+"""``python -m benchmarks.throughput``: the reference benchmark's ``throughput`` command in a
+clone (the code is ``afr_aug.bench.throughput``; after ``pip install afr-aug``:
+``afr-aug throughput``)."""
 
 import sys
 

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -181,7 +183,8 @@ def test_batch_augment_successive_calls_differ_and_state_resumes():
 def test_batch_augment_float_input():
     x = images(8)
     xf = x.float() / 255
-    # Same random stream -> same result from uint8 and float input (float is quantised for AutoAugment).
+    # Same random stream -> same result from uint8 and float input (float is quantised for
+    # AutoAugment).
     a = BatchAugment(auto_augment=True, cutout=True, seed=0)(x)
     b = BatchAugment(auto_augment=True, cutout=True, seed=0)(xf)
     assert torch.allclose(a, b, atol=1e-6)
@@ -287,7 +290,8 @@ def test_errors():
     with pytest.raises(TypeError, match="image batch tensor"):
         aug([[0]])
     with pytest.raises(
-        TypeError, match="auto_augment expects a uint8 image batch, got dtype torch.float32"
+        TypeError,
+        match=re.escape("auto_augment expects a uint8 image batch, got dtype torch.float32"),
     ):
         auto_augment(torch.rand(2, 3, 8, 8))
     with pytest.raises(ValueError, match="padding must be >= 0, got -1"):
@@ -296,7 +300,9 @@ def test_errors():
         random_hflip(images(2), p=2)
     with pytest.raises(TypeError, match="size must be an int, got float"):
         cutout(images(2), size=16.0)
-    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
+    with pytest.raises(
+        TypeError, match=re.escape("generator must be a torch.Generator or None, got int")
+    ):
         random_crop(images(2), generator=0)
     with pytest.raises(ValueError, match="cutout_size must be >= 0"):
         BatchAugment(cutout_size=-2)

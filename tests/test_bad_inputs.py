@@ -11,9 +11,10 @@ from afr_aug import AFRDataset, AFRLoader, BalancedMixLoader, CutMixBalancer, Mi
 from afr_aug.models import resnet32
 
 LABELS = torch.tensor([0] * 20 + [1] * 7 + [2] * 5)
+NUM_LABELS = len(LABELS)
 
 
-def uint8_images(n=len(LABELS), size=8):
+def uint8_images(n=NUM_LABELS, size=8):
     return torch.randint(
         0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )

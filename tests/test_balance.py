@@ -336,10 +336,10 @@ def test_bad_dataset_input(tmp_path):
     pil = datasets.ImageFolder
     write_image_folder(tmp_path / "odd", [[(40, 52), (36, 36)], [(30, 30)]])
     raw = pil(tmp_path / "odd")  # PIL images
-    with pytest.raises(TypeError, match="is a Image.*ToTensor"):
+    with pytest.raises(TypeError, match=r"is a Image.*ToTensor"):
         AFRDataset(raw, progress=False).refresh(resnet32(num_classes=2))
     uneven = pil(tmp_path / "odd", transform=transforms.ToTensor())  # no resize
-    with pytest.raises(ValueError, match="different sizes.*Resize"):
+    with pytest.raises(ValueError, match=r"different sizes.*Resize"):
         AFRDataset(uneven, progress=False, batch_size=4).refresh(resnet32(num_classes=2))
     normalised = [(images[i].float() / 255 - 0.5, int(labels[i])) for i in range(len(labels))]
     with pytest.raises(ValueError, match=r"must be in \[0, 1\].*Normalize"):

@@ -253,3 +253,22 @@ def test_bad_jobs_is_rejected(capsys):
     with pytest.raises(SystemExit):
         reproduce.parse_args(["--jobs", "0"])
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_quick_preset_trains_on_the_afr_set(tmp_path):
+    """The quick preset's rows, cut short: stage 2 mixes every batch (--mix-p 1) with the AFR
+    set, and the row and the refresh table record what each refresh put into training."""
+    from afr_aug.bench.presets import PRESETS
+
+    assert PRESETS["quick"]["methods"] == ("bs_cmo", "bs_cmo_ft", "afr")
+    args = ["--preset", "quick", "--data-root", str(cifar10_root()), "--out", str(tmp_path)]
+    args += ["--no-progress", "--epochs", "1", "--max-iters", "4", "--mix-p", "1"]
+    assert reproduce.main(args) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["runs"]
+    runs = {r["method"].partition("[")[0]: r for r in rows}  # stage-2 rows tagged [cutmix,1]
+    assert sorted(runs) == ["afr", "bs_cmo", "bs_cmo_ft"]
+    (refresh,) = runs["afr"]["refreshes"]
+    trained = refresh["trained"]
+    assert trained["batches"] == trained["mixed"] == 4 and 0 < trained["set_share"] < 1
+    md = (tmp_path / "results.md").read_text()
+    assert "In training" in md and f"4/4, {100 * trained['set_share']:.1f} %" in md

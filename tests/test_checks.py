@@ -59,7 +59,7 @@ def test_check_finite_and_class_counts():
     with pytest.raises(ValueError, match="logits must be finite"):
         check_finite(torch.tensor([math.inf]), "logits")
     assert check_class_counts(torch.tensor([2.5, 1])).dtype == torch.float64
-    with pytest.raises(ValueError, match="counts must all be positive.*got 0 for class 1"):
+    with pytest.raises(ValueError, match=r"counts must all be positive.*got 0 for class 1"):
         check_class_counts([3, 0], "counts")
 
 
@@ -85,7 +85,7 @@ def test_check_generator_state():
     state = torch.Generator().manual_seed(3).get_state()
     assert check_generator_state(state, "rng") is state
     with pytest.raises(
-        ValueError, match="rng must be a CPU torch.Generator state .*got torch.float32"
+        ValueError, match=r"rng must be a CPU torch\.Generator state .*got torch\.float32"
     ):
         check_generator_state(state.float(), "rng")
     with pytest.raises(ValueError, match=r"uint8 tensor of shape \(5056,\)\), got list"):

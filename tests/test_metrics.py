@@ -1,6 +1,7 @@
 """Tests for afr_aug.metrics: hand-computed accuracies, shot groups and evaluate()."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -291,7 +292,7 @@ def test_evaluate_errors(kwargs, loader, exc, match):
 
 
 def test_evaluate_rejects_non_module_and_non_logits():
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got function"):
+    with pytest.raises(TypeError, match=re.escape("model must be a torch.nn.Module, got function")):
         evaluate(lambda x: x, _loader())
 
     class Flat(nn.Module):

@@ -96,11 +96,11 @@ def test_input_errors():
         model(torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match=r"shape \[N, 3, H, W\], got shape \(2, 1, 32, 32\)"):
         model(torch.rand(2, 1, 32, 32))
-    with pytest.raises(TypeError, match="float tensor.*got dtype torch.uint8"):
+    with pytest.raises(TypeError, match=r"float tensor.*got dtype torch\.uint8"):
         model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
         resnet32(num_classes=0)
-    with pytest.raises(ValueError, match="3 means and 3 stds.*got 1 means and 3 stds"):
+    with pytest.raises(ValueError, match=r"3 means and 3 stds.*got 1 means and 3 stds"):
         resnet32(normalize=((0.5,), (0.2, 0.2, 0.2)))
     with pytest.raises(ValueError, match="std must be positive"):
         resnet32(normalize=((0.5, 0.5, 0.5), (0.2, 0.0, 0.2)))

@@ -1,4 +1,5 @@
-"""benchmarks.report, .tables and .plots: seed statistics, the markdown table, the figures and input checks."""
+"""benchmarks.report, .tables and .plots: seed statistics, the markdown table, the figures and
+input checks."""
 
 import sys
 from pathlib import Path

@@ -229,7 +229,7 @@ def test_tau_normalisation_rescales_class_norms(zoo):
 
 
 def test_lws_trains_one_scale_per_class(zoo):
-    model, classifier, _, _ = zoo
+    model, _, _, _ = zoo
     state = {k: v.clone() for k, v in model.state_dict().items()}
     lws = LearnableWeightScaling(model)
     loader, labels = _loader()

@@ -3,11 +3,11 @@
     afr-aug attack-balance --checkpoint runs/x/ckpt/bs_cmo-seed0.pt --dataset cifar10-lt
     afr-aug attack-balance --checkpoint ... --settings head:3:1:1 head:10:2:1 noise:3:1:0
 
-On a trained model (a checkpoint written by ``afr_aug.bench.reproduce``) it builds the stage-2 set
-of ``--slots`` slots per class (every class over-sampled with crop + flip, the paper's order)
-and refreshes it once per setting ``TARGET:STEPS:STEP_IN_255THS:LABEL_WEIGHT[:GRAD_SCALE][:KEEP_WHEN]``
-with the same
-slots and split. Per setting it prints the refresh report's totals: the share of attacked
+On a trained model (a checkpoint written by ``afr_aug.bench.reproduce``) it builds the stage-2
+set of ``--slots`` slots per class (every class over-sampled with crop + flip, the paper's
+order) and refreshes it once per setting
+``TARGET:STEPS:STEP_IN_255THS:LABEL_WEIGHT[:GRAD_SCALE][:KEEP_WHEN]`` with the same slots and
+split. Per setting it prints the refresh report's totals: the share of attacked
 slots that crossed λ_c (Eq. 2, same model), the mean cosine to the class mean before → after,
 labels kept (accuracy after / before on the attacked slots), the adversarial share and the
 smallest class share, and the seconds. The last line is one JSON object with the same numbers.
@@ -81,6 +81,7 @@ def measure(
     )
     start = time.perf_counter()
     report = stage2.refresh(model)
+    assert report is not None  # not a control set
     d = report.to_dict()
     return {
         **{k: (round(v * 255, 3) if k == "alpha" else v) for k, v in setting.items()},

@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 from .cli import fail, require_file
 from .data import DataError
@@ -111,7 +112,7 @@ def make_bundle(
         else:
             fetch_wheel(name, version, os.path.join(out, "wheels"))
     files = [target, *sorted(glob.glob(os.path.join(out, "wheels", "*.whl")))]
-    manifest = {
+    manifest: dict[str, Any] = {
         "dataset": dataset,
         "imbalance_ratio": imbalance_ratio,
         "wheels": WHEELS,

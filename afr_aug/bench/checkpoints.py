@@ -15,6 +15,8 @@ from .loop import Run
 
 def state_of(run: Run, done: bool = False, result: dict | None = None) -> dict:
     """Everything :func:`restore` needs to continue ``run`` as if it had never stopped."""
+    assert run.model is not None and run.optimizer is not None and run.order is not None
+    assert run.loader is not None  # new_run() set them all
     state = {
         "method": run.method,
         "seed": run.seed,
@@ -47,6 +49,8 @@ def restore(run: Run, state: dict) -> None:
             f"{run.method} seed {run.seed}: the checkpoint was trained with "
             f"--recipe {recipe}, not {run.schedule.recipe}; use another --out"
         )
+    assert run.model is not None and run.optimizer is not None and run.order is not None
+    assert run.loader is not None  # new_run() set them all
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.order.set_state(state["order"])

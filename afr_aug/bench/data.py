@@ -218,7 +218,8 @@ def train_batches(data: Data, batch_size: int = 1000):
 
 
 def sampler_batches(sampler, epoch: int, n_batches: int, batch_size: int) -> torch.Tensor:
-    """``[n_batches, batch_size]`` indices of ``sampler``'s draw for ``epoch`` (repeated if short)."""
+    """``[n_batches, batch_size]`` indices of ``sampler``'s draw for ``epoch`` (repeated if
+    short)."""
     sampler.set_epoch(epoch)
     draw = sampler.global_draw()
     need = n_batches * batch_size

@@ -139,6 +139,7 @@ def derive_model(
     if name not in DERIVED_METHODS:
         raise ValueError(f"unknown derived row {name!r}; choose from {', '.join(DERIVED_METHODS)}")
     entry = METHODS[name]
+    assert entry.starts_from is not None and entry.derive is not None  # a derived row
     device = torch.device(device)
     model = make_model(data, device, METHODS[entry.starts_from])
     model.load_state_dict(source_state["model"])

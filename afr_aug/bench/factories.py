@@ -52,9 +52,8 @@ def make_model(data: Data, device, method: str | Method | None = None) -> torch.
 
 def cmo_prior(data: Data, schedule: Schedule) -> torch.Tensor:
     """The label mass per class CMO's mixed stream carries (``effective_class_counts``)."""
-    return effective_class_counts(
-        data.class_counts, p=schedule.cmo_p, image_size=tuple(data.x_train.shape[-2:])
-    )
+    height, width = data.x_train.shape[-2:]
+    return effective_class_counts(data.class_counts, p=schedule.cmo_p, image_size=(height, width))
 
 
 def _ib(gamma: float):

@@ -48,7 +48,7 @@ def grid(methods, seeds, stage1_seed: int | None = None, stage1_method: str = "b
     order = [m for m in ALL_METHODS if m in methods]
     tasks, deps = [], {}
 
-    def add(task):
+    def add(task: tuple[str, int]) -> None:
         dep = source_of(*task, stage1_seed, stage1_method)
         if dep is not None:
             deps[task] = dep

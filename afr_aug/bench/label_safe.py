@@ -64,6 +64,7 @@ def measure(model, data, option, slots: int, seed: int = 0) -> dict:
         warnings.simplefilter("ignore")
         report = stage2.refresh(model)
     seconds = time.perf_counter() - start
+    assert report is not None  # not a control set
     rejected = report.rejected or [0] * len(report.attacked)
     return {
         "option": "none" if option is None else option,

@@ -12,7 +12,9 @@ uninterrupted one.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -30,6 +32,7 @@ from afr_aug.augment import BatchAugment, to_device
 from afr_aug.distributed import all_reduce_sum, get_rank, get_world_size, is_distributed
 from afr_aug.losses import drw_weights
 from afr_aug.metrics import evaluate
+from afr_aug.refresh_report import RefreshReport
 
 from .data import Data, sampler_batches, test_batches
 from .factories import make_criterion, make_mixer, make_model, make_optimizer, make_stage2_set
@@ -48,12 +51,12 @@ class Run:
     schedule: Schedule  # a stage-1 run's: with its row's recipe filled in
     data: Data
     device: torch.device
-    model: torch.nn.Module = None
+    model: torch.nn.Module | None = None  # new_run() sets this and the others below
     ddp: torch.nn.Module | None = None  # the DistributedDataParallel wrapper under torchrun
-    optimizer: torch.optim.Optimizer = None
-    criterion: torch.nn.Module = None
-    augment: BatchAugment = None
-    order: torch.Generator = None
+    optimizer: torch.optim.Optimizer | None = None
+    criterion: torch.nn.Module | None = None
+    augment: BatchAugment | None = None
+    order: torch.Generator | None = None
     sampler: LongTailSampler | None = None  # CMO's balanced draw
     loader: BalancedMixLoader | None = None  # the run's one loader (AFRLoader in stage 2)
     stage: int = 1
@@ -63,8 +66,8 @@ class Run:
     history: list[dict] = field(default_factory=list)
     class_accuracy: list[float] | None = None  # running training accuracy, last epoch
     train_accuracy: float | None = None
-    speed: Speed = None
-    compiled: torch.nn.Module | None = None  # torch.compile'd forward (--compile)
+    speed: Speed | None = None
+    compiled: Callable[..., Any] | None = None  # torch.compile'd forward (--compile)
     embedder: Embedder | None = None  # for a loss that needs the embedding (IB)
 
     @property
@@ -78,6 +81,7 @@ class Run:
 
     @property
     def mixer(self):
+        assert self.loader is not None  # new_run() built it
         return self.loader.mixer
 
     @property
@@ -160,6 +164,7 @@ def _stage2(run: Run, entry: Method, init_state: dict) -> None:
     """The stage-2 loader: the long-tailed batches, CutMixed (or MixUped) with the stage-2 set,
     which AFR refreshes; it starts from the stage-1 model and its running accuracy."""
     s, data, seed = run.schedule, run.data, run.seed
+    assert run.model is not None and run.speed is not None  # new_run() set them
     run.model.load_state_dict(init_state["model"])
     run.class_accuracy = init_state.get("class_accuracy")
     run.train_accuracy = init_state.get("train_accuracy")
@@ -231,31 +236,35 @@ class _BalancedBatches:
             rows = to_device(
                 sampler_batches(run.sampler, run.epoch, self.n_batches, size), run.device
             )
-        else:  # the stage-2 set lives on the CPU
-            g = torch.Generator().manual_seed(run.seed * 100003 + run.epoch)
-            rows = torch.randint(len(run.stage2), (self.n_batches, size), generator=g)
+            for row in rows:
+                row = row[rank::world]
+                yield run.data.x_train[row], run.data.y_train[row]
+            return
+        stage2 = run.stage2  # the stage-2 set lives on the CPU
+        assert stage2 is not None  # no sampler: a stage-2 run
+        g = torch.Generator().manual_seed(run.seed * 100003 + run.epoch)
+        rows = torch.randint(len(stage2), (self.n_batches, size), generator=g)
         for row in rows:
             row = row[rank::world]
-            if run.sampler is not None:
-                yield run.data.x_train[row], run.data.y_train[row]
-            else:
-                xb, yb = run.stage2.get_batch(row)
-                yield to_device(xb, run.device), to_device(yb, run.device)
+            xb, yb = stage2.get_batch(row)
+            yield to_device(xb, run.device), to_device(yb, run.device)
 
 
 def start_epoch(run: Run) -> BalancedMixLoader:
     """The run's loader, pointed at the current epoch (its mixing switched on or off)."""
+    assert run.loader is not None  # new_run() built it
     run.loader.mixing = _mixing_on(run)
     run.loader.set_epoch(run.epoch)
     return run.loader
 
 
-def maybe_refresh(run: Run, progress: bool = True) -> object | None:
+def maybe_refresh(run: Run, progress: bool = True) -> RefreshReport | None:
     """AFR: regenerate the adversarial images at the start of every ``refresh_every``-th epoch
     (``AFRLoader``'s schedule); returns the refresh's report."""
     if not run.entry.refreshes:
         return None
     loader = start_epoch(run)
+    assert isinstance(loader, AFRLoader) and run.stage2 is not None  # a refreshing row
     if not loader.due():
         return None
     run.stage2.progress = progress
@@ -268,6 +277,7 @@ def _reweight_drw(run: Run) -> None:
     s = run.schedule
     if s.drw_from is None or run.stage != 1:
         return
+    assert run.criterion is not None  # new_run() set it
     run.criterion.weight = drw_weights(
         run.data.class_counts, run.epoch, start_epoch=s.at(s.drw_from)
     ).to(run.device)
@@ -286,6 +296,7 @@ def _forward(run: Run, net, x: torch.Tensor):
 def _end_epoch(run: Run, loss_sum: torch.Tensor, n_img: int, seconds: float) -> dict:
     """Record the epoch's running accuracy (the loader's, summed over the ranks) and its loss
     (one host sync, after the loop) on ``run`` and count the epoch done; the epoch's stats."""
+    assert run.loader is not None  # new_run() built it
     acc, overall = run.loader.accuracy()
     loss_sum, n_img = all_reduce_sum(
         torch.stack([loss_sum.cpu().double(), torch.tensor(float(n_img), dtype=torch.float64)])
@@ -302,6 +313,7 @@ def _end_epoch(run: Run, loss_sum: torch.Tensor, n_img: int, seconds: float) -> 
         "train_acc": run.train_accuracy,
         "seconds": seconds,
         "img_per_s": n_img / max(seconds, 1e-9),
+        "mix": run.loader.mix_stats(),  # what the balanced (stage-2) set put into the batches
     }
 
 
@@ -314,15 +326,18 @@ def train_epoch(run: Run, progress: bool = True) -> dict:
     loader = start_epoch(run)
     if run.entry.loss == "bs_eff":
         run.criterion = make_criterion(run.entry, d, dev, s, mixing=loader.mixing)
-    if hasattr(run.criterion, "set_epoch"):  # a loss switched on part-way (IB)
-        run.criterion.set_epoch(run.epoch)
+    set_epoch = getattr(run.criterion, "set_epoch", None)
+    if set_epoch is not None:  # a loss switched on part-way (IB)
+        set_epoch(run.epoch)
+    assert run.criterion is not None and run.augment is not None and run.speed is not None
+    assert run.model is not None and run.optimizer is not None  # new_run() set them
     # the augmentation is reseeded per (seed, stage, epoch, rank) so a resumed epoch repeats
     run.augment.generator.manual_seed(
         ((run.seed * 1009 + run.stage) * 100003 + run.epoch) * 64 + get_rank()
     )
     net = run.compiled or (run.ddp if run.ddp is not None else run.model)
     fmt = torch.channels_last if run.speed.channels_last else torch.contiguous_format
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=run.speed.amp)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bool(run.speed.amp))
     run.model.train()
     loss_sum, n_img = torch.zeros((), device=dev), 0
     start = time.perf_counter()
@@ -355,6 +370,7 @@ def train_epoch(run: Run, progress: bool = True) -> dict:
 
 
 def evaluate_run(run: Run) -> dict:
+    assert run.model is not None  # new_run() set it
     return evaluate_model(run.model, run.data, run.device)
 
 

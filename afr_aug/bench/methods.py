@@ -24,6 +24,7 @@ Two recipes (``reproduce --recipe``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TypedDict
 
 RECIPES = ("paper", "authors")
 AUGMENTATIONS = ("crop_flip", "autoaugment_cutout")
@@ -124,8 +125,19 @@ MISLAS_CODE = Recipe(
 )
 CMO_CODE = replace(LDAM_CODE, drw_from=None, source="naver-ai/cmo cifar_train.py")
 
+
+class _MislasSettings(TypedDict):
+    """The keyword arguments of ``afr_aug.decouple.retrain_mislas`` that MiSLAS sets per data
+    set."""
+
+    smooth_head: float
+    smooth_tail: float
+    lr_factor: float
+    shift_bn: bool
+
+
 # MiSLAS's stage 2 at imbalance 100 (config/*/cifar*_imb001_stage2_mislas.yaml)
-MISLAS_STAGE2 = {
+MISLAS_STAGE2: dict[str, _MislasSettings] = {
     "cifar10-lt": {"smooth_head": 0.3, "smooth_tail": 0.0, "lr_factor": 0.5, "shift_bn": False},
     "cifar100-lt": {"smooth_head": 0.4, "smooth_tail": 0.1, "lr_factor": 0.2, "shift_bn": True},
 }

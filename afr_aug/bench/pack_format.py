@@ -17,6 +17,7 @@ import json
 import os
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,13 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
 def write_pack(path, arrays: dict[str, np.ndarray], meta: dict) -> str:
     """Write ``arrays`` (uint8 images ``x_*`` as N x C x H x W, int labels ``y_*``) and ``meta``;
     returns the file's sha256. Written to a temporary name first, then renamed."""
-    blocks, header = [], {"version": VERSION, "meta": meta, "arrays": {}, "sha256": _digest(arrays)}
+    blocks: list[bytes] = []
+    header: dict[str, Any] = {
+        "version": VERSION,
+        "meta": meta,
+        "arrays": {},
+        "sha256": _digest(arrays),
+    }
     offset = 0
     for key, a in arrays.items():
         a = np.ascontiguousarray(a)

@@ -53,7 +53,9 @@ def measure(data, device, schedule, speed, iters: int, warmup: int, refresh_shar
     rates = {}
     for kind in ("ce", "bs_cmo"):
         rates[kind] = loop_rate(new_run(kind, 0, s, data, device, speed=speed), iters, warmup)
-    base = {"model": new_run("bs", 0, s, data, device, speed=speed).model.state_dict()}
+    bs = new_run("bs", 0, s, data, device, speed=speed)
+    assert bs.model is not None  # new_run() set it
+    base = {"model": bs.model.state_dict()}
     ft = new_run("bs_cmo_ft", 0, s, data, device, init_state=base, speed=speed)
     rates["stage2"] = loop_rate(ft, iters, warmup)
     refresh_s, _, _ = refresh_seconds(data, s, device, base, speed, refresh_share)
@@ -129,7 +131,8 @@ def simulate(methods, seeds, jobs: int, seconds: dict, speed, stage1_seed=None) 
     of its alone speed; a number is a constant slowdown instead."""
     factor = speed if callable(speed) else (lambda k: 1.0 / speed)
     tasks, deps = grid(methods, seeds, stage1_seed)
-    now, done, running, pending = 0.0, set(), {}, start_order(tasks)
+    running: dict[tuple, float] = {}  # alone-seconds of work left per run
+    now, done, pending = 0.0, set(), start_order(tasks)
     while pending or running:
         for t in list(pending):
             if len(running) >= jobs:
@@ -141,7 +144,7 @@ def simulate(methods, seeds, jobs: int, seconds: dict, speed, stage1_seed=None) 
         if not running:
             raise RuntimeError("unschedulable grid")
         f = factor(len(running))
-        first = min(running, key=running.get)
+        first = min(running, key=lambda t: running[t])
         dt = running[first] / f
         now += dt
         for t in running:
@@ -211,6 +214,7 @@ def make_plan(
         best = min(mine, key=lambda o: o["projected_s"])
         if best["projected_s"] <= budget_s:
             break
+    assert best is not None  # every grid is tried with J = 1
     fits = best["projected_s"] <= budget_s
     return {
         **best,
@@ -333,7 +337,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _throughput_args(args, device, speed, iters: int) -> list:
-    """The flags a ``afr_aug.bench.throughput`` process needs to measure as this calibration does."""
+    """The flags a ``afr_aug.bench.throughput`` process needs to measure as this calibration
+    does."""
     common = [
         "--dataset",
         args.dataset,

@@ -81,7 +81,8 @@ def plot_shot_accuracy(results, path):
 
     >>> import tempfile, os
     >>> res = {"dataset": "cifar10-lt", "imbalance_ratio": 100,
-    ...        "runs": [{"method": "bs", "seed": 0, "top1": 0.5, "many": 0.7, "med": 0.4, "few": None}]}
+    ...        "runs": [{"method": "bs", "seed": 0, "top1": 0.5, "many": 0.7, "med": 0.4,
+    ...                  "few": None}]}
     >>> p = plot_shot_accuracy(res, os.path.join(tempfile.mkdtemp(), "shot.png"))
     >>> p.stat().st_size > 0
     True
@@ -216,7 +217,7 @@ def reliability_bins(runs):
     >>> reliability_bins(runs)["bs"]
     ([4, 2], [0.35, 0.9], [0.25, 0.5])
     """
-    pooled = {}
+    pooled: dict[str, list[list]] = {}
     for run in runs:
         cal = run.get("calibration")
         if not cal:
@@ -469,7 +470,8 @@ def plot_class_distribution(
     >>> import tempfile, os
     >>> sim = [0.9, 0.8, 0.85, 0.95, 0.5, 0.6]
     >>> lab = [0, 0, 0, 0, 1, 1]
-    >>> p = plot_class_distribution([4, 2], sim, lab, 0, 1, os.path.join(tempfile.mkdtemp(), "f1.png"),
+    >>> p = plot_class_distribution([4, 2], sim, lab, 0, 1,
+    ...                             os.path.join(tempfile.mkdtemp(), "f1.png"),
     ...                             class_names=["cat", "dog"], thresholds=[0.8, 0.55])
     >>> p.exists()
     True

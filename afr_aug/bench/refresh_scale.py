@@ -330,7 +330,7 @@ def compare_paths(
     if warmup_images:
         warm = torch.arange(0, len(images), max(1, len(images) // warmup_images))
         timed_refresh(stage2(images[warm], labels[warm]), model)
-    runs = {"tensor": [], "dataset": []}
+    runs: dict[str, list[dict]] = {"tensor": [], "dataset": []}
     for k in range(max(1, repeats)):
         for path in ("tensor", "dataset") if k % 2 == 0 else ("dataset", "tensor"):
             data = (

@@ -70,7 +70,9 @@ def _label_safe(value: str):
     try:
         conf = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'label' or a confidence in (0, 1), got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"'label' or a confidence in (0, 1), got {value!r}"
+        ) from None
     if not 0 < conf < 1:
         raise argparse.ArgumentTypeError(f"a confidence must lie in (0, 1), got {value}")
     return conf

@@ -52,9 +52,12 @@ class Benchmark:
 
     def source_state(self, method: str, seed: int) -> dict:
         """The finished checkpoint the run of ``method`` and ``seed`` starts from (a stage-2 run:
-        its stage-1 model, bs_cmo or --stage1-method's; a derived row: its source's). A --jobs worker never trains it itself:
-        the parent starts the worker only once that file is finished."""
-        source, s = source_of(method, seed, self.args.stage1_seed, self.schedule.stage1_method)
+        its stage-1 model, bs_cmo or --stage1-method's; a derived row: its source's). A --jobs
+        worker never trains it itself: the parent starts the worker only once that file is
+        finished."""
+        dep = source_of(method, seed, self.args.stage1_seed, self.schedule.stage1_method)
+        assert dep is not None  # asked only for a run that starts from another
+        source, s = dep
         if not self.args.worker:
             return self.run(source, s)
         path = self.ckpt_path(run_label(source, self.schedule), s)
@@ -152,6 +155,7 @@ class Benchmark:
             result["stage1_seed"] = self.stage1_seed(run.seed)
         # the machine that finished the run: a report may be written elsewhere, from runs of
         # several machines, and its header names only the machine that wrote it
+        assert run.speed is not None  # new_run() set it
         result["device"] = training_device(self.device, run.speed.amp)
         result["recipe"] = self.schedule.recipe
         state = state_of(run, done=True, result=result)
@@ -284,6 +288,7 @@ class Benchmark:
             progress=not self.args.no_progress and get_rank() == 0,
         )
         d = self.data
+        assert out.embeddings is not None  # embed=True
         split = IntraClassSplitter().split(
             out.embeddings,
             out.labels,
@@ -296,6 +301,34 @@ class Benchmark:
             "labels": split.labels,
             "thresholds": split.thresholds.tolist(),
         }
+
+
+def _refreshes_in_training(history) -> list[dict]:
+    """Each refresh's report, with ``trained``: what the batches of the epochs it served (up to
+    the next refresh) took from the stage-2 set: batches, mixed batches, images and the share
+    of the training pixels that came from the set."""
+    refreshes: list[dict] = []
+    for h in history:
+        if "refresh" in h:
+            refreshes.append({**h["refresh"], "trained": None})
+        mix = h.get("mix")
+        if refreshes and mix:
+            t = refreshes[-1]["trained"] or {"batches": 0, "mixed": 0, "images": 0, "set": 0.0}
+            t["batches"] += mix["batches"]
+            t["mixed"] += mix["mixed"]
+            t["images"] += mix["images"]
+            t["set"] += mix["balanced_share"] * mix["images"]
+            refreshes[-1]["trained"] = t
+    for r in refreshes:
+        t = r.pop("trained")
+        if t is not None:
+            r["trained"] = {
+                "batches": t["batches"],
+                "mixed": t["mixed"],
+                "images": t["images"],
+                "set_share": t["set"] / t["images"] if t["images"] else 0.0,
+            }
+    return refreshes
 
 
 def trained_row(
@@ -312,7 +345,7 @@ def trained_row(
     """The ``results.json`` row of a trained run (finished or cut) from its final evaluation,
     the top-1 of its earlier evaluations, its training time and, for AFR, the report of every
     refresh (from its ``history``)."""
-    refreshes = [h["refresh"] for h in history if "refresh" in h]
+    refreshes = _refreshes_in_training(history)
     return {
         **({"refreshes": refreshes} if refreshes else {}),
         "method": label,

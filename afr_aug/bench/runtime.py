@@ -22,7 +22,7 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
 
 
-def training_device(device: torch.device, amp: bool) -> str:
+def training_device(device: torch.device, amp: bool | None) -> str:
     """:func:`device_name` and the precision the runs trained in (a results row says which).
 
     >>> training_device(torch.device("cpu"), amp=True).endswith(" threads), bf16 autocast")

@@ -137,7 +137,7 @@ def summarize(runs):
     (None, None)
     """
     runs = _check_runs(runs)
-    by_method = {}
+    by_method: dict[str, list[dict]] = {}
     for run in runs:  # dicts keep insertion order: first appearance wins
         by_method.setdefault(run["method"], []).append(run)
 
@@ -177,7 +177,7 @@ def summarize(runs):
 
 def per_class_means(runs, num_classes):
     """{method: per-class mean accuracy} over the method's seeds."""
-    grouped = {}
+    grouped: dict[str, list[list[float]]] = {}
     for i, run in enumerate(runs):
         per_class = run.get("per_class")
         if per_class is None:
@@ -193,7 +193,8 @@ def per_class_means(runs, num_classes):
 
 # ------------------------------------------------------------------------------------------ table
 def method_name(method):
-    """The display name; a variant's tags follow it: ``afr[mixup,0.5]`` -> ``AFR (ours) [mixup,0.5]``."""
+    """The display name; a variant's tags follow it: ``afr[mixup,0.5]`` ->
+    ``AFR (ours) [mixup,0.5]``."""
     base, bracket, tags = str(method).partition("[")
     if bracket and base in METHOD_NAMES:
         return f"{METHOD_NAMES[base]} [{tags}"
@@ -281,7 +282,7 @@ def devices_line(runs, device):
     >>> devices_line(runs, "cpu (B)")
     'Trained on: cpu (A): AFR (ours) seed 0; cpu (B): AFR (ours) seed 1.'
     """
-    where = {}
+    where: dict[str, dict[str, list[str]]] = {}
     for r in runs:
         if r.get("device") is not None:
             where.setdefault(r["device"], {}).setdefault(method_name(r["method"]), []).append(
@@ -380,21 +381,33 @@ def refresh_table(results):
     >>> rows = [{"method": "afr", "seed": 0, "refreshes": [{"generation": 1, "layout": "slots",
     ...          "target": "head", "total_adversarial_share": 0.4, "adversarial_share": [0.4, 0.38],
     ...          "total_crossed": 0.45, "cos_before_mean": 0.93, "cos_after_mean": 0.87,
-    ...          "total_label_kept": 0.96, "dose": 0.03, "rule": None, "seconds": 120.0}]}]
-    >>> print(refresh_table({"runs": rows}).splitlines()[-1])
-    | AFR (ours) | 0 | 1 | slots, head | 40.0 % (38.0 %) | 45.0 % | 0.930 → 0.870 | 0.96 | 3.00 % | – | 120 |
+    ...          "total_label_kept": 0.96, "dose": 0.03, "rule": None, "seconds": 120.0,
+    ...          "trained": {"batches": 10, "mixed": 3, "images": 1280, "set_share": 0.09}}]}]
+    >>> cells = refresh_table({"runs": rows}).splitlines()[-1].split(" | ")
+    >>> print(*cells[3:8], sep=" | ")
+    slots, head | 40.0 % (38.0 %) | 45.0 % | 0.930 → 0.870 | 0.96
+    >>> print(*cells[8:], sep=" | ")
+    3.00 % | 3/10, 9.0 % (3.6 %) | – | 120 |
     """
     lines = []
     for run in results["runs"]:
         for r in run.get("refreshes") or ():
             seconds = r.get("seconds")
+            t = r.get("trained")
+            trained = (
+                "–"
+                if not t
+                else f"{t['mixed']}/{t['batches']}, {100 * t['set_share']:.1f} % "
+                f"({100 * t['set_share'] * r['total_adversarial_share']:.1f} %)"
+            )
             lines.append(
-                f"| {_md(method_name(run['method']))} | {_md(run.get('seed'))} | {r['generation']} | "
+                f"| {_md(method_name(run['method']))} | {_md(run.get('seed'))} | "
+                f"{r['generation']} | "
                 f"{r['layout']}, {r['target']} | {100 * r['total_adversarial_share']:.1f} % "
                 f"({100 * min(r['adversarial_share']):.1f} %) | {100 * r['total_crossed']:.1f} % | "
                 f"{r['cos_before_mean']:.3f} → {r['cos_after_mean']:.3f} | "
-                f"{r['total_label_kept']:.2f} | {100 * r['dose']:.2f} % | {r.get('rule') or '–'} | "
-                f"{'–' if seconds is None else f'{seconds:.0f}'} |"
+                f"{r['total_label_kept']:.2f} | {100 * r['dose']:.2f} % | {trained} | "
+                f"{r.get('rule') or '–'} | {'–' if seconds is None else f'{seconds:.0f}'} |"
             )
     if not lines:
         return ""
@@ -403,11 +416,14 @@ def refresh_table(results):
             "**AFR refreshes** (adversarial share: all slots, in brackets the smallest "
             "class; crossed: attacked slots whose cosine to the class mean fell below "
             "λ_c; labels kept: accuracy after / before on them; dose: mix p × E[1 − lam] "
-            "× adversarial share; §3.3: the rule applied; seconds of the refresh)",
+            "× adversarial share; in training: the batches mixed with the set until the next "
+            "refresh, the share of the training pixels taken from the set and, in brackets, "
+            "that share × the set's adversarial share; §3.3: the rule applied; seconds of the "
+            "refresh)",
             "",
             "| Method | Seed | Refresh | Set | Adversarial | Crossed | Cos to mean | "
-            "Labels kept | Dose | §3.3 | Seconds |",
-            "|:--|:--|--:|:--|--:|--:|--:|--:|--:|:--|--:|",
+            "Labels kept | Dose | In training | §3.3 | Seconds |",
+            "|:--|:--|--:|:--|--:|--:|--:|--:|--:|--:|:--|--:|",
             *lines,
         ]
     )
@@ -429,8 +445,11 @@ def published_table(results):
     ...        "runs": [{"method": "ldam_drw", "epochs": 200, "seed": 0, "top1": 0.7650,
     ...                  "best_top1": 0.7702, "many": 0.8, "med": 0.7, "few": None, "ece": 0.05,
     ...                  "seconds": 7200, "device": "cpu (A)", "recipe": "authors"}]}
-    >>> print(published_table(res).splitlines()[4])
-    | LDAM-DRW | authors | 76.50 | 77.02 | 80.00 | 70.00 | 5.00 | 2.0 h | cpu (A) | 77.03 | -0.01 | Cao et al. 2019 (LDAM-DRW), Table 2 (error 22.97) |
+    >>> cells = published_table(res).splitlines()[4].split(" | ")
+    >>> print(*cells[:9], sep=" | ")
+    | LDAM-DRW | authors | 76.50 | 77.02 | 80.00 | 70.00 | 5.00 | 2.0 h | cpu (A)
+    >>> print(*cells[9:], sep=" | ")
+    77.03 | -0.01 | Cao et al. 2019 (LDAM-DRW), Table 2 (error 22.97) |
     """
     runs = check_results(results)
     dataset = str(results.get("dataset", "")).lower()

@@ -30,6 +30,7 @@ one JSON object ``{"device", "speed", "model_only", "bs_cmo", "afr_stage2", "rat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -59,9 +60,9 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def model_only(data, device, batch_size, iters, warmup, speed: Speed = Speed()):
+def model_only(data, device, batch_size, iters, warmup, speed: Speed | None = None):
     """The ceiling: forward + backward + step on one fixed batch, at the loop's speed settings."""
-    speed = speed.resolved(device)
+    speed = (Speed() if speed is None else speed).resolved(device)
     fmt = torch.channels_last if speed.channels_last else torch.contiguous_format
     model = make_model(data, device).to(memory_format=fmt).train()
     opt = make_optimizer(model.parameters(), 0.1, Schedule(), device)
@@ -75,11 +76,12 @@ def model_only(data, device, batch_size, iters, warmup, speed: Speed = Speed()):
     pick = pick.to(data.x_train.device)
     x = data.x_train[pick].float().div(255).contiguous(memory_format=fmt)
     y = data.y_train[pick]
+    start = time.perf_counter()  # reset when the timed steps begin
     for i in range(warmup + iters):
         if i == warmup:
             _sync(device)
             start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=speed.amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(speed.amp)):
             logits = net(x)
         loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -160,42 +162,46 @@ def concurrent_rate(
             str(barrier_timeout),
         ]
         env = worker_env(threads)
-        procs, files = [], []
-        try:
-            for i in range(jobs):
-                files.append(open(os.path.join(outs, f"{i}.json"), "w+"))
-                procs.append(
-                    subprocess.Popen(
-                        [*cmd, "--spawned-at", repr(time.time())],
-                        stdout=files[-1],
-                        text=True,
-                        env=env,
+        procs: list[subprocess.Popen] = []
+        # each file is a child's stdout, read back once all have exited; closed after the
+        # children are killed (the finally below)
+        with contextlib.ExitStack() as opened:
+            files = []
+            try:
+                for i in range(jobs):
+                    files.append(opened.enter_context(open(os.path.join(outs, f"{i}.json"), "w+")))
+                    procs.append(
+                        subprocess.Popen(
+                            [*cmd, "--spawned-at", repr(time.time())],
+                            stdout=files[-1],
+                            text=True,
+                            env=env,
+                        )
                     )
-                )
-            deadline = time.monotonic() + timeout
-            while any(p.poll() is None for p in procs):
-                bad = [p.returncode for p in procs if p.poll() not in (None, 0)]
+                deadline = time.monotonic() + timeout
+                while any(p.poll() is None for p in procs):
+                    bad = [p.returncode for p in procs if p.poll() not in (None, 0)]
+                    if bad:
+                        raise RuntimeError(
+                            f"a concurrent throughput process failed (exit {bad[0]})"
+                        )
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"{jobs} concurrent throughput processes took over {timeout:.0f} s"
+                        )
+                    time.sleep(0.1)
+                bad = [p.returncode for p in procs if p.returncode != 0]
                 if bad:
                     raise RuntimeError(f"a concurrent throughput process failed (exit {bad[0]})")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{jobs} concurrent throughput processes took over {timeout:.0f} s"
-                    )
-                time.sleep(0.1)
-            bad = [p.returncode for p in procs if p.returncode != 0]
-            if bad:
-                raise RuntimeError(f"a concurrent throughput process failed (exit {bad[0]})")
-            stats = []
-            for f in files:
-                f.seek(0)
-                stats.append(json.loads(f.read().strip().splitlines()[-1]))
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-            for f in files:
-                f.close()
+                stats = []
+                for f in files:
+                    f.seek(0)
+                    stats.append(json.loads(f.read().strip().splitlines()[-1]))
+            finally:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()
     return {"jobs": jobs, **aggregate(stats)}
 
 
@@ -287,6 +293,7 @@ def _measure(args, argv, data, device, speed, s) -> dict:
     m = {"model_only": model_only(data, device, args.batch_size, args.iters, args.warmup, speed)}
     cmo = new_run("bs_cmo", 0, s, data, device, speed=speed)
     m["bs_cmo"] = loop_rate(cmo, args.iters, args.warmup)
+    assert cmo.model is not None  # new_run() set it
     base = {
         "model": (
             load_checkpoint(args.checkpoint)["model"] if args.checkpoint else cmo.model.state_dict()
@@ -327,7 +334,8 @@ def _summary(args, m: dict, device, speed, s, n: int) -> None:
         f" target >= 0.9)"
     )
     print(
-        f"afr stage-2 iterations {m['afr']:.1f} img/s; refresh {m['refresh_s']:.1f} s for {n} images "
+        f"afr stage-2 iterations {m['afr']:.1f} img/s; "
+        f"refresh {m['refresh_s']:.1f} s for {n} images "
         f"(timed on {len(m['part'].data.y_train)} originals, {len(m['part'].stage2)} slots: "
         f"{sum(m['report'].minority)} minority, {sum(m['report'].attacked)} attacked), "
         f"every {s.refresh_every} epochs"

@@ -54,7 +54,7 @@ class CIFARDataset(Dataset):
     def __init__(
         self,
         data: np.ndarray,
-        targets: Sequence[int],
+        targets: Sequence[int] | np.ndarray,
         classes: Sequence[str],
         transform: Callable | None = None,
         indices: np.ndarray | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Union
+from typing import TypedDict, Union
 
 import numpy as np
 
@@ -19,8 +19,20 @@ __all__ = ["LAYOUTS", "PathLike", "canonical_name", "locate", "read_class_names"
 
 PathLike = Union[str, os.PathLike]
 
+
+class _Layout(TypedDict):
+    folder: str
+    train: list[str]
+    test: list[str]
+    meta: str
+    names_key: str
+    labels_key: str
+    num_classes: int
+    tv_class: str
+
+
 # The two official releases: folder, batch files per split, meta file and the keys inside.
-LAYOUTS = {
+LAYOUTS: dict[str, _Layout] = {
     "cifar10": {
         "folder": "cifar-10-batches-py",
         "train": [f"data_batch_{i}" for i in range(1, 6)],

@@ -149,7 +149,8 @@ class INaturalist(_FileImages):
     >>> for i in range(3):
     ...     Image.new("RGB", (5, 5)).save(root / f"{i}.jpg")
     >>> ann = {"images": [{"id": 10 + i, "file_name": f"{i}.jpg"} for i in range(3)],
-    ...        "annotations": [{"image_id": 10, "category_id": 7}, {"image_id": 11, "category_id": 3},
+    ...        "annotations": [{"image_id": 10, "category_id": 7},
+    ...                        {"image_id": 11, "category_id": 3},
     ...                        {"image_id": 12, "category_id": 7}],
     ...        "categories": [{"id": 3, "name": "fern"}, {"id": 7, "name": "moss"}]}
     >>> _ = (root / "train.json").write_text(json.dumps(ann))

@@ -112,6 +112,8 @@ class ResNet32(nn.Module):
     """
 
     embedding_dim = 64
+    norm_mean: torch.Tensor  # buffers, with normalize
+    norm_std: torch.Tensor
 
     def __init__(
         self,
@@ -138,7 +140,7 @@ class ResNet32(nn.Module):
                 in_planes = planes
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
-        self.fc = nn.Linear(self.embedding_dim, num_classes)
+        self.fc: nn.Module = nn.Linear(self.embedding_dim, num_classes)
 
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):

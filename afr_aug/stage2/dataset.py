@@ -44,7 +44,7 @@ from ..checks import check_int, check_probability, check_state
 from ..distributed import get_rank
 from ..embedding import model_device, unwrap_model
 from ..refresh_report import RefreshReport
-from ..split import IntraClassSplitter
+from ..split import IntraClassSplitter, SplitResult
 from ..store import AdversarialStore
 from . import pipeline
 from .items import ItemTable, SlotLayout
@@ -122,7 +122,9 @@ class AFRDataset(Dataset):
             label_safe=_label_safe(label_safe),
         )
         self.transform, self.generation, self.control = transform, 0, bool(control)
-        self.split_result, self.report = None, None  # of the last refresh
+        # of the last refresh
+        self.split_result: SplitResult | None = None
+        self.report: RefreshReport | None = None
         p = self.parts
         self.items = p.layout.items(
             p.layout.candidates(source.labels, counts, p.target_size, p.generator),
@@ -162,7 +164,7 @@ class AFRDataset(Dataset):
         class_accuracy=None,
         train_accuracy: float | None = None,
         mix=None,
-    ) -> RefreshReport:
+    ) -> RefreshReport | None:
         """Draw new slots, embed, split, attack, swap the new set in; returns the report.
 
         ``class_accuracy``/``train_accuracy`` feed §3.3: the *running* training accuracy on

@@ -20,7 +20,8 @@ __all__ = ["Candidates", "ItemTable", "SlotLayout", "fill"]
 class Candidates(NamedTuple):
     """What a refresh embeds and attacks: original index, label and draw of each one."""
 
-    index: torch.Tensor
+    # a field named like tuple.index (which it shadows): the public name of this field
+    index: torch.Tensor  # type: ignore[assignment]
     labels: torch.Tensor
     draws: torch.Tensor | None
 

@@ -13,7 +13,9 @@ the set until :func:`refresh` returns the new item table, so the caller swaps it
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
@@ -30,15 +32,52 @@ from .source import ImageSource
 __all__ = ["Parts", "refresh"]
 
 
+class _Layout(Protocol):
+    """What a refresh asks of a layout (:class:`~afr_aug.stage2.SlotLayout` is the library's)."""
+
+    name: str
+
+    def candidates(
+        self,
+        labels: torch.Tensor,
+        class_counts: torch.Tensor,
+        target_size: int,
+        generator: torch.Generator,
+    ) -> Candidates: ...
+
+    def items(
+        self, cand: Candidates, attacked: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> ItemTable: ...
+
+    def apply(self, images: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor: ...
+
+
+class _Attack(Protocol):
+    """What a refresh asks of an attack (:class:`~afr_aug.MinorityPGD`, or its control
+    :class:`~afr_aug.SignNoise`)."""
+
+    @property
+    def target_name(self) -> str: ...
+
+    @property
+    def head_accuracy(self) -> float | None: ...
+
+    def set_model(self, model: torch.nn.Module) -> None: ...
+
+    def fit(self, embeddings: torch.Tensor, split: SplitResult, seed: int | None = None) -> Any: ...
+
+    def generate(self, batches: Iterable) -> Iterator[tuple[torch.Tensor, dict]]: ...
+
+
 @dataclass
 class Parts:
     """What a refresh reads and writes: the pieces an :class:`~afr_aug.AFRDataset` owns."""
 
     source: ImageSource
-    layout: object
+    layout: _Layout
     store: AdversarialStore
     splitter: IntraClassSplitter
-    attack: object
+    attack: _Attack | None
     layer: str | None
     num_classes: int
     class_counts: torch.Tensor
@@ -90,6 +129,7 @@ def embed(parts: Parts, model, cand: Candidates, device, dtype):
     batches = _batches(parts, torch.arange(rank, len(cand.index), world), cand, device)
     normalize = getattr(parts.attack, "normalize", None)
     if parts.attack is not None and getattr(parts.attack, "normalization_used", None) is not None:
+        assert normalize is not None  # torchattacks' Attack has both
         batches = ((normalize(x.to(device)), y, p) for x, y, p in batches)
     with _context(device, dtype):
         out = run_inference(
@@ -120,8 +160,11 @@ def attack(parts: Parts, cand: Candidates, attacked: torch.Tensor, device, dtype
     from tqdm.auto import tqdm
 
     rank, world = get_rank(), get_world_size()
+    assert parts.attack is not None  # AFRDataset.refresh sets the default one
     mine = torch.arange(rank, len(attacked), world)  # rows this rank makes
-    parts.store.begin(len(attacked), parts.source.image_shape)  # beside the live generation
+    image_shape = parts.source.image_shape
+    assert image_shape is not None  # refresh() found it before the attack
+    parts.store.begin(len(attacked), image_shape)  # beside the live generation
     batches = (
         (x, y, rows)
         for (x, y, _), rows in zip(
@@ -131,7 +174,13 @@ def attack(parts: Parts, cand: Candidates, attacked: torch.Tensor, device, dtype
     bar = tqdm(
         total=len(mine), desc="AFR attack", leave=False, disable=not parts.progress or rank != 0
     )
-    cols = {"rows": [], "embeddings": [], "predictions": [], "confidence": [], "linf": []}
+    cols: dict[str, list[torch.Tensor]] = {
+        "rows": [],
+        "embeddings": [],
+        "predictions": [],
+        "confidence": [],
+        "linf": [],
+    }
     with _context(device, dtype):
         for (rows, after), pos in zip(
             parts.attack.generate(batches), mine.split(parts.source.batch_size)
@@ -142,8 +191,9 @@ def attack(parts: Parts, cand: Candidates, attacked: torch.Tensor, device, dtype
                 cols[k].append(after[k])
             bar.update(len(pos))
     bar.close()
-    out = {k: torch.cat(v) if v else None for k, v in cols.items()}
-    if out["rows"] is None:
+    if cols["rows"]:  # every batch adds to every column
+        out = {k: torch.cat(v) for k, v in cols.items()}
+    else:
         out = {
             "rows": torch.zeros(0, dtype=torch.long),
             "embeddings": torch.zeros(0, 1),
@@ -231,6 +281,7 @@ def refresh(
     )
     attacked = choose(parts, split)
     parts.source.find_image_shape()  # a Dataset shard may be empty on this rank
+    assert parts.attack is not None  # AFRDataset.refresh sets the default one
     parts.attack.set_model(model)
     parts.attack.fit(emb, split, seed=int(torch.randint(2**62, (1,), generator=parts.generator)))
     del emb  # S x D floats, not needed any more

@@ -149,6 +149,7 @@ class ImageSource:
         """Labels of a Dataset without ``.targets``: one pass over its items."""
         from tqdm.auto import tqdm
 
+        assert self.dataset is not None  # a tensor comes with its labels
         loader = DataLoader(
             self.dataset,
             batch_size=self.batch_size,
@@ -164,7 +165,9 @@ class ImageSource:
         """uint8 originals ``idx`` [B, C, H, W]."""
         if self.images is not None:
             return self.images[idx]
-        imgs = [to_uint8(read_item(self.dataset, int(i))[0]) for i in idx]
+        dataset = self.dataset
+        assert dataset is not None  # no tensor: a Dataset
+        imgs = [to_uint8(read_item(dataset, int(i))[0]) for i in idx]
         shapes = {tuple(t.shape) for t in imgs}
         if len(shapes) > 1 or (
             self.image_shape is not None and imgs and shapes != {self.image_shape}
@@ -179,6 +182,7 @@ class ImageSource:
         """Original ``i`` as float [C, H, W] in [0, 1]."""
         if self.images is not None:
             return self.images[i].float().div_(255)
+        assert self.dataset is not None  # no tensor: a Dataset
         return read_item(self.dataset, i)[0]
 
     def batches(self, positions: torch.Tensor, index: torch.Tensor, device) -> Iterator:
@@ -191,6 +195,7 @@ class ImageSource:
                 for p in (positions.split(self.batch_size) if len(positions) else ())
             )
             return
+        assert self.dataset is not None  # no tensor: a Dataset
         loader = DataLoader(
             _Indexed(self.dataset, index[positions]),
             batch_size=self.batch_size,
