@@ -51,7 +51,7 @@ PRESETS: dict[str, Preset] = {
             slots_per_class=50,
             lr=0.02,
         ),
-        "train_fraction": 0.3,
+        "train_fraction": 0.25,
         "test_limit": 1000,
         "dataset": "cifar10-lt",
         "methods": ("bs_cmo", "bs_cmo_ft", "afr"),
