@@ -45,7 +45,8 @@ class RefreshReport:
         >>> from afr_aug import AFRDataset
         >>> from afr_aug.models import resnet32
         >>> images = torch.randint(0, 256, (30, 3, 32, 32), dtype=torch.uint8)
-        >>> stage2 = AFRDataset(images, torch.tensor([0] * 20 + [1] * 10), progress=False)
+        >>> labels = torch.tensor([0] * 20 + [1] * 10)
+        >>> stage2 = AFRDataset(images, labels, progress=False, label_safe=None)  # serve all
         >>> with warnings.catch_warnings():
         ...     warnings.simplefilter("ignore")
         ...     report = stage2.refresh(resnet32(num_classes=2))

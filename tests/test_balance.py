@@ -48,7 +48,8 @@ def test_refresh_attacks_share_of_majority_slots_in_every_class():
     torch.manual_seed(0)
     images, labels = data()
     model = resnet32(num_classes=3)
-    b = AFRDataset(images, labels, attack_share=0.5, progress=False, batch_size=16)
+    # every attacked slot served (label_safe=None, the paper's): the counts are exact
+    b = AFRDataset(images, labels, attack_share=0.5, progress=False, batch_size=16, label_safe=None)
     report = b.refresh(model)
     split = b.split_result
     assert b.class_sizes().tolist() == [40, 40, 40]
@@ -79,8 +80,9 @@ def test_originals_layout_gives_the_tail_a_tiny_dose():
         progress=False,
         layout=OriginalsLayout(),
         splitter=IntraClassSplitter(quantile=0.2, adaptive=False),
+        label_safe=None,
     ).refresh(model)
-    new = AFRDataset(images, labels, progress=False).refresh(model)
+    new = AFRDataset(images, labels, progress=False, label_safe=None).refresh(model)
     assert old.adversarial_share[2] <= 2 / 40 and new.adversarial_share[2] >= 0.25
     assert new.dose > 1.8 * old.dose
 
@@ -460,11 +462,12 @@ def test_the_control_draws_afrs_slots_and_differs_only_where_afr_attacked():
         assert torch.equal(control.item_labels, afr.item_labels)
         assert torch.equal(control.item_draws, afr.item_draws)  # the same slots
         assert torch.equal(control.item_index[~adv], afr.item_index[~adv])
-        assert torch.equal(control.item_index[adv], afr.adversarial_source)
+        # an adversarial item is a store row; the row was made from this original
+        assert torch.equal(control.item_index[adv], afr.adversarial_source[afr.item_index[adv]])
         x_afr, _ = afr.get_batch(everything)
         x_control, _ = control.get_batch(everything)
         assert torch.equal(x_afr[~adv], x_control[~adv])  # same bytes but
-        assert torch.equal(x_control[adv], afr.adversarial_clean())  # where attacked
+        assert torch.equal(x_control[adv], afr.adversarial_clean()[afr.item_index[adv]])
         assert not torch.equal(x_afr[adv], x_control[adv])
 
 

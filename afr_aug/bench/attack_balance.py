@@ -78,6 +78,7 @@ def measure(
         autocast=autocast,
         splitter=IntraClassSplitter(quantile=quantile, adaptive=False),
         attack=MinorityPGD(model, **setting),
+        label_safe=None,  # the attack as the paper serves it
     )
     start = time.perf_counter()
     report = stage2.refresh(model)

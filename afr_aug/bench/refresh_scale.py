@@ -259,6 +259,7 @@ def _child(spec: dict) -> dict:
         num_workers=spec["num_workers"],
         seed=spec["seed"],
         progress=False,
+        label_safe=None,  # the paper's refresh, comparable with the committed runs
     )
     result = timed_refresh(stage2, model)
     if spec["storage"] != "memory":
@@ -325,6 +326,7 @@ def compare_paths(
             num_workers=num_workers,
             seed=seed,
             progress=False,
+            label_safe=None,
         )
 
     if warmup_images:

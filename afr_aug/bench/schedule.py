@@ -48,7 +48,8 @@ class Schedule:
     minority_quantile: float = 0.2  # per-class minority share of the split
     # label-safe adversarial slots (AFRDataset(label_safe=...)): None keeps every attacked slot,
     # "label" only those the model still gives their class, a float those it gives with that
-    # confidence
+    # confidence. The benchmark reproduces the paper, so it keeps them all unless asked
+    # (--label-safe); the library's AFRDataset defaults to "label".
     label_safe: object | None = None
     # slots per class of the stage-2 set (None: the largest class's size, the paper's); the
     # smoke preset keeps its refreshes to seconds with a small one
