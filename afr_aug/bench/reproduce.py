@@ -1,6 +1,7 @@
 """Reproduce the paper's Table 1, Table 2 and Fig. 4 with ResNet32 on CIFAR-LT.
 
-    afr-aug reproduce --preset smoke --out runs/smoke          # ~1-2 min on a CPU
+    afr-aug reproduce --preset quick --out runs/quick          # BS+CMO, control, AFR: ~2 min
+    afr-aug reproduce --preset smoke --out runs/smoke          # every row, a sliver (CI)
     afr-aug reproduce --preset paper --seeds 0 1 2 --out runs/paper
     afr-aug reproduce --preset paper --seeds 0 1 2 --jobs 6 --out runs/paper  # in parallel
 
