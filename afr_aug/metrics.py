@@ -170,6 +170,7 @@ def evaluate(
     class_counts: Sequence[int] | None = None,
     device=None,
     progress: bool = True,
+    logit_scale: float = 1.0,
 ) -> dict[str, object]:
     """Evaluate a classifier on a data loader: top-1, per-class and Many/Med/Few accuracy.
 
@@ -183,7 +184,10 @@ def evaluate(
     ``len(class_counts)`` and then to the logits' width. ``class_counts`` (training images per
     class) enables the ``"many"``/``"med"``/``"few"`` entries, which are ``None`` otherwise.
     ``progress`` (default on, like every afr-aug pass over a dataset) shows a tqdm bar that is
-    cleared when done.
+    cleared when done. ``logit_scale`` multiplies the logits before the softmax of the
+    calibration numbers only (accuracy does not depend on it): a cosine classifier's outputs
+    lie in [-1, 1] and its loss scales them, e.g. ``LDAMLoss(...).s``; pass that scale so ECE
+    measures the probabilities the model was trained to give.
 
     Returns ``{"top1": float, "per_class": list of float (NaN: class absent from the loader),
     "many": float | None, "med": ..., "few": ..., "ece": float, "calibration": dict}`` (``ece``:
@@ -204,6 +208,10 @@ def evaluate(
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(logit_scale, (int, float)) or isinstance(logit_scale, bool):
+        raise TypeError(f"logit_scale must be a number, got {type(logit_scale).__name__}")
+    if not math.isfinite(logit_scale) or logit_scale <= 0:
+        raise ValueError(f"logit_scale must be a positive finite number, got {logit_scale!r}")
     num_classes = _expected_classes(num_classes, class_counts)
     out = run_inference(
         model,
@@ -227,7 +235,8 @@ def evaluate(
         "med": None,
         "few": None,
     }
-    bins = calibration_bins(out.logits, tgt)
+    assert out.logits is not None  # keep_logits=True
+    bins = calibration_bins(out.logits * float(logit_scale), tgt)
     result["ece"] = _ece_of(bins)
     result["calibration"] = {k: bins[k].tolist() for k in ("count", "confidence", "accuracy")}
     if class_counts is not None:

@@ -107,6 +107,39 @@ def test_resume_after_kill_gives_the_same_result(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_reevaluate_recomputes_the_final_numbers_from_the_checkpoint(tmp_path):
+    from afr_aug.bench.checkpoints import save_atomic
+    from afr_aug.bench.factories import COSINE_SCALE, logit_scale, make_criterion
+    from afr_aug.bench.presets import schedule_from
+
+    # LDAM's cosine outputs are scaled by the loss's s for calibration; the other rows are not
+    assert logit_scale("ldam_drw") == COSINE_SCALE and logit_scale("ce") == 1.0
+    args = reproduce.parse_args(["--preset", "smoke", "--dataset", "cifar10-lt"])
+
+    counts = type("Data", (), {"class_counts": (5, 1)})
+    assert make_criterion("ldam_drw", counts, "cpu", schedule_from(args)).s == COSINE_SCALE
+
+    assert smoke(tmp_path, "--methods", "ldam_drw") == 0
+    trained = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    path = str(tmp_path / "ckpt" / "ldam_drw-seed0.pt")
+    state = load_checkpoint(path)
+    state["result"] = {**state["result"], "top1": 0.0123, "ece": 0.999, "per_class": [0.0123] * 10}
+    save_atomic(state, path)  # a row recorded by an older version, say
+    assert smoke(tmp_path, "--methods", "ldam_drw", "--report-only") == 0
+    stored = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    assert stored["top1"] == 0.0123 and stored["ece"] == 0.999
+    assert smoke(tmp_path, "--methods", "ldam_drw", "--report-only", "--reevaluate") == 0
+    again = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    for key in ("top1", "per_class", "many", "med"):
+        assert again[key] == trained[key], key
+    # the same model and test set; the sums may round differently in the last bits
+    assert again["ece"] == pytest.approx(trained["ece"], rel=1e-6)
+    assert again["calibration"]["count"] == trained["calibration"]["count"]
+    assert again["best_top1"] == trained["best_top1"] and again["seconds"] == trained["seconds"]
+    with pytest.raises(SystemExit):
+        smoke(tmp_path, "--methods", "ldam_drw", "--reevaluate")
+
+
 def test_multiple_seeds_give_mean_and_std(tmp_path):
     assert smoke(tmp_path, "--methods", "bs", "--seeds", "0", "1", "--max-iters", "1") == 0
     results = json.loads((tmp_path / "results.json").read_text())

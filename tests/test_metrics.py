@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from afr_aug.metrics import evaluate, per_class_accuracy, shot_accuracy, top1_accuracy
+from afr_aug.metrics import (
+    evaluate,
+    expected_calibration_error,
+    per_class_accuracy,
+    shot_accuracy,
+    top1_accuracy,
+)
 
 # 3 classes, 8 samples; predictions chosen by hand:
 #   class 0: 3 samples, 2 correct  -> 2/3
@@ -243,6 +249,36 @@ def test_evaluate_with_real_dataloader():
         np.nan_to_num(res["per_class"], nan=-1),
         np.nan_to_num(per_class_accuracy(model(x).detach(), y, 3).numpy(), nan=-1),
     )
+
+
+def test_evaluate_logit_scale_changes_calibration_not_accuracy():
+    # a cosine classifier's outputs are in [-1, 1]; its loss trains s * cos (LDAM: s = 30)
+    model = LookupModel(PREDS)
+    with torch.no_grad():
+        model.scale.fill_(0.1)
+    plain = evaluate(model, _loader(), progress=False)
+    scaled = evaluate(model, _loader(), progress=False, logit_scale=10.0)
+    assert scaled["top1"] == plain["top1"] and scaled["per_class"] == plain["per_class"]
+    ids = torch.arange(len(TARGETS))
+    assert plain["ece"] == pytest.approx(expected_calibration_error(model(ids), TARGETS))
+    assert scaled["ece"] == pytest.approx(expected_calibration_error(model(ids) * 10, TARGETS))
+    assert scaled["ece"] != pytest.approx(plain["ece"])
+
+
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        (0, ValueError, "logit_scale must be a positive finite number, got 0"),
+        (-1.0, ValueError, "logit_scale must be a positive finite number, got -1.0"),
+        (float("nan"), ValueError, "logit_scale must be a positive finite number, got nan"),
+        (float("inf"), ValueError, "logit_scale must be a positive finite number, got inf"),
+        (True, TypeError, "logit_scale must be a number, got bool"),
+        ("30", TypeError, "logit_scale must be a number, got str"),
+    ],
+)
+def test_evaluate_rejects_bad_logit_scale(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        evaluate(LookupModel(PREDS), _loader(), logit_scale=bad)
 
 
 @pytest.mark.parametrize(

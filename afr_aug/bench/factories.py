@@ -50,6 +50,17 @@ def make_model(data: Data, device, method: str | Method | None = None) -> torch.
     ).to(device)
 
 
+# LDAM's logit scale s: the cosine classifier's outputs times this are the logits its loss
+# trains, so evaluation scales them by it for calibration (accuracy does not depend on it)
+COSINE_SCALE = 30.0
+
+
+def logit_scale(method: str | Method | None) -> float:
+    """What the row's model outputs are multiplied by to give the logits its loss trains."""
+    cosine = method is not None and _entry(method).classifier == "cosine"
+    return COSINE_SCALE if cosine else 1.0
+
+
 def cmo_prior(data: Data, schedule: Schedule) -> torch.Tensor:
     """The label mass per class CMO's mixed stream carries (``effective_class_counts``)."""
     height, width = data.x_train.shape[-2:]
@@ -70,7 +81,7 @@ def _ib(gamma: float):
 # effective prior while CMO mixes (``mixing``) and the plain counts in the epochs it does not.
 LOSSES = {
     "ce": lambda data, s, mixing: torch.nn.CrossEntropyLoss(),
-    "ldam": lambda data, s, mixing: LDAMLoss(data.class_counts),
+    "ldam": lambda data, s, mixing: LDAMLoss(data.class_counts, s=COSINE_SCALE),
     "la": lambda data, s, mixing: LogitAdjustedLoss(data.class_counts, tau=s.la_tau),
     "bs": lambda data, s, mixing: BalancedSoftmaxLoss(data.class_counts),
     "bs_eff": lambda data, s, mixing: BalancedSoftmaxLoss(

@@ -35,7 +35,14 @@ from afr_aug.metrics import evaluate
 from afr_aug.refresh_report import RefreshReport
 
 from .data import Data, sampler_batches, test_batches
-from .factories import make_criterion, make_mixer, make_model, make_optimizer, make_stage2_set
+from .factories import (
+    logit_scale,
+    make_criterion,
+    make_mixer,
+    make_model,
+    make_optimizer,
+    make_stage2_set,
+)
 from .methods import DERIVED_METHODS, TRAINED_METHODS, Method
 from .methods import method as method_entry
 from .schedule import Schedule
@@ -371,10 +378,12 @@ def train_epoch(run: Run, progress: bool = True) -> dict:
 
 def evaluate_run(run: Run) -> dict:
     assert run.model is not None  # new_run() set it
-    return evaluate_model(run.model, run.data, run.device)
+    return evaluate_model(run.model, run.data, run.device, logit_scale(run.method))
 
 
-def evaluate_model(model: torch.nn.Module, data: Data, device) -> dict:
+def evaluate_model(model: torch.nn.Module, data: Data, device, scale: float = 1.0) -> dict:
+    """The test-set numbers of ``model``; ``scale``: :func:`~.factories.logit_scale` of its row
+    (calibration of a cosine classifier)."""
     batch = 5000 if torch.device(device).type == "cuda" else 1000
     return evaluate(
         model,
@@ -383,4 +392,5 @@ def evaluate_model(model: torch.nn.Module, data: Data, device) -> dict:
         class_counts=data.class_counts,
         device=device,
         progress=False,
+        logit_scale=scale,
     )

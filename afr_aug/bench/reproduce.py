@@ -235,6 +235,12 @@ def _process_args(p) -> None:
         help="with --report-only: report unfinished runs too, each as a row of its own "
         "(afr[partial 37/50]) evaluated at its last checkpoint",
     )
+    p.add_argument(
+        "--reevaluate",
+        action="store_true",
+        help="with --report-only: evaluate each finished trained row's final model again on the "
+        "test set (this version's metrics; the best top-1 and times as recorded)",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)
@@ -259,6 +265,9 @@ def parse_args(argv=None):
         p.error(f"--jobs must be at least 1, got {args.jobs}")
     if (args.jobs > 1 or args.isolate) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         p.error("--jobs and --isolate run their own processes; use them without torchrun")
+    for flag in ("partial", "reevaluate"):
+        if getattr(args, flag) and not args.report_only:
+            p.error(f"--{flag} changes what --report-only reports; add --report-only")
     return args
 
 
@@ -296,9 +305,11 @@ def _gather(bench: Benchmark, args, tasks, wanted):
     for method, seed in tasks:
         path = bench.ckpt_path(run_label(method, bench.schedule), seed)
         if is_finished(path):
-            bench.finished[path] = load_checkpoint(path)
+            state = bench.finished[path] = load_checkpoint(path)
             if (method, seed) in wanted:
-                runs.append(bench.finished[path]["result"])
+                runs.append(
+                    bench.reevaluated(method, state) if args.reevaluate else state["result"]
+                )
         elif (method, seed) in wanted:
             row = bench.partial_result(method, seed, path) if args.partial else None
             if row is None:

@@ -15,7 +15,7 @@ from afr_aug.embedding import run_inference
 from .checkpoints import is_finished, load_checkpoint, restore, save_atomic, state_of
 from .data import Data, train_batches
 from .derived import derive_model
-from .factories import make_model
+from .factories import logit_scale, make_model
 from .grid import ckpt_path, from_bs_cmo, run_label, source_of
 from .loop import Run, evaluate_model, evaluate_run, maybe_refresh, new_run, train_epoch
 from .methods import METHODS
@@ -229,6 +229,22 @@ class Benchmark:
         self.finished[path] = state
         return state
 
+    def reevaluated(self, method: str, state: dict) -> dict:
+        """The row of a finished trained run with its final model evaluated again by this
+        version (--report-only --reevaluate): the test-set numbers change, the training history,
+        best top-1 and time stay as they were recorded."""
+        result = dict(state["result"])
+        entry = METHODS[method]
+        if entry.stage == 0:
+            return result
+        model = make_model(self.data, self.device, entry)
+        model.load_state_dict(state["model"])
+        final = evaluate_model(model, self.data, self.device, logit_scale(entry))
+        for key in ("top1", "many", "med", "few", "ece", "calibration", "per_class"):
+            result[key] = final[key]
+        result["best_top1"] = max(result.get("best_top1", final["top1"]), final["top1"])
+        return result
+
     def partial_result(self, method: str, seed: int, path: str) -> dict | None:
         """The row of an unfinished run, evaluated at its last checkpoint (a time budget cut
         it); ``None`` when it never finished an epoch or is a derived row (made in one step)."""
@@ -250,7 +266,7 @@ class Benchmark:
         label = f"{base}[{tags + ',' if tags else ''}partial {done}/{total}]"
         model = make_model(self.data, self.device, entry)
         model.load_state_dict(state["model"])
-        final = evaluate_model(model, self.data, self.device)
+        final = evaluate_model(model, self.data, self.device, logit_scale(entry))
         evaluated = [h["top1"] for h in state["history"] if "top1" in h] + [final["top1"]]
         result = trained_row(
             label,
