@@ -339,3 +339,27 @@ def test_published_table_sets_each_row_beside_its_paper():
     assert published_table({"dataset": "cifar10-lt", "runs": runs[1:]}) == ""
     c100 = published_table({"dataset": "cifar100-lt", "runs": runs[:1]})
     assert "| 42.04 |" in c100 and "CIFAR-100-LT" in c100
+
+
+def test_each_refresh_sums_what_the_epochs_it_served_trained_on():
+    from afr_aug.bench.runner import trained_row
+
+    def mix(batches, mixed, images, share):
+        return {"batches": batches, "mixed": mixed, "images": images, "balanced_share": share}
+
+    history = [
+        {"epoch": 1, "mix": mix(9, 9, 900, 0.5)},  # before any refresh: belongs to none
+        {"epoch": 2, "refresh": {"generation": 1}, "mix": mix(10, 2, 1000, 0.1)},
+        {"epoch": 3, "mix": mix(10, 4, 1000, 0.3)},
+        {"epoch": 4, "refresh": {"generation": 2}},  # served no epoch with mix stats
+    ]
+    final = {"top1": 0.5, "many": 0.5, "med": 0.5, "few": None, "per_class": [0.5, 0.5]}
+    row = trained_row("afr", 0, final, [0.4], 10.0, 100, 2, 2, history)
+    first, second = row["refreshes"]
+    assert first == {
+        "generation": 1,
+        "trained": {"batches": 20, "mixed": 6, "images": 2000, "set_share": 0.2},
+    }
+    assert second == {"generation": 2}
+    assert history[1]["refresh"] == {"generation": 1}  # the history is not changed
+    assert "refreshes" not in trained_row("ce", 0, final, [], 1.0, 1, 2, 0, history[:1])

@@ -323,27 +323,25 @@ def _refreshes_in_training(history) -> list[dict]:
     """Each refresh's report, with ``trained``: what the batches of the epochs it served (up to
     the next refresh) took from the stage-2 set: batches, mixed batches, images and the share
     of the training pixels that came from the set."""
-    refreshes: list[dict] = []
+    served: list[tuple[dict, list[dict]]] = []  # (report, the mix stats of the epochs it served)
     for h in history:
         if "refresh" in h:
-            refreshes.append({**h["refresh"], "trained": None})
-        mix = h.get("mix")
-        if refreshes and mix:
-            t = refreshes[-1]["trained"] or {"batches": 0, "mixed": 0, "images": 0, "set": 0.0}
-            t["batches"] += mix["batches"]
-            t["mixed"] += mix["mixed"]
-            t["images"] += mix["images"]
-            t["set"] += mix["balanced_share"] * mix["images"]
-            refreshes[-1]["trained"] = t
-    for r in refreshes:
-        t = r.pop("trained")
-        if t is not None:
-            r["trained"] = {
-                "batches": t["batches"],
-                "mixed": t["mixed"],
-                "images": t["images"],
-                "set_share": t["set"] / t["images"] if t["images"] else 0.0,
+            served.append((h["refresh"], []))
+        if served and h.get("mix"):
+            served[-1][1].append(h["mix"])
+    refreshes = []
+    for report, mixes in served:
+        row = dict(report)
+        if mixes:
+            images = sum(m["images"] for m in mixes)
+            from_set = sum(m["balanced_share"] * m["images"] for m in mixes)
+            row["trained"] = {
+                "batches": sum(m["batches"] for m in mixes),
+                "mixed": sum(m["mixed"] for m in mixes),
+                "images": images,
+                "set_share": from_set / images if images else 0.0,
             }
+        refreshes.append(row)
     return refreshes
 
 
