@@ -23,6 +23,12 @@ def cifar10_root():
     return None
 
 
+def smoke_args(out, *extra) -> list[str]:
+    """The benchmark's smoke preset on the real CIFAR-10-LT into ``out``, plus ``extra`` flags."""
+    data = ["--dataset", "cifar10-lt", "--data-root", str(cifar10_root())]
+    return ["--preset", "smoke", *data, "--out", str(out), "--no-progress", *extra]
+
+
 needs_cifar10 = pytest.mark.skipif(
     cifar10_root() is None,
     reason="real CIFAR-10 not found in $AFR_DATA or <repo>/../shared/data (cifar-10-batches-py/)",

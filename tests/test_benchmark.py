@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from conftest import cifar10_root, needs_cifar10
+from conftest import cifar10_root, needs_cifar10, smoke_args
 
 from afr_aug.bench import reproduce
 from afr_aug.bench.checkpoints import load_checkpoint
@@ -16,20 +16,7 @@ pytestmark = needs_cifar10
 
 
 def smoke(out, *extra):
-    return reproduce.main(
-        [
-            "--preset",
-            "smoke",
-            "--dataset",
-            "cifar10-lt",
-            "--data-root",
-            str(cifar10_root()),
-            "--out",
-            str(out),
-            "--no-progress",
-            *extra,
-        ]
-    )
+    return reproduce.main(smoke_args(out, *extra))
 
 
 def test_smoke_every_method_writes_schema(tmp_path):

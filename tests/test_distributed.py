@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cifar10_root, needs_cifar10
+from conftest import needs_cifar10, smoke_args
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -82,22 +82,8 @@ def test_sampler_shares_disjoint_and_cover_the_draw(both):
 
 @needs_cifar10
 def test_torchrun_smoke_benchmark(tmp_path):
-    done = torchrun(
-        "-m",
-        "benchmarks.reproduce",
-        "--preset",
-        "smoke",
-        "--dataset",
-        "cifar10-lt",
-        "--data-root",
-        str(cifar10_root()),
-        "--methods",
-        "bs_cmo",
-        "afr",
-        "--out",
-        str(tmp_path),
-        "--no-progress",
-    )
+    args = smoke_args(tmp_path, "--methods", "bs_cmo", "afr")
+    done = torchrun("-m", "benchmarks.reproduce", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["world_size"] == 2
