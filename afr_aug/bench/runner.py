@@ -229,6 +229,12 @@ class Benchmark:
         self.finished[path] = state
         return state
 
+    def evaluate_checkpoint(self, entry, state: dict) -> dict:
+        """The test-set numbers of the model saved in ``state``, a run of row ``entry``."""
+        model = make_model(self.data, self.device, entry)
+        model.load_state_dict(state["model"])
+        return evaluate_model(model, self.data, self.device, logit_scale(entry))
+
     def reevaluated(self, method: str, state: dict) -> dict:
         """The row of a finished trained run with its final model evaluated again by this
         version (--report-only --reevaluate): the test-set numbers change, the training history,
@@ -237,9 +243,7 @@ class Benchmark:
         entry = METHODS[method]
         if entry.stage == 0:
             return result
-        model = make_model(self.data, self.device, entry)
-        model.load_state_dict(state["model"])
-        final = evaluate_model(model, self.data, self.device, logit_scale(entry))
+        final = self.evaluate_checkpoint(entry, state)
         for key in ("top1", "many", "med", "few", "ece", "calibration", "per_class"):
             result[key] = final[key]
         result["best_top1"] = max(result.get("best_top1", final["top1"]), final["top1"])
@@ -264,9 +268,7 @@ class Benchmark:
         base, _, tags = label.partition("[")
         tags = tags.rstrip("]")
         label = f"{base}[{tags + ',' if tags else ''}partial {done}/{total}]"
-        model = make_model(self.data, self.device, entry)
-        model.load_state_dict(state["model"])
-        final = evaluate_model(model, self.data, self.device, logit_scale(entry))
+        final = self.evaluate_checkpoint(entry, state)
         evaluated = [h["top1"] for h in state["history"] if "top1" in h] + [final["top1"]]
         result = trained_row(
             label,
