@@ -265,6 +265,33 @@ def test_evaluate_logit_scale_changes_calibration_not_accuracy():
     assert scaled["ece"] != pytest.approx(plain["ece"])
 
 
+def test_evaluate_logit_scale_torchvision_model_on_an_image_folder(tmp_path):
+    # a user's torchvision classifier on their own ImageFolder (read from disk batch by batch,
+    # 40 x 48 images): logit_scale scales what the softmax sees and nothing else
+    from PIL import Image
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, models, transforms
+
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog", "fox"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            img = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            Image.fromarray(img).save(tmp_path / c / f"{i}.png")
+    folder = datasets.ImageFolder(tmp_path, transform=transforms.ToTensor())
+    torch.manual_seed(0)
+    model = models.resnet18(num_classes=3).eval()
+    loader = DataLoader(folder, batch_size=4)
+    with torch.no_grad():
+        logits = torch.cat([model(x) for x, _ in loader])
+    targets = torch.tensor(folder.targets)
+    res = evaluate(model, loader, num_classes=3, progress=False, logit_scale=2.5)
+    assert res["top1"] == pytest.approx(top1_accuracy(logits, targets))
+    assert res["ece"] == pytest.approx(expected_calibration_error(logits * 2.5, targets), abs=1e-6)
+    assert res["ece"] != pytest.approx(expected_calibration_error(logits, targets), abs=1e-3)
+    assert not model.training
+
+
 @pytest.mark.parametrize(
     "bad, exc, match",
     [
