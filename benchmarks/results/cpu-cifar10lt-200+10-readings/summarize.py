@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from afr_aug.bench.tables import paired_differences
+from afr_aug.bench.tables import paired_differences, summarize
 
 READINGS = {  # folder: (label, control, AFR, noise control)
     "literal": ("literal, p = 0.25", "bs_cmo_ft", "afr", "afr_noise"),
@@ -21,15 +21,11 @@ READINGS = {  # folder: (label, control, AFR, noise control)
 }
 
 
-def mean_std(xs):
-    m = sum(xs) / len(xs)
-    s = (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
-    return m, s
-
-
-def cell(xs):
-    m, s = mean_std([100 * x for x in xs])
-    return f"{m:.2f} ± {s:.2f}" if len(xs) > 1 else f"{m:.2f}"
+def cell(row):
+    if row is None:
+        return ""
+    m, s = 100 * row["top1_mean"], 100 * row["top1_std"]
+    return f"{m:.2f} ± {s:.2f}" if row["n"] > 1 else f"{m:.2f}"
 
 
 def paired(runs, a, b):
@@ -49,18 +45,18 @@ def main(folder):
         if not path.exists():
             continue
         runs = json.loads(path.read_text())["runs"]
-        top1 = {m: [r["top1"] for r in runs if r["method"] == m] for m in (control, afr, noise)}
+        rows = {row["method"]: row for row in summarize(runs)}
         seeds = sorted({r["seed"] for r in runs if r["method"] == afr})
         vs_control, c = paired(runs, afr, control)
         vs_noise, n = paired(runs, afr, noise)
         separates = (
             "–"
             if c is None or n is None or c[2] < 2
-            else ("yes" if all(m > 0 and m > 2 * s for m, s, _ in (c, n)) else "no")
+            else ("yes" if all(m > 2 * s for m, s, _ in (c, n)) else "no")
         )
         print(
             f"| {label} | {' '.join(map(str, seeds))} | "
-            + " | ".join(cell(top1[m]) if top1[m] else "" for m in (control, afr, noise))
+            + " | ".join(cell(rows.get(m)) for m in (control, afr, noise))
             + f" | {vs_control} | {vs_noise} | {separates} |"
         )
 
