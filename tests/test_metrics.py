@@ -267,7 +267,7 @@ def test_evaluate_logit_scale_changes_calibration_not_accuracy():
 
 def test_evaluate_logit_scale_torchvision_model_on_an_image_folder(tmp_path):
     # a user's torchvision classifier on their own ImageFolder (read from disk batch by batch,
-    # 40 x 48 images): logit_scale scales what the softmax sees and nothing else
+    # 64 x 80 images): logit_scale scales what the softmax sees and nothing else
     from PIL import Image
     from torch.utils.data import DataLoader
     from torchvision import datasets, models, transforms
@@ -276,7 +276,7 @@ def test_evaluate_logit_scale_torchvision_model_on_an_image_folder(tmp_path):
     for c in ("cat", "dog", "fox"):
         (tmp_path / c).mkdir()
         for i in range(3):
-            img = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            img = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
             Image.fromarray(img).save(tmp_path / c / f"{i}.png")
     folder = datasets.ImageFolder(tmp_path, transform=transforms.ToTensor())
     torch.manual_seed(0)
