@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from afr_aug import AFRDataset, IntraClassSplitter, LongTailSampler
+from afr_aug.bench.runtime import exit_process
 from afr_aug.distributed import all_gather_cat, get_rank, get_world_size
 from afr_aug.embedding import run_inference
 from afr_aug.metrics import evaluate
@@ -97,4 +98,4 @@ if __name__ == "__main__":
     result = compute(sys.argv[2])
     if dist.get_rank() == 0:
         torch.save(result, sys.argv[1])
-    dist.destroy_process_group()
+    exit_process(0)  # as the commands end under torchrun (see its docstring)

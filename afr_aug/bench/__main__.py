@@ -47,5 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if code is None else int(code)
 
 
+def run() -> None:
+    """The ``afr-aug`` console script: :func:`main`, then the process ends as
+    :func:`~afr_aug.bench.runtime.exit_process` ends a command under torchrun."""
+    from .runtime import exit_process  # torch is imported only for a command, not for --help
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -58,7 +58,7 @@ from .plots import plot_class_distribution
 from .presets import PRESETS
 from .report import write_report
 from .runner import Benchmark, Interrupted
-from .runtime import setup_distributed, training_device
+from .runtime import exit_process, setup_distributed, training_device
 from .speed import add_speed_args, speed_from
 from .tables import markdown_table
 
@@ -428,13 +428,5 @@ def main(argv=None) -> int:
     return 0
 
 
-def _main_and_leave_group() -> int:
-    try:
-        return main()
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
 if __name__ == "__main__":
-    sys.exit(_main_and_leave_group())
+    exit_process(main())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
+from typing import NoReturn
 
 import torch
 
@@ -42,6 +44,26 @@ def worker_env(threads: int) -> dict:
         OMP_NUM_THREADS=str(threads),
         PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
     )
+
+
+def exit_process(code: int | None) -> NoReturn:
+    """End a command's process with ``code``. Under torchrun: wait for every rank, leave the
+    process group, flush the output and end at once, without the interpreter's shutdown.
+
+    Why: a gloo worker thread releases a finished collective's tensors a moment after the
+    caller has returned; when that lands in the interpreter's shutdown, the thread cannot take
+    the GIL, is unwound inside a ``noexcept`` destructor and aborts the whole process (torch
+    2.14.1, about 2 % of 2-rank runs on a 2-core Xeon, always after every file was written, yet
+    torchrun reports the rank as failed). Every file of a command is closed before this runs.
+    """
+    code = 0 if code is None else int(code)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def setup_distributed(requested_device: str | None) -> torch.device:
