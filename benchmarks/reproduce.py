@@ -1,8 +1,9 @@
 """``python -m benchmarks.reproduce``: the reference benchmark's ``reproduce`` command in a clone
 (the code is ``afr_aug.bench.reproduce``; after ``pip install afr-aug``: ``afr-aug reproduce``)."""
 
-from afr_aug.bench.reproduce import main
-from afr_aug.bench.runtime import exit_process
+from afr_aug.bench.reproduce import main, run
+
+__all__ = ["main", "run"]
 
 if __name__ == "__main__":
-    exit_process(main())
+    run()

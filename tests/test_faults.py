@@ -8,6 +8,7 @@ at each phase of a refresh in a subprocess.
 """
 
 import errno
+import gc
 import os
 import pickle
 import signal
@@ -113,6 +114,7 @@ def test_a_failure_at_any_step_keeps_the_previous_generation(tmp_path, monkeypat
     storage = "memory" if where == "memory" else str(tmp_path)
     b = new_set(storage, batch_size=8)  # several attack batches: fail in the middle
     refresh(b)
+    gc.collect()  # an earlier test's unreachable file must not close during this one's count
     before, fds, state = served(b), open_fds(), b.generator.get_state()
     with monkeypatch.context() as m:
         _raise_in(m, b, step)

@@ -428,5 +428,11 @@ def main(argv=None) -> int:
     return 0
 
 
+def run(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.reproduce`` and the ``--jobs`` workers: :func:`main`, then the
+    process ends as :func:`~afr_aug.bench.runtime.exit_process` ends a command under torchrun."""
+    exit_process(main(argv))
+
+
 if __name__ == "__main__":
-    exit_process(main())
+    run()
