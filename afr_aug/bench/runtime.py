@@ -10,6 +10,8 @@ from typing import NoReturn
 
 import torch
 
+from afr_aug.distributed import barrier
+
 
 def device_name(device: torch.device) -> str:
     """``cuda (NAME)`` or ``cpu (MODEL, N threads)``: what a results file says it ran on."""
@@ -55,10 +57,12 @@ def exit_process(code: int | None) -> NoReturn:
     the GIL, is unwound inside a ``noexcept`` destructor and aborts the whole process (torch
     2.14.1, about 2 % of 2-rank runs on a 2-core Xeon, always after every file was written, yet
     torchrun reports the rank as failed). Every file of a command is closed before this runs.
+
+    Usage, as a command's last line: ``if __name__ == "__main__": exit_process(main())``.
     """
     code = 0 if code is None else int(code)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+        barrier()
         torch.distributed.destroy_process_group()
         sys.stdout.flush()
         sys.stderr.flush()
