@@ -144,6 +144,19 @@ def test_grid_orders_rows_after_what_they_start_from():
     assert grid.from_bs_cmo("afr_tau") and not grid.from_bs_cmo("ce_posthoc")
 
 
+def test_jobs_start_runs_in_the_order_methods_names_them():
+    named = ["remix", "ldam_drw", "ce", "mislas"]
+    tasks, _ = grid.grid(named, [0, 1])
+    assert [m for m, _ in tasks[:5]] != named  # the grid itself is in report order
+    order = grid.start_order(tasks, methods=named)
+    # the row that starts from another first, then the stage-1 rows seed by seed in --methods
+    # order, the unnamed dependency (MiSLAS's stage 1) after the named ones
+    stage1 = ["remix", "ldam_drw", "ce", "mislas_stage1"]
+    assert order == [("mislas", 0), ("mislas", 1)] + [(m, 0) for m in stage1] + [
+        (m, 1) for m in stage1
+    ]
+
+
 def test_stage2_from_another_stage1_model_is_a_row_of_its_own(tmp_path):
     tasks, deps = grid.grid(
         ["bs_cmo_ft", "afr_tau", "bs_cmo_crt"], [1], stage1_seed=0, stage1_method="bs_cmo_eff"

@@ -62,17 +62,25 @@ def grid(methods, seeds, stage1_seed: int | None = None, stage1_method: str = "b
     return tasks, deps
 
 
-def start_order(tasks, stage1_method: str = "bs_cmo"):
+def start_order(tasks, stage1_method: str = "bs_cmo", methods=None):
     """The order --jobs starts runs in: bs_cmo (and --stage1-method's model) first (the stage-2
     runs wait for it and it is the longest), then each run that starts from another as soon as
-    it may, then the other stage-1 runs."""
+    it may, then the other stage-1 runs. Within each group, seed by seed, and within a seed in
+    the order ``methods`` (--methods) names them, so that a user can put the runs that matter
+    most first; a dependency not named there comes after the named ones."""
+    named = list(methods or ())
+    seeds = list(dict.fromkeys(t[1] for t in tasks))
 
     def rank(task) -> int:
         if task[0] in ("bs_cmo", stage1_method):
             return 0
         return 1 if METHODS[task[0]].stage != 1 else 2
 
-    return sorted(tasks, key=rank)
+    def key(task) -> tuple[int, int, int]:
+        where = named.index(task[0]) if task[0] in named else len(named)
+        return rank(task), seeds.index(task[1]), where
+
+    return sorted(tasks, key=key)
 
 
 def run_label(method: str, s: Schedule) -> str:

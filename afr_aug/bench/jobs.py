@@ -92,7 +92,9 @@ class JobRunner:
         """Run the grid; the number of runs that failed or could not start."""
         os.makedirs(self.logs, exist_ok=True)
         pending = [
-            t for t in start_order(self.tasks, self.schedule.stage1_method) if t not in self.done
+            t
+            for t in start_order(self.tasks, self.schedule.stage1_method, self.args.methods)
+            if t not in self.done
         ]
         self.say(
             f"--jobs {self.args.jobs}: {len(pending)} runs to do ({len(self.done)} already "

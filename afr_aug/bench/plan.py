@@ -132,7 +132,7 @@ def simulate(methods, seeds, jobs: int, seconds: dict, speed, stage1_seed=None) 
     factor = speed if callable(speed) else (lambda k: 1.0 / speed)
     tasks, deps = grid(methods, seeds, stage1_seed)
     running: dict[tuple, float] = {}  # alone-seconds of work left per run
-    now, done, pending = 0.0, set(), start_order(tasks)
+    now, done, pending = 0.0, set(), start_order(tasks, methods=methods)
     while pending or running:
         for t in list(pending):
             if len(running) >= jobs:

@@ -28,7 +28,8 @@ checkpoints every epoch to --out/ckpt so that --resume finishes a killed run wit
 
 --jobs N runs the (method, seed) grid in N worker processes (each its own CUDA context, or its
 own CPU threads: --threads per worker, default the cores divided by N). A stage-2 run starts
-only once the bs_cmo checkpoint it fine-tunes is finished; each worker's output goes to
+only once the bs_cmo checkpoint it fine-tunes is finished, the other runs start seed by seed
+in the order --methods names them; each worker's output goes to
 --out/logs/ and to the screen, and the parent merges every finished checkpoint into one report.
 --stage1-seed S makes the stage-2 runs of every seed fine-tune the one bs_cmo model of seed S,
 which isolates the stage-2 spread (the seeds then vary only the stage-2 randomness).
