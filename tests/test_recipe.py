@@ -35,12 +35,21 @@ def test_authors_recipe_drops_autoaugment_and_cutout():
         METHODS["ce"].recipe("x", Schedule())
 
 
-def test_authors_recipe_evaluates_every_epoch_after_the_first_milestone():
+def test_authors_recipe_evaluates_every_epoch_after_the_recipe_first_changes():
     paper, authors = Schedule(), Schedule(recipe="authors")
     assert [e for e in range(1, 201) if paper.evaluates(e, 1)] == list(range(10, 201, 10))
     dense = [e for e in range(1, 201) if authors.evaluates(e, 1)]
     assert dense == list(range(10, 161, 10)) + list(range(161, 201))
     assert [e for e in range(1, 51) if authors.evaluates(e, 2)] == list(range(10, 51, 10))
+    # the first change of the recipe decides: IB's switch (and decay) at half-way, and a DRW
+    # that starts before the first decay
+    ib = Schedule(recipe="authors", milestones=(0.5, 0.8, 0.9), switch_from=0.5)
+    assert [e for e in range(1, 201) if ib.evaluates(e, 1)] == list(range(10, 101, 10)) + list(
+        range(101, 201)
+    )
+    assert Schedule(recipe="authors", drw_from=0.7).dense_from() == 0.7
+    cosine = Schedule(recipe="authors", lr_schedule="cosine_warmup", milestones=(0.1,))
+    assert cosine.dense_from() == 0.8  # milestones mean nothing to the cosine schedule
 
 
 def test_a_checkpoint_of_another_recipe_is_refused():

@@ -20,8 +20,9 @@ afr_aug/bench/methods.py):
 --recipe paper (default) trains every stage-1 row with the preset's schedule and the AFR paper's
 augmentation (the AFR comparison's equal footing); --recipe authors trains each row as its
 official code does (Balanced Softmax: 520 epochs of batch 512; Remix: 300 epochs; ...), scaled
-to the preset's length, and evaluates every epoch of the last fifth: compare it with the
-published numbers, which results.md sets beside each row.
+to the preset's length, and evaluates every epoch from the recipe's first change (decay, DRW,
+IB's switch; the last fifth at the latest): compare it with the published numbers, which
+results.md sets beside each row.
 Writes results.json, results.md (Table 1 style, mean ± std over seeds, ECE), shot_accuracy.png
 (Fig. 4), per_class.png, reliability.png and class_distribution.png (Fig. 1) into --out, and
 checkpoints every epoch to --out/ckpt so that --resume finishes a killed run with the same result.

@@ -75,7 +75,8 @@ class Schedule:
     drw_from: float | None = None  # DRW's class weights from this share on
     switch_from: float | None = None  # the loss switched on here (IB)
     # The authors' codes evaluate on the test set every epoch and report the best one: under
-    # "authors" every stage-1 epoch of the last fifth is evaluated (after the first decay).
+    # "authors" every stage-1 epoch is evaluated from the first change of the recipe (its first
+    # learning-rate decay, DRW, IB's switch), and from the last fifth at the latest.
     dense_eval_from: float = 0.8
 
     def for_stage1(self, method) -> Schedule:
@@ -100,8 +101,18 @@ class Schedule:
     def evaluates(self, epoch: int, stage: int) -> bool:
         """Whether the run evaluates on the test set after ``epoch`` (1-based) of ``stage``."""
         total = self.stage2_epochs if stage == 2 else self.epochs
-        dense = self.recipe == "authors" and stage == 1 and epoch > self.at(self.dense_eval_from)
+        dense = self.recipe == "authors" and stage == 1 and epoch > self.at(self.dense_from())
         return dense or epoch % max(self.eval_every, 1) == 0 or epoch == total
+
+    def dense_from(self) -> float:
+        """The share of stage 1 after which ``--recipe authors`` evaluates every epoch: the
+        first change of the recipe (the first step decay, DRW, the loss switch), at most
+        ``dense_eval_from``. The best epoch the authors' codes report lies after it (IB's peaks
+        in the epochs after its switch at half-way)."""
+        changes = [self.dense_eval_from, self.drw_from, self.switch_from]
+        if self.lr_schedule == "step":
+            changes += list(self.milestones[:1])
+        return min(c for c in changes if c is not None)
 
     def at(self, share: float) -> int:
         """The stage-1 epoch (0-based) a share of ``epochs`` falls on."""
