@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Issue 23's unfinished 200-epoch rows, continued on this or another machine:
+#
+#   bash benchmarks/results/cpu-cifar10lt-200/resume.sh [RUNS]     (RUNS default: ../runs-23)
+#
+# It sets up what is missing, never overwriting a checkpoint that is further along: worktrees of
+# the two fixed commits beside the clone, RUNS/cpu-cifar10lt-200/ckpt with the committed
+# partial checkpoints, RUNS/cpu-cifar10lt-200-ibdense/ckpt with IB's epoch-32 checkpoint. Then
+# it starts two lanes of one thread each in the background (logs in RUNS/*/logs) and returns.
+# Balanced Softmax began at 2ed80cb and continues there; the rows begun after 65d7de5 (every
+# epoch evaluated from the recipe's first change) run there. DRY=1 prints the commands instead.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(git -C "$here" rev-parse --show-toplevel)
+runs=$(mkdir -p "${1:-$repo/../runs-23}" && cd "${1:-$repo/../runs-23}" && pwd)
+py=${PY:-$repo/.venv/bin/python}
+old=$repo/../exp-23 new=$repo/../exp-23b
+[ -e "$old/.git" ] || git -C "$repo" worktree add -f --detach "$old" 2ed80cb
+[ -e "$new/.git" ] || git -C "$repo" worktree add -f --detach "$new" 65d7de5
+out=$runs/cpu-cifar10lt-200 ib=$runs/cpu-cifar10lt-200-ibdense
+mkdir -p "$out/ckpt" "$out/logs" "$ib/ckpt" "$ib/logs"
+for f in "$here"/partial/*.pt; do cp -n "$f" "$out/ckpt/"; done
+[ -e "$ib/ckpt/ib-seed0.pt" ] || git -C "$repo" show \
+    2aff89e:benchmarks/results/cpu-cifar10lt-200/partial/ib-seed0.pt > "$ib/ckpt/ib-seed0.pt"
+
+lane() {  # lane WORKTREE OUT METHOD...: the rows one after another, one thread, resumable
+    local wt=$1 dst=$2 m
+    shift 2
+    for m in "$@"; do
+        local cmd=(env AFR_DATA="${AFR_DATA:-$repo/../shared/data}" OMP_NUM_THREADS=1
+            MKL_NUM_THREADS=1 PYTHONPATH="$wt" "$py" -m benchmarks.reproduce --preset paper
+            --dataset cifar10-lt --recipe authors --methods "$m" --seeds 0 --amp --threads 1
+            --resume --no-progress --out "$dst")
+        if [ -n "${DRY:-}" ]; then echo "(cd $wt && ${cmd[*]})"; continue; fi
+        (cd "$wt" && "${cmd[@]}" >> "$dst/logs/$m-seed0.log" 2>&1) || return
+    done
+}
+if [ -n "${DRY:-}" ]; then
+    lane "$old" "$out" bs; lane "$new" "$out" remix
+    lane "$new" "$out" mislas_stage1 mislas remix_drw; lane "$new" "$ib" ib
+    exit
+fi
+nohup setsid bash -c "$(declare -f lane); py=$py repo=$repo
+    (lane $old $out bs && lane $new $out remix) &
+    (lane $new $out mislas_stage1 mislas remix_drw; lane $new $ib ib) &
+    wait" > /dev/null 2>&1 &
+echo "issue 23's rows run in the background; logs in $out/logs and $ib/logs"
