@@ -35,13 +35,12 @@ lane() {  # lane WORKTREE OUT METHOD...: the rows one after another, one thread,
         (cd "$wt" && "${cmd[@]}" >> "$dst/logs/$m-seed0.log" 2>&1) || return
     done
 }
-if [ -n "${DRY:-}" ]; then
-    lane "$old" "$out" bs; lane "$new" "$out" remix
-    lane "$new" "$out" mislas_stage1 mislas remix_drw; lane "$new" "$ib" ib
-    exit
-fi
-nohup setsid bash -c "$(declare -f lane); py=$py repo=$repo
-    (lane $old $out bs && lane $new $out remix) &
-    (lane $new $out mislas_stage1 mislas remix_drw; lane $new $ib ib) &
-    wait" > /dev/null 2>&1 &
+lanes() {  # the two lanes: Balanced Softmax then Remix; MiSLAS, Remix-DRW, then the IB rerun
+    (lane "$old" "$out" bs && lane "$new" "$out" remix) &
+    (lane "$new" "$out" mislas_stage1 mislas remix_drw; lane "$new" "$ib" ib) &
+    wait
+}
+export py repo old new out ib
+if [ -n "${DRY:-}" ]; then lanes; exit; fi
+nohup setsid bash -c "$(declare -f lane lanes); lanes" > /dev/null 2>&1 &
 echo "issue 23's rows run in the background; logs in $out/logs and $ib/logs"
