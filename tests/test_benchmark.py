@@ -53,6 +53,11 @@ def test_smoke_every_method_writes_schema(tmp_path):
             assert r[group] is None or 0 <= r[group] <= 1
     by = {r["method"]: r for r in results["runs"]}
     assert {m: by[m]["derived_from"] for m in DERIVED_METHODS} == DERIVED_METHODS
+    for m, source in DERIVED_METHODS.items():  # where each derived row was made
+        if METHODS[m].derive in ("crt", "mislas"):  # a classifier re-trained here, in fp32
+            assert by[m]["device"].startswith("cpu (") and "autocast" not in by[m]["device"]
+        else:  # post hoc: the machine its source model trained on
+            assert by[m]["device"] == by[source]["device"]
     assert by["bs_cmo_crt"]["epochs"] == 3 and by["afr_tau"]["epochs"] == 4
     assert by["mislas"]["epochs"] == 3 and by["ib"]["epochs"] == 2
     assert {r["epochs"] for r in results["runs"]} == {2, 3, 4}

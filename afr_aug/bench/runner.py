@@ -211,6 +211,11 @@ class Benchmark:
             "stage2_epochs": crt or src.get("stage2_epochs", 0),
             "recipe": src.get("recipe", "paper"),
         }
+        # where the row was made: a classifier re-trained here (cRT, MiSLAS's stage 2, in fp32),
+        # or, for a post-hoc row, where its source model trained
+        device = training_device(self.device, False) if images else src.get("device")
+        if device is not None:
+            result["device"] = device
         if from_bs_cmo(method, self.schedule.stage1_method):
             result["stage1_seed"] = self.stage1_seed(seed)
         self.log(

@@ -430,7 +430,14 @@ def refresh_table(results):
 
 
 def _hours(seconds):
-    return "–" if seconds is None else f"{seconds / 3600:.1f} h"
+    """A wall time: minutes under an hour, else hours.
+
+    >>> _hours(174.1), _hours(7101.2), _hours(None)
+    ('3 min', '2.0 h', '–')
+    """
+    if seconds is None:
+        return "–"
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def published_table(results):
