@@ -35,9 +35,9 @@ lane() {  # lane WORKTREE OUT METHOD...: the rows one after another, one thread,
         (cd "$wt" && "${cmd[@]}" >> "$dst/logs/$m-seed0.log" 2>&1) || return
     done
 }
-lanes() {  # the two lanes: Balanced Softmax then Remix; MiSLAS, Remix-DRW, then the IB rerun
+lanes() {  # the two lanes: Balanced Softmax then Remix; Remix-DRW, then the IB rerun
     (lane "$old" "$out" bs && lane "$new" "$out" remix) &
-    (lane "$new" "$out" mislas_stage1 mislas remix_drw; lane "$new" "$ib" ib) &
+    (lane "$new" "$out" remix_drw; lane "$new" "$ib" ib) &
     wait
 }
 export py repo old new out ib
