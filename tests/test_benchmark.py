@@ -10,6 +10,7 @@ from conftest import cifar10_root, needs_cifar10, smoke_args
 
 from afr_aug.bench import reproduce
 from afr_aug.bench.checkpoints import load_checkpoint
+from afr_aug.bench.derived import CLASSIFIER_DERIVES
 from afr_aug.bench.methods import ALL_METHODS, DERIVED_METHODS, METHODS
 
 pytestmark = needs_cifar10
@@ -40,24 +41,21 @@ def test_smoke_every_method_writes_schema(tmp_path):
         "ece",
         "calibration",
     }
+    by = {r["method"]: r for r in results["runs"]}
     for r in results["runs"]:
         assert keys <= set(r)
         assert 0 <= r["top1"] <= 1 and len(r["per_class"]) == 10 and r["seed"] == 0
         assert 0 <= r["ece"] <= 1 and sum(r["calibration"]["count"]) == 500  # test_limit
-        trained = r["method"] not in DERIVED_METHODS or METHODS[r["method"]].derive in (
-            "crt",
-            "mislas",
-        )
+        derived = r["method"] in DERIVED_METHODS
+        trained = not derived or METHODS[r["method"]].derive in CLASSIFIER_DERIVES
         assert r["seconds"] >= 0 and (r["img_per_s"] > 0 if trained else r["img_per_s"] is None)
         for group in ("many", "med", "few"):
             assert r[group] is None or 0 <= r[group] <= 1
-    by = {r["method"]: r for r in results["runs"]}
+        if derived and trained:  # where it was made: a classifier re-trained here, in fp32
+            assert r["device"].startswith("cpu (") and "autocast" not in r["device"]
+        elif derived:  # post hoc: the machine its source model trained on
+            assert r["device"] == by[DERIVED_METHODS[r["method"]]]["device"]
     assert {m: by[m]["derived_from"] for m in DERIVED_METHODS} == DERIVED_METHODS
-    for m, source in DERIVED_METHODS.items():  # where each derived row was made
-        if METHODS[m].derive in ("crt", "mislas"):  # a classifier re-trained here, in fp32
-            assert by[m]["device"].startswith("cpu (") and "autocast" not in by[m]["device"]
-        else:  # post hoc: the machine its source model trained on
-            assert by[m]["device"] == by[source]["device"]
     assert by["bs_cmo_crt"]["epochs"] == 3 and by["afr_tau"]["epochs"] == 4
     assert by["mislas"]["epochs"] == 3 and by["ib"]["epochs"] == 2
     assert {r["epochs"] for r in results["runs"]} == {2, 3, 4}

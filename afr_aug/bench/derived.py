@@ -107,6 +107,9 @@ def _mislas(model, source_state, data, device, schedule, seed, progress):
 
 # derive name (``Method.derive``) -> (model, source_state, data, device, schedule, seed,
 # progress) -> (the model, images trained on)
+# the derives that re-train the classifier (so they cost training time and record images/s)
+CLASSIFIER_DERIVES = ("crt", "mislas")
+
 DERIVES = {
     "posthoc": _posthoc,
     "posthoc_cmo": _posthoc_cmo,

@@ -34,6 +34,7 @@ import torch
 from .checkpoints import save_atomic, state_of
 from .cli import data_or_fail
 from .data import load_data
+from .derived import CLASSIFIER_DERIVES
 from .grid import grid, start_order
 from .loop import evaluate_run, new_run
 from .methods import DERIVED_METHODS, METHODS, PAPER_METHODS, RECIPES, STAGE2_METHODS
@@ -91,7 +92,7 @@ def run_seconds(method: str, n_train: int, schedule, single: dict) -> float:
     images = images_per_epoch(schedule)
     startup, eval_s = single.get("startup_s", 0.0), single.get("eval_s", 0.0)
     if entry.stage == 0:  # one evaluation; cRT and MiSLAS train the classifier
-        trains = entry.derive in ("crt", "mislas")
+        trains = entry.derive in CLASSIFIER_DERIVES
         crt = schedule.crt_epochs * images / r["ce"] if trains else 0.0
         return startup + crt + eval_s
     if entry.stage == 2:
