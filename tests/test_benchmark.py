@@ -9,7 +9,7 @@ import torch
 from conftest import cifar10_root, needs_cifar10, smoke_args
 
 from afr_aug.bench import reproduce
-from afr_aug.bench.checkpoints import load_checkpoint
+from afr_aug.bench.checkpoints import load_checkpoint, save_atomic
 from afr_aug.bench.derived import CLASSIFIER_DERIVES
 from afr_aug.bench.methods import ALL_METHODS, DERIVED_METHODS, METHODS
 
@@ -74,7 +74,9 @@ def test_resume_after_kill_gives_the_same_result(tmp_path):
     # killed after 3 epochs: bs_cmo finished (2), afr after its first epoch
     assert smoke(tmp_path / "killed", *args, "--stop-after-epochs", "3") == 75
     state = load_checkpoint(str(tmp_path / "killed" / "ckpt" / "afr-seed0.pt"))
-    assert state["epoch"] == 1 and not state["done"]
+    assert state["epoch"] == 1 and not state["done"] and state["clock"] == "running"
+    del state["clock"]  # as an older version wrote it: its seconds counted its pauses
+    save_atomic(state, str(tmp_path / "killed" / "ckpt" / "afr-seed0.pt"))
     # a budget that cut the grid still gives a table: the unfinished afr as a partial row
     assert smoke(tmp_path / "killed", *args, "--report-only") == 0
     cut = json.loads((tmp_path / "killed" / "results.json").read_text())
@@ -92,13 +94,15 @@ def test_resume_after_kill_gives_the_same_result(tmp_path):
     for ra, rb in zip(a, b):
         assert ra["method"] == rb["method"]
         assert ra["top1"] == rb["top1"] and ra["per_class"] == rb["per_class"]
-    wa = load_checkpoint(str(tmp_path / "straight" / "ckpt" / "afr-seed0.pt"))["model"]
-    wb = load_checkpoint(str(tmp_path / "killed" / "ckpt" / "afr-seed0.pt"))["model"]
+    sa = load_checkpoint(str(tmp_path / "straight" / "ckpt" / "afr-seed0.pt"))
+    sb = load_checkpoint(str(tmp_path / "killed" / "ckpt" / "afr-seed0.pt"))
+    wa, wb = sa["model"], sb["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # the resumed older run keeps its tag, so its seconds stay open to the pause estimate
+    assert sa["clock"] == "running" and sb["clock"] == "wall"
 
 
 def test_reevaluate_recomputes_the_final_numbers_from_the_checkpoint(tmp_path):
-    from afr_aug.bench.checkpoints import save_atomic
     from afr_aug.bench.factories import COSINE_SCALE, logit_scale, make_criterion
     from afr_aug.bench.presets import schedule_from
 
@@ -128,6 +132,17 @@ def test_reevaluate_recomputes_the_final_numbers_from_the_checkpoint(tmp_path):
     assert again["best_top1"] == trained["best_top1"] and again["seconds"] == trained["seconds"]
     with pytest.raises(SystemExit):
         smoke(tmp_path, "--methods", "ldam_drw", "--reevaluate")
+    # a run timed by an older version counted a pause: one epoch took 100 s among 1-s epochs
+    state = load_checkpoint(path)
+    assert state["clock"] == "running"
+    del state["clock"]
+    state["history"] = [{"epoch": e, "seconds": 100.0 if e == 6 else 1.0} for e in range(1, 13)]
+    state["result"] = {**state["result"], "seconds": 111.0, "img_per_s": 10.0}
+    save_atomic(state, path)
+    assert smoke(tmp_path, "--methods", "ldam_drw", "--report-only", "--reevaluate") == 0
+    old = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    assert old["seconds"] == 12.0 and old["paused_epochs_estimated"] == 1
+    assert old["img_per_s"] == pytest.approx(10.0 * 111 / 12)
 
 
 def test_multiple_seeds_give_mean_and_std(tmp_path):

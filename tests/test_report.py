@@ -339,6 +339,10 @@ def test_published_table_sets_each_row_beside_its_paper():
     assert published_table({"dataset": "cifar10-lt", "runs": runs[1:]}) == ""
     c100 = published_table({"dataset": "cifar100-lt", "runs": runs[:1]})
     assert "| 42.04 |" in c100 and "CIFAR-100-LT" in c100
+    # a wall time whose pauses were estimated says so
+    older = [{**runs[0], "paused_epochs_estimated": 2}]
+    row = published_table({"dataset": "cifar10-lt", "runs": older}).splitlines()[4]
+    assert "| ≈1.0 h |" in row and "| 1.0 h |" in ldam
 
 
 def test_each_refresh_sums_what_the_epochs_it_served_trained_on():

@@ -26,6 +26,7 @@ def state_of(run: Run, done: bool = False, result: dict | None = None) -> dict:
         "optimizer": run.optimizer.state_dict(),
         "order": run.order.get_state(),
         "seconds": run.seconds,
+        "clock": run.clock,
         "images_seen": run.images_seen,
         "history": run.history,
         "class_accuracy": run.class_accuracy,
@@ -56,6 +57,7 @@ def restore(run: Run, state: dict) -> None:
     run.order.set_state(state["order"])
     run.epoch, run.seconds, run.images_seen = state["epoch"], state["seconds"], state["images_seen"]
     run.history = list(state["history"])
+    run.clock = state.get("clock", "wall")  # an older run's seconds count its pauses
     run.class_accuracy, run.train_accuracy = state["class_accuracy"], state["train_accuracy"]
     torch.set_rng_state(state["torch_rng"])
     if "loader" not in state:

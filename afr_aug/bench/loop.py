@@ -11,7 +11,6 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +33,7 @@ from afr_aug.losses import drw_weights
 from afr_aug.metrics import evaluate
 from afr_aug.refresh_report import RefreshReport
 
+from .clock import CLOCK, running_time
 from .data import Data, sampler_batches, test_batches
 from .factories import (
     logit_scale,
@@ -68,7 +68,8 @@ class Run:
     loader: BalancedMixLoader | None = None  # the run's one loader (AFRLoader in stage 2)
     stage: int = 1
     epoch: int = 0  # epochs completed in the current stage
-    seconds: float = 0.0  # training time (no evaluation)
+    seconds: float = 0.0  # training time (no evaluation), a paused process's stop left out
+    clock: str = CLOCK  # how ``seconds`` was timed (a run recorded before CLOCK: "wall")
     images_seen: int = 0
     history: list[dict] = field(default_factory=list)
     class_accuracy: list[float] | None = None  # running training accuracy, last epoch
@@ -347,7 +348,7 @@ def train_epoch(run: Run, progress: bool = True) -> dict:
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bool(run.speed.amp))
     run.model.train()
     loss_sum, n_img = torch.zeros((), device=dev), 0
-    start = time.perf_counter()
+    start = running_time()
     for step, (x, y_a, y_b, lam) in enumerate(
         tqdm(
             loader,
@@ -373,7 +374,7 @@ def train_epoch(run: Run, progress: bool = True) -> dict:
         n_img += len(y_a)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    return _end_epoch(run, loss_sum, n_img, time.perf_counter() - start)
+    return _end_epoch(run, loss_sum, n_img, running_time() - start)
 
 
 def evaluate_run(run: Run) -> dict:

@@ -43,6 +43,9 @@ _NOTES = """\
   `reliability.png` draws the bins.
 - Rows made from another row's finished model (post-hoc logit adjustment, τ-norm, cRT) have no
   per-epoch evaluations, so no best top-1; "200+10" for cRT is stage 1 plus its classifier epochs.
+- **Wall time** (against the published numbers): training time, evaluation excluded, while the
+  process ran (a paused run's stop is left out). "≈" marks a run recorded before the clock left
+  pauses out: an epoch that took over 3× its neighbours' median counts at that median.
 """
 
 

@@ -4,7 +4,6 @@ process, and turn each into its ``results.json`` row."""
 from __future__ import annotations
 
 import os
-import time
 
 import torch
 
@@ -13,6 +12,7 @@ from afr_aug.distributed import get_rank
 from afr_aug.embedding import run_inference
 
 from .checkpoints import is_finished, load_checkpoint, restore, save_atomic, state_of
+from .clock import recorded_seconds, running_time
 from .data import Data, train_batches
 from .derived import derive_model
 from .factories import logit_scale, make_model
@@ -112,16 +112,16 @@ class Benchmark:
         a checkpoint after each."""
         progress = not self.args.no_progress and get_rank() == 0
         while run.epoch < run.total_epochs:
-            start = time.perf_counter()
+            start = running_time()
             report = maybe_refresh(run, progress=progress)
-            run.seconds += time.perf_counter() - start
+            run.seconds += running_time() - start
             if report is not None:
-                self.show_refresh(report, label, run.seed, time.perf_counter() - start)
+                self.show_refresh(report, label, run.seed, running_time() - start)
             stats = train_epoch(run, progress=progress)
             if report is not None:
                 stats["refresh"] = {
                     **report.to_dict(),
-                    "seconds": time.perf_counter() - start - stats["seconds"],
+                    "seconds": running_time() - start - stats["seconds"],
                 }
             if run.schedule.evaluates(run.epoch, run.stage):
                 stats["top1"] = evaluate_run(run)["top1"]
@@ -140,17 +140,22 @@ class Benchmark:
         final = evaluate_run(run)
         evaluated = [h["top1"] for h in run.history if "top1" in h]
         stage1 = run.schedule.epochs
+        seconds, estimated = recorded_seconds(
+            {"seconds": run.seconds, "history": run.history, "clock": run.clock}
+        )
         result = trained_row(
             label,
             run.seed,
             final,
             evaluated,
-            run.seconds,
+            seconds,
             run.images_seen,
             stage1,
             run.schedule.stage2_epochs if run.stage == 2 else 0,
             run.history,
         )
+        if estimated:
+            result["paused_epochs_estimated"] = estimated
         if run.stage == 2:
             result["stage1_seed"] = self.stage1_seed(run.seed)
         # the machine that finished the run: a report may be written elsewhere, from runs of
@@ -179,7 +184,7 @@ class Benchmark:
         """A row made from a finished model (post-hoc, tau-normalised, cRT): one step, so its
         checkpoint is written once, finished."""
         source = self.source_state(method, seed)
-        start = time.perf_counter()
+        start = running_time()
         model, images = derive_model(
             method,
             source,
@@ -189,7 +194,7 @@ class Benchmark:
             seed,
             progress=not self.args.no_progress and get_rank() == 0,
         )
-        seconds = time.perf_counter() - start
+        seconds = running_time() - start
         final = evaluate_model(model, self.data, self.device)
         src = source["result"]
         crt = self.schedule.crt_epochs if images else 0
@@ -242,12 +247,19 @@ class Benchmark:
 
     def reevaluated(self, method: str, state: dict) -> dict:
         """The row of a finished trained run with its final model evaluated again by this
-        version (--report-only --reevaluate): the test-set numbers change, the training history,
-        best top-1 and time stay as they were recorded."""
+        version (--report-only --reevaluate): the test-set numbers change, the training history
+        and best top-1 stay as they were recorded, and the time of a run recorded before
+        ``afr_aug.bench.clock`` leaves out its pauses (``paused_epochs_estimated``)."""
         result = dict(state["result"])
         entry = METHODS[method]
         if entry.stage == 0:
             return result
+        if state.get("clock") is None and "paused_epochs_estimated" not in result:
+            seconds, estimated = recorded_seconds({**state, "seconds": result["seconds"]})
+            result["img_per_s"] *= result["seconds"] / max(seconds, 1e-9)  # same images
+            result["seconds"] = seconds
+            if estimated:
+                result["paused_epochs_estimated"] = estimated
         final = self.evaluate_checkpoint(entry, state)
         for key in ("top1", "many", "med", "few", "ece", "calibration", "per_class"):
             result[key] = final[key]
@@ -280,7 +292,7 @@ class Benchmark:
             seed,
             final,
             evaluated,
-            state["seconds"],
+            recorded_seconds(state)[0],
             state["images_seen"],
             self.schedule.epochs if stage2 else done,
             done if stage2 else 0,

@@ -446,7 +446,8 @@ def published_table(results):
 
     The official codes pick the best epoch on the test set, so the difference is taken from
     the best evaluated epoch (``best_top1``; the final epoch where none was recorded) and the
-    table says so. One seed per row; wall time and machine are the run's own.
+    table says so. One seed per row; wall time and machine are the run's own ("≈": pauses
+    estimated, ``afr_aug.bench.clock.recorded_seconds``).
 
     >>> res = {"dataset": "cifar10-lt", "imbalance_ratio": 100, "device": "cpu",
     ...        "runs": [{"method": "ldam_drw", "epochs": 200, "seed": 0, "top1": 0.7650,
@@ -474,7 +475,7 @@ def published_table(results):
             _cell(run.get("many"), 0, 1),
             _cell(run.get("med"), 0, 1),
             _cell(run.get("ece"), 0, 1),
-            _hours(run.get("seconds")),
+            ("≈" if run.get("paused_epochs_estimated") else "") + _hours(run.get("seconds")),
             _md(run.get("device", results.get("device", "?"))),
         ]
         if published is None:
