@@ -70,3 +70,19 @@ def test_recorded_seconds_estimates_only_the_pauses_of_an_older_run():
     assert seconds == pytest.approx(total - 1500.0, abs=2.0)
     # too short a history to tell: taken as recorded
     assert recorded_seconds({"seconds": 9.0, "history": hist[:3]}) == (9.0, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_its_own_clock():
+    from afr_aug.bench import clock
+
+    clock.running_time()  # the parent's clock, with its heartbeat thread
+    assert clock._clock is not None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no heartbeat thread came along, so no clock either
+        os.write(write, b"1" if clock._clock is None else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert clock._clock is not None

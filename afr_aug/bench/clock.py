@@ -21,6 +21,7 @@ pauses; :func:`recorded_seconds` estimates those pauses from the run's per-epoch
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -87,6 +88,16 @@ class RunningClock:
 
 _clock: RunningClock | None = None
 _clock_lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    """A forked child has no heartbeat thread: it starts its own clock on its first reading."""
+    global _clock, _clock_lock
+    _clock, _clock_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def running_time() -> float:
