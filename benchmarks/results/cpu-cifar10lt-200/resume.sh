@@ -3,19 +3,18 @@
 #
 #   bash benchmarks/results/cpu-cifar10lt-200/resume.sh [RUNS]     (RUNS default: ../runs-23)
 #
-# It sets up what is missing, never overwriting a checkpoint that is further along: worktrees of
-# the two fixed commits beside the clone, RUNS/cpu-cifar10lt-200/ckpt with the committed
+# It sets up what is missing, never overwriting a checkpoint that is further along: a worktree of
+# the fixed commit beside the clone, RUNS/cpu-cifar10lt-200/ckpt with the committed
 # partial checkpoints, RUNS/cpu-cifar10lt-200-ibdense/ckpt with IB's epoch-32 checkpoint. Then
 # it starts two lanes of one thread each in the background (logs in RUNS/*/logs) and returns.
-# Balanced Softmax began at 2ed80cb and continues there; the rows begun after 65d7de5 (every
-# epoch evaluated from the recipe's first change) run there. DRY=1 prints the commands instead.
+# The rows still running began at 65d7de5 (every epoch evaluated from the recipe's first change)
+# and run there. DRY=1 prints the commands instead.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(git -C "$here" rev-parse --show-toplevel)
 runs=$(mkdir -p "${1:-$repo/../runs-23}" && cd "${1:-$repo/../runs-23}" && pwd)
 py=${PY:-$repo/.venv/bin/python}
-old=$repo/../exp-23 new=$repo/../exp-23b
-[ -e "$old/.git" ] || git -C "$repo" worktree add -f --detach "$old" 2ed80cb
+new=$repo/../exp-23b
 [ -e "$new/.git" ] || git -C "$repo" worktree add -f --detach "$new" 65d7de5
 out=$runs/cpu-cifar10lt-200 ib=$runs/cpu-cifar10lt-200-ibdense
 mkdir -p "$out/ckpt" "$out/logs" "$ib/ckpt" "$ib/logs"
@@ -35,12 +34,12 @@ lane() {  # lane WORKTREE OUT METHOD...: the rows one after another, one thread,
         (cd "$wt" && "${cmd[@]}" >> "$dst/logs/$m-seed0.log" 2>&1) || return
     done
 }
-lanes() {  # the two lanes: Balanced Softmax then Remix; Remix-DRW, then the IB rerun
-    (lane "$old" "$out" bs && lane "$new" "$out" remix) &
+lanes() {  # the two lanes: Remix; Remix-DRW, then the IB rerun
+    lane "$new" "$out" remix &
     (lane "$new" "$out" remix_drw; lane "$new" "$ib" ib) &
     wait
 }
-export py repo old new out ib
+export py repo new out ib
 if [ -n "${DRY:-}" ]; then lanes; exit; fi
 nohup setsid bash -c "$(declare -f lane lanes); lanes" > /dev/null 2>&1 &
 echo "issue 23's rows run in the background; logs in $out/logs and $ib/logs"
