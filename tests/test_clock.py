@@ -65,11 +65,11 @@ def test_recorded_seconds_estimates_only_the_pauses_of_an_older_run():
     hist[40]["seconds"] = 30.0 + 1500.0  # a 25-minute pause in epoch 41
     hist[41]["seconds"] = 75.0  # slower (a second run beside it): not a pause
     total = sum(h["seconds"] for h in hist)
-    seconds, estimated = recorded_seconds({"seconds": total, "history": hist})
+    seconds, estimated = recorded_seconds(total, hist)
     assert estimated == 1
     assert seconds == pytest.approx(total - 1500.0, abs=2.0)
     # too short a history to tell: taken as recorded
-    assert recorded_seconds({"seconds": 9.0, "history": hist[:3]}) == (9.0, 0)
+    assert recorded_seconds(9.0, hist[:3]) == (9.0, 0)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -111,25 +111,32 @@ def running_time() -> float:
     return _clock.now()
 
 
-def recorded_seconds(state: dict, window: int = 10, factor: float = 3.0) -> tuple[float, int]:
-    """A checkpoint's training seconds and the number of its epochs whose time was estimated.
+def recorded_seconds(
+    seconds: float,
+    history: list[dict],
+    clock: str | None = None,
+    window: int = 10,
+    factor: float = 3.0,
+) -> tuple[float, int]:
+    """A run's training seconds and the number of its epochs whose time was estimated.
 
-    A run timed by :func:`running_time` (``state["clock"] == "running"``) is taken as it was
-    recorded. An older run counted its pauses: an epoch that took more than ``factor`` times
-    the median of its ``window`` neighbours on each side spanned a pause, and counts at that
-    median instead.
+    ``seconds`` is the time the run recorded, ``history`` its per-epoch records and ``clock``
+    how it was timed (a checkpoint's ``"clock"``). A run timed by :func:`running_time`
+    (``clock == "running"``) is taken as it was recorded. An older run counted its pauses: an
+    epoch that took more than ``factor`` times the median of its ``window`` neighbours on each
+    side spanned a pause, and counts at that median instead.
 
     >>> hist = [{"epoch": e, "seconds": 30.0} for e in range(1, 41)]
     >>> hist[19]["seconds"] = 1230.0      # epoch 20 spanned a 20-minute pause
-    >>> recorded_seconds({"seconds": 2400.0, "history": hist})
+    >>> recorded_seconds(2400.0, hist)
     (1200.0, 1)
-    >>> recorded_seconds({"seconds": 2400.0, "history": hist, "clock": "running"})
+    >>> recorded_seconds(2400.0, hist, clock="running")
     (2400.0, 0)
     """
-    seconds = float(state["seconds"])
-    if state.get("clock") == CLOCK:
+    seconds = float(seconds)
+    if clock == CLOCK:
         return seconds, 0
-    times = [float(h["seconds"]) for h in state.get("history", []) if "seconds" in h]
+    times = [float(h["seconds"]) for h in history if "seconds" in h]
     paused, estimated = 0.0, 0
     for i, s in enumerate(times):
         near = times[max(0, i - window) : i] + times[i + 1 : i + 1 + window]

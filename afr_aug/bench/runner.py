@@ -140,9 +140,7 @@ class Benchmark:
         final = evaluate_run(run)
         evaluated = [h["top1"] for h in run.history if "top1" in h]
         stage1 = run.schedule.epochs
-        seconds, estimated = recorded_seconds(
-            {"seconds": run.seconds, "history": run.history, "clock": run.clock}
-        )
+        seconds, estimated = recorded_seconds(run.seconds, run.history, run.clock)
         result = trained_row(
             label,
             run.seed,
@@ -254,8 +252,8 @@ class Benchmark:
         entry = METHODS[method]
         if entry.stage == 0:
             return result
-        if state.get("clock") is None and "paused_epochs_estimated" not in result:
-            seconds, estimated = recorded_seconds({**state, "seconds": result["seconds"]})
+        if state.get("clock") is None:  # finished before the running clock: estimate its pauses
+            seconds, estimated = recorded_seconds(result["seconds"], state.get("history", []))
             result["img_per_s"] *= result["seconds"] / max(seconds, 1e-9)  # same images
             result["seconds"] = seconds
             if estimated:
@@ -292,7 +290,7 @@ class Benchmark:
             seed,
             final,
             evaluated,
-            recorded_seconds(state)[0],
+            recorded_seconds(state["seconds"], state["history"], state.get("clock"))[0],
             state["images_seen"],
             self.schedule.epochs if stage2 else done,
             done if stage2 else 0,
