@@ -18,7 +18,7 @@ new=$repo/../exp-23b
 [ -e "$new/.git" ] || git -C "$repo" worktree add -f --detach "$new" 65d7de5
 out=$runs/cpu-cifar10lt-200 ib=$runs/cpu-cifar10lt-200-ibdense
 mkdir -p "$out/ckpt" "$out/logs" "$ib/ckpt" "$ib/logs"
-for f in "$here"/partial/*.pt; do cp -n "$f" "$out/ckpt/"; done
+for f in "$here"/partial/*.pt; do [ ! -e "$f" ] || cp -n "$f" "$out/ckpt/"; done
 [ -e "$ib/ckpt/ib-seed0.pt" ] || git -C "$repo" show \
     2aff89e:benchmarks/results/cpu-cifar10lt-200/partial/ib-seed0.pt > "$ib/ckpt/ib-seed0.pt"
 
@@ -34,9 +34,9 @@ lane() {  # lane WORKTREE OUT METHOD...: the rows one after another, one thread,
         (cd "$wt" && "${cmd[@]}" >> "$dst/logs/$m-seed0.log" 2>&1) || return
     done
 }
-lanes() {  # the two lanes: Remix; Remix-DRW, then the IB rerun
+lanes() {  # the two lanes: Remix; the IB rerun
     lane "$new" "$out" remix &
-    (lane "$new" "$out" remix_drw; lane "$new" "$ib" ib) &
+    lane "$new" "$ib" ib &
     wait
 }
 export py repo new out ib
