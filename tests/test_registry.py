@@ -10,7 +10,7 @@ import torch
 from conftest import cifar10_root, fabricated_lt, needs_cifar10
 
 from afr_aug.bench import grid, presets, reproduce
-from afr_aug.bench.checkpoints import state_of
+from afr_aug.bench.checkpoints import load_checkpoint, state_of
 from afr_aug.bench.derived import DERIVES, derive_model
 from afr_aug.bench.factories import LOSSES, MIXERS, make_criterion
 from afr_aug.bench.loop import new_run, train_epoch
@@ -246,3 +246,40 @@ def test_stage2_rows_control_balanced_stream_and_label_safe():
     )
     with pytest.raises(SystemExit):
         reproduce.parse_args(["--label-safe", "2"])
+
+
+def test_weight_decay_flag_changes_stage1_and_names_every_row():
+    s = presets.schedule_from(
+        reproduce.parse_args(["--recipe", "authors", "--weight-decay", "5e-4"])
+    )
+    plain = presets.schedule_from(reproduce.parse_args(["--recipe", "authors"]))
+    assert s.for_stage1(METHODS["mislas_stage1"]).weight_decay == 5e-4
+    assert plain.for_stage1(METHODS["mislas_stage1"]).weight_decay == 2e-4
+    assert (
+        s.for_stage1(METHODS["bs"]).weight_decay
+        == 5e-4
+        == plain.for_stage1(METHODS["bs"]).weight_decay
+    )
+    assert s.weight_decay == 2e-4  # stage 2 and the re-trained classifiers keep the preset's
+    for name in ("mislas_stage1", "mislas", "afr", "bs_cmo_crt"):
+        assert grid.run_label(name, s) == f"{name}[wd=0.0005]"
+        assert grid.run_label(name, plain) == name
+    paper = presets.schedule_from(reproduce.parse_args(["--weight-decay", "0"]))
+    assert paper.for_stage1(METHODS["ce"]).weight_decay == 0.0
+    assert grid.run_label("bs_cmo_tau", replace(paper, tau=0.5)) == "bs_cmo_tau[tau=0.5,wd=0]"
+    for bad in ("-1e-4", "nan", "inf", "lots"):
+        with pytest.raises(SystemExit):
+            reproduce.parse_args(["--weight-decay", bad])
+
+
+@needs_cifar10
+def test_weight_decay_run_trains_stage1_with_it_and_keeps_its_checkpoints_apart(tmp_path):
+    argv = ["--preset", "smoke", "--recipe", "authors", "--methods", "mislas", "--seeds", "0"]
+    argv += ["--data-root", str(cifar10_root()), "--out", str(tmp_path), "--no-progress"]
+    assert reproduce.main([*argv, "--weight-decay", "5e-4"]) == 0
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [r["method"] for r in runs] == ["mislas[wd=0.0005]"]
+    assert "MiSLAS [wd=0.0005]" in (tmp_path / "results.md").read_text()
+    stage1 = load_checkpoint(str(tmp_path / "ckpt" / "mislas_stage1[wd=0.0005]-seed0.pt"))
+    assert {g["weight_decay"] for g in stage1["optimizer"]["param_groups"]} == {5e-4}
+    assert not (tmp_path / "ckpt" / "mislas_stage1-seed0.pt").exists()

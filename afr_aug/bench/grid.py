@@ -85,7 +85,8 @@ def start_order(tasks, stage1_method: str = "bs_cmo", methods=None):
 
 def run_label(method: str, s: Schedule) -> str:
     """Variants get their own row: afr[mixup,0.5] (Table 2), bs_cmo_tau[tau=0.5], la[tau=2],
-    afr[from=bs_cmo_eff] (stage 2 from another stage-1 model)."""
+    afr[from=bs_cmo_eff] (stage 2 from another stage-1 model), mislas[wd=0.0005] (every row of
+    a run with --weight-decay)."""
     tags = []
     entry = METHODS[method]
     source = METHODS.get(entry.starts_from) if entry.starts_from else None
@@ -118,6 +119,8 @@ def run_label(method: str, s: Schedule) -> str:
                     else (value if isinstance(value, str) or value is None else f"{value:g}")
                 )
                 tags.append(f"{short}={shown}")
+    if s.stage1_weight_decay is not None:  # every row: each one stands on a stage-1 model
+        tags.append(f"wd={s.stage1_weight_decay:g}")
     return f"{method}[{','.join(tags)}]" if tags else method
 
 

@@ -103,6 +103,7 @@ def schedule_from(args) -> Schedule:
             "minority_quantile": args.minority_quantile,
             "stage1_method": args.stage1_method,
             "recipe": args.recipe,
+            "stage1_weight_decay": args.weight_decay,
         }.items()
         if v is not None
     }

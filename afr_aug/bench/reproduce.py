@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -79,6 +80,16 @@ def _label_safe(value: str):
     if not 0 < conf < 1:
         raise argparse.ArgumentTypeError(f"a confidence must lie in (0, 1), got {value}")
     return conf
+
+
+def _weight_decay(value: str) -> float:
+    try:
+        wd = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number >= 0, got {value!r}") from None
+    if not math.isfinite(wd) or wd < 0:
+        raise argparse.ArgumentTypeError(f"weight decay must be a finite number >= 0, got {value}")
+    return wd
 
 
 def _grid_args(p) -> None:
@@ -190,6 +201,14 @@ def _schedule_args(p) -> None:
         help="paper (default): the AFR paper's stage-1 augmentation for every row; "
         "authors: each row as its official code trains it (compare with "
         "published numbers); recorded in results.json",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=_weight_decay,
+        default=None,
+        metavar="WD",
+        help="stage 1's weight decay instead of the recipe's (stage 2 and the re-trained "
+        "classifiers keep theirs); every row is named ROW[wd=WD] and kept apart",
     )
 
 

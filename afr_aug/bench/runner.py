@@ -305,7 +305,8 @@ class Benchmark:
     def class_distribution(self, seed: int) -> dict | None:
         """Fig. 1: cosine similarity to the class mean under the finished stage-1 model that
         stage 2 fine-tunes (bs_cmo, or --stage1-method's)."""
-        path = self.ckpt_path(self.schedule.stage1_method, self.stage1_seed(seed))
+        label = run_label(self.schedule.stage1_method, self.schedule)
+        path = self.ckpt_path(label, self.stage1_seed(seed))
         if path not in self.finished and is_finished(path):  # e.g. only stage-2 runs were asked
             self.finished[path] = load_checkpoint(path)
         if path not in self.finished:

@@ -78,6 +78,10 @@ class Schedule:
     # "authors" every stage-1 epoch is evaluated from the first change of the recipe (its first
     # learning-rate decay, DRW, IB's switch), and from the last fifth at the latest.
     dense_eval_from: float = 0.8
+    # --weight-decay: stage 1's weight decay instead of the recipe's (a check of a recipe's
+    # choice, e.g. MiSLAS's README recommends 5e-4 over its config's 2e-4); every row is then
+    # named ROW[wd=...], so its checkpoints never mix with the recipe's
+    stage1_weight_decay: float | None = None
 
     def for_stage1(self, method) -> Schedule:
         """This schedule with ``method``'s stage-1 recipe (``methods.Method.recipe``) filled in."""
@@ -87,7 +91,9 @@ class Schedule:
             epochs=r.epochs,
             batch_size=r.batch_size,
             lr=r.lr,
-            weight_decay=r.weight_decay,
+            weight_decay=(
+                r.weight_decay if self.stage1_weight_decay is None else self.stage1_weight_decay
+            ),
             warmup_epochs=r.warmup_epochs,
             augment=r.augment,
             lr_schedule=r.lr_schedule,
