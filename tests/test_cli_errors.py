@@ -87,6 +87,33 @@ def test_a_value_out_of_range_is_one_line_too(tmp_path):
     assert "num_labels" in line
 
 
+@pytest.mark.parametrize(
+    "module, args, message",
+    [
+        ("reproduce", ["--weight-decay=-1e-4"], "weight decay must be a finite number >= 0"),
+        ("reproduce", ["--weight-decay", "nan"], "got 'nan'"),
+        ("reproduce", ["--weight-decay", "lots"], "got 'lots'"),
+        ("reproduce", ["--label-safe", "1.5"], "a confidence must lie in (0, 1), got 1.5"),
+        ("reproduce", ["--label-safe", "none"], "'label' or a confidence in (0, 1)"),
+        ("label_safe", ["--checkpoint", "a=b", "--options", "0"], "must lie in (0, 1), got 0"),
+        ("label_safe", ["--checkpoint", "a=b", "--options", "safe"], "got 'safe'"),
+    ],
+)
+def test_a_bad_value_names_what_is_allowed(module, args, message, capsys):
+    main = importlib.import_module(f"benchmarks.{module}").main
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"afr-aug {module.replace('_', '-')}: error: " in err and message in err, err
+
+
+def test_label_safe_options_read_none_label_and_a_confidence():
+    from afr_aug.bench.label_safe import _option
+
+    assert [_option(t) for t in ("none", "label", "0.5")] == [None, "label", 0.5]
+
+
 @pytest.mark.parametrize("module", CLIS)
 def test_a_bad_flag_exits_2(module, capsys):
     main = importlib.import_module(f"benchmarks.{module}").main

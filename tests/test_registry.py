@@ -269,7 +269,7 @@ def test_weight_decay_flag_changes_stage1_and_names_every_row():
     assert grid.run_label("bs_cmo_tau", replace(paper, tau=0.5)) == "bs_cmo_tau[tau=0.5,wd=0]"
     for bad in ("-1e-4", "nan", "inf", "lots"):
         with pytest.raises(SystemExit):
-            reproduce.parse_args(["--weight-decay", bad])
+            reproduce.parse_args([f"--weight-decay={bad}"])
 
 
 @needs_cifar10

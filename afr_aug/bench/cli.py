@@ -7,6 +7,7 @@ in a traceback that hides the one line that says what to pass instead.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import NoReturn
@@ -23,6 +24,22 @@ def require_file(prog: str, flag: str, path, what: str) -> None:
     be and where one comes from."""
     if path is not None and not os.path.isfile(path):
         fail(prog, f"{flag} {path}: no such file ({what})")
+
+
+def label_or_confidence(text: str):
+    """argparse type for a label-safe rule (``AFRDataset(label_safe=...)``): ``'label'``, or a
+    confidence in (0, 1) as a float."""
+    if text == "label":
+        return text
+    try:
+        conf = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'label' or a confidence in (0, 1), got {text!r}"
+        ) from None
+    if not 0 < conf < 1:
+        raise argparse.ArgumentTypeError(f"a confidence must lie in (0, 1), got {text}")
+    return conf
 
 
 CHECKPOINT = "a bs_cmo checkpoint written by afr-aug reproduce, in --out/ckpt/"

@@ -26,7 +26,7 @@ import torch
 from afr_aug import AFRDataset
 
 from .checkpoints import load_checkpoint
-from .cli import data_or_fail, fail
+from .cli import data_or_fail, fail, label_or_confidence
 from .data import load_data
 from .factories import make_model
 from .runtime import device_name
@@ -35,17 +35,8 @@ PROG = "afr-aug label-safe"
 
 
 def _option(text: str):
-    if text in ("none", "label"):
-        return None if text == "none" else text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"an option is none, label or a confidence in (0, 1), got {text!r}"
-        ) from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"a confidence must lie in (0, 1), got {text}")
-    return value
+    """``none`` (no rule) or a label-safe rule (:func:`label_or_confidence`)."""
+    return None if text == "none" else label_or_confidence(text)
 
 
 def measure(model, data, option, slots: int, seed: int = 0) -> dict:
@@ -93,7 +84,13 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", choices=["cifar10-lt", "cifar100-lt"], default="cifar10-lt")
     p.add_argument("--data-root", default=None)
     p.add_argument("--data", default=None, metavar="PACK")
-    p.add_argument("--options", type=_option, nargs="+", default=[None, "label", 0.5])
+    p.add_argument(
+        "--options",
+        type=_option,
+        nargs="+",
+        default=[None, "label", 0.5],
+        metavar="none|label|CONF",
+    )
     p.add_argument("--slots", type=int, default=500, help="slots per class (default 500)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)

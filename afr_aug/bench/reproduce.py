@@ -43,16 +43,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 
 import torch
 
+from afr_aug.checks import check_number
 from afr_aug.distributed import get_rank, get_world_size
 
 from .checkpoints import is_finished, load_checkpoint
-from .cli import data_or_fail
+from .cli import data_or_fail, label_or_confidence
 from .data import check_data, load_data
 from .grid import grid, run_label
 from .jobs import JobRunner
@@ -68,28 +68,13 @@ from .tables import markdown_table
 PROG = "afr-aug reproduce"
 
 
-def _label_safe(value: str):
-    if value == "label":
-        return value
+def _weight_decay(text: str) -> float:
     try:
-        conf = float(value)
+        return check_number(float(text), "weight decay", minimum=0)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"'label' or a confidence in (0, 1), got {value!r}"
+            f"weight decay must be a finite number >= 0, got {text!r}"
         ) from None
-    if not 0 < conf < 1:
-        raise argparse.ArgumentTypeError(f"a confidence must lie in (0, 1), got {value}")
-    return conf
-
-
-def _weight_decay(value: str) -> float:
-    try:
-        wd = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a number >= 0, got {value!r}") from None
-    if not math.isfinite(wd) or wd < 0:
-        raise argparse.ArgumentTypeError(f"weight decay must be a finite number >= 0, got {value}")
-    return wd
 
 
 def _grid_args(p) -> None:
@@ -185,7 +170,7 @@ def _schedule_args(p) -> None:
     )
     p.add_argument(
         "--label-safe",
-        type=_label_safe,
+        type=label_or_confidence,
         default=None,
         metavar="label|CONF",
         help="afr's label-safe slots: keep an attacked slot only when the model still "
