@@ -28,7 +28,17 @@ def require_file(prog: str, flag: str, path, what: str) -> None:
 
 def label_or_confidence(text: str):
     """argparse type for a label-safe rule (``AFRDataset(label_safe=...)``): ``'label'``, or a
-    confidence in (0, 1) as a float."""
+    confidence in (0, 1) as a float.
+
+    >>> p = argparse.ArgumentParser(prog="demo")
+    >>> _ = p.add_argument("--label-safe", type=label_or_confidence)
+    >>> p.parse_args(["--label-safe", "0.6"]).label_safe
+    0.6
+    >>> label_or_confidence("1.5")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: a confidence must lie in (0, 1), got 1.5
+    """
     if text == "label":
         return text
     try:
